@@ -1,0 +1,16 @@
+"""Memory modules: one file each, one registry, one interface (`MemoryModule`).
+
+Importing this package registers every module shipped with neuromem.
+"""
+
+from neuromem.memory.base import (
+    MemoryModule,
+    MemoryOutput,
+    build_memory,
+    memory_info,
+    memory_names,
+    register_memory,
+)
+from neuromem.memory import hopfield  # noqa: F401  (registers "hopfield")
+
+__all__ = ["MemoryModule", "MemoryOutput", "build_memory", "memory_info", "memory_names", "register_memory"]

@@ -1,0 +1,1 @@
+"""Memory updates as pure functions; modules in `neuromem.memory` hold the state."""
