@@ -13,6 +13,18 @@ Dynamics (snnTorch's `Leaky` / `Synaptic`, reset computed from the previous step
 
 The reset term uses a detached spike, as snnTorch does, so gradients flow only
 through the membrane path and the surrogate of the spike non-linearity.
+
+Two implementations of every sequence function live here:
+- the *reference* path (`*_sequence_reference`): a Python loop over `*_step`,
+  autograd records every step. Short and obviously right.
+- the *fast* path (default): one autograd node per sequence. The forward loop
+  runs without recording a graph, writing into preallocated (T, ...) buffers;
+  the backward through time is written out by hand (see `_SpikingSequence`).
+  Forward values (spikes, membranes) are bit-for-bit those of the reference
+  path, since the same float operations run in the same order; gradients agree
+  to float rounding (sums are accumulated in a different order).
+`reference_core()` switches every caller back to the reference path (tests,
+benchmarks).
 """
 
 from __future__ import annotations
@@ -20,9 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+import contextlib
+from typing import Iterator
+
 import torch
 
-from neuromem.neurons.functional.surrogate import heaviside_surrogate
+from neuromem.neurons.functional.surrogate import heaviside_surrogate, surrogate_grad
 
 Reset = Literal["subtract", "zero"]
 
@@ -93,20 +108,34 @@ def initial_cuba_state(like: torch.Tensor) -> CUBAState:
     return CUBAState(zeros, zeros, zeros)
 
 
-def lif_sequence(
+_FAST_PATH = True
+
+
+@contextlib.contextmanager
+def reference_core() -> Iterator[None]:
+    """Within this block, sequence functions (and spiking layers) use the step-by-step reference path."""
+    global _FAST_PATH
+    previous, _FAST_PATH = _FAST_PATH, False
+    try:
+        yield
+    finally:
+        _FAST_PATH = previous
+
+
+def fast_path_enabled() -> bool:
+    return _FAST_PATH
+
+
+# ---------------------------------------------------------------- reference path
+
+
+def lif_sequence_reference(
     inputs: torch.Tensor,
     p: LIFParameters,
     recurrent_weight: torch.Tensor | None = None,
     state: LIFState | None = None,
     return_membrane: bool = False,
 ) -> tuple[torch.Tensor, LIFState] | tuple[torch.Tensor, LIFState, torch.Tensor]:
-    """Run LIF over a whole sequence.
-
-    inputs: (T, batch, ...) input currents, already projected (the synaptic
-    matmul is hoisted out of the time loop by the caller). If `recurrent_weight`
-    (out, out) is given, s_{t-1} @ W^T is added to the drive at step t.
-    Returns spikes (T, batch, ...) and the final state (and membranes if asked).
-    """
     state = state if state is not None else initial_lif_state(inputs[0])
     spikes_out, membranes = [], []
     for x in inputs:
@@ -122,13 +151,12 @@ def lif_sequence(
     return spikes_seq, state
 
 
-def cuba_sequence(
+def cuba_sequence_reference(
     inputs: torch.Tensor,
     p: CUBAParameters,
     recurrent_weight: torch.Tensor | None = None,
     state: CUBAState | None = None,
 ) -> tuple[torch.Tensor, CUBAState]:
-    """Current-based LIF over a whole (T, batch, ...) sequence; see `lif_sequence`."""
     state = state if state is not None else initial_cuba_state(inputs[0])
     spikes_out = []
     for x in inputs:
@@ -139,11 +167,187 @@ def cuba_sequence(
     return torch.stack(spikes_out), state
 
 
-def leaky_integrator_sequence(inputs: torch.Tensor, beta: float) -> torch.Tensor:
-    """Non-spiking leaky readout v_t = beta * v_{t-1} + x_t over (T, batch, ...); returns all v_t."""
+def leaky_integrator_sequence_reference(inputs: torch.Tensor, beta: float) -> torch.Tensor:
     membrane = torch.zeros_like(inputs[0])
     out = []
     for x in inputs:
         membrane = beta * membrane + x
         out.append(membrane)
     return torch.stack(out)
+
+
+# ---------------------------------------------------------------- fast path
+
+
+class _SpikingSequence(torch.autograd.Function):
+    """LIF (alpha is None) or CUBA over a whole sequence, one autograd node.
+
+    Forward, per step t (drive d_t = x_t [+ s_{t-1} W^T]; CUBA: i_t = alpha i_{t-1} + d_t, d_t <- i_t):
+        v_t = beta v_{t-1} + d_t - theta s_{t-1}        (subtract)
+        v_t = beta (1 - s_{t-1}) v_{t-1} + d_t           (zero)
+        s_t = [v_t > theta]
+    Backward, with h_t = surrogate'(v_t - theta) and the reset spike detached
+    (so dv_{t+1}/dv_t = k_t = beta, or beta (1 - s_t) for zero reset):
+        gs_t = dL/ds_t + gd_{t+1} W                       (recurrent term only with W)
+        gv_t = dL/dv_t + h_t gs_t + k_t gv_{t+1}
+        gd_t = gv_t  (LIF)   |   gi_t = gv_t + alpha gi_{t+1}, gd_t = gi_t  (CUBA)
+        dL/dW = sum_t gd_t^T s_{t-1},  dL/dx_t = gd_t
+    Only the membranes and spikes are kept for backward: (2 T B N) floats
+    instead of the ~8 tensors per step autograd keeps for the reference loop.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, recurrent_weight, current0, membrane0, spikes0, alpha, beta, threshold, zero_reset, surrogate, slope):
+        steps = inputs.shape[0]
+        spikes = torch.empty_like(inputs)
+        membranes = torch.empty_like(inputs)
+        weight_t = recurrent_weight.t() if recurrent_weight is not None else None
+        current, membrane, spike = current0, membrane0, spikes0
+        for t in range(steps):
+            drive = inputs[t]
+            if weight_t is not None:
+                drive = drive + spike @ weight_t
+            if alpha is not None:
+                current = alpha * current + drive
+                drive = current
+            out = membranes[t]
+            if zero_reset:
+                # same float ops as beta * (1 - s) * v + d in the reference step
+                torch.mul((1.0 - spike).mul_(beta), membrane, out=out)
+                out.add_(drive)
+            else:
+                torch.mul(membrane, beta, out=out)
+                out.add_(drive)
+                out.sub_(spike, alpha=threshold)
+            # v > theta is exactly (v - theta) > 0 in floating point
+            torch.gt(out, threshold, out=spikes[t])
+            membrane, spike = out, spikes[t]
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(membranes, spikes, recurrent_weight, spikes0)
+        ctx.options = (alpha, beta, threshold, zero_reset, surrogate, slope)
+        if alpha is not None:
+            return spikes, membranes, current
+        return spikes, membranes
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membranes, grad_current=None):
+        membranes, spikes, weight, spikes0 = ctx.saved_tensors
+        alpha, beta, threshold, zero_reset, surrogate, slope = ctx.options
+        steps = membranes.shape[0]
+        surrogate_slopes = surrogate_grad(surrogate, membranes - threshold, slope)
+        # the part of gv_t known before the backward loop: dL/dv_t + h_t dL/ds_t
+        local = torch.zeros_like(membranes) if grad_spikes is None else grad_spikes * surrogate_slopes
+        if grad_membranes is not None:
+            local = local + grad_membranes
+        decay = (1.0 - spikes).mul_(beta) if zero_reset else None
+        grad_drive = torch.empty_like(membranes)
+        grad_v_next = grad_i_next = None
+        for t in range(steps - 1, -1, -1):
+            grad_v = local[t]
+            if grad_v_next is not None:
+                if weight is not None:
+                    grad_v = torch.addcmul(grad_v, surrogate_slopes[t], grad_drive[t + 1] @ weight)
+                if zero_reset:
+                    grad_v = torch.addcmul(grad_v, decay[t], grad_v_next)
+                else:
+                    grad_v = torch.add(grad_v, grad_v_next, alpha=beta)
+            if alpha is None:
+                grad_drive[t] = grad_v
+            else:
+                grad_i = grad_v
+                if grad_i_next is not None:
+                    grad_i = torch.add(grad_i, grad_i_next, alpha=alpha)
+                elif grad_current is not None:
+                    grad_i = grad_i + grad_current
+                grad_drive[t] = grad_i
+                grad_i_next = grad_drive[t]
+            grad_v_next = grad_v
+
+        grad_weight = grad_current0 = grad_membrane0 = grad_spikes0 = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            previous_spikes = torch.cat([spikes0.unsqueeze(0), spikes[:-1]])
+            size = weight.shape[0]
+            grad_weight = grad_drive.reshape(-1, size).t() @ previous_spikes.reshape(-1, size)
+        if alpha is not None and ctx.needs_input_grad[2]:
+            grad_current0 = grad_drive[0] * alpha
+        if ctx.needs_input_grad[3]:
+            grad_membrane0 = grad_v_next * ((1.0 - spikes0) * beta if zero_reset else beta)
+        if weight is not None and ctx.needs_input_grad[4]:
+            grad_spikes0 = grad_drive[0] @ weight
+        return (grad_drive, grad_weight, grad_current0, grad_membrane0, grad_spikes0) + (None,) * 6
+
+
+class _LeakyIntegratorSequence(torch.autograd.Function):
+    """v_t = beta v_{t-1} + x_t for all t; backward is the reverse scan g_x_t = g_t + beta g_x_{t+1}."""
+
+    @staticmethod
+    def forward(ctx, inputs, beta):
+        out = torch.empty_like(inputs)
+        membrane = torch.zeros_like(inputs[0])
+        for t in range(inputs.shape[0]):
+            torch.mul(membrane, beta, out=out[t])
+            out[t].add_(inputs[t])
+            membrane = out[t]
+        ctx.beta = beta
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_inputs = torch.empty_like(grad_out)
+        grad_inputs[-1] = grad_out[-1]
+        for t in range(grad_out.shape[0] - 2, -1, -1):
+            torch.add(grad_out[t], grad_inputs[t + 1], alpha=ctx.beta, out=grad_inputs[t])
+        return grad_inputs, None
+
+
+def _options(p: LIFParameters) -> tuple:
+    return float(p.beta), float(p.threshold), p.reset == "zero", p.surrogate, float(p.surrogate_slope)
+
+
+def lif_sequence(
+    inputs: torch.Tensor,
+    p: LIFParameters,
+    recurrent_weight: torch.Tensor | None = None,
+    state: LIFState | None = None,
+    return_membrane: bool = False,
+) -> tuple[torch.Tensor, LIFState] | tuple[torch.Tensor, LIFState, torch.Tensor]:
+    """Run LIF over a whole sequence.
+
+    inputs: (T, batch, ...) input currents, already projected (the synaptic
+    matmul is hoisted out of the time loop by the caller). If `recurrent_weight`
+    (out, out) is given, s_{t-1} @ W^T is added to the drive at step t.
+    Returns spikes (T, batch, ...) and the final state (and membranes if asked).
+    """
+    if not _FAST_PATH:
+        return lif_sequence_reference(inputs, p, recurrent_weight, state, return_membrane)
+    state = state if state is not None else initial_lif_state(inputs[0])
+    spikes, membranes = _SpikingSequence.apply(
+        inputs, recurrent_weight, None, state.membrane, state.spikes, None, *_options(p)
+    )
+    final = LIFState(membranes[-1], spikes[-1])
+    if return_membrane:
+        return spikes, final, membranes
+    return spikes, final
+
+
+def cuba_sequence(
+    inputs: torch.Tensor,
+    p: CUBAParameters,
+    recurrent_weight: torch.Tensor | None = None,
+    state: CUBAState | None = None,
+) -> tuple[torch.Tensor, CUBAState]:
+    """Current-based LIF over a whole (T, batch, ...) sequence; see `lif_sequence`."""
+    if not _FAST_PATH:
+        return cuba_sequence_reference(inputs, p, recurrent_weight, state)
+    state = state if state is not None else initial_cuba_state(inputs[0])
+    spikes, membranes, current = _SpikingSequence.apply(
+        inputs, recurrent_weight, state.current, state.membrane, state.spikes, float(p.alpha), *_options(p)
+    )
+    return spikes, CUBAState(current, membranes[-1], spikes[-1])
+
+
+def leaky_integrator_sequence(inputs: torch.Tensor, beta: float) -> torch.Tensor:
+    """Non-spiking leaky readout v_t = beta * v_{t-1} + x_t over (T, batch, ...); returns all v_t."""
+    if not _FAST_PATH:
+        return leaky_integrator_sequence_reference(inputs, beta)
+    return _LeakyIntegratorSequence.apply(inputs, float(beta))
