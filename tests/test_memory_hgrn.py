@@ -1,0 +1,121 @@
+import pytest
+import torch
+from torch import nn
+
+from neuromem.memory import build_memory
+from neuromem.memory.functional.hgrn import (
+    MIN_FORGET,
+    forget_gate,
+    gated_scan,
+    gated_scan_loop,
+    layer_lower_bounds,
+)
+
+
+def toy_spikes(generator, classes=4, per_class=32, steps=20, channels=24):
+    """Each class fires its own block of channels at a high rate over a low background."""
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    rates = torch.full((labels.numel(), channels), 0.05)
+    block = channels // classes
+    for c in range(classes):
+        rates[labels == c, c * block : (c + 1) * block] = 0.5
+    spikes = (torch.rand(steps, *rates.shape, generator=generator) < rates).float()
+    return spikes, labels
+
+
+@pytest.mark.parametrize("steps", [1, 7, 8, 29])
+def test_chunked_scan_matches_loop_values_and_gradients(steps):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(steps, 3, 5, generator=g, requires_grad=True)
+    drive = torch.randn(steps, 3, 5, generator=g, requires_grad=True)
+    initial = torch.randn(3, 5, generator=g)
+    forget = forget_gate(3 * logits, torch.full((5,), 0.0))
+    fast = gated_scan(forget, drive, initial)
+    slow = gated_scan_loop(forget, drive, initial)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(steps, 3, 5, generator=g)
+    grads_fast = torch.autograd.grad((fast * weights).sum(), (logits, drive), retain_graph=True)
+    grads_slow = torch.autograd.grad((slow * weights).sum(), (logits, drive))
+    for a, b in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_scan_survives_gates_at_the_clamp():
+    # the smallest allowed forget gate for a whole sequence must not overflow
+    forget = torch.full((64, 2, 3), MIN_FORGET)
+    drive = torch.randn(64, 2, 3, generator=torch.Generator().manual_seed(1))
+    out = gated_scan(forget, drive)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, gated_scan_loop(forget, drive), rtol=1e-4, atol=1e-5)
+
+
+def test_lower_bounds_rise_with_depth_and_gate_respects_them():
+    logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    bounds = layer_lower_bounds(logits)
+    assert torch.all(bounds[0] == 0)
+    assert torch.all(bounds[1:] > bounds[:-1])
+    assert torch.all(bounds < 1)
+    gates = forget_gate(torch.full((6,), -50.0), bounds[2])
+    torch.testing.assert_close(gates, bounds[2].clamp(min=MIN_FORGET))
+
+
+def test_module_bounds_rise_with_depth_after_training_steps():
+    torch.manual_seed(0)
+    memory = build_memory("hgrn", {"shd": 24}, dim=16, layers=3)
+    spikes, labels = toy_spikes(torch.Generator().manual_seed(0))
+    readout = nn.Linear(16, 4)
+    opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=0.05)
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(readout(memory({"shd": spikes}).representations["shd"]), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    means = memory({"shd": spikes}).extras["lower_bounds"]
+    assert means.shape == (3,) and torch.all(means[1:] > means[:-1])
+
+
+def test_module_chunked_and_loop_scan_agree():
+    torch.manual_seed(0)
+    fast = build_memory("hgrn", {"nmnist": 24}, dim=16, scan="chunked")
+    slow = build_memory("hgrn", {"nmnist": 24}, dim=16, scan="loop")
+    slow.load_state_dict(fast.state_dict())
+    spikes, _ = toy_spikes(torch.Generator().manual_seed(3))
+    torch.testing.assert_close(
+        fast({"nmnist": spikes}).representations["nmnist"], slow({"nmnist": spikes}).representations["nmnist"],
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+def test_last_pooling_reads_the_final_step_only():
+    torch.manual_seed(0)
+    memory = build_memory("hgrn", {"shd": 24}, dim=16, pooling="last")
+    spikes, _ = toy_spikes(torch.Generator().manual_seed(4))
+    full = memory({"shd": spikes}).representations["shd"]
+    changed = spikes.clone()
+    changed[-1] = 1.0 - changed[-1]
+    assert not torch.allclose(full, memory({"shd": changed}).representations["shd"])
+
+
+@pytest.mark.parametrize(
+    "options", [{"layers": 0}, {"dim": 0}, {"pooling": "max"}, {"scan": "fft"}, {"expand": -1}]
+)
+def test_invalid_options_name_the_option(options):
+    with pytest.raises(ValueError, match=next(iter(options))):
+        build_memory("hgrn", {"shd": 8}, **options)
+
+
+def test_learns_a_toy_spike_problem():
+    torch.manual_seed(0)
+    train_x, train_y = toy_spikes(torch.Generator().manual_seed(10))
+    test_x, test_y = toy_spikes(torch.Generator().manual_seed(11))
+    memory = build_memory("hgrn", {"shd": 24}, dim=32)
+    readout = nn.Linear(32, 4)
+    opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=3e-3)
+    for _ in range(40):
+        loss = nn.functional.cross_entropy(readout(memory({"shd": train_x}).representations["shd"]), train_y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        accuracy = (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean()
+    assert accuracy > 0.8  # chance is 0.25
