@@ -1,0 +1,255 @@
+"""The `neuromem` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from neuromem.errors import NeuromemError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="Memory in spiking neural networks across senses.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# sub-commands living next to the code they drive; each module exposes register(app)
+COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.engram.cli", "neuromem.bench.cli")
+
+
+def _split(value: str, flag: str, valid: list[str]) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise NeuromemError(f"{flag} is empty; valid: {', '.join(valid)}")
+    unknown = [v for v in items if v not in valid]
+    if unknown:
+        raise NeuromemError(f"{flag} {', '.join(unknown)!s} is not known; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(items))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_memory_options(options: list[str], memories: list[str]) -> dict[str, dict[str, Any]]:
+    """`key=value` applies to every memory; `memory.key=value` to one."""
+    parsed: dict[str, dict[str, Any]] = {m: {} for m in memories}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise NeuromemError(f"--memory-option {option!r}: expected key=value or memory.key=value")
+        scope, dot, name = key.rpartition(".")
+        targets = [scope] if dot else memories
+        if dot and scope not in parsed:
+            raise NeuromemError(f"--memory-option {option!r}: memory {scope!r} is not in --memory ({', '.join(memories)})")
+        for memory in targets:
+            parsed[memory][name] = _parse_value(value)
+    return parsed
+
+
+class RichProgress:
+    """Renders trainer progress: one bar per epoch with loss and accuracy."""
+
+    def __init__(self, progress: Progress, cell_label: str) -> None:
+        self.progress, self.cell_label, self.task = progress, cell_label, None
+
+    def phase(self, description: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"{self.cell_label} {description}", total=total, loss=float("nan"), acc=float("nan"))
+
+    def advance(self, loss: float | None = None, accuracy: float | None = None) -> None:
+        self.progress.update(self.task, advance=1, loss=loss, acc=accuracy)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".neuromem-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise NeuromemError(f"--out {out}: cannot write there ({error.strerror or error}); choose a writable folder") from None
+
+
+@app.command()
+def ablate(
+    modality: str = typer.Option(..., help="Comma list of modalities, e.g. shd,nmnist,joint,parallel."),
+    memory: str = typer.Option(..., help="Comma list of memory modules, e.g. hopfield,hgrn."),
+    epochs: int = typer.Option(4, min=1, help="Training epochs per cell."),
+    seeds: int = typer.Option(1, min=1, help="Seeds 0..K-1 per (modality, memory)."),
+    data_root: Optional[Path] = typer.Option(None, help="tonic save_to root with SHD/ and NMNIST/; default: real data in $NEUROMEM_DATA, else the embedded default."),
+    out: Path = typer.Option(Path("runs/ablate"), help="Output folder (results store, csv, json, report.md, per-cell artifacts)."),
+    dense: bool = typer.Option(False, "--dense", help="Train the ANN-equivalent (ReLU) graph instead of the spiking one."),
+    neuron: str = typer.Option("lif", help="Neuron model of the spiking front ends."),
+    hidden: int = typer.Option(256, min=1, help="Front-end width."),
+    batch_size: int = typer.Option(64, min=1),
+    learning_rate: float = typer.Option(2e-3, min=0.0),
+    time_bins: Optional[int] = typer.Option(None, min=1, help="Time bins per sample (default: the data set's)."),
+    max_train_samples: Optional[int] = typer.Option(None, min=1, help="Cap on training samples per data set."),
+    memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable)."),
+    executor: str = typer.Option("local", help="local or ray."),
+    workers: int = typer.Option(1, min=1, help="Local worker processes (executor local)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray); default: start Ray here."),
+    cpus_per_cell: float = typer.Option(1.0, min=0.1, help="CPUs reserved per cell on Ray."),
+    threads: int = typer.Option(1, min=1, help="Torch threads per cell (part of the config: same threads, same numbers)."),
+) -> None:
+    """Train and evaluate the modality x memory x seed grid; resumable."""
+    from neuromem.data import resolve_data_root
+    from neuromem.memory import build_memory, memory_names
+    from neuromem.models.frontends import NEURON_LAYERS
+    from neuromem.train.config import CellConfig
+    from neuromem.train.grid import EXECUTORS, run_grid
+    from neuromem.train.report import write_reports
+    from neuromem.train.store import ResultStore, configs_to_run
+    from neuromem.train.tasks import TASKS
+
+    modalities = _split(modality, "--modality", list(TASKS))
+    memories = _split(memory, "--memory", memory_names())
+    if executor not in EXECUTORS:
+        raise NeuromemError(f"--executor {executor!r} is not known; valid: {', '.join(EXECUTORS)}")
+    neuron = "dense" if dense else neuron
+    if neuron not in NEURON_LAYERS:
+        raise NeuromemError(f"--neuron {neuron!r} is not known; valid: {', '.join(n for n in NEURON_LAYERS if n != 'dense')}")
+    options = parse_memory_options(memory_option, memories)
+    for name in memories:  # fail on a bad option before any training starts
+        try:
+            build_memory(name, {"probe": 8}, **options[name])
+        except (TypeError, ValueError) as error:
+            raise NeuromemError(f"--memory-option for {name!r}: {error}") from None
+    _check_writable(out)
+
+    root, source = resolve_data_root(data_root)
+    console.print(f"data: [bold]{source}[/] at {root}" + ("  (embedded default: no real data found)" if data_root is None and source == "synthetic" else ""))
+    _check_data(modalities, root, time_bins)
+
+    configs = [
+        CellConfig(
+            modality=m, memory=mem, seed=s, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            hidden=hidden, neuron=neuron, time_bins=time_bins, max_train_samples=max_train_samples, threads=threads,
+            memory_options=tuple(sorted(options[mem].items())),
+        )
+        for m in modalities for mem in memories for s in range(seeds)
+    ]
+    store = ResultStore(out)
+    store.set_run_info(data=source, data_root=str(root))
+    pending = configs_to_run(store, configs)
+    console.print(f"{len(configs)} cells: {len(configs) - len(pending)} already finished, {len(pending)} to run ({executor})")
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        sink = RichProgress(progress, "")
+
+        def done(config, result) -> None:
+            sink.close()
+            metrics = result["metrics"]
+            if result["status"] == "ok":
+                console.print(f"[green]✓[/] {config.cell_id}: test accuracy {metrics['test_accuracy']:.4f}, "
+                              f"activation sparsity {metrics['activation_sparsity']:.4f}, {metrics['wall_seconds']:.0f} s")
+            else:
+                console.print(f"[red]✗[/] {config.cell_id}: {metrics['error']}")
+            write_reports(store)
+
+        try:
+            run_grid(pending, root, store, executor=executor, workers=workers, address=address,
+                     cpus_per_cell=cpus_per_cell, progress=sink, on_cell_done=done)
+        except KeyboardInterrupt:
+            write_reports(store)
+            raise NeuromemError(f"interrupted: finished cells are kept in {out}; re-run the same command to resume") from None
+    paths = write_reports(store)
+    _print_summary(store)
+    console.print(f"report: {paths['report']}  (also {paths['csv'].name}, {paths['json'].name})")
+
+
+def _check_data(modalities: list[str], root: Path, time_bins: int | None) -> None:
+    """Open (and bin, into the cache) every split the grid needs, so bad data fails before training."""
+    from neuromem.data import load_split
+    from neuromem.train.tasks import TASKS
+
+    needed = sorted({d for m in modalities for d in TASKS[m].datasets})
+    for name in needed:
+        for split in ("train", "test"):
+            dataset = load_split(name, root, split, time_bins=time_bins)
+            if len(dataset) == 0:
+                raise NeuromemError(f"{name} {split} split under {root} is empty")
+
+
+def _print_summary(store) -> None:
+    from neuromem.train.report import flat_rows
+
+    table = Table(title="test accuracy")
+    for column in ("cell", "test acc", "train acc", "sparsity", "seconds"):
+        table.add_column(column)
+    for row in flat_rows(store):
+        if row["status"] == "ok":
+            table.add_row(row["cell_id"], f"{row['test_accuracy']:.4f}", f"{row['train_accuracy']:.4f}",
+                          f"{row['activation_sparsity']:.4f}", f"{row['wall_seconds']:.0f}")
+    Console().print(table)
+
+
+@app.command("memories")
+def list_memories() -> None:
+    """List the registered memory modules."""
+    from neuromem.memory import memory_info, memory_names
+
+    table = Table()
+    table.add_column("memory")
+    table.add_column("summary")
+    table.add_column("Loihi")
+    for name in memory_names():
+        info = memory_info(name)
+        table.add_row(name, info.summary, "yes" if info.loihi_exportable else "no")
+    Console().print(table)
+
+
+def _register_commands() -> None:
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name and module_name.startswith(error.name):
+                continue  # that part of neuromem is not installed in this checkout
+            raise
+        if hasattr(module, "register"):
+            module.register(app)
+        else:  # a plain typer sub-app, mounted under the package's last name (e.g. `neuromem data`)
+            app.add_typer(module.app, name=module_name.split(".")[-2])
+
+
+def main() -> None:
+    _register_commands()
+    try:
+        app(standalone_mode=False)
+    except NeuromemError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        console.print("[red]interrupted[/]")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)

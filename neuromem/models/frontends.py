@@ -1,0 +1,100 @@
+"""Spiking front ends: one per sensory modality, each mapping (T, batch, *input_shape)
+to a spike train (T, batch, features) that a memory module reads.
+
+The neuron kind is a parameter: "lif" and "cuba" give spiking layers,
+"dense" gives the ANN-equivalent (ReLU) graph with the same synapses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from neuromem.models.dense_layers import DenseConv2d, DenseLinear
+from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
+
+
+@dataclass(frozen=True)
+class LayerKinds:
+    linear: Callable[..., nn.Module]
+    conv2d: Callable[..., nn.Module]
+    spiking: bool
+
+
+def _spiking(neuron: str) -> LayerKinds:
+    return LayerKinds(
+        linear=lambda *a, **kw: SpikingLinear(*a, neuron=neuron, **kw),
+        conv2d=lambda *a, **kw: SpikingConv2d(*a, neuron=neuron, **kw),
+        spiking=True,
+    )
+
+
+NEURON_LAYERS: dict[str, LayerKinds] = {
+    "lif": _spiking("lif"),
+    "cuba": _spiking("cuba"),
+    "dense": LayerKinds(linear=DenseLinear, conv2d=DenseConv2d, spiking=False),
+}
+
+
+def register_neuron_layers(name: str, kinds: LayerKinds) -> None:
+    """Let another neuron model (e.g. Loihi fixed-point) build the same front ends."""
+    NEURON_LAYERS[name] = kinds
+
+
+def layer_kinds(neuron: str) -> LayerKinds:
+    try:
+        return NEURON_LAYERS[neuron]
+    except KeyError:
+        raise KeyError(f"unknown neuron {neuron!r}; valid: {', '.join(NEURON_LAYERS)}") from None
+
+
+class AudioFrontEnd(nn.Module):
+    """SHD: 700 cochlear channels -> feed-forward spiking layer -> recurrent spiking layer."""
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int = 256, neuron: str = "lif", **neuron_params) -> None:
+        super().__init__()
+        kinds = layer_kinds(neuron)
+        (channels,) = input_shape
+        self.layers = nn.Sequential(
+            kinds.linear(channels, hidden, **neuron_params),
+            kinds.linear(hidden, hidden, recurrent=True, **neuron_params),
+        )
+        self.output_size = hidden
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layers(inputs)
+
+
+class VisualFrontEnd(nn.Module):
+    """N-MNIST: 2x34x34 event frames -> two strided spiking convolutions -> spiking dense layer."""
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int = 256, neuron: str = "lif", **neuron_params) -> None:
+        super().__init__()
+        kinds = layer_kinds(neuron)
+        channels, height, width = input_shape
+        self.convs = nn.Sequential(
+            kinds.conv2d(channels, 16, 5, stride=2, padding=2, **neuron_params),
+            kinds.conv2d(16, 32, 3, stride=2, padding=1, **neuron_params),
+        )
+        with torch.no_grad():
+            flat = self.convs[1].synapse(self.convs[0].synapse(torch.zeros(1, channels, height, width))).numel()
+        self.dense = kinds.linear(flat, hidden, **neuron_params)
+        self.output_size = hidden
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        features = self.convs(inputs)
+        return self.dense(features.flatten(2))
+
+
+FRONT_ENDS: dict[str, type[nn.Module]] = {"shd": AudioFrontEnd, "nmnist": VisualFrontEnd}
+
+
+def build_front_end(modality: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    try:
+        cls = FRONT_ENDS[modality]
+    except KeyError:
+        raise KeyError(f"no front end for modality {modality!r}; valid: {', '.join(FRONT_ENDS)}") from None
+    return cls(input_shape, **kwargs)

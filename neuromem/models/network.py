@@ -1,0 +1,59 @@
+"""A memory network: per-modality front ends -> one memory module -> per-modality readouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from neuromem.memory import MemoryModule, MemoryOutput, build_memory
+from neuromem.models.frontends import build_front_end
+
+
+@dataclass
+class NetworkOutput:
+    logits: dict[str, torch.Tensor]  # modality -> (batch, classes)
+    memory: MemoryOutput
+    spikes: dict[str, torch.Tensor]  # modality -> front-end output (T, batch, features)
+
+
+class MemoryNetwork(nn.Module):
+    def __init__(self, front_ends: Mapping[str, nn.Module], memory: MemoryModule, num_classes: Mapping[str, int]) -> None:
+        super().__init__()
+        self.front_ends = nn.ModuleDict(front_ends)
+        self.memory = memory
+        self.readouts = nn.ModuleDict({m: nn.Linear(memory.output_size, n) for m, n in num_classes.items()})
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.front_ends)
+
+    def encode(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Batch-major inputs (batch, T, ...) -> time-major front-end spike trains (T, batch, features)."""
+        return {m: self.front_ends[m](x.transpose(0, 1)) for m, x in inputs.items()}
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetworkOutput:
+        spikes = self.encode(inputs)
+        memory_output = self.memory(spikes)
+        logits = {m: self.readouts[m](r) for m, r in memory_output.representations.items()}
+        return NetworkOutput(logits, memory_output, spikes)
+
+
+def build_network(
+    modalities: Mapping[str, tuple[int, ...]],
+    num_classes: Mapping[str, int],
+    memory: str,
+    hidden: int = 256,
+    neuron: str = "lif",
+    neuron_params: Mapping[str, float] | None = None,
+    memory_options: Mapping[str, object] | None = None,
+) -> MemoryNetwork:
+    """modalities: name -> input shape (without time); one shared memory over all of them."""
+    front_ends = {
+        m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **dict(neuron_params or {}))
+        for m, shape in modalities.items()
+    }
+    memory_module = build_memory(memory, {m: f.output_size for m, f in front_ends.items()}, **dict(memory_options or {}))
+    return MemoryNetwork(front_ends, memory_module, num_classes)
