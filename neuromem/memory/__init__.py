@@ -14,6 +14,7 @@ from neuromem.memory.base import (
 from neuromem.memory import hopfield  # noqa: F401  (registers "hopfield")
 from neuromem.memory import hgrn  # noqa: F401  (registers "hgrn")
 from neuromem.memory import scl  # noqa: F401  (registers "scl")
+from neuromem.memory import cmhan  # noqa: F401  (registers "cmhan")
 from neuromem.memory import ttt  # noqa: F401  (registers "ttt")
 
 __all__ = ["MemoryModule", "MemoryOutput", "build_memory", "memory_info", "memory_names", "register_memory"]

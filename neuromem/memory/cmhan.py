@@ -1,0 +1,166 @@
+"""`cmhan`: Cross-Modal Harmonic Associative Network.
+
+Each present modality's spike train is pooled to firing rates (optionally in
+`time_bins` windows) and projected onto the unit sphere of a shared space of
+size `dim`: the initial state h_m. Absent modalities start at zeros or at a
+learned per-modality prior (`absent_init`). All states then settle together
+by gradient descent on one energy (see `neuromem.memory.functional.cmhan`):
+within each modality a modern-Hopfield energy over that modality's learned
+patterns, between modalities a learned bilinear association. The settled
+state of a modality is its representation; the settled state of an *absent*
+modality is what the network recalls for it, which is how `retrieve` works.
+
+auxiliary_loss = alpha * sum_m L_recon(m)          (decoder_m(h_m) vs. pooled rates of m)
+               + beta  * sum_{m<n} L_contrast(m,n) (InfoNCE of paired settled states; >= 2 present)
+               + gamma * mean E                    (energy at the settled states)
+               + recall_weight * sum_{m->n} L_recall(m->n)
+
+L_recall is an addition to the issue's loss, off by default (`recall_weight=0`):
+in a joint batch the network also settles with only m present and the
+InfoNCE between the recalled h_n and the jointly settled h_n is minimized, so
+cross-modal recall is trained directly instead of only through the coupling.
+
+Option names follow the issue's symbols as aliases: lambda = coupling,
+tau = temperature, eta = step_size.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations, permutations
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.functional.cmhan import SettleParameters, paired_info_nce, settle, total_energy
+from neuromem.memory.functional.scl import binned_rates
+from neuromem.memory.scl import labels_for
+
+ABSENT_INITS = ("prior", "zeros")
+ALIASES = {"lambda": "coupling", "tau": "temperature", "eta": "step_size"}
+
+
+@register_memory("cmhan", "cross-modal harmonic associative network: coupled per-modality Hopfield energies settled by gradient descent")
+class CMHANMemory(MemoryModule):
+    def __init__(
+        self,
+        input_sizes: Mapping[str, int],
+        dim: int = 128,
+        num_patterns: int = 32,
+        coupling: float = 1.0,
+        temperature: float = 0.1,
+        step_size: float = 0.5,
+        steps: int = 5,
+        tolerance: float = 1e-4,
+        absent_init: str = "prior",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 0.01,
+        recall_weight: float = 0.0,
+        contrast_temperature: float = 0.1,
+        time_bins: int = 1,
+        **aliases: Any,
+    ) -> None:
+        unknown = set(aliases) - set(ALIASES)
+        if unknown:
+            raise TypeError(f"cmhan got unexpected option(s) {', '.join(sorted(unknown))}")
+        named = {"coupling": coupling, "temperature": temperature, "step_size": step_size}
+        named.update({ALIASES[k]: v for k, v in aliases.items()})
+        options = dict(
+            dim=dim, num_patterns=num_patterns, steps=steps, tolerance=tolerance, absent_init=absent_init,
+            alpha=alpha, beta=beta, gamma=gamma, recall_weight=recall_weight,
+            contrast_temperature=contrast_temperature, time_bins=time_bins, **named,
+        )
+        super().__init__(input_sizes, **options)
+        for option in ("dim", "num_patterns", "time_bins"):
+            if int(options[option]) < 1:
+                raise ValueError(f"cmhan option {option} must be a positive integer, got {options[option]}")
+        for option in ("alpha", "beta", "gamma", "recall_weight"):
+            if not float(options[option]) >= 0:
+                raise ValueError(f"cmhan option {option} must be >= 0, got {options[option]}")
+        if not float(contrast_temperature) > 0:
+            raise ValueError(f"cmhan option contrast_temperature must be > 0, got {contrast_temperature}")
+        if absent_init not in ABSENT_INITS:
+            raise ValueError(f"cmhan option absent_init must be one of {', '.join(ABSENT_INITS)}, got {absent_init!r}")
+        self.settle_parameters = SettleParameters(
+            coupling=float(named["coupling"]), temperature=float(named["temperature"]),
+            step_size=float(named["step_size"]), steps=int(steps), tolerance=float(tolerance),
+        )
+        dim, num_patterns, self.time_bins = int(dim), int(num_patterns), int(time_bins)
+        self.projections = nn.ModuleDict({m: nn.Linear(size * self.time_bins, dim) for m, size in input_sizes.items()})
+        self.decoders = nn.ModuleDict({m: nn.Linear(dim, size * self.time_bins) for m, size in input_sizes.items()})
+        # unit-norm patterns match the unit-norm initial states
+        self.patterns = nn.ParameterDict(
+            {m: nn.Parameter(F.normalize(torch.randn(num_patterns, dim), dim=-1)) for m in input_sizes}
+        )
+        # identity: at the start, associated states are simply aligned states
+        self.associations = nn.ParameterDict(
+            {self.pair_key(m, n): nn.Parameter(torch.eye(dim)) for m, n in permutations(input_sizes, 2)}
+        )
+        self.priors = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim)) for m in input_sizes}) if absent_init == "prior" else None
+        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
+        self.recall_weight, self.contrast_temperature = float(recall_weight), float(contrast_temperature)
+        self.output_size = dim
+
+    @staticmethod
+    def pair_key(m: str, n: str) -> str:
+        return f"{m}->{n}"
+
+    def _pairs(self) -> dict[tuple[str, str], torch.Tensor]:
+        return {(m, n): self.associations[self.pair_key(m, n)] for m, n in permutations(self.modalities, 2)}
+
+    def _absent_state(self, modality: str, batch: int, like: torch.Tensor) -> torch.Tensor:
+        if self.priors is None:
+            return like.new_zeros(batch, self.output_size)
+        return self.priors[modality].expand(batch, -1)
+
+    def initial_states(self, present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """States of all modalities before settling: projections of the present ones, priors for the rest."""
+        like = next(iter(present.values()))
+        return {m: present[m] if m in present else self._absent_state(m, len(like), like) for m in self.modalities}
+
+    def settle(self, projected: Mapping[str, torch.Tensor], record_energy: bool = False):
+        patterns = {m: self.patterns[m] for m in self.modalities}
+        return settle(self.initial_states(projected), patterns, self._pairs(), self.settle_parameters, record_energy)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
+        unknown = set(inputs) - set(self.modalities)
+        if unknown:
+            raise KeyError(f"cmhan was built for {', '.join(self.modalities)}; got {', '.join(sorted(unknown))}")
+        pooled = {m: binned_rates(spikes, self.time_bins) for m, spikes in inputs.items()}
+        projected = {m: F.normalize(self.projections[m](rates), dim=-1) for m, rates in pooled.items()}
+        settled = self.settle(projected)
+        patterns = {m: self.patterns[m] for m in self.modalities}
+        energy = total_energy(settled.states, patterns, self._pairs(), self.settle_parameters)
+        extras = {
+            "states": settled.states,  # every modality, absent ones included: what the network recalls
+            "projected": projected,
+            "pooled": pooled,
+            "energy": energy,
+            "settle_steps": settled.steps,
+        }
+        return MemoryOutput({m: settled.states[m] for m in inputs}, extras)
+
+    def retrieve(self, cue_modality: str, cue: torch.Tensor, target_modality: str) -> torch.Tensor:
+        """Settle with the cue present and the target absent; the target's settled state."""
+        if target_modality not in self.modalities:
+            raise KeyError(f"cmhan has no modality {target_modality!r}; built for {', '.join(self.modalities)}")
+        return self.forward({cue_modality: cue}).extras["states"][target_modality]
+
+    def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
+        extras = output.extras
+        states, present = extras["states"], list(extras["pooled"])
+        loss = self.gamma * extras["energy"].mean()
+        for m in present:
+            loss = loss + self.alpha * F.mse_loss(self.decoders[m](states[m]), extras["pooled"][m])
+        for m, n in combinations(present, 2):
+            loss = loss + self.beta * paired_info_nce(states[m], states[n], self.contrast_temperature, labels_for(labels, m))
+        if self.recall_weight > 0 and len(present) >= 2:
+            for m, n in permutations(present, 2):
+                recalled = self.settle({m: extras["projected"][m]}).states[n]
+                loss = loss + self.recall_weight * paired_info_nce(
+                    recalled, states[n], self.contrast_temperature, labels_for(labels, m)
+                )
+        return loss
