@@ -1,0 +1,216 @@
+"""A Loihi-trainable network (LoihiLinear hidden layers -> LoihiReadout), its training and checkpoints.
+
+The SHD model is 700 -> hidden LoihiLinear -> recurrent hidden LoihiLinear ->
+readout. Inputs are binary spikes (Lava's Dense takes unary spikes): event
+counts per bin are clipped to 1. Decisions: argmax of the final readout voltage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuromem.errors import NeuromemError
+from neuromem.neurons.loihi import LoihiLinear, LoihiReadout
+
+CHECKPOINT_KIND = "neuromem.loihi_network"
+
+
+@dataclass
+class LoihiNetworkConfig:
+    input_size: int = 700
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    recurrent: tuple[bool, ...] = (False, True)
+    num_classes: int = 20
+    hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 1024})
+    readout: dict = field(default_factory=lambda: {"du": 4095, "dv": 16})
+    logit_scale: float = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.recurrent = tuple(bool(r) for r in self.recurrent)
+        if len(self.recurrent) != len(self.hidden_sizes):
+            raise ValueError(f"recurrent {self.recurrent} must have one flag per hidden layer {self.hidden_sizes}")
+
+
+class LoihiNetwork(nn.Module):
+    def __init__(self, config: LoihiNetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        sizes = (config.input_size, *config.hidden_sizes)
+        self.hidden = nn.ModuleList(
+            LoihiLinear(sizes[i], sizes[i + 1], recurrent=config.recurrent[i], **config.hidden)
+            for i in range(len(config.hidden_sizes))
+        )
+        self.readout = LoihiReadout(sizes[-1], config.num_classes, **config.readout)
+
+    @property
+    def layers(self) -> list[LoihiLinear]:
+        return [*self.hidden, self.readout]
+
+    def run(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """inputs (T, batch, input_size) -> (spikes of every layer incl. readout, readout voltages (T, batch, C))."""
+        x = (inputs > 0).to(torch.float64)
+        spikes = []
+        for layer in self.hidden:
+            x = layer(x)
+            spikes.append(x)
+        readout_spikes, voltages = self.readout.run(x)
+        spikes.append(readout_spikes)
+        return spikes, voltages
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, classes) from the final readout voltage."""
+        _, voltages = self.run(inputs)
+        return voltages[-1] * self.config.logit_scale
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return LoihiReadout.decide(self.run(inputs)[1])
+
+
+def build_loihi_shd_model(
+    hidden_sizes: Sequence[int] = (128, 128), input_size: int = 700, num_classes: int = 20, **overrides
+) -> LoihiNetwork:
+    """700 -> hidden -> recurrent hidden -> readout (the recurrent flag is set on the last hidden layer)."""
+    recurrent = tuple(i == len(hidden_sizes) - 1 for i in range(len(hidden_sizes)))
+    config = LoihiNetworkConfig(input_size, tuple(hidden_sizes), recurrent, num_classes, **overrides)
+    return LoihiNetwork(config)
+
+
+@dataclass
+class TrainingResult:
+    model: LoihiNetwork
+    history: list[dict]
+    test_accuracy: float | None
+    seconds: float
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(0, 1)
+
+
+def _batches(inputs: np.ndarray | torch.Tensor, labels, batch_size: int, generator: torch.Generator | None):
+    inputs = torch.as_tensor(np.asarray(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    order = torch.randperm(len(labels), generator=generator) if generator is not None else torch.arange(len(labels))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield inputs[rows].to(torch.float32), labels[rows]
+
+
+@torch.no_grad()
+def evaluate(model: LoihiNetwork, inputs, labels, batch_size: int = 64) -> tuple[float, np.ndarray]:
+    """Accuracy and predictions (batch-major inputs (N, T, input_size))."""
+    model.eval()
+    predictions = []
+    for x, _ in _batches(inputs, labels, batch_size, None):
+        predictions.append(model.predict(_time_major(x)).numpy())
+    predicted = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    return float((predicted == np.asarray(labels)).mean()) if len(predicted) else 0.0, predicted
+
+
+def train_loihi_model(
+    train_inputs,
+    train_labels,
+    test_inputs=None,
+    test_labels=None,
+    *,
+    model: LoihiNetwork | None = None,
+    hidden_sizes: Sequence[int] = (128, 128),
+    epochs: int = 5,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    rate_target: float | None = 0.05,
+    rate_weight: float = 1.0,
+    log=None,
+) -> TrainingResult:
+    """Train a Loihi-exact network with Adam on batch-major (N, T, input_size) spike counts.
+
+    The loss is cross-entropy on the scaled final readout voltage plus (optionally)
+    a penalty pulling each hidden layer's mean firing rate toward `rate_target`,
+    which keeps the fixed-point layers out of silence and saturation.
+    Same seed, same data -> same weights.
+    """
+    torch.manual_seed(seed)
+    train_inputs = np.asarray(train_inputs)
+    input_size = int(train_inputs.shape[-1])
+    num_classes = int(max(np.max(train_labels), np.max(test_labels) if test_labels is not None else 0)) + 1
+    if model is None:
+        model = build_loihi_shd_model(hidden_sizes, input_size=input_size, num_classes=max(num_classes, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    history, started = [], time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for x, y in _batches(train_inputs, train_labels, batch_size, generator):
+            spikes, voltages = model.run(_time_major(x))
+            logits = voltages[-1] * model.config.logit_scale
+            loss = nn.functional.cross_entropy(logits.float(), y)
+            if rate_target is not None:
+                for s in spikes[:-1]:
+                    loss = loss + rate_weight * (s.mean() - rate_target).pow(2).float()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for layer in model.layers:  # keep weights in the representable range so clipping stays rare
+                    layer.synapse.weight.clamp_(-1.0, 127 / 128)
+                    if layer.recurrent is not None:
+                        layer.recurrent.clamp_(-1.0, 127 / 128)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(-1) == y).sum())
+            total += len(y)
+        entry = {"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total}
+        if test_inputs is not None:
+            entry["test_accuracy"] = evaluate(model, test_inputs, test_labels)[0]
+        history.append(entry)
+        if log is not None:
+            log(entry)
+    test_accuracy = history[-1].get("test_accuracy") if history else None
+    model.eval()
+    return TrainingResult(model, history, test_accuracy, time.perf_counter() - started)
+
+
+def save_checkpoint(model: LoihiNetwork, path: str | Path, extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"kind": CHECKPOINT_KIND, "config": asdict(model.config), "state_dict": model.state_dict(), **(extra or {})}, path)
+    return path
+
+
+def model_from_checkpoint_dict(checkpoint: dict, source: str) -> LoihiNetwork:
+    try:
+        config = LoihiNetworkConfig(**checkpoint["config"])
+        model = LoihiNetwork(config)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as err:
+        raise NeuromemError(f"{source}: not a Loihi network checkpoint ({err}); train one with `train_loihi_model`") from None
+    model.eval()
+    return model
+
+
+def load_checkpoint(path: str | Path) -> LoihiNetwork:
+    path = Path(path)
+    if not path.is_file():
+        raise NeuromemError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
+    if not isinstance(checkpoint, dict):
+        raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
+    return model_from_checkpoint_dict(checkpoint, str(path))
+
+
+def binary_time_major(inputs: Iterable) -> torch.Tensor:
+    """(N, T, C) counts -> (T, N, C) float64 binary spikes, as the network (and Lava) sees them."""
+    x = torch.as_tensor(np.asarray(inputs))
+    return (x > 0).to(torch.float64).transpose(0, 1)
