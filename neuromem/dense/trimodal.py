@@ -1,0 +1,325 @@
+"""Training and evaluation of the tri-modal memory network, and the ablation cell.
+
+Recipe (`TriModalRecipe`): per batch of digit-paired (text, image, audio)
+samples, each modality is encoded, written/read through its TTT memory and
+fused *alone* through the central memory (z_text, z_image, z_audio), and the
+three together (z_all). The loss is
+
+    align  * mean_{a<b} InfoNCE(z_a, z_b)                 (contrastive alignment)
+  + predict* mean_{a!=b} InfoNCE(decode_b(z_a), e_b)       (cross-modal prediction)
+  + recon  * mean_m [1 - cos(decode_m(z_m), e_m)] + [1 - cos(decode_m(z_all), e_m)]   (reconstruction)
+  + classify * mean over z_m, z_all of CE(digit head)      (gives test_accuracy)
+  + the central memory's own auxiliary loss (registry modules such as cmhan)
+
+with same-digit pairs as InfoNCE positives. `schedule="phased"` trains in four
+phases — encoders and decoders, then modality memories, then central memory
+and feedback, then the TTT meta-parameters (write networks) — each over an
+equal share of the epochs, training only its own parameters. In the TTT phase
+(and, with `audio_noise_prob`, throughout) whole batches get a random level of
+background noise on the audio, so the unrolled writes learn to adapt a memory
+to a shifted stream.
+
+Retrieval (`evaluate_retrieval`): for each of the six directions, the query
+modality alone predicts the target modality's embedding
+(`cross_modal_retrieval`), and the test set's target embeddings are ranked by
+cosine similarity (relevant = same digit). Memories start from the trained
+slots for every direction and, when `adapt` is on, write batch after batch
+as the queries stream through (read-then-write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuromem.dense.data import NUM_DIGITS, TriModalDigits, load_trimodal
+from neuromem.dense.losses import info_nce, reconstruction_loss
+from neuromem.dense.network import MODALITIES, MultiModalMemoryNetwork
+from neuromem.dense.network import preset as network_preset
+from neuromem.memory.base import build_memory
+from neuromem.memory.ttt import TTTMemoryBlock
+from neuromem.metrics.retrieval import retrieval_metrics
+
+PHASES = ("encoders", "modality_memories", "central", "ttt")
+SCHEDULES = ("joint", "phased")
+
+
+@dataclass(frozen=True)
+class TriModalRecipe:
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    temperature: float = 0.1
+    align: float = 1.0
+    predict: float = 1.0
+    recon: float = 0.5
+    classify: float = 1.0
+    schedule: str = "joint"
+    audio_noise_max: float = 0.3  # background events per original bin, upper end of the training shifts
+    audio_noise_prob: float = 0.0  # chance a batch is shifted outside the TTT phase
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is not valid; valid: {', '.join(SCHEDULES)}")
+        for name in ("batch_size",):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 2")
+        if not 0.0 <= self.audio_noise_prob <= 1.0:
+            raise ValueError(f"audio_noise_prob={self.audio_noise_prob} must be in [0, 1]")
+
+
+class TriModalModel(nn.Module):
+    """The network plus the digit head the recipe trains (for `test_accuracy`)."""
+
+    def __init__(self, network: MultiModalMemoryNetwork) -> None:
+        super().__init__()
+        self.network = network
+        self.head = nn.Linear(network.config.dim, NUM_DIGITS)
+
+
+def phase_parameters(model: TriModalModel, phase: str) -> list[nn.Parameter]:
+    """The parameters a phase of the phased schedule trains."""
+    net = model.network
+    write_parts = ("value_net", "gate_net", "decoder")
+    if phase == "encoders":
+        modules = [net.encoders, net.decoders, model.head]
+        return [p for m in modules for p in m.parameters()]
+    if phase == "modality_memories":
+        return [p for n, p in net.memories.named_parameters() if not n.split(".")[1] in write_parts]
+    if phase == "central":
+        central = [net.feedback, net.central] if net.central_memory is None else [net.feedback, net.central_memory, net.central_out]
+        return [p for m in central for n, p in m.named_parameters() if not any(f".{w}." in f".{n}" for w in write_parts)]
+    if phase == "ttt":
+        return [p for n, p in net.named_parameters() if any(f".{w}." in n for w in write_parts)]
+    raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+
+
+def ttt_blocks(module: nn.Module) -> list[TTTMemoryBlock]:
+    return [m for m in module.modules() if isinstance(m, TTTMemoryBlock)]
+
+
+@contextlib.contextmanager
+def memory_writes(module: nn.Module, enabled: bool) -> Iterator[None]:
+    """Turn test-time writes of every TTT block inside `module` on or off for a while."""
+    blocks = ttt_blocks(module)
+    before = [b.test_time_writes for b in blocks]
+    for b in blocks:
+        b.test_time_writes = enabled
+    try:
+        yield
+    finally:
+        for b, flag in zip(blocks, before):
+            b.test_time_writes = flag
+
+
+def batch_loss(model: TriModalModel, batch: dict[str, torch.Tensor], recipe: TriModalRecipe) -> tuple[torch.Tensor, float]:
+    """The recipe's loss on one paired batch, and the digit accuracy of the fused latent."""
+    net, digits = model.network, batch["digits"]
+    out = net(text=batch["text"], images=batch["images"], audio=batch["audio"], decode_to=MODALITIES)
+    embeddings, latents = out["embeddings"], out["modality_latents"]
+    singles, aux = {}, []
+    for m in MODALITIES:
+        singles[m], memory_output = net.fuse({m: latents[m]})
+        if memory_output is not None:
+            aux.append(net.central_memory.auxiliary_loss(memory_output, digits))
+    if out["memory_output"] is not None:
+        aux.append(net.central_memory.auxiliary_loss(out["memory_output"], digits))
+    pairs = list(itertools.combinations(MODALITIES, 2))
+    align = sum(info_nce(singles[a], singles[b], digits, recipe.temperature) for a, b in pairs) / len(pairs)
+    directed = list(itertools.permutations(MODALITIES, 2))
+    predict = sum(
+        info_nce(net.decode(singles[a], b), embeddings[b], digits, recipe.temperature) for a, b in directed
+    ) / len(directed)
+    recon = sum(
+        reconstruction_loss(net.decode(singles[m], m), embeddings[m]) + reconstruction_loss(out["decoded"][m], embeddings[m])
+        for m in MODALITIES
+    ) / len(MODALITIES)
+    logits = [model.head(z) for z in (*singles.values(), out["central_latent"])]
+    classify = sum(F.cross_entropy(l, digits) for l in logits) / len(logits)
+    loss = recipe.align * align + recipe.predict * predict + recipe.recon * recon + recipe.classify * classify
+    if aux:
+        loss = loss + sum(aux) / len(aux)
+    accuracy = (logits[-1].argmax(1) == digits).float().mean().item()
+    return loss, accuracy
+
+
+def train_trimodal(
+    model: TriModalModel,
+    train_set: TriModalDigits,
+    recipe: TriModalRecipe,
+    epochs: int,
+    seed: int,
+    progress=None,
+    phases: tuple[str, ...] | None = None,
+) -> list[float]:
+    """Train in place; returns the mean loss of every epoch. Deterministic given `seed`."""
+    config = model.network.config
+    generator = torch.Generator().manual_seed(seed)
+    if phases is None:
+        phases = PHASES if recipe.schedule == "phased" else ("all",)
+    per_phase = [epochs // len(phases) + (1 if i < epochs % len(phases) else 0) for i in range(len(phases))]
+    if recipe.schedule == "phased" and epochs < len(phases):
+        per_phase = [1] * len(phases)  # every phase gets at least one epoch
+    history: list[float] = []
+    steps = max(1, len(train_set) // recipe.batch_size)
+    for phase, phase_epochs in zip(phases, per_phase):
+        params = list(model.parameters()) if phase == "all" else phase_parameters(model, phase)
+        trainable = {id(p) for p in params}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        total = phase_epochs * steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+        for epoch in range(phase_epochs):
+            model.train()
+            if progress is not None:
+                progress.phase(f"trimodal {phase} epoch {epoch + 1}/{phase_epochs}", steps)
+            order = torch.randperm(len(train_set), generator=generator).numpy()
+            losses = []
+            for step in range(steps):
+                rows = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+                shifted = phase == "ttt" or torch.rand((), generator=generator).item() < recipe.audio_noise_prob
+                noise = recipe.audio_noise_max * torch.rand((), generator=generator).item() if shifted else 0.0
+                batch = train_set.batch(rows, config.image_size, config.image_channels, noise, generator)
+                loss, accuracy = batch_loss(model, batch, recipe)
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+                if progress is not None:
+                    progress.advance(loss.item(), accuracy)
+            history.append(float(np.mean(losses)))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+@torch.no_grad()
+def embed_all(model: TriModalModel, data: TriModalDigits, modality: str, batch_size: int, audio_noise: float = 0.0,
+              seed: int = 0) -> torch.Tensor:  # fmt: skip
+    """Encoder embeddings (N, dim) of one modality for the whole set (memories untouched)."""
+    net, config = model.network, model.network.config
+    generator = torch.Generator().manual_seed(seed)
+    keyword = {"text": "text", "image": "images", "audio": "audio"}[modality]
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
+                           config.image_channels, audio_noise, generator)  # fmt: skip
+        chunks.append(net.embed(modality, batch[keyword]))
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def evaluate_retrieval(
+    model: TriModalModel,
+    data: TriModalDigits,
+    batch_size: int = 128,
+    adapt: bool = True,
+    audio_noise: float = 0.0,
+    seed: int = 0,
+    directions: list[tuple[str, str]] | None = None,
+) -> dict[str, float]:
+    """Cross-modal retrieval and completion metrics, flat: `retrieval_<src>_to_<dst>_<metric>` and
+    `completion_<src>_to_<dst>_cosine`, plus digit accuracy of each modality alone and fused."""
+    model.eval()
+    net, config = model.network, model.network.config
+    keyword = {"text": "text", "image": "images", "audio": "audio"}
+    digits = torch.from_numpy(data.digits)
+    galleries = {m: embed_all(model, data, m, batch_size, audio_noise, seed) for m in MODALITIES}
+    metrics: dict[str, float] = {}
+    directions = directions or list(itertools.permutations(MODALITIES, 2))
+    with memory_writes(net, adapt):
+        for source, target in directions:
+            net.reset()
+            generator = torch.Generator().manual_seed(seed)
+            predicted = []
+            for start in range(0, len(data), batch_size):
+                batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
+                                   config.image_channels, audio_noise, generator)  # fmt: skip
+                predicted.append(net.cross_modal_retrieval(source, batch[keyword[source]], target))
+            predicted = torch.cat(predicted)
+            scores = retrieval_metrics(predicted, galleries[target], digits, digits)
+            metrics.update({f"retrieval_{source}_to_{target}_{k}": v for k, v in scores.items()})
+            metrics[f"completion_{source}_to_{target}_cosine"] = F.cosine_similarity(predicted, galleries[target]).mean().item()
+        net.reset()
+        correct = {m: 0 for m in (*MODALITIES, "fused")}
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, len(data), batch_size):
+            batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
+                               config.image_channels, audio_noise, generator)  # fmt: skip
+            out = net(text=batch["text"], images=batch["images"], audio=batch["audio"])
+            correct["fused"] += (model.head(out["central_latent"]).argmax(1) == batch["digits"]).sum().item()
+            for m, latent in out["modality_latents"].items():
+                z, _ = net.fuse({m: latent})
+                correct[m] += (model.head(z).argmax(1) == batch["digits"]).sum().item()
+        net.reset()
+    metrics["test_accuracy"] = correct["fused"] / len(data)
+    metrics.update({f"test_accuracy_{m}": correct[m] / len(data) for m in MODALITIES})
+    return metrics
+
+
+def build_model(memory: str, preset_name: str, seed: int, memory_options: dict[str, Any],
+                network_options: dict[str, Any] | None = None) -> TriModalModel:  # fmt: skip
+    """The tri-modal network whose central memory is the registry module `memory`."""
+    torch.manual_seed(seed)
+    config = network_preset(preset_name, **(network_options or {}))
+    central = build_memory(memory, {m: config.dim for m in MODALITIES}, **memory_options)
+    return TriModalModel(MultiModalMemoryNetwork(config, central_memory=central))
+
+
+def run_trimodal_cell(
+    memory: str,
+    seed: int,
+    epochs: int,
+    data_root: str | os.PathLike,
+    preset: str = "small",
+    progress=None,
+    recipe: TriModalRecipe | None = None,
+    network_options: dict[str, Any] | None = None,
+    train_limit: int | None = None,
+    **memory_options,
+) -> dict[str, Any]:
+    """One ablation cell on the tri-modal digits: train `epochs`, return flat metrics.
+
+    The central memory is `build_memory(memory, {"text": d, "image": d, "audio": d}, **memory_options)`;
+    it sees each modality's latent as a length-1 sequence (1, B, d). Same seed -> same numbers.
+    """
+    recipe = recipe or TriModalRecipe()
+    config = network_preset(preset, **(network_options or {}))
+    train_set = load_trimodal(data_root, "train", config.audio_freq, config.audio_time, config.max_text_length, seed)
+    test_set = load_trimodal(data_root, "test", config.audio_freq, config.audio_time, config.max_text_length, seed)
+    if train_limit is not None:
+        train_set = subset(train_set, np.arange(min(train_limit, len(train_set))))
+    return train_and_evaluate(memory, seed, epochs, train_set, test_set, preset, progress, recipe, network_options,
+                              memory_options)  # fmt: skip
+
+
+def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="small", progress=None, recipe=None,
+                       network_options=None, memory_options=None) -> dict[str, Any]:  # fmt: skip
+    """The cell's body on in-memory data sets (`run_trimodal_cell` loads them from disk)."""
+    recipe = recipe or TriModalRecipe()
+    model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options)
+    history = train_trimodal(model, train_set, recipe, epochs, seed, progress)
+    metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed)
+    metrics.update(
+        final_train_loss=history[-1] if history else math.nan, parameters=sum(p.numel() for p in model.parameters()),
+        train_samples=len(train_set), test_samples=len(test_set), epochs=epochs,
+    )  # fmt: skip
+    return metrics
+
+
+def subset(data: TriModalDigits, rows: np.ndarray) -> TriModalDigits:
+    return TriModalDigits(data.text[rows], data.images[rows], data.audio[rows], data.digits[rows], data.languages[rows],
+                          data.cells_per_bin)  # fmt: skip
