@@ -1,0 +1,34 @@
+"""`neuromem engram RUN_DIR [RUN_DIR ...] --out report.html` (mounted by neuromem.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("engram")
+    def engram(
+        run_dirs: list[Path] = typer.Argument(..., help="run directories written by `neuromem ablate`"),
+        out: Path = typer.Option(Path("engram_report.html"), "--out", help="HTML report; engram.json goes beside it"),
+        permutations: int = typer.Option(1000, "--permutations", help="permutations per significance test"),
+        seed: int = typer.Option(0, "--seed", help="seed of the permutation tests"),
+        max_pairs_per_digit: int = typer.Option(50, "--max-pairs-per-digit", help="digit-matched pairs per digit for CKA/CCA"),
+    ) -> None:
+        """Cross-modal alignment of memory engrams (cosine, CKA, RSA, CCA with permutation p-values)."""
+        from neuromem.engram.report import build_report  # matplotlib only when the command runs
+
+        document = build_report(run_dirs, out, permutations, seed, max_pairs_per_digit)
+        for entry in document["comparisons"]:
+            cosine = entry["cosine"]
+            cosine_text = (
+                f"cosine match-nonmatch {cosine['difference']:.3f} (p={cosine['p_value']:.3g})" if cosine else "cosine n/a"
+            )
+            typer.echo(
+                f"{entry['label']} [{entry['kind']}]: {cosine_text}, "
+                f"CKA {entry['cka']['linear_cka']:.3f} (p={entry['cka']['p_value']:.3g}), "
+                f"RSA {entry['rsa']['spearman_r']:.3f} (p={entry['rsa']['p_value']:.3g}), "
+                f"CCA {entry['cca']['mean_canonical_correlation']:.3f} (p={entry['cca']['p_value']:.3g})"
+            )
+        typer.echo(f"report: {out}  numbers: {Path(out).parent / 'engram.json'}")

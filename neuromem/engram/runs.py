@@ -1,0 +1,181 @@
+"""Reading saved runs and choosing what to compare.
+
+A run directory holds `results.json` and `cells/<cell_id>/cell.json`
+({"config": {"modality", "memory", "seed", ...}, "metrics": {...}}) with
+`cells/<cell_id>/representations.npz` holding, per modality m in the cell,
+`m/representations` (N, D) memory-layer outputs on the test split,
+`m/labels` (N,) original labels and `m/digits` (N,) concept ids 0-9.
+
+Comparisons: every cell holding both modalities (a joint network, or a
+"parallel" cell with two separately trained networks) is compared within
+itself; single-modality cells are paired across all given runs by (memory,
+seed) — an "nmnist" cell with an "shd" cell.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromem.errors import NeuromemError
+
+MODALITIES = ("nmnist", "shd")
+ARRAYS = ("representations", "labels", "digits")
+
+
+@dataclass
+class ModalityEngrams:
+    modality: str
+    representations: np.ndarray  # (N, D)
+    labels: np.ndarray
+    digits: np.ndarray
+    cell: "Cell"
+
+
+@dataclass
+class Cell:
+    run_dir: Path
+    cell_id: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    modalities: dict[str, ModalityEngrams] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.run_dir.name}/{self.cell_id}"
+
+
+@dataclass
+class Comparison:
+    label: str
+    kind: str  # "joint" | "parallel"
+    first: ModalityEngrams
+    second: ModalityEngrams
+
+    @property
+    def cells(self) -> list[Cell]:
+        cells = [self.first.cell]
+        if self.second.cell is not self.first.cell:
+            cells.append(self.second.cell)
+        return cells
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise NeuromemError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def _load_cell(run_dir: Path, cell_dir: Path) -> Cell:
+    cell_json = cell_dir / "cell.json"
+    if not cell_json.is_file():
+        raise NeuromemError(f"{cell_dir}: no cell.json; the engram report needs each cell's config and metrics")
+    data = _read_json(cell_json)
+    cell = Cell(run_dir, cell_dir.name, dict(data.get("config", {})), dict(data.get("metrics", {})))
+    npz_path = cell_dir / "representations.npz"
+    if not npz_path.is_file():
+        raise NeuromemError(
+            f"{npz_path}: missing; the engram report needs the memory-layer representations saved per cell "
+            "(<modality>/representations, /labels, /digits on the test split) — re-run the ablation with them saved"
+        )
+    with np.load(npz_path) as arrays:
+        names = set(arrays.files)
+        present = sorted({name.split("/")[0] for name in names if "/" in name})
+        for modality in present:
+            missing = [a for a in ARRAYS if f"{modality}/{a}" not in names]
+            if missing:
+                raise NeuromemError(
+                    f"{npz_path}: modality {modality!r} lacks {', '.join(f'{modality}/{a}' for a in missing)}; "
+                    f"the report needs {', '.join(ARRAYS)} for every modality"
+                )
+            reps = np.asarray(arrays[f"{modality}/representations"], dtype=np.float64)
+            digits = np.asarray(arrays[f"{modality}/digits"]).astype(int)
+            labels = np.asarray(arrays[f"{modality}/labels"])
+            if reps.ndim != 2 or len(reps) != len(digits) or len(labels) != len(digits) or len(reps) == 0:
+                raise NeuromemError(
+                    f"{npz_path}: {modality}/representations must be (N, D) with N = len(digits) = len(labels) > 0, "
+                    f"got {reps.shape}, {digits.shape}, {labels.shape}"
+                )
+            cell.modalities[modality] = ModalityEngrams(modality, reps, labels, digits, cell)
+    if not cell.modalities:
+        raise NeuromemError(
+            f"{npz_path}: holds no <modality>/representations arrays; the report needs them for nmnist and shd"
+        )
+    return cell
+
+
+def load_run(run_dir: Path) -> list[Cell]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NeuromemError(f"{run_dir}: no such run directory")
+    cells_dir = run_dir / "cells"
+    cell_dirs = sorted(p for p in cells_dir.iterdir() if p.is_dir()) if cells_dir.is_dir() else []
+    if not cell_dirs:
+        raise NeuromemError(
+            f"{run_dir}: no cells/<cell_id>/ directories; the engram report needs a run written by `neuromem ablate`"
+        )
+    return [_load_cell(run_dir, cell_dir) for cell_dir in cell_dirs]
+
+
+def _check_classes(first: ModalityEngrams, second: ModalityEngrams) -> None:
+    classes_a, classes_b = sorted(set(first.digits.tolist())), sorted(set(second.digits.tolist()))
+    if classes_a != classes_b:
+        raise NeuromemError(
+            f"{first.cell.label} ({first.modality}) has digits {classes_a} but {second.cell.label} "
+            f"({second.modality}) has {classes_b}; the report compares the same digits in both modalities"
+        )
+    if len(classes_a) < 3:
+        raise NeuromemError(
+            f"{first.cell.label}: only digits {classes_a}; the report needs at least 3 shared digits"
+        )
+
+
+def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
+    """(comparisons, single-modality cells left unpaired)."""
+    comparisons: list[Comparison] = []
+    singles: list[Cell] = []
+    for cell in cells:
+        if all(m in cell.modalities for m in MODALITIES):
+            kind = "parallel" if cell.config.get("modality") == "parallel" else "joint"
+            first, second = (cell.modalities[m] for m in MODALITIES)
+            comparisons.append(Comparison(cell.label, kind, first, second))
+        else:
+            singles.append(cell)
+    unpaired: list[Cell] = []
+    used: set[int] = set()
+    for position, cell in enumerate(singles):
+        if position in used or MODALITIES[0] not in cell.modalities:
+            continue
+        key = (cell.config.get("memory"), cell.config.get("seed"))
+        partner = next(
+            (
+                index
+                for index, other in enumerate(singles)
+                if index not in used
+                and MODALITIES[1] in other.modalities
+                and (other.config.get("memory"), other.config.get("seed")) == key
+            ),
+            None,
+        )
+        if partner is None:
+            continue
+        used.update({position, partner})
+        other = singles[partner]
+        label = f"{cell.label} + {other.label}"
+        comparisons.append(Comparison(label, "parallel", cell.modalities[MODALITIES[0]], other.modalities[MODALITIES[1]]))
+    unpaired = [cell for index, cell in enumerate(singles) if index not in used]
+    if not comparisons:
+        found = sorted({m for cell in cells for m in cell.modalities})
+        raise NeuromemError(
+            f"only modality {', '.join(found)} found in {', '.join(c.label for c in cells)}; the engram report needs "
+            "both nmnist and shd representations: a joint/parallel cell, or an nmnist cell and an shd cell "
+            "with the same memory and seed"
+        )
+    for comparison in comparisons:
+        _check_classes(comparison.first, comparison.second)
+    return comparisons, unpaired
