@@ -47,7 +47,8 @@ def similarity_figure(comparison: Comparison, result: AlignmentResult) -> str:
     _heatmap(axes[0], result.within_similarity[a], result.classes, f"{a} x {a} cosine")
     _heatmap(axes[1], result.within_similarity[b], result.classes, f"{b} x {b} cosine")
     if result.class_cosine is not None:
-        _heatmap(axes[2], result.class_cosine, result.classes, f"{a} x {b} cosine (cross-modal)", "magma", b, a)
+        _heatmap(axes[2], result.class_cosine, result.classes, f"{a} (rows) x {b} (columns) cosine", "magma")
+    figure.tight_layout()
     return _png(figure)
 
 
@@ -146,12 +147,16 @@ def energy_figure(cells: list[Cell]) -> str | None:
     axis.bar(x + 0.2, ann, 0.4, label="ANN-equivalent", color="#e76f51")
     for xi, s, a in zip(x, spiking, ann):
         ratio = a / s if s > 0 else math.nan
-        axis.text(xi, max(s, a) * 1.15, f"{ratio:.1f}x", ha="center", fontsize=9)
+        axis.text(xi, max(s, a) * 2.2, f"ratio {ratio:.1f}x", ha="center", fontsize=9)
     axis.set_yscale("log")
+    axis.set_ylim(min(spiking + ann) / 5, max(spiking + ann) * 5)
+    for xi, s, a in zip(x, spiking, ann):
+        axis.text(xi - 0.2, s, f"{s:,.3g} pJ", ha="center", va="bottom", fontsize=7)
+        axis.text(xi + 0.2, a, f"{a:,.3g} pJ", ha="center", va="bottom", fontsize=7)
     axis.set_xticks(x, [r[0] for r in rows], rotation=15, fontsize=8)
     axis.set_ylabel("energy per inference (pJ, log)")
     axis.set_title("energy per inference (measured counts x per-op energies)", fontsize=10)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="center right")
     return _png(figure)
 
 
@@ -197,7 +202,7 @@ def _result_dict(comparison: Comparison, result: AlignmentResult) -> dict[str, A
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:24px auto;color:#222;padding:0 12px}
-table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:right}
+table{border-collapse:collapse;margin:8px 0 16px;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:8px 0}
 .note{color:#555;font-size:13px}pre{background:#f7f7f7;padding:8px;font-size:12px;white-space:pre-wrap}
 section{border-top:2px solid #ddd;margin-top:18px}
@@ -209,6 +214,10 @@ window.addEventListener('load',function(){var imgs=document.images,ok=0;
 for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0)ok++;}
 document.body.setAttribute('data-figures',ok+'/'+imgs.length);});
 """
+
+
+def _with_chance(measure: dict[str, Any], key: str) -> str:
+    return f"{measure[key]:.4g} (chance {measure['null_mean']:.3g})"
 
 
 def _summary_table(results: list[dict[str, Any]]) -> str:
@@ -225,9 +234,10 @@ def _summary_table(results: list[dict[str, Any]]) -> str:
                 f"<td>{_fmt(v)}</td>"
                 for v in (
                     r["label"], r["kind"], ", ".join(r["memory"]), r["n_pairs"],
-                    cosine.get("difference", "n/a (spaces differ)"), cosine.get("p_value", "n/a"),
-                    r["cka"]["linear_cka"], r["cka"]["p_value"], r["rsa"]["spearman_r"], r["rsa"]["p_value"],
-                    r["cca"]["mean_canonical_correlation"], r["cca"]["p_value"],
+                    _with_chance(cosine, "difference") if cosine else "n/a (spaces differ)", cosine.get("p_value", "n/a"),
+                    _with_chance(r["cka"], "linear_cka"), r["cka"]["p_value"],
+                    _with_chance(r["rsa"], "spearman_r"), r["rsa"]["p_value"],
+                    _with_chance(r["cca"], "mean_canonical_correlation"), r["cca"]["p_value"],
                 )
             )
             + "</tr>"
@@ -296,8 +306,14 @@ def build_report(
             f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
             for title, data in figures
         )
+        kind_note = (
+            "<p class='note'>Separately trained networks: their coordinates are not shared, so cosine and the joint "
+            "PCA only show chance-level correspondence; CKA, RSA and CCA do not depend on shared coordinates.</p>"
+            if comparison.kind == "parallel"
+            else "<p class='note'>One network with both modalities: cosine compares engrams in its shared memory space.</p>"
+        )
         sections.append(
-            f"<section><h2>{html.escape(comparison.label)} ({comparison.kind})</h2>"
+            f"<section><h2>{html.escape(comparison.label)} ({comparison.kind})</h2>{kind_note}"
             f"{_summary_table([entry])}{_cells_table(comparison.cells)}"
             f"<h3>energy assumptions</h3>{_assumptions(comparison.cells)}{body}</section>"
         )
@@ -319,7 +335,7 @@ def build_report(
         "class mean. Cosine: mean similarity of matching minus non-matching digits' class means (only when both "
         "modalities share one space). CKA and CCA use digit-matched sample pairs (k-th sample of a digit in one modality "
         "with the k-th in the other); CCA after PCA to 3 components per modality. RSA: Spearman r between the two "
-        "modalities' class RDMs. p-values: permutation tests (class labels or pairings shuffled), "
+        "modalities' class RDMs. p-values: permutation tests in which the digit labels of one modality are permuted (for paired samples, whole digits are re-paired); each value is shown with its chance level (the mean under that null), "
         f"{permutations} permutations, seed {seed}.</p>"
         f"<h2>Summary</h2>{_summary_table(results)}{unpaired_note}{''.join(sections)}"
         f"<script>{CHECK_SCRIPT}</script></body></html>"
