@@ -1,0 +1,166 @@
+"""Binned data sets: event files -> (N, T, *input_shape) count tensors, cached and memory-mapped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from neuromem.data import formats
+from neuromem.data.binning import FixedWindowFrames
+from neuromem.data.cache import build_entry, cache_key, file_identity, load_entry
+from neuromem.data.roots import default_cache_dir, source_of
+from neuromem.data.specs import ModalitySpec, check_split, get_spec
+from neuromem.errors import NeuromemError
+
+
+class BinnedDataset:
+    """A thin view over cached count frames.
+
+    inputs: (N, T, *input_shape) uint8 event counts (memory-mapped); labels: (N,) int64.
+    `ds[i]` gives (float32 tensor (T, *input_shape), int); `batches` gives batch-major
+    float32 tensors (B, T, *input_shape) — time-major models transpose(0, 1).
+    """
+
+    def __init__(self, inputs: np.ndarray, labels: np.ndarray, *, num_classes: int, time_bins: int,
+                 source: str, modality: str, index: np.ndarray | None = None, meta: dict | None = None):
+        self._inputs = inputs
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self._index = None if index is None else np.asarray(index, dtype=np.int64)
+        self.num_classes = num_classes
+        self.time_bins = time_bins
+        self.source = source
+        self.modality = modality
+        self.meta = dict(meta or {})
+
+    # -- arrays ---------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self._inputs.shape[2:])
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self._inputs if self._index is None else self._inputs[self._index]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels if self._index is None else self._labels[self._index]
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        rows = positions if self._index is None else self._index[positions]
+        return rows
+
+    def __len__(self) -> int:
+        return len(self._labels) if self._index is None else len(self._index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        row = int(self._rows(np.asarray([i % len(self)]))[0])
+        return torch.from_numpy(np.asarray(self._inputs[row], dtype=np.float32)), int(self._labels[row])
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x float32 (B, T, *input_shape), y int64 (B,)); order fixed by `generator` when shuffling."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        n = len(self)
+        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            rows = self._rows(order[start:start + batch_size])
+            # reading rows in file order is kinder to the page cache; put them back in batch order after
+            sorted_pos = np.argsort(rows, kind="stable")
+            block = np.empty((len(rows), *self._inputs.shape[1:]), dtype=np.float32)
+            block[sorted_pos] = self._inputs[rows[sorted_pos]]
+            yield torch.from_numpy(block), torch.from_numpy(self._labels[rows])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "BinnedDataset":
+        positions = np.asarray(indices, dtype=np.int64)
+        if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
+            raise IndexError(f"subset indices must lie in 0..{len(self) - 1}")
+        rows = self._rows(positions % max(len(self), 1))
+        return BinnedDataset(self._inputs, self._labels, num_classes=self.num_classes, time_bins=self.time_bins,
+                             source=self.source, modality=self.modality, index=rows, meta=self.meta)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+    def __repr__(self) -> str:
+        return (f"BinnedDataset({self.modality}, n={len(self)}, T={self.time_bins}, "
+                f"input_shape={self.input_shape}, source={self.source})")
+
+
+def _sources(spec: ModalitySpec, root: Path, split: str):
+    """(identity files, labels, per-sample event reader) for one split."""
+    if spec.name == "shd":
+        shd = formats.read_shd(root, split)
+        return [shd.path], shd.labels, shd.events
+    files, labels = formats.list_nmnist(root, split)
+    return files, labels, lambda i: formats.read_nmnist_events(files[i])
+
+
+def load_split(modality: str, root: str | os.PathLike, split: str, time_bins: int | None = None,
+               cache_dir: str | os.PathLike | None = None, window_us: int | None = None) -> BinnedDataset:
+    """Bin one split of `modality` under a tonic `save_to` root (cached) and return it.
+
+    time_bins / window_us default to MODALITY_SPECS[modality]; events at or after
+    window_us are dropped. Counts above 255 in one bin are clipped (uint8 cache).
+    """
+    spec = get_spec(modality)
+    check_split(split)
+    time_bins = spec.time_bins if time_bins is None else int(time_bins)
+    window_us = spec.window_us if window_us is None else int(window_us)
+    if time_bins < 1 or window_us < 1:
+        raise NeuromemError(f"time_bins ({time_bins}) and window_us ({window_us}) must be positive integers")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise NeuromemError(
+            f"data root {root} does not exist; write the embedded data with `neuromem data synth --root {root}` "
+            f"or fetch the real data with `neuromem data fetch --root {root}`"
+        )
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    source = source_of(root)
+    if spec.name == "shd":
+        shd_file = formats.shd_path(root, split)
+        if not shd_file.is_file():
+            formats.read_shd(root, split)  # raises the missing-file error
+        identity_files = [shd_file]
+    else:
+        identity_files, _ = formats.list_nmnist(root, split)
+    params = {"modality": spec.name, "split": split, "time_bins": time_bins, "window_us": window_us,
+              "sensor_size": list(spec.sensor_size)}
+    key = cache_key(file_identity(identity_files), params)
+    entry = cache_dir / f"{spec.name}-{split}-{key}"
+
+    cached = load_entry(entry)
+    if cached is None:
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        _, labels, read_events = _sources(spec, root, split)
+        to_frames = FixedWindowFrames(spec.sensor_size, time_bins, window_us)
+
+        def fill(inputs: np.ndarray) -> dict:
+            clipped = 0
+            for i in range(len(labels)):
+                frames = to_frames(read_events(i))
+                clipped += int((frames > 255).sum())
+                inputs[i] = np.minimum(frames, 255)
+            return {"clipped_bins": clipped}
+
+        meta = {**params, "root": str(root.resolve()), "source": source, "num_samples": int(len(labels))}
+        build_entry(entry, (len(labels), time_bins, *spec.input_shape), labels, fill, meta)
+        cached = load_entry(entry)
+        if cached is None:
+            raise NeuromemError(f"could not write the binned cache under {cache_dir}; check that it is writable")
+        cached[2]["cache_hit"] = False
+    else:
+        cached[2]["cache_hit"] = True
+    inputs, labels, meta = cached
+    meta["cache_entry"] = str(entry)
+    return BinnedDataset(inputs, labels, num_classes=spec.num_classes, time_bins=time_bins, source=source,
+                         modality=spec.name, meta=meta)
