@@ -234,37 +234,41 @@ class _SpikingSequence(torch.autograd.Function):
         membranes, spikes, weight, spikes0 = ctx.saved_tensors
         alpha, beta, threshold, zero_reset, surrogate, slope = ctx.options
         steps = membranes.shape[0]
-        surrogate_slopes = surrogate_grad(surrogate, membranes - threshold, slope)
-        # the part of gv_t known before the backward loop: dL/dv_t + h_t dL/ds_t
-        local = torch.zeros_like(membranes) if grad_spikes is None else grad_spikes * surrogate_slopes
+        recurrent = weight is not None
+        surrogate_slopes = surrogate_grad(surrogate, membranes - threshold, slope, inplace=True)
+        # `grad_drive` starts as the part of gv_t known before the loop, dL/dv_t + h_t dL/ds_t,
+        # and is overwritten step by step (from the end) with dL/d(drive_t): one (T, ...) buffer.
+        if grad_spikes is None:
+            grad_drive = torch.zeros_like(membranes)
+        elif recurrent:
+            grad_drive = grad_spikes * surrogate_slopes  # h_t is needed again in the loop
+        else:
+            grad_drive = surrogate_slopes.mul_(grad_spikes)
         if grad_membranes is not None:
-            local = local + grad_membranes
+            grad_drive.add_(grad_membranes)
         decay = (1.0 - spikes).mul_(beta) if zero_reset else None
-        grad_drive = torch.empty_like(membranes)
         grad_v_next = grad_i_next = None
         for t in range(steps - 1, -1, -1):
-            grad_v = local[t]
+            grad_v = grad_drive[t]
             if grad_v_next is not None:
-                if weight is not None:
-                    grad_v = torch.addcmul(grad_v, surrogate_slopes[t], grad_drive[t + 1] @ weight)
+                if recurrent:
+                    grad_v.addcmul_(surrogate_slopes[t], grad_drive[t + 1] @ weight)
                 if zero_reset:
-                    grad_v = torch.addcmul(grad_v, decay[t], grad_v_next)
+                    grad_v.addcmul_(decay[t], grad_v_next)
                 else:
-                    grad_v = torch.add(grad_v, grad_v_next, alpha=beta)
-            if alpha is None:
-                grad_drive[t] = grad_v
-            else:
-                grad_i = grad_v
+                    grad_v.add_(grad_v_next, alpha=beta)
+            if alpha is not None:
+                # grad_drive[t] becomes gi_t; gv_t is kept aside for the next (earlier) step
+                grad_v = grad_v.clone()
                 if grad_i_next is not None:
-                    grad_i = torch.add(grad_i, grad_i_next, alpha=alpha)
+                    grad_drive[t].add_(grad_i_next, alpha=alpha)
                 elif grad_current is not None:
-                    grad_i = grad_i + grad_current
-                grad_drive[t] = grad_i
+                    grad_drive[t].add_(grad_current)
                 grad_i_next = grad_drive[t]
             grad_v_next = grad_v
 
         grad_weight = grad_current0 = grad_membrane0 = grad_spikes0 = None
-        if weight is not None and ctx.needs_input_grad[1]:
+        if recurrent and ctx.needs_input_grad[1]:
             previous_spikes = torch.cat([spikes0.unsqueeze(0), spikes[:-1]])
             size = weight.shape[0]
             grad_weight = grad_drive.reshape(-1, size).t() @ previous_spikes.reshape(-1, size)
@@ -272,7 +276,7 @@ class _SpikingSequence(torch.autograd.Function):
             grad_current0 = grad_drive[0] * alpha
         if ctx.needs_input_grad[3]:
             grad_membrane0 = grad_v_next * ((1.0 - spikes0) * beta if zero_reset else beta)
-        if weight is not None and ctx.needs_input_grad[4]:
+        if recurrent and ctx.needs_input_grad[4]:
             grad_spikes0 = grad_drive[0] @ weight
         return (grad_drive, grad_weight, grad_current0, grad_membrane0, grad_spikes0) + (None,) * 6
 

@@ -1,0 +1,32 @@
+"""`neuromem bench`: the core-speed benchmark from the installed CLI (the lead mounts it with `register`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench(
+        quick: bool = typer.Option(False, "--quick", help="tiny shapes, 2 rounds: a smoke run, not a measurement"),
+        device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ..."),
+        data: str = typer.Option("auto", help="auto (neuromem's data layer, random spikes if unavailable), random, or a data root"),
+        configs: Optional[str] = typer.Option(None, help="comma-separated configurations (default: all)"),
+        repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 10; quick 2)"),
+        warmup: Optional[int] = typer.Option(None, help="warm-up steps per framework (default 2; quick 1)"),
+        memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory in subprocesses"),
+        out: Optional[Path] = typer.Option(None, help="write the Markdown results table here"),
+    ) -> None:
+        """Time training and inference of the same spiking networks in neuromem, snnTorch and Norse."""
+        from neuromem.bench.core_speed import run_benchmark
+
+        command = "neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
+        _, markdown = run_benchmark(
+            quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup,
+            config_names=configs.split(",") if configs else None, peak_memory=memory, out=out, command=command,
+            log=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(markdown)

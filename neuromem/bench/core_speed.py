@@ -1,0 +1,423 @@
+"""Training and inference speed of the same spiking network in neuromem, snnTorch and Norse.
+
+Method (one process, so all frameworks see the same machine load):
+- every framework builds the configuration's network from the same seed and
+  trains it with Adam on the same batches;
+- warm-up steps first, then `repetitions` rounds; in each round every
+  framework runs one step, in an order rotated round by round (no framework
+  always runs first or right after another one);
+- a training step is forward + loss (+ the memory module's auxiliary loss) +
+  backward + optimizer step; inference is a forward pass in eval mode under
+  `torch.no_grad()` (not inference_mode: test-time-learning memories take
+  gradients inside);
+- reported: medians (and the min..max spread) in ms, samples/s, and the ratio
+  framework time / neuromem time (> 1: neuromem is faster);
+- "neuromem-reference" is the same neuromem network on the step-by-step
+  reference core (`reference_core()`), to show what the fast core buys;
+- peak memory: a fresh subprocess per (configuration, framework) builds the
+  network and a batch, reads its resident set size (RSS), runs training steps
+  and reports the peak RSS (getrusage) above that level (CUDA:
+  torch.cuda.max_memory_allocated). See `neuromem.bench.peak_memory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from neuromem.bench.data_source import open_source
+from neuromem.bench.networks import (
+    BenchConfig,
+    auxiliary_loss,
+    build_network,
+    nmnist_config,
+    quick_config_for_tests,
+    shd_config,
+)
+from neuromem.neurons.functional.lif import reference_core
+
+FRAMEWORK_ORDER = ("neuromem", "neuromem-reference", "snntorch", "norse")
+# issue 7: training throughput of neuromem over each competitor, per configuration
+GOALS = {
+    "shd-feedforward": {"snntorch": 6.0, "norse": 5.0},
+    "shd-recurrent": {"snntorch": 6.0, "norse": 5.0},
+    "nmnist-conv": {"snntorch": 4.0, "norse": 4.0},
+}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_configs(memories: list[str] | None = None) -> list[BenchConfig]:
+    """SHD feed-forward and recurrent, N-MNIST conv, and one SHD network per registered memory module."""
+    from neuromem.memory import memory_names
+
+    names = memory_names() if memories is None else memories
+    return [shd_config(), shd_config(recurrent=True), nmnist_config()] + [shd_config(memory=m) for m in names]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _core(framework: str):
+    return reference_core() if framework == "neuromem-reference" else contextlib.nullcontext()
+
+
+def train_step(framework: str, network, optimizer, inputs, labels) -> float:
+    with _core(framework):
+        loss = F.cross_entropy(network(inputs), labels)
+        extra = auxiliary_loss(network, labels)
+        if extra is not None:
+            loss = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def infer_step(framework: str, network, inputs) -> None:
+    with _core(framework), torch.no_grad():
+        network(inputs)
+
+
+@dataclass
+class Timing:
+    framework: str
+    train_ms: list[float] = field(default_factory=list)
+    infer_ms: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    peak: dict | None = None
+
+    @staticmethod
+    def _median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    @property
+    def train_median(self) -> float:
+        return self._median(self.train_ms)
+
+    @property
+    def infer_median(self) -> float:
+        return self._median(self.infer_ms)
+
+
+@dataclass
+class ConfigResult:
+    config: BenchConfig
+    batch: int
+    data_description: str
+    data_setup_s: float
+    data_ms: list[float]
+    timings: dict[str, Timing]
+    error: str | None = None
+
+    @property
+    def data_median(self) -> float:
+        return statistics.median(self.data_ms) if self.data_ms else float("nan")
+
+    def ratio(self, framework: str, kind: str = "train") -> float:
+        base = getattr(self.timings["neuromem"], f"{kind}_median")
+        return getattr(self.timings[framework], f"{kind}_median") / base
+
+
+def _rotated(items: tuple[str, ...], shift: int) -> list[str]:
+    shift %= len(items)
+    return list(items[shift:] + items[:shift])
+
+
+def bench_config(
+    config: BenchConfig,
+    frameworks: tuple[str, ...],
+    device: torch.device,
+    repetitions: int,
+    warmup: int,
+    data: str = "random",
+    log=print,
+) -> ConfigResult:
+    source = open_source(config, device, data)
+    networks, optimizers = {}, {}
+    for framework in frameworks:
+        networks[framework] = build_network(framework, config).to(device)
+        optimizers[framework] = torch.optim.Adam(networks[framework].parameters(), lr=1e-3)
+    timings = {f: Timing(f) for f in frameworks}
+    data_ms = []
+
+    for _ in range(warmup):
+        inputs, labels, _ = source.next_timed()
+        for framework in frameworks:
+            train_step(framework, networks[framework], optimizers[framework], inputs, labels)
+            infer_step(framework, networks[framework].eval(), inputs)
+            networks[framework].train()
+    _synchronize(device)
+
+    for round_index in range(repetitions):
+        inputs, labels, seconds = source.next_timed()
+        data_ms.append(seconds * 1e3)
+        for framework in _rotated(frameworks, round_index):
+            network, optimizer = networks[framework], optimizers[framework]
+            start = time.perf_counter()
+            loss = train_step(framework, network, optimizer, inputs, labels)
+            _synchronize(device)
+            timings[framework].train_ms.append((time.perf_counter() - start) * 1e3)
+            timings[framework].losses.append(loss)
+    for framework, network in networks.items():
+        network.eval()
+    for round_index in range(repetitions):
+        inputs, _, _ = source.next_timed()
+        for framework in _rotated(frameworks, round_index):
+            start = time.perf_counter()
+            infer_step(framework, networks[framework], inputs)
+            _synchronize(device)
+            timings[framework].infer_ms.append((time.perf_counter() - start) * 1e3)
+    for network in networks.values():
+        memory = getattr(getattr(network, "head", None), "memory", None)
+        if memory is not None:
+            memory.reset_memory()
+    result = ConfigResult(config, config.batch, source.description, source.setup_seconds, data_ms, timings)
+    log(_config_line(result))
+    return result
+
+
+def _config_line(result: ConfigResult) -> str:
+    parts = [f"{result.config.name}: data {result.data_median:.1f} ms"]
+    for framework, timing in result.timings.items():
+        text = f"{framework} {timing.train_median:.1f} ms"
+        if framework != "neuromem":
+            text += f" ({result.ratio(framework):.2f}x)"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+# ----------------------------------------------------------------- peak memory (subprocesses)
+
+
+def measure_peak_memory(config: BenchConfig, framework: str, device: torch.device, steps: int = 3, timeout: float = 600) -> dict:
+    spec = {"config": asdict(config), "framework": framework, "device": str(device), "steps": steps}
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    completed = subprocess.run(
+        [sys.executable, "-m", "neuromem.bench.peak_memory", json.dumps(spec)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if completed.returncode != 0:
+        return {"error": (completed.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------- report
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:  # Linux; elsewhere platform's answer stands
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("snntorch", "norse"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception as error:  # a missing competitor is reported, not fatal
+            versions[name] = f"unavailable ({type(error).__name__})"
+    info = {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        **versions,
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _fmt_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.1f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def _fmt_peak(peak: dict | None) -> str:
+    if not peak:
+        return "-"
+    if "error" in peak:
+        return f"error: {peak['error']}"
+    return f"{peak['extra_mb']:.0f} (peak {peak['peak_mb']:.0f})"
+
+
+def goal_lines(results: list[ConfigResult]) -> list[str]:
+    lines = []
+    for result in results:
+        if result.error:
+            continue
+        for framework, target in GOALS.get(result.config.name, {}).items():
+            if framework not in result.timings:
+                continue
+            ratio = result.ratio(framework)
+            verdict = "met" if ratio >= target else "NOT met"
+            lines.append(f"- {result.config.name}: neuromem vs {framework} training {ratio:.2f}x (goal >= {target:.0f}x): {verdict}")
+        peaks = {f: t.peak for f, t in result.timings.items() if t.peak and "extra_mb" in t.peak}
+        if "neuromem" in peaks and "snntorch" in peaks:
+            ours, theirs = peaks["neuromem"]["extra_mb"], peaks["snntorch"]["extra_mb"]
+            verdict = "met" if ours <= theirs else "NOT met"
+            lines.append(
+                f"- {result.config.name}: training peak memory neuromem {ours:.0f} MB vs snnTorch {theirs:.0f} MB "
+                f"(goal: no higher): {verdict}"
+            )
+    return lines
+
+
+def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> str:
+    lines = [
+        "# Spiking core speed: neuromem vs snnTorch vs Norse",
+        "",
+        "Regenerated by `python -m benchmarks.core_speed` (also `neuromem bench`); do not edit by hand.",
+        "",
+        f"- run: {settings['timestamp']}, command `{settings['command']}`",
+        f"- machine: {info['cpu']}, {info['logical_cores']} logical cores, torch threads {info['torch_threads']}, "
+        f"device {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else ""),
+        f"- versions: Python {info['python']}, torch {info['torch']}, snntorch {info['snntorch']}, norse {info['norse']}",
+        f"- method: {settings['warmup']} warm-up step(s), then {settings['repetitions']} rounds; each round runs one step "
+        "per framework in a rotated order; medians with (min-max) in ms. Training step = forward + cross-entropy "
+        "(+ memory auxiliary loss) + backward + Adam step. Inference = forward, eval mode, no_grad. "
+        "Ratio = framework time / neuromem time (> 1: neuromem faster). neuromem-reference = the same neuromem "
+        "network on the step-by-step autograd core.",
+        "- peak memory: a fresh subprocess per cell builds network + batch, then runs "
+        f"{settings['memory_steps']} training steps; 'extra' = peak RSS (getrusage ru_maxrss) minus RSS before the "
+        "first step, in MB (CUDA: max_memory_allocated). Includes allocator caching; comparable across frameworks "
+        "because each runs alone in its own process.",
+        "- data: time to fetch one time-major batch onto the device from the source named per configuration.",
+        "",
+    ]
+    if settings.get("quick"):
+        lines += ["**Quick smoke run (T <= 8, batch <= 4): numbers say nothing about speed.**", ""]
+    lines += ["## Goals (issue 7)", ""] + (goal_lines(results) or ["- (no goal configurations in this run)"]) + [""]
+    for result in results:
+        config = result.config
+        lines += [
+            f"## {config.name}",
+            "",
+            f"T={config.steps}, batch={config.batch}, input {config.input_shape}, hidden {config.hidden}, "
+            f"{'recurrent' if config.recurrent else 'feed-forward'}"
+            + (f", memory `{config.memory}`" if config.memory else "")
+            + f". Data: {result.data_description}; data time {_fmt_ms(result.data_ms)} ms per batch"
+            + (f" (opening the data set: {result.data_setup_s:.2f} s)" if result.data_setup_s else "")
+            + ".",
+            "",
+        ]
+        if result.error:
+            lines += [f"Failed: {result.error}", ""]
+            continue
+        lines += [
+            "| framework | train step ms | train samples/s | train ratio | inference ms | inference samples/s | inference ratio | peak extra MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for framework, timing in result.timings.items():
+            lines.append(
+                f"| {framework} | {_fmt_ms(timing.train_ms)} | {result.batch / timing.train_median * 1e3:.0f} | "
+                f"{result.ratio(framework):.2f} | {_fmt_ms(timing.infer_ms)} | "
+                f"{result.batch / timing.infer_median * 1e3:.0f} | {result.ratio(framework, 'infer'):.2f} | "
+                f"{_fmt_peak(timing.peak)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    quick: bool = False,
+    device: str = "auto",
+    data: str = "auto",
+    repetitions: int | None = None,
+    warmup: int | None = None,
+    config_names: list[str] | None = None,
+    frameworks: tuple[str, ...] = FRAMEWORK_ORDER,
+    peak_memory: bool = True,
+    out: str | os.PathLike | None = None,
+    command: str = "",
+    log=print,
+) -> tuple[list[ConfigResult], str]:
+    torch_device = resolve_device(device)
+    configs = default_configs()
+    if config_names:
+        known = {c.name: c for c in configs}
+        unknown = [n for n in config_names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown configuration(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        configs = [known[n] for n in config_names]
+    if quick:
+        configs = [quick_config_for_tests(c) for c in configs]
+    repetitions = repetitions or (2 if quick else 10)
+    warmup = 1 if quick and warmup is None else (2 if warmup is None else warmup)
+    memory_steps = 1 if quick else 3
+    results = []
+    for config in configs:
+        try:
+            results.append(bench_config(config, frameworks, torch_device, repetitions, warmup, data, log))
+        except Exception as error:  # one broken configuration (e.g. a memory module in progress) is reported
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            log(f"{config.name}: FAILED {message}")
+            results.append(ConfigResult(config, config.batch, "-", 0.0, [], {}, error=message))
+    if peak_memory:  # after all timing, so the subprocesses do not load the timed rounds
+        for result in results:
+            if result.error:
+                continue
+            for framework, timing in result.timings.items():
+                timing.peak = measure_peak_memory(result.config, framework, torch_device, memory_steps)
+                log(f"{result.config.name} {framework}: peak {_fmt_peak(timing.peak)}")
+    settings = {
+        "timestamp": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "command": command,
+        "repetitions": repetitions,
+        "warmup": warmup,
+        "memory_steps": memory_steps,
+        "quick": quick,
+    }
+    markdown = render_markdown(results, machine_info(torch_device), settings)
+    if out is not None:
+        Path(out).write_text(markdown + "\n")
+    return results, markdown
+
+
+def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = None,
+         program: str = "python -m benchmarks.core_speed") -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds: a smoke run")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--data", default="auto", help="auto (the data layer, random if unavailable), random, or a data root")
+    parser.add_argument("--repetitions", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--configs", default=None, help="comma-separated configuration names")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--out", default=default_out, help="write the Markdown table here")
+    args = parser.parse_args(argv)
+    _, markdown = run_benchmark(
+        quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
+        config_names=args.configs.split(",") if args.configs else None, peak_memory=not args.no_memory,
+        out=args.out, command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
+    )
+    print(markdown)
