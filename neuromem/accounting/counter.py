@@ -239,6 +239,10 @@ class SynapticOperationCounter:
             self._module_stack.append(label)
             if counted:
                 self._counted_depth += 1
+                if self._counted_depth == 1 and self._mode is not None:
+                    # nothing inside a counted module is functional: step out of the dispatch
+                    # mode there, which keeps the time loops of spiking layers at full speed
+                    self._mode.__exit__(None, None, None)
 
         return hook
 
@@ -248,6 +252,8 @@ class SynapticOperationCounter:
                 self._module_stack.pop()
             if counted:
                 self._counted_depth -= 1
+                if self._counted_depth == 0 and self._mode is not None:
+                    self._mode.__enter__()
 
         return hook
 

@@ -42,9 +42,27 @@ def linear_fanout(weight: torch.Tensor, dense: bool) -> torch.Tensor:
     return (weight.detach() != 0).sum(0).to(torch.float64)
 
 
+_DENSE_FANOUT_CACHE: dict[tuple, torch.Tensor] = {}
+
+
 def conv_fanout(conv: nn.Module, input_shape: tuple[int, ...], dense: bool) -> torch.Tensor:
     """Per-input-element fan-out map (C, *spatial) of a convolution, borders and stride included."""
     weight = conv.weight.detach()
+    if dense or bool((weight != 0).all()):
+        # without zero weights the map depends only on the geometry: cache it
+        key = (
+            type(conv), tuple(weight.shape), tuple(input_shape), conv.stride, conv.padding,
+            conv.dilation, conv.groups, conv.padding_mode,
+        )
+        if key not in _DENSE_FANOUT_CACHE:
+            if len(_DENSE_FANOUT_CACHE) > 256:
+                _DENSE_FANOUT_CACHE.clear()
+            _DENSE_FANOUT_CACHE[key] = _conv_fanout(conv, weight, input_shape, dense=True)
+        return _DENSE_FANOUT_CACHE[key]
+    return _conv_fanout(conv, weight, input_shape, dense=False)
+
+
+def _conv_fanout(conv: nn.Module, weight: torch.Tensor, input_shape: tuple[int, ...], dense: bool) -> torch.Tensor:
     mask = torch.ones_like(weight, dtype=torch.float64) if dense else (weight != 0).to(torch.float64)
     probe = torch.ones((1, *input_shape), dtype=torch.float64, requires_grad=True)
     with torch.enable_grad():
