@@ -143,6 +143,52 @@ def test_functional_matmuls_are_counted_dense_and_separately():
     assert report.effective_macs_per_sample == pytest.approx(5 * 4 + 4 * 6)
 
 
+class DenseTwinLayer(nn.Module):
+    """Shaped like the ANN-equivalent layers: a synapse, a recurrent nn.Linear, ReLU applied functionally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synapse = nn.Linear(3, 2)
+        self.recurrent = nn.Linear(2, 2, bias=False)
+        _set(self.synapse, [[1, 0, 0], [0, -1, 0]])
+        _set(self.recurrent, [[0.5, 0], [0, 0.5]])
+
+    def forward(self, inputs):
+        drive = self.synapse(inputs)
+        hidden, outputs = torch.zeros_like(drive[0]), []
+        for x in drive:
+            hidden = torch.relu(x + self.recurrent(hidden))
+            outputs.append(hidden)
+        return torch.stack(outputs)
+
+
+def test_dense_twin_counts_macs_and_relu_sparsity():
+    layer = DenseTwinLayer()
+    x = torch.tensor([[[2.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]]])  # (T=2, batch=1, 3): analog input -> MACs
+    with torch.no_grad(), SynapticOperationCounter(layer) as counter:
+        out = layer(x)
+    report = counter.report()
+    layers = {layer_["name"]: layer_ for layer_ in report.layers}
+    # outputs: t0 = relu(2, 0) = (2, 0); t1 = relu(0 + 0.5*2, 0) = (1, 0) -> 2 of 4 non-zero
+    assert out[:, 0, 0].tolist() == [2.0, 1.0]
+    assert layers["<root>"]["activation_sparsity"] == 0.5
+    # synapse: one non-zero input (feature 0, fan-out 1) -> 1 MAC; dense 2 * 3 * 2
+    assert layers["<root>"]["effective_macs_per_sample"] == 1 and layers["<root>"]["dense_ops_per_sample"] == 12
+    # recurrent nn.Linear: t0 sees the zero state, t1 sees (2, 0) -> 1 MAC; dense 2 steps * 2 * 2
+    assert layers["recurrent"]["effective_macs_per_sample"] == 1 and layers["recurrent"]["dense_ops_per_sample"] == 8
+    assert report.effective_acs_per_sample == 0 and report.functional_macs_per_sample == 0
+
+
+def test_counter_survives_an_exception_inside_the_model():
+    net = KnownSpikeNet()
+    with pytest.raises(RuntimeError):
+        with torch.no_grad(), SynapticOperationCounter(net):
+            net(torch.zeros(3, 2, 5))  # wrong feature size
+    with torch.no_grad(), SynapticOperationCounter(net) as counter:
+        net(_known_input())
+    assert counter.report().effective_acs_per_sample == (8 + 7) / 2
+
+
 def test_counter_without_samples_raises():
     with SynapticOperationCounter(nn.Linear(2, 2)) as counter:
         pass

@@ -191,6 +191,7 @@ class SynapticOperationCounter:
         self._counted_depth = 0
         self._busy = False
         self._mode: _FunctionalMatmulMode | None = None
+        self._mode_active = False
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "SynapticOperationCounter":
@@ -215,13 +216,21 @@ class SynapticOperationCounter:
         self._handles.append(self.model.register_forward_pre_hook(self._count_samples, with_kwargs=True))
         if self.count_functional:
             self._mode = _FunctionalMatmulMode(self)
-            self._mode.__enter__()
+            self._set_mode(True)
         return self
 
+    def _set_mode(self, active: bool) -> None:
+        if self._mode is None or active == self._mode_active:
+            return
+        if active:
+            self._mode.__enter__()
+        else:
+            self._mode.__exit__(None, None, None)
+        self._mode_active = active
+
     def __exit__(self, *exc_info) -> None:
-        if self._mode is not None:
-            self._mode.__exit__(*exc_info)
-            self._mode = None
+        self._set_mode(False)
+        self._mode = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -239,10 +248,10 @@ class SynapticOperationCounter:
             self._module_stack.append(label)
             if counted:
                 self._counted_depth += 1
-                if self._counted_depth == 1 and self._mode is not None:
+                if self._counted_depth == 1:
                     # nothing inside a counted module is functional: step out of the dispatch
                     # mode there, which keeps the time loops of spiking layers at full speed
-                    self._mode.__exit__(None, None, None)
+                    self._set_mode(False)
 
         return hook
 
@@ -252,8 +261,8 @@ class SynapticOperationCounter:
                 self._module_stack.pop()
             if counted:
                 self._counted_depth -= 1
-                if self._counted_depth == 0 and self._mode is not None:
-                    self._mode.__enter__()
+                if self._counted_depth == 0:
+                    self._set_mode(True)
 
         return hook
 
