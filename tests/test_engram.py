@@ -96,6 +96,7 @@ def test_alignment_identical_vs_unrelated_with_p_values():
     assert same.rsa["spearman_r"] == pytest.approx(1.0)
     assert same.cca["mean_canonical_correlation"] == pytest.approx(1.0)
     assert same.cosine["matching"] == pytest.approx(1.0)
+    assert same.cosine["per_sample_matching"] > same.cosine["per_sample_non_matching"] + 0.5
     for p in (same.cka["p_value"], same.rsa["p_value"], same.cca["p_value"], same.cosine["p_value"]):
         assert p <= 2 / (PERMUTATIONS + 1)
     other = _prototype_reps(rng.standard_normal((10, 12)), digits, rng, noise=0.3)

@@ -7,8 +7,8 @@ hypothesis is "the digit correspondence between the modalities carries no
 information":
 
 * cosine similarity of matching vs non-matching class means (needs both
-  modalities in one space: same dimensionality); null: permute the class
-  labels of one modality;
+  modalities in one space: same dimensionality), and the same over
+  digit-paired single samples (per-sample engrams, reported without a test);
 * linear CKA (Kornblith et al. 2019) on digit-paired samples;
 * RSA: Spearman correlation of the two modalities' class representational
   dissimilarity matrices (1 - Pearson r between class means); null: permute
@@ -189,6 +189,12 @@ def align(
 
     index_a, index_b = pair_by_digit(digits_a, digits_b, classes, max_pairs_per_digit)
     x, y = reps_a[index_a], reps_b[index_b]
+    if cosine is not None:
+        # per-sample engrams: cosine of every paired-set sample with every other, same digit vs not
+        sample_similarity = cosine_matrix(x, y)
+        same_digit = digits_a[index_a][:, None] == digits_b[index_b][None, :]
+        cosine["per_sample_matching"] = float(sample_similarity[same_digit].mean())
+        cosine["per_sample_non_matching"] = float(sample_similarity[~same_digit].mean())
     gram_x, gram_y = _centred_gram(x), _centred_gram(y)
     norm = np.linalg.norm(gram_x) * np.linalg.norm(gram_y)
     cka_value = float((gram_x * gram_y).sum() / norm) if norm > 0 else 0.0

@@ -223,7 +223,7 @@ def _with_chance(measure: dict[str, Any], key: str) -> str:
 def _summary_table(results: list[dict[str, Any]]) -> str:
     head = (
         "<tr><th>comparison</th><th>kind</th><th>memory</th><th>pairs</th><th>cosine match &minus; non-match</th>"
-        "<th>p</th><th>linear CKA</th><th>p</th><th>RSA r</th><th>p</th><th>CCA mean r</th><th>p</th></tr>"
+        "<th>p</th><th>per-sample cosine match / non-match</th><th>linear CKA</th><th>p</th><th>RSA r</th><th>p</th><th>CCA mean r</th><th>p</th></tr>"
     )
     rows = []
     for r in results:
@@ -235,6 +235,7 @@ def _summary_table(results: list[dict[str, Any]]) -> str:
                 for v in (
                     r["label"], r["kind"], ", ".join(r["memory"]), r["n_pairs"],
                     _with_chance(cosine, "difference") if cosine else "n/a (spaces differ)", cosine.get("p_value", "n/a"),
+                    f"{cosine['per_sample_matching']:.3g} / {cosine['per_sample_non_matching']:.3g}" if cosine else "n/a",
                     _with_chance(r["cka"], "linear_cka"), r["cka"]["p_value"],
                     _with_chance(r["rsa"], "spearman_r"), r["rsa"]["p_value"],
                     _with_chance(r["cca"], "mean_canonical_correlation"), r["cca"]["p_value"],
