@@ -51,17 +51,19 @@ class VerifyReport:
         for i, (spikes, bad) in enumerate(zip(self.spikes_per_layer, self.mismatches_per_layer)):
             out.append(f"  layer {i}: {spikes} spikes, {bad} mismatching neuron-steps")
         out.append(f"spike rasters identical: {'yes' if self.mismatches == 0 else 'NO'}; "
-                   f"final readout voltages identical: {'yes' if self.voltages_equal else 'NO'}")
+                   f"readout voltages identical: {'yes' if self.voltages_equal else 'NO'}")
         if self.torch_accuracy is not None:
             out.append(f"accuracy: torch (quantized) {100 * self.torch_accuracy:.2f}%, Lava {100 * self.lava_accuracy:.2f}%")
         return out
 
 
-def torch_rasters(model: LoihiNetwork, inputs: np.ndarray, batch_size: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-layer spikes (S, T, N) uint8 and final readout voltages (S, C) int64 of the torch model."""
+def torch_rasters(
+    model: LoihiNetwork, inputs: np.ndarray, batch_size: int = 64
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per-layer spikes (S, T, N) uint8, readout voltages (S, T, C) and final ones (S, C), int64, of the torch model."""
     model.eval()
     layers: list[list[np.ndarray]] = []
-    finals = []
+    finals, traces = [], []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
             spikes, voltages = model.run(binary_time_major(inputs[start : start + batch_size]))
@@ -70,11 +72,12 @@ def torch_rasters(model: LoihiNetwork, inputs: np.ndarray, batch_size: int = 64)
             for store, s in zip(layers, spikes):
                 store.append(s.transpose(0, 1).numpy().astype(np.uint8))
             finals.append(voltages[-1].numpy().astype(np.int64))
-    return [np.concatenate(s) for s in layers], np.concatenate(finals)
+            traces.append(voltages.transpose(0, 1).numpy().astype(np.int64))
+    return [np.concatenate(s) for s in layers], np.concatenate(traces), np.concatenate(finals)
 
 
 def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.ndarray | None) -> VerifyReport:
-    torch_spikes, torch_final = torch_rasters(model, inputs)
+    torch_spikes, torch_trace, torch_final = torch_rasters(model, inputs)
     if len(torch_spikes) != len(lava.spikes):
         raise NeuromemError(f"Lava returned {len(lava.spikes)} layers, the model has {len(torch_spikes)}")
     mismatches = [int((a != b).sum()) for a, b in zip(torch_spikes, lava.spikes)]
@@ -85,7 +88,10 @@ def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.n
         timesteps=int(inputs.shape[1]),
         spikes_per_layer=[int(s.sum()) for s in torch_spikes],
         mismatches_per_layer=mismatches,
-        voltages_equal=bool(np.array_equal(torch_final, lava.final_voltage)),
+        voltages_equal=bool(
+            np.array_equal(torch_final, lava.final_voltage)
+            and (lava.voltages is None or np.array_equal(torch_trace, lava.voltages))
+        ),
         torch_accuracy=None if labels is None else float((torch_pred == labels).mean()),
         lava_accuracy=None if labels is None else float((lava_pred == labels).mean()),
         lava_seconds=lava.seconds,
@@ -94,13 +100,16 @@ def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.n
     )
 
 
-def verify_on_lava(h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None) -> VerifyReport:
-    """Lava vs the torch model rebuilt from the same file, on (S, T, channels) inputs."""
+def verify_on_lava(
+    h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None, record_voltages: bool = False
+) -> VerifyReport:
+    """Lava vs the torch model rebuilt from the same file, on (S, T, channels) inputs; with
+    `record_voltages` the readout voltage must also match at every step, not only the last."""
     model = model_from_lava(h5_path)
     inputs = np.asarray(inputs)
     if inputs.ndim != 3 or inputs.shape[2] != model.config.input_size:
         raise NeuromemError(
             f"inputs of shape {inputs.shape} do not fit {h5_path}: it expects (samples, T, {model.config.input_size})"
         )
-    lava = run_on_lava(h5_path, inputs)
+    lava = run_on_lava(h5_path, inputs, record_voltages=record_voltages)
     return compare(model, lava, inputs, None if labels is None else np.asarray(labels))

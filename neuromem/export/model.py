@@ -30,7 +30,7 @@ class LoihiNetworkConfig:
     num_classes: int = 20
     hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 1024})
     readout: dict = field(default_factory=lambda: {"du": 4095, "dv": 16})
-    logit_scale: float = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
+    logit_scale: float = 1.0 / (64 * 8192)  # readout voltage units -> logits for the loss
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -96,7 +96,7 @@ def _time_major(x: torch.Tensor) -> torch.Tensor:
 
 
 def _batches(inputs: np.ndarray | torch.Tensor, labels, batch_size: int, generator: torch.Generator | None):
-    inputs = torch.as_tensor(np.asarray(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
+    inputs = torch.as_tensor(np.array(inputs)) if not isinstance(inputs, torch.Tensor) else inputs
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     order = torch.randperm(len(labels), generator=generator) if generator is not None else torch.arange(len(labels))
     for start in range(0, len(order), batch_size):
@@ -212,5 +212,5 @@ def load_checkpoint(path: str | Path) -> LoihiNetwork:
 
 def binary_time_major(inputs: Iterable) -> torch.Tensor:
     """(N, T, C) counts -> (T, N, C) float64 binary spikes, as the network (and Lava) sees them."""
-    x = torch.as_tensor(np.asarray(inputs))
+    x = torch.as_tensor(np.array(inputs))
     return (x > 0).to(torch.float64).transpose(0, 1)

@@ -1,0 +1,71 @@
+"""A trained SHD-shaped Loihi model runs bit-exact on Lava (Loihi2SimCfg fixed_pt) through the subprocess bridge."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuromem.errors import NeuromemError
+from neuromem.export.hardware import verify_on_lava
+from neuromem.export.lava import export_lava
+from neuromem.export.model import train_loihi_model
+from neuromem.hardware_bridge import LAVA_PYTHON_ENV, lava_available, run_on_lava
+
+needs_lava = pytest.mark.skipif(not lava_available(), reason="Lava environment .venv-lava missing (run `make lava`)")
+
+
+@pytest.fixture(scope="module")
+def shd_small(tmp_path_factory):
+    """Few SHD samples in the real file format (the data layer's embedded generator), 40 time bins."""
+    from neuromem.data import load_split, synthesize
+
+    root = tmp_path_factory.mktemp("shd")
+    synthesize(root, modalities=("shd",), shd_train_per_class=6, shd_test_per_class=2)
+    train = load_split("shd", root, "train", time_bins=40, cache_dir=root / "cache")
+    test = load_split("shd", root, "test", time_bins=40, cache_dir=root / "cache")
+    return np.asarray(train.inputs), np.asarray(train.labels), np.asarray(test.inputs), np.asarray(test.labels)
+
+
+@pytest.fixture(scope="module")
+def trained(shd_small, tmp_path_factory):
+    torch.set_num_threads(1)
+    train_x, train_y, test_x, test_y = shd_small
+    result = train_loihi_model(train_x, train_y, test_x, test_y, hidden_sizes=(32, 24), epochs=4, batch_size=24, lr=5e-3)
+    path = export_lava(result.model, tmp_path_factory.mktemp("net") / "shd_loihi.h5")
+    return result, path
+
+
+@needs_lava
+def test_trained_shd_model_is_bit_exact_on_lava(trained, shd_small):
+    result, path = trained
+    _, _, test_x, test_y = shd_small
+    assert result.model.layers[1].recurrent is not None  # >= 2 layers, one recurrent
+    report = verify_on_lava(path, test_x, test_y, record_voltages=True)
+    # the check cannot pass vacuously: every hidden layer spikes, the recurrent weights are in use
+    assert all(count > 0 for count in report.spikes_per_layer[:-1]), report.spikes_per_layer
+    assert report.mismatches_per_layer == [0, 0, 0], report.lines()
+    assert report.voltages_equal and report.predictions_equal  # readout voltage at every step, too
+    assert abs(report.lava_accuracy - report.torch_accuracy) <= 0.01
+    assert report.torch_accuracy == pytest.approx(result.test_accuracy)
+    assert report.torch_accuracy > 3 / 20  # learned something (chance is 1/20)
+    assert report.resources.cores >= 3 and report.resources.energy_uj_per_inference > 0
+
+
+@needs_lava
+def test_lava_side_errors_are_one_line(trained, tmp_path):
+    _, path = trained
+    with pytest.raises(NeuromemError, match="channels"):
+        run_on_lava(path, np.zeros((1, 5, 3), dtype=np.uint8))
+
+
+def test_missing_lava_environment_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv(LAVA_PYTHON_ENV, str(tmp_path / "no-python"))
+    with pytest.raises(NeuromemError, match=r"Lava environment missing: run `make lava`"):
+        run_on_lava(tmp_path / "net.h5", np.zeros((1, 2, 3)))
+
+
+def test_training_is_deterministic(shd_small):
+    train_x, train_y = shd_small[0][:48], shd_small[1][:48]
+    first = train_loihi_model(train_x, train_y, hidden_sizes=(8, 8), epochs=1, batch_size=16, seed=3).model
+    second = train_loihi_model(train_x, train_y, hidden_sizes=(8, 8), epochs=1, batch_size=16, seed=3).model
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
