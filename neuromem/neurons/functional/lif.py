@@ -179,6 +179,96 @@ def leaky_integrator_sequence_reference(inputs: torch.Tensor, beta: float) -> to
 # ---------------------------------------------------------------- fast path
 
 
+# Compiled CPU kernels (numba, already installed with tonic): the feed-forward
+# neuron loop with no per-step dispatch. They run exactly the float operations of
+# the torch loop below (no fastmath, so no fused multiply-add: same rounding), so
+# forward values stay bit-for-bit equal to the reference path. Without numba, on
+# GPUs, or with a recurrent weight (where the per-step matmul dominates anyway),
+# the torch loop runs instead.
+try:
+    import numba as _numba
+    import numpy as _np
+except ImportError:  # pragma: no cover - numba comes with tonic
+    _numba = None
+
+if _numba is not None:
+
+    @_numba.njit(cache=True, nogil=True)
+    def _neuron_forward_kernel(inputs, current, membrane, spike, spikes, membranes, alpha, beta, threshold, cuba, zero_reset):
+        # inputs, spikes, membranes: (T, M); current, membrane, spike: (M,) initial state, updated in place
+        one = inputs.dtype.type(1.0)
+        for t in range(inputs.shape[0]):
+            for i in range(inputs.shape[1]):
+                drive = inputs[t, i]
+                if cuba:
+                    current[i] = alpha * current[i] + drive
+                    drive = current[i]
+                if zero_reset:
+                    v = (one - spike[i]) * beta * membrane[i] + drive
+                else:
+                    v = beta * membrane[i] + drive - spike[i] * threshold
+                s = one if v > threshold else inputs.dtype.type(0.0)
+                membranes[t, i] = v
+                spikes[t, i] = s
+                membrane[i] = v
+                spike[i] = s
+
+    @_numba.njit(cache=True, nogil=True)
+    def _neuron_backward_kernel(grad_drive, spikes, grad_current, alpha, beta, cuba, zero_reset, grad_v_first):
+        # grad_drive: (T, M) holding dL/dv_t + h_t dL/ds_t on entry, dL/d(drive_t) on exit;
+        # grad_v_first: (M,) receives gv_0 (for the initial membrane's gradient)
+        one = grad_drive.dtype.type(1.0)
+        steps, size = grad_drive.shape
+        for i in range(size):
+            grad_v_next = grad_drive.dtype.type(0.0)
+            grad_i_next = grad_current[i]
+            for t in range(steps - 1, -1, -1):
+                grad_v = grad_drive[t, i]
+                if t < steps - 1:
+                    decay = (one - spikes[t, i]) * beta if zero_reset else beta
+                    grad_v = grad_v + decay * grad_v_next
+                if cuba:
+                    grad_i = grad_v + alpha * grad_i_next if t < steps - 1 else grad_v + grad_i_next
+                    grad_drive[t, i] = grad_i
+                    grad_i_next = grad_i
+                else:
+                    grad_drive[t, i] = grad_v
+                grad_v_next = grad_v
+            grad_v_first[i] = grad_v_next
+
+    @_numba.njit(cache=True, nogil=True)
+    def _leaky_forward_kernel(inputs, beta, out):
+        size = inputs.shape[1]
+        for i in range(size):
+            out[0, i] = beta * inputs.dtype.type(0.0) + inputs[0, i]
+        for t in range(1, inputs.shape[0]):
+            for i in range(size):
+                out[t, i] = beta * out[t - 1, i] + inputs[t, i]
+
+    @_numba.njit(cache=True, nogil=True)
+    def _leaky_backward_kernel(grad_out, beta, grad_inputs):
+        steps = grad_out.shape[0]
+        for i in range(grad_out.shape[1]):
+            grad_inputs[steps - 1, i] = grad_out[steps - 1, i]
+        for t in range(steps - 2, -1, -1):
+            for i in range(grad_out.shape[1]):
+                grad_inputs[t, i] = grad_out[t, i] + beta * grad_inputs[t + 1, i]
+
+
+def _compiled(*tensors: torch.Tensor) -> bool:
+    """Whether the numba kernels can run on these tensors (CPU, float32/64, one dtype)."""
+    if _numba is None or not _FAST_PATH:
+        return False
+    dtype = tensors[0].dtype
+    return dtype in (torch.float32, torch.float64) and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+
+
+def _as_array(tensor: torch.Tensor, rows: int | None = None):
+    """A writable numpy view (no copy) of a contiguous CPU tensor, as (rows, -1) or flat."""
+    array = tensor.detach().numpy()
+    return array.reshape(rows, -1) if rows is not None else array.reshape(-1)
+
+
 class _SpikingSequence(torch.autograd.Function):
     """LIF (alpha is None) or CUBA over a whole sequence, one autograd node.
 
@@ -199,8 +289,31 @@ class _SpikingSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, recurrent_weight, current0, membrane0, spikes0, alpha, beta, threshold, zero_reset, surrogate, slope):
         steps = inputs.shape[0]
+        inputs = inputs.contiguous()
         spikes = torch.empty_like(inputs)
         membranes = torch.empty_like(inputs)
+        ctx.set_materialize_grads(False)
+        ctx.options = (alpha, beta, threshold, zero_reset, surrogate, slope)
+        state = [t for t in (current0, membrane0, spikes0) if t is not None]
+        ctx.compiled = (
+            recurrent_weight is None
+            and _compiled(inputs, *state)
+            and all(t.numel() == inputs[0].numel() for t in state)
+        )
+        if ctx.compiled:
+            dtype = _np.dtype(str(inputs.dtype).removeprefix("torch."))
+            current = current0.detach().clone().contiguous() if alpha is not None else inputs.new_empty(0)
+            membrane = membrane0.detach().clone().contiguous()
+            spike = spikes0.detach().clone().contiguous()
+            _neuron_forward_kernel(
+                _as_array(inputs, steps), _as_array(current), _as_array(membrane), _as_array(spike),
+                _as_array(spikes, steps), _as_array(membranes, steps),
+                dtype.type(alpha or 0.0), dtype.type(beta), dtype.type(threshold), alpha is not None, zero_reset,
+            )
+            ctx.save_for_backward(membranes, spikes, recurrent_weight, spikes0)
+            if alpha is not None:
+                return spikes, membranes, current.view_as(current0)
+            return spikes, membranes
         weight_t = recurrent_weight.t() if recurrent_weight is not None else None
         current, membrane, spike = current0, membrane0, spikes0
         for t in range(steps):
@@ -222,9 +335,7 @@ class _SpikingSequence(torch.autograd.Function):
             # v > theta is exactly (v - theta) > 0 in floating point
             torch.gt(out, threshold, out=spikes[t])
             membrane, spike = out, spikes[t]
-        ctx.set_materialize_grads(False)
         ctx.save_for_backward(membranes, spikes, recurrent_weight, spikes0)
-        ctx.options = (alpha, beta, threshold, zero_reset, surrogate, slope)
         if alpha is not None:
             return spikes, membranes, current
         return spikes, membranes
@@ -246,8 +357,21 @@ class _SpikingSequence(torch.autograd.Function):
             grad_drive = surrogate_slopes.mul_(grad_spikes)
         if grad_membranes is not None:
             grad_drive.add_(grad_membranes)
-        decay = (1.0 - spikes).mul_(beta) if zero_reset else None
-        grad_v_next = grad_i_next = None
+        if ctx.compiled:
+            dtype = _np.dtype(str(grad_drive.dtype).removeprefix("torch."))
+            grad_final_current = (
+                grad_current.contiguous() if grad_current is not None else grad_drive.new_zeros(grad_drive[0].shape)
+            )
+            grad_v_next = torch.empty_like(grad_drive[0])
+            _neuron_backward_kernel(
+                _as_array(grad_drive, steps), _as_array(spikes, steps), _as_array(grad_final_current),
+                dtype.type(alpha or 0.0), dtype.type(beta), alpha is not None, zero_reset, _as_array(grad_v_next),
+            )
+            steps = 0  # the loop below has nothing left to do
+        decay = (1.0 - spikes).mul_(beta) if zero_reset and steps else None
+        if not ctx.compiled:
+            grad_v_next = None
+        grad_i_next = None
         for t in range(steps - 1, -1, -1):
             grad_v = grad_drive[t]
             if grad_v_next is not None:
@@ -286,6 +410,13 @@ class _LeakyIntegratorSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs, beta):
+        ctx.beta = beta
+        if _compiled(inputs):
+            inputs = inputs.contiguous()
+            out = torch.empty_like(inputs)
+            dtype = _np.dtype(str(inputs.dtype).removeprefix("torch."))
+            _leaky_forward_kernel(_as_array(inputs, inputs.shape[0]), dtype.type(beta), _as_array(out, out.shape[0]))
+            return out
         out = torch.empty_like(inputs)
         membrane = torch.zeros_like(inputs[0])
         for t in range(inputs.shape[0]):
@@ -297,6 +428,13 @@ class _LeakyIntegratorSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        if _compiled(grad_out):
+            grad_out = grad_out.contiguous()
+            grad_inputs = torch.empty_like(grad_out)
+            dtype = _np.dtype(str(grad_out.dtype).removeprefix("torch."))
+            steps = grad_out.shape[0]
+            _leaky_backward_kernel(_as_array(grad_out, steps), dtype.type(ctx.beta), _as_array(grad_inputs, steps))
+            return grad_inputs, None
         grad_inputs = torch.empty_like(grad_out)
         grad_inputs[-1] = grad_out[-1]
         for t in range(grad_out.shape[0] - 2, -1, -1):
