@@ -74,6 +74,10 @@ def parallel_run(tmp_path) -> Path:
         config = {"modality": modality, "memory": "hopfield", "seed": 0}
         arrays = _modality_arrays(modality, _prototype_reps(prototypes, digits, rng), digits)
         _write_cell(run, f"{modality}-hopfield-s0", config, arrays, _metrics(3e4, 8e6))
+    baseline = {"modality": "shd", "memory": "hopfield", "seed": 0, "neuron": "dense"}
+    digits = rng.integers(0, 10, 100)
+    metrics = _metrics(3e4, 8e6) | {"energy_pj_per_sample": float("nan")}
+    _write_cell(run, "shd-hopfield-dense-s0", baseline, _modality_arrays("shd", rng.standard_normal((100, 16)), digits), metrics)
     return run
 
 
@@ -136,12 +140,15 @@ def test_joint_aligns_more_than_parallel(joint_run, parallel_run, tmp_path):
     joint, parallel = document["comparisons"]
     assert (joint["kind"], parallel["kind"]) == ("joint", "parallel")
     assert parallel["cells"] == ["parallel/nmnist-hopfield-s0", "parallel/shd-hopfield-s0"]
+    assert document["unpaired_cells"] == ["parallel/shd-hopfield-dense-s0"]  # an ANN cell never pairs with a spiking one
     for measure, key in (("cka", "linear_cka"), ("rsa", "spearman_r"), ("cca", "mean_canonical_correlation")):
         assert joint[measure][key] > parallel[measure][key]
         assert joint[measure]["p_value"] < 0.05
         assert parallel[measure]["p_value"] > 0.05
     assert joint["cosine"]["difference"] > parallel["cosine"]["difference"]
-    saved = json.loads((tmp_path / "both" / "engram.json").read_text())
+    saved = json.loads((tmp_path / "both" / "engram.json").read_text(), parse_constant=pytest.fail)  # strict JSON
+    baseline = next(c for c in saved["cells"] if c["cell"] == "parallel/shd-hopfield-dense-s0")
+    assert baseline["metrics"]["energy_pj_per_sample"] is None
     assert saved["comparisons"][0]["cka"] == joint["cka"]
     assert saved["cells"][0]["metrics"]["energy_ratio"] == pytest.approx(400.0)
 

@@ -131,11 +131,15 @@ def sparsity_figure(cells: list[Cell]) -> str | None:
     return _png(figure)
 
 
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
 def energy_figure(cells: list[Cell]) -> str | None:
     rows = [
         (cell.label, float(cell.metrics["energy_pj_per_sample"]), float(cell.metrics["ann_energy_pj_per_sample"]))
         for cell in cells
-        if all(isinstance(cell.metrics.get(k), (int, float)) for k in ENERGY_KEYS[:2])
+        if all(_positive_number(cell.metrics.get(k)) for k in ENERGY_KEYS[:2])
     ]
     if not rows:
         return None
@@ -326,7 +330,7 @@ def build_report(
         "unpaired_cells": [cell.label for cell in unpaired],
     }
     unpaired_note = (
-        f"<p class='note'>Not compared (no partner with the other modality, same memory and seed): "
+        f"<p class='note'>Not compared (no partner with the other modality, same memory, seed, neuron and options): "
         f"{html.escape(', '.join(c.label for c in unpaired))}</p>" if unpaired else ""
     )
     page = (
@@ -344,8 +348,25 @@ def build_report(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
-    (out.parent / "engram.json").write_text(json.dumps(document, indent=2, default=_json_default))
+    # strict JSON: non-finite numbers (e.g. a baseline cell's missing energy) become null
+    (out.parent / "engram.json").write_text(
+        json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
+    )
     return document
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
 
 
 def _json_default(value: Any):

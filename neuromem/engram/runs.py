@@ -8,8 +8,8 @@ A run directory holds `results.json` and `cells/<cell_id>/cell.json`
 
 Comparisons: every cell holding both modalities (a joint network, or a
 "parallel" cell with two separately trained networks) is compared within
-itself; single-modality cells are paired across all given runs by (memory,
-seed) — an "nmnist" cell with an "shd" cell.
+itself; single-modality cells are paired across all given runs by (memory, seed,
+neuron, memory options) — an "nmnist" cell with an "shd" cell.
 """
 
 from __future__ import annotations
@@ -135,6 +135,14 @@ def _check_classes(first: ModalityEngrams, second: ModalityEngrams) -> None:
         )
 
 
+def _pairing_key(cell: Cell) -> tuple:
+    """Separately trained networks are compared when they share memory, seed, neuron kind
+    (spiking cells never pair with ANN-baseline cells) and memory options."""
+    config = cell.config
+    options = json.dumps(config.get("memory_options") or {}, sort_keys=True, default=str)
+    return (config.get("memory"), config.get("seed"), config.get("neuron", "lif"), options)
+
+
 def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
     """(comparisons, single-modality cells left unpaired)."""
     comparisons: list[Comparison] = []
@@ -151,14 +159,14 @@ def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
     for position, cell in enumerate(singles):
         if position in used or MODALITIES[0] not in cell.modalities:
             continue
-        key = (cell.config.get("memory"), cell.config.get("seed"))
+        key = _pairing_key(cell)
         partner = next(
             (
                 index
                 for index, other in enumerate(singles)
                 if index not in used
                 and MODALITIES[1] in other.modalities
-                and (other.config.get("memory"), other.config.get("seed")) == key
+                and _pairing_key(other) == key
             ),
             None,
         )
@@ -174,7 +182,7 @@ def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
         raise NeuromemError(
             f"only modality {', '.join(found)} found in {', '.join(c.label for c in cells)}; the engram report needs "
             "both nmnist and shd representations: a joint/parallel cell, or an nmnist cell and an shd cell "
-            "with the same memory and seed"
+            "with the same memory, seed, neuron and memory options"
         )
     for comparison in comparisons:
         _check_classes(comparison.first, comparison.second)
