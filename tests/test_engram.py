@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuromem.engram import align, linear_cka, pair_by_digit
+from neuromem.engram import align, canonical_correlations, linear_cka, pair_by_digit, spearman
 from neuromem.engram.report import build_report
 from neuromem.errors import NeuromemError
 
@@ -125,6 +125,21 @@ def test_different_dimensions_skip_cosine_but_keep_cka_rsa_cca():
     assert result.cka["linear_cka"] > 0.9 and result.cka["p_value"] < 0.05
     assert result.cca["mean_canonical_correlation"] > 0.8 and result.cca["p_value"] < 0.05
     assert result.rsa["p_value"] < 0.05
+    index_a, index_b = pair_by_digit(digits, digits, np.arange(10), 50)
+    direct = canonical_correlations(a[index_a], b[index_b], result.cca["components"])
+    assert direct.mean() == pytest.approx(result.cca["mean_canonical_correlation"])
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(40), rng.standard_normal(40)
+    y[:10] = x[:10]  # some ties-free shared structure
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+    assert spearman(np.array([1.0, 2, 2, 3]), np.array([1.0, 3, 2, 4])) == pytest.approx(
+        spearmanr([1, 2, 2, 3], [1, 3, 2, 4]).statistic
+    )
 
 
 def test_pairing_by_digit_is_deterministic():
