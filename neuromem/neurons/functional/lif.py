@@ -214,27 +214,41 @@ if _numba is not None:
                 spike[i] = s
 
     @_numba.njit(cache=True, nogil=True)
-    def _neuron_backward_kernel(grad_drive, spikes, grad_current, alpha, beta, cuba, zero_reset, grad_v_first):
-        # grad_drive: (T, M) holding dL/dv_t + h_t dL/ds_t on entry, dL/d(drive_t) on exit;
-        # grad_v_first: (M,) receives gv_0 (for the initial membrane's gradient)
-        one = grad_drive.dtype.type(1.0)
-        steps, size = grad_drive.shape
-        for i in range(size):
-            grad_v_next = grad_drive.dtype.type(0.0)
-            grad_i_next = grad_current[i]
-            for t in range(steps - 1, -1, -1):
-                grad_v = grad_drive[t, i]
-                if t < steps - 1:
+    def _neuron_backward_kernel(
+        membranes, spikes, grad_spikes, grad_membranes, grad_drive, grad_v, grad_i,
+        alpha, beta, threshold, slope, atan, has_grad_spikes, has_grad_membranes, cuba, zero_reset,
+    ):
+        # membranes, spikes, grad_spikes, grad_membranes: (T, M) (the last two only read if flagged);
+        # grad_drive (T, M) receives dL/d(drive_t); grad_v (M,) starts at 0 and ends as gv_0;
+        # grad_i (M,) starts as dL/d(final current) and ends as gi_0. The surrogate is fused in
+        # here (one pass instead of five torch passes over (T, M)).
+        one = membranes.dtype.type(1.0)
+        half_slope = slope * membranes.dtype.type(0.5)
+        atan_scale = membranes.dtype.type(1.5707963267948966) * slope
+        steps, size = membranes.shape
+        for t in range(steps - 1, -1, -1):
+            last = t == steps - 1
+            for i in range(size):
+                g = membranes.dtype.type(0.0)
+                if has_grad_spikes:
+                    x = membranes[t, i] - threshold
+                    if atan:
+                        u = atan_scale * x
+                        h = half_slope / (one + u * u)
+                    else:
+                        d = slope * abs(x) + one
+                        h = one / (d * d)
+                    g = grad_spikes[t, i] * h
+                if has_grad_membranes:
+                    g += grad_membranes[t, i]
+                if not last:
                     decay = (one - spikes[t, i]) * beta if zero_reset else beta
-                    grad_v = grad_v + decay * grad_v_next
+                    g += decay * grad_v[i]
+                grad_v[i] = g
                 if cuba:
-                    grad_i = grad_v + alpha * grad_i_next if t < steps - 1 else grad_v + grad_i_next
-                    grad_drive[t, i] = grad_i
-                    grad_i_next = grad_i
-                else:
-                    grad_drive[t, i] = grad_v
-                grad_v_next = grad_v
-            grad_v_first[i] = grad_v_next
+                    g = g + alpha * grad_i[i] if not last else g + grad_i[i]
+                    grad_i[i] = g
+                grad_drive[t, i] = g
 
     @_numba.njit(cache=True, nogil=True)
     def _leaky_forward_kernel(inputs, beta, out):
@@ -346,6 +360,8 @@ class _SpikingSequence(torch.autograd.Function):
         alpha, beta, threshold, zero_reset, surrogate, slope = ctx.options
         steps = membranes.shape[0]
         recurrent = weight is not None
+        if ctx.compiled:
+            return _SpikingSequence._compiled_backward(ctx, grad_spikes, grad_membranes, grad_current)
         surrogate_slopes = surrogate_grad(surrogate, membranes - threshold, slope, inplace=True)
         # `grad_drive` starts as the part of gv_t known before the loop, dL/dv_t + h_t dL/ds_t,
         # and is overwritten step by step (from the end) with dL/d(drive_t): one (T, ...) buffer.
@@ -357,21 +373,8 @@ class _SpikingSequence(torch.autograd.Function):
             grad_drive = surrogate_slopes.mul_(grad_spikes)
         if grad_membranes is not None:
             grad_drive.add_(grad_membranes)
-        if ctx.compiled:
-            dtype = _np.dtype(str(grad_drive.dtype).removeprefix("torch."))
-            grad_final_current = (
-                grad_current.contiguous() if grad_current is not None else grad_drive.new_zeros(grad_drive[0].shape)
-            )
-            grad_v_next = torch.empty_like(grad_drive[0])
-            _neuron_backward_kernel(
-                _as_array(grad_drive, steps), _as_array(spikes, steps), _as_array(grad_final_current),
-                dtype.type(alpha or 0.0), dtype.type(beta), alpha is not None, zero_reset, _as_array(grad_v_next),
-            )
-            steps = 0  # the loop below has nothing left to do
-        decay = (1.0 - spikes).mul_(beta) if zero_reset and steps else None
-        if not ctx.compiled:
-            grad_v_next = None
-        grad_i_next = None
+        decay = (1.0 - spikes).mul_(beta) if zero_reset else None
+        grad_v_next = grad_i_next = None
         for t in range(steps - 1, -1, -1):
             grad_v = grad_drive[t]
             if grad_v_next is not None:
@@ -403,6 +406,34 @@ class _SpikingSequence(torch.autograd.Function):
         if recurrent and ctx.needs_input_grad[4]:
             grad_spikes0 = grad_drive[0] @ weight
         return (grad_drive, grad_weight, grad_current0, grad_membrane0, grad_spikes0) + (None,) * 6
+
+
+    @staticmethod
+    def _compiled_backward(ctx, grad_spikes, grad_membranes, grad_current):
+        """The feed-forward backward in one numba pass (no recurrent weight)."""
+        membranes, spikes, _, spikes0 = ctx.saved_tensors
+        alpha, beta, threshold, zero_reset, surrogate, slope = ctx.options
+        steps = membranes.shape[0]
+        dtype = _np.dtype(str(membranes.dtype).removeprefix("torch.")).type
+        grad_spikes = grad_spikes.contiguous() if grad_spikes is not None else membranes
+        grad_membranes = grad_membranes.contiguous() if grad_membranes is not None else membranes
+        grad_drive = torch.empty_like(membranes)
+        grad_v = membranes.new_zeros(membranes[0].shape)
+        grad_i = grad_current.clone().contiguous() if grad_current is not None else membranes.new_zeros(membranes[0].shape)
+        if surrogate not in ("atan", "fast_sigmoid"):
+            surrogate_grad(surrogate, membranes[:1], slope)  # raises the error naming the valid surrogates
+        _neuron_backward_kernel(
+            _as_array(membranes, steps), _as_array(spikes, steps), _as_array(grad_spikes, steps),
+            _as_array(grad_membranes, steps), _as_array(grad_drive, steps), _as_array(grad_v), _as_array(grad_i),
+            dtype(alpha or 0.0), dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan",
+            grad_spikes is not membranes, grad_membranes is not membranes, alpha is not None, zero_reset,
+        )
+        grad_current0 = grad_membrane0 = None
+        if alpha is not None and ctx.needs_input_grad[2]:
+            grad_current0 = grad_drive[0] * alpha
+        if ctx.needs_input_grad[3]:
+            grad_membrane0 = grad_v * ((1.0 - spikes0) * beta if zero_reset else beta)
+        return (grad_drive, None, grad_current0, grad_membrane0, None) + (None,) * 6
 
 
 class _LeakyIntegratorSequence(torch.autograd.Function):
