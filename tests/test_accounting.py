@@ -15,6 +15,7 @@ from neuromem.accounting import (
     AccountingReport,
     SynapticOperationCounter,
     ablation_columns,
+    accounting_metrics,
     ann_energy_per_sample,
     energy_assumptions,
     energy_per_sample,
@@ -287,3 +288,31 @@ def test_energy_arithmetic_and_columns():
         energy_profile("horowitz-45nm", bogus=1)
     with pytest.raises(NeuromemError, match="loihi"):
         energy_profile("gpu")
+
+
+class DenseTwinNet(nn.Module):
+    """KnownSpikeNet's graph with ReLU instead of LIF (the ANN-equivalent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+        self.output = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+        self.readout = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.readout(self.output(self.hidden(x)).mean(0))
+
+
+def test_accounting_metrics_feed_the_engram_report():
+    import json
+
+    metrics = accounting_metrics(KnownSpikeNet().eval(), DenseTwinNet().eval(), [_known_input()])
+    assert set(ABLATION_COLUMNS) <= set(metrics)
+    assert metrics["synops_per_sample"] == (8 + 7 + 8) / 2
+    # the ANN runs every connection at every step: T * (4*3 + 3*2) per sample + readout 2*2
+    assert metrics["ann_accounting"]["dense_ops_per_sample"] == 3 * (12 + 6) + 4
+    expected_ratio = (3 * 18 + 4) * 4.6 / ((8 + 7) / 2 * 0.9 + 8 / 2 * 4.6)
+    assert metrics["energy_ratio"] == pytest.approx(expected_ratio)
+    assert set(metrics["layer_sparsity"]) == {"hidden", "output"}
+    assert any("ISSCC 2014" in line for line in metrics["energy_assumptions"])
+    json.dumps(metrics)  # cell.json must be able to hold it

@@ -1,7 +1,7 @@
 """Activation sparsity, synaptic operations, footprint and energy of evaluated models
 (NeuroBench definitions), and the accounting columns of every ablation result."""
 
-from neuromem.accounting.columns import ABLATION_COLUMNS, ablation_columns, energy_assumptions
+from neuromem.accounting.columns import ABLATION_COLUMNS, ablation_columns, accounting_metrics, energy_assumptions
 from neuromem.accounting.counter import (
     AccountingReport,
     LayerAccount,
@@ -26,6 +26,7 @@ from neuromem.accounting.energy import (
 __all__ = [
     "ABLATION_COLUMNS",
     "ablation_columns",
+    "accounting_metrics",
     "energy_assumptions",
     "AccountingReport",
     "LayerAccount",
