@@ -17,12 +17,12 @@ When writes happen, and how training learns them (the design choice):
   answer independent of its own batch). Writes go to an adapted copy; the
   trained slots (a parameter) are never touched, so `reset()` restores them
   exactly, and `memory_state()` / `load_memory_state()` save and inspect it.
-- In training mode nothing persists. The write networks learn through an
-  *unrolled* write: the first half of the batch writes (differentiably) into
-  the trained slots, and the second half reads from the written slots — the
-  same read-after-write situation as at test time, inside one batch, so the
-  task loss trains u, g (or, in gradient mode, the reconstruction decoder and
-  inner step) end to end. The first half reads the unwritten slots.
+- In training mode nothing persists. The write networks learn through
+  *unrolled* writes: the batch is cut into `unroll_chunks` chunks (default 2)
+  treated as a short stream — each chunk reads, then writes (differentiably),
+  starting from the trained slots — the same read-then-write sequence as
+  successive eval batches, so the task loss trains u, g (or, in gradient
+  mode, the reconstruction decoder through the inner step) end to end.
 - Switching to training mode discards test-time writes.
 
 `TTTMemory` is the registry entry: per-modality TTT memories over each
@@ -82,6 +82,8 @@ class TTTMemoryBlock(nn.Module):
         grad_lr: float = 0.1,
         test_time_writes: bool = True,
         unrolled_writes: bool = True,
+        unroll_chunks: int = 2,
+        drift_compensation: bool = False,
     ) -> None:
         super().__init__()
         if mode not in WRITE_MODES:
@@ -93,11 +95,15 @@ class TTTMemoryBlock(nn.Module):
         _check_range("write_rate", write_rate, 0.0, 1.0)
         _check_range("grad_steps", grad_steps, 1, integer=True)
         _check_range("grad_lr", grad_lr, 0.0)
+        _check_range("unroll_chunks", unroll_chunks, 2, integer=True)
+        self.unroll_chunks = unroll_chunks
         self.mode, self.num_slots, self.dim = mode, num_slots, dim
         self.parameters_ = TTTParameters(beta=beta, write_rate=write_rate, grad_steps=grad_steps, grad_lr=grad_lr)
         self.test_time_writes, self.unrolled_writes = test_time_writes, unrolled_writes
         self.slots = nn.Parameter(torch.randn(num_slots, dim) / math.sqrt(dim))
-        self.query = nn.Linear(dim, dim)
+        # drift compensation addresses slots in the input space itself, so their drift is an input-space shift
+        self.drift_compensation = drift_compensation
+        self.query = nn.Identity() if drift_compensation else nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
         if mode == "attention":
             self.value_net = nn.Sequential(nn.Linear(2 * dim, write_hidden), nn.GELU(), nn.Linear(write_hidden, dim))
@@ -142,7 +148,11 @@ class TTTMemoryBlock(nn.Module):
 
     def read(self, queries: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         read, weights = read_slots(queries, slots, self.parameters_.beta)
-        return self.out(read), weights
+        output = self.out(read)
+        if self.drift_compensation and slots is not self.slots:
+            # how far the attended slots have followed the stream since the trained state: subtract that shift
+            output = output - weights @ (slots - self.slots)
+        return output, weights
 
     def forward(self, summary: torch.Tensor, write: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         queries = self.query(summary)
@@ -150,11 +160,16 @@ class TTTMemoryBlock(nn.Module):
             batch = queries.shape[0]
             if not (self.unrolled_writes and write and batch >= 2):
                 return self.read(queries, self.slots)
-            half = batch // 2
-            first, first_weights = self.read(queries[:half], self.slots)
-            written = self.write(self.slots, queries[:half], first_weights, differentiable=True)
-            second, second_weights = self.read(queries[half:], written)
-            return torch.cat([first, second]), torch.cat([first_weights, second_weights])
+            # the batch as a short stream: each chunk is read, then written, like successive eval batches
+            chunks = queries.split(math.ceil(batch / min(self.unroll_chunks, batch)))
+            slots, outputs, weights = self.slots, [], []
+            for i, chunk in enumerate(chunks):
+                output, chunk_weights = self.read(chunk, slots)
+                outputs.append(output)
+                weights.append(chunk_weights)
+                if i < len(chunks) - 1:
+                    slots = self.write(slots, chunk, chunk_weights, differentiable=True)
+            return torch.cat(outputs), torch.cat(weights)
         slots = self.current_slots()
         output, weights = self.read(queries, slots)
         if write and self.test_time_writes:
@@ -196,6 +211,7 @@ class TTTMemory(MemoryModule):
         grad_lr: float = 0.1,
         test_time_writes: bool = True,
         unrolled_writes: bool = True,
+        unroll_chunks: int = 2,
         align_weight: float = 0.1,
         temperature: float = 0.1,
         recon_weight: float = 0.1,
@@ -204,7 +220,7 @@ class TTTMemory(MemoryModule):
             input_sizes, dim=dim, num_slots=num_slots, central_slots=central_slots, mode=mode,
             feedback_steps=feedback_steps, time_bins=time_bins, write_hidden=write_hidden, beta=beta,
             write_rate=write_rate, grad_steps=grad_steps, grad_lr=grad_lr, test_time_writes=test_time_writes,
-            unrolled_writes=unrolled_writes, align_weight=align_weight, temperature=temperature,
+            unrolled_writes=unrolled_writes, unroll_chunks=unroll_chunks, align_weight=align_weight, temperature=temperature,
             recon_weight=recon_weight,
         )  # fmt: skip
         _check_range("central_slots", central_slots, 1, integer=True)
@@ -216,6 +232,7 @@ class TTTMemory(MemoryModule):
         block = dict(
             mode=mode, write_hidden=write_hidden, beta=beta, write_rate=write_rate, grad_steps=grad_steps,
             grad_lr=grad_lr, test_time_writes=test_time_writes, unrolled_writes=unrolled_writes,
+            unroll_chunks=unroll_chunks,
         )  # fmt: skip
         self.time_bins = time_bins
         self.project = nn.ModuleDict(
