@@ -220,8 +220,12 @@ def _recurrent_subgraph(name: str, graph):
 
 
 def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
-    """neuromem layers for a NIR graph (or .nir path). snnTorch graphs use dt = 1e-4 s,
-    Norse's `to_nir` defaults to dt = 1e-3 s: pass the dt the graph was written with."""
+    """neuromem layers for a NIR graph (or .nir path), discretised with time step `dt` (seconds).
+
+    snnTorch (and neuromem's own export) write time constants for dt = 1e-4 s.
+    Norse 1.1.0's `to_nir` writes tau = dt_norse / tau_mem_inv (not 1 / tau_mem_inv), so its
+    graphs reproduce the Norse module with dt = dt_norse ** 2 (1e-6 for Norse's default 1e-3).
+    """
     import nir
 
     graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
