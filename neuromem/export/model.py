@@ -30,7 +30,7 @@ class LoihiNetworkConfig:
     num_classes: int = 20
     hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 1024})
     readout: dict = field(default_factory=lambda: {"du": 4095, "dv": 16})
-    logit_scale: float = 1.0 / (64 * 8192)  # readout voltage units -> logits for the loss
+    logit_scale: float = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
