@@ -111,3 +111,12 @@ def test_step_state_is_integer_valued():
         _, state = loihi_step(torch.tensor(a, dtype=torch.float64), state, p)
         assert isinstance(state, LoihiState)
         assert torch.equal(state.current, state.current.round()) and torch.equal(state.voltage, state.voltage.round())
+
+
+def test_layer_fits_float32_models():
+    layer = LoihiLinear(6, 4, recurrent=True)
+    x = (torch.rand(7, 2, 6) < 0.5).float().requires_grad_()
+    out = layer(x)
+    assert out.dtype == torch.float32 and out.shape == (7, 2, 4)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32

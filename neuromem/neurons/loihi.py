@@ -15,8 +15,6 @@ voltage at the last time step (`decide`), which on the chip is one read of
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 
@@ -91,7 +89,8 @@ class LoihiLinear(SpikingLayer):
         return spikes, voltages
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.run(inputs)[0]
+        """Spikes in the input's dtype (0/1 are exact in any float type), so the layer drops into float32 models."""
+        return self.run(inputs)[0].to(inputs.dtype)
 
 
 class LoihiReadout(LoihiLinear):
@@ -102,13 +101,10 @@ class LoihiReadout(LoihiLinear):
         super().__init__(in_features, out_features, recurrent=False, du=du, dv=dv, **params)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.run(inputs)[1]
+        """Voltages in the input's dtype (|v| < 2**23: exact in float32 too)."""
+        return self.run(inputs)[1].to(inputs.dtype)
 
     @staticmethod
     def decide(voltages: torch.Tensor) -> torch.Tensor:
         """Class per sample: argmax of the final readout voltage (ties -> lowest index, as numpy)."""
         return voltages[-1].argmax(dim=-1)
-
-
-def with_parameters(layer: LoihiLinear, **changes) -> LoihiParameters:
-    return replace(layer.neuron, **changes)
