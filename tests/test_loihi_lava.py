@@ -19,17 +19,17 @@ def shd_small(tmp_path_factory):
     from neuromem.data import load_split, synthesize
 
     root = tmp_path_factory.mktemp("shd")
-    synthesize(root, modalities=("shd",), shd_train_per_class=6, shd_test_per_class=2)
+    synthesize(root, modalities=("shd",), shd_train_per_class=8, shd_test_per_class=2)
     train = load_split("shd", root, "train", time_bins=40, cache_dir=root / "cache")
     test = load_split("shd", root, "test", time_bins=40, cache_dir=root / "cache")
-    return np.asarray(train.inputs), np.asarray(train.labels), np.asarray(test.inputs), np.asarray(test.labels)
+    return np.asarray(train.inputs), np.asarray(train.labels), np.asarray(test.inputs), np.asarray(test.labels), root
 
 
 @pytest.fixture(scope="module")
 def trained(shd_small, tmp_path_factory):
     torch.set_num_threads(1)
-    train_x, train_y, test_x, test_y = shd_small
-    result = train_loihi_model(train_x, train_y, test_x, test_y, hidden_sizes=(32, 24), epochs=4, batch_size=24, lr=5e-3)
+    train_x, train_y, test_x, test_y, _ = shd_small
+    result = train_loihi_model(train_x, train_y, test_x, test_y, hidden_sizes=(32, 24), epochs=6, batch_size=16, lr=1e-2)
     path = export_lava(result.model, tmp_path_factory.mktemp("net") / "shd_loihi.h5")
     return result, path
 
@@ -37,7 +37,7 @@ def trained(shd_small, tmp_path_factory):
 @needs_lava
 def test_trained_shd_model_is_bit_exact_on_lava(trained, shd_small):
     result, path = trained
-    _, _, test_x, test_y = shd_small
+    _, _, test_x, test_y, _ = shd_small
     assert result.model.layers[1].recurrent is not None  # >= 2 layers, one recurrent
     report = verify_on_lava(path, test_x, test_y, record_voltages=True)
     # the check cannot pass vacuously: every hidden layer spikes, the recurrent weights are in use
@@ -69,3 +69,24 @@ def test_training_is_deterministic(shd_small):
     second = train_loihi_model(train_x, train_y, hidden_sizes=(8, 8), epochs=1, batch_size=16, seed=3).model
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@needs_lava
+def test_cli_hw_verify_and_run(trained, shd_small):
+    import typer
+    from typer.testing import CliRunner
+
+    from neuromem.export.cli import register
+
+    _, path = trained
+    root = shd_small[4]
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    result = runner.invoke(app, ["hw", "verify", str(path), "--data-root", str(root), "--samples", "4"])
+    assert result.exit_code == 0, result.output
+    assert "4 samples x 100 steps" in result.output and "spike rasters identical: yes" in result.output
+    assert "Loihi 2 resources" in result.output and "uJ" in result.output
+    result = runner.invoke(app, ["hw", "run", str(path), "--data-root", str(root), "--samples", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Lava accuracy on 3 test samples" in result.output

@@ -28,7 +28,7 @@ class LoihiNetworkConfig:
     hidden_sizes: tuple[int, ...] = (128, 128)
     recurrent: tuple[bool, ...] = (False, True)
     num_classes: int = 20
-    hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 1024})
+    hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 16384})
     readout: dict = field(default_factory=lambda: {"du": 4095, "dv": 16})
     logit_scale: float = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
 
@@ -129,6 +129,7 @@ def train_loihi_model(
     seed: int = 0,
     rate_target: float | None = 0.05,
     rate_weight: float = 1.0,
+    logit_scale: float | None = None,
     log=None,
 ) -> TrainingResult:
     """Train a Loihi-exact network with Adam on batch-major (N, T, input_size) spike counts.
@@ -143,7 +144,8 @@ def train_loihi_model(
     input_size = int(train_inputs.shape[-1])
     num_classes = int(max(np.max(train_labels), np.max(test_labels) if test_labels is not None else 0)) + 1
     if model is None:
-        model = build_loihi_shd_model(hidden_sizes, input_size=input_size, num_classes=max(num_classes, 2))
+        extra = {} if logit_scale is None else {"logit_scale": logit_scale}
+        model = build_loihi_shd_model(hidden_sizes, input_size=input_size, num_classes=max(num_classes, 2), **extra)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history, started = [], time.perf_counter()
