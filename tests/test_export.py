@@ -17,7 +17,7 @@ from neuromem.export.resources import MEMORY_PER_CORE_BYTES, loihi_resources
 @pytest.fixture()
 def model():
     torch.manual_seed(4)
-    net = LoihiNetwork(LoihiNetworkConfig(30, (12, 10), (False, True), 3))
+    net = LoihiNetwork(LoihiNetworkConfig(30, (12, 10), (False, True), 3, hidden={"vth": 1024}))
     with torch.no_grad():
         for layer in net.layers:
             layer.synapse.weight.mul_(3)

@@ -18,7 +18,7 @@ def _model(recurrent: bool, readout_vth: int | None = None) -> LoihiNetwork:
     readout = {"du": 4095, "dv": 16}
     if readout_vth is not None:
         readout["vth"] = readout_vth
-    model = LoihiNetwork(LoihiNetworkConfig(50, (24, 16), (False, recurrent), 4, readout=readout))
+    model = LoihiNetwork(LoihiNetworkConfig(50, (24, 16), (False, recurrent), 4, hidden={"vth": 1024}, readout=readout))
     with torch.no_grad():  # strong enough weights that every layer spikes
         for layer in model.layers:
             layer.synapse.weight.mul_(3)
