@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from neuromem.errors import NeuromemError
 from neuromem.export.cli import load_for_export, register
 from neuromem.export.lava import export_lava, model_from_lava, read_lava
-from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig, binary_time_major, save_checkpoint
+from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig, binary_time_major, load_checkpoint, save_checkpoint
 from neuromem.export.resources import MEMORY_PER_CORE_BYTES, loihi_resources
 
 
@@ -51,6 +51,10 @@ def test_h5_round_trip_rebuilds_the_same_model(model, tmp_path):
         spikes_b, volts_b = rebuilt.run(x)
     assert spikes_a[0].sum() > 0 and spikes_a[1].sum() > 0
     assert all(torch.equal(a, b) for a, b in zip(spikes_a, spikes_b)) and torch.equal(volts_a, volts_b)
+    reloaded = load_checkpoint(save_checkpoint(rebuilt, tmp_path / "rebuilt.pt"))
+    assert [l.neuron for l in reloaded.layers] == [l.neuron for l in model.layers]
+    with torch.no_grad():
+        assert torch.equal(reloaded.run(x)[1], volts_a)
 
 
 def test_truncated_and_corrupt_h5(model, tmp_path):

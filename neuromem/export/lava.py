@@ -17,7 +17,7 @@ recurrent dense block; neuromem's Lava backend builds the recurrent Dense),
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -58,7 +58,7 @@ def export_lava(model: LoihiNetwork, path: str | Path) -> Path:
         handle.attrs["producer"] = f"neuromem {neuromem.__version__}"
         handle.attrs["decision"] = "argmax of the last layer's voltage at the final time step"
         handle.attrs["synaptic_delay"] = "one time step per Dense, as Lava's Dense process"
-        handle.attrs["neuromem_config"] = json.dumps(_config_dict(model.config))
+        handle.attrs["neuromem_config"] = json.dumps(asdict(model.config))
         layers = handle.create_group("layer")
         first = layers.create_group("0")
         first.create_dataset("type", (1,), "S10", [b"input"])
@@ -89,12 +89,6 @@ def export_lava(model: LoihiNetwork, path: str | Path) -> Path:
             if p.bias_exp == 6 and p.bias_mant:
                 group.create_dataset("bias", data=np.full(layer.out_features, p.bias_mant))
     return path
-
-
-def _config_dict(config: LoihiNetworkConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)
 
 
 def _scalar(group: h5py.Group, key: str, path: Path, default: int | None = None) -> int:
@@ -203,5 +197,10 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
             recurrent is not None and not np.array_equal(recurrent.numpy(), source.recurrent_weight)
         ):
             raise NeuromemError(f"{path}: weights are not 8-bit mixed-sign Loihi weights (even integers in [-256, 254])")
+    # record the layers' parameters in the config, so a checkpoint of the rebuilt model rebuilds it
+    neuron_fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
+    if hidden and all(l.params == hidden[0].params for l in hidden):
+        model.config.hidden = {k: getattr(hidden[0].params, k) for k in neuron_fields}
+    model.config.readout = {k: getattr(readout.params, k) for k in neuron_fields}
     model.eval()
     return model
