@@ -83,10 +83,10 @@ def test_cli_hw_verify_and_run(trained, shd_small):
     app = typer.Typer()
     register(app)
     runner = CliRunner()
-    result = runner.invoke(app, ["hw", "verify", str(path), "--data-root", str(root), "--samples", "4"])
+    result = runner.invoke(app, ["hw", "verify", str(path), "--data-root", str(root), "--samples", "2"])
     assert result.exit_code == 0, result.output
-    assert "4 samples x 100 steps" in result.output and "spike rasters identical: yes" in result.output
+    assert "2 samples x 100 steps" in result.output and "spike rasters identical: yes" in result.output
     assert "Loihi 2 resources" in result.output and "uJ" in result.output
-    result = runner.invoke(app, ["hw", "run", str(path), "--data-root", str(root), "--samples", "3"])
+    result = runner.invoke(app, ["hw", "run", str(path), "--data-root", str(root), "--samples", "2"])
     assert result.exit_code == 0, result.output
-    assert "Lava accuracy on 3 test samples" in result.output
+    assert "Lava accuracy on 2 test samples" in result.output
