@@ -160,3 +160,12 @@ def test_learns_a_joint_task_and_aligns_modalities():
         retrieved_same = (labels[sims.argmax(1)] == labels).float().mean().item()
     assert min(accuracy.values()) > 0.9, accuracy
     assert retrieved_same > 0.9
+
+
+def test_gated_write_of_a_batch_is_a_convex_step():
+    slots = torch.zeros(2, 1)
+    weights = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.25]])
+    values = torch.tensor([[[2.0], [9.0]], [[4.0], [9.0]], [[9.0], [8.0]]])
+    new = gated_write(slots, weights, values, torch.ones(3, 2))
+    # slot 0: total attention 2 -> the attention-weighted mean of its values; slot 1: 0.25 of the way to 8
+    assert torch.allclose(new, torch.tensor([[3.0], [2.0]]))

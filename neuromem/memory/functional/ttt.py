@@ -13,8 +13,9 @@ slots. Two write rules:
       S_s <- S_s (1 - g_bs w_bs) + u_bs g_bs w_bs
 
   with u (the value to store) and g (a gate in [0, rate]) produced by small
-  networks over [slot, input summary]. A batch applies the mean of its
-  per-sample writes, which is exactly the rule above for a batch of one.
+  networks over [slot, input summary]. A batch writes as one sample whose
+  attention on a slot is the batch's total attention, capped at 1 (exactly
+  the rule above for a batch of one; see `gated_write`).
 
 - gradient write: a few plain gradient steps on the slots against a
   self-supervised loss — reconstructing the input summary from the read-out —
@@ -67,12 +68,17 @@ def pair_slots_with_summary(slots: torch.Tensor, summaries: torch.Tensor) -> tor
 def gated_write(
     slots: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, gates: torch.Tensor
 ) -> torch.Tensor:
-    """S <- S + mean_b g w (u - S), i.e. S_s (1 - g w) + u g w per sample.
+    """S_s <- S_s + sum_b g w (u - S_s) / max(1, sum_b w_bs): S_s (1 - g w) + u g w for one sample.
 
     slots (S, D), weights (B, S), values u (B, S, D), gates g (B, S) in [0, 1].
+    A batch writes like one sample whose attention is the batch's total
+    attention on the slot, capped at 1: a slot moves toward the attention-
+    weighted mean of its values by at most the gate (a convex step, so
+    repeated writes never overshoot), however large the batch.
     """
     step = (gates * weights).unsqueeze(-1)  # (B, S, 1)
-    return slots + (step * (values - slots.unsqueeze(0))).mean(0)
+    mass = weights.sum(0).clamp_min(1.0).unsqueeze(-1)  # (S, 1)
+    return slots + (step * (values - slots.unsqueeze(0))).sum(0) / mass
 
 
 def reconstruction_loss(
