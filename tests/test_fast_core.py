@@ -1,6 +1,7 @@
-"""The fast spiking core (one autograd node per sequence, hand-written backward
-through time, sparse input projection) equals the step-by-step reference path:
-forward values bit for bit, gradients to float rounding."""
+"""The fast spiking core (one autograd node per sequence, numba kernels, hand-written
+backward through time) equals the step-by-step reference path: spikes exactly,
+membranes bit for bit without a recurrent weight (to float rounding with one: the
+recurrent sum runs over the spiking inputs only), gradients to float rounding."""
 
 import pytest
 import torch
@@ -69,7 +70,10 @@ def test_fast_sequence_equals_reference(kind, reset, recurrent, with_state):
         ref_grads = _grads(ref_loss, inputs, weight, state)
         assert 0 < fast_spikes.mean() < 0.9  # both spiking and silence are exercised
         assert torch.equal(fast_spikes, ref_spikes)
-        assert torch.equal(fast_other, ref_other)
+        if recurrent:  # the spike-sparse recurrent sum adds in another order than the matmul
+            torch.testing.assert_close(fast_other, ref_other, **tolerance)
+        else:  # same float operations in the same order: bit for bit
+            assert torch.equal(fast_other, ref_other)
         for fast, ref in zip(fast_grads, ref_grads):
             if ref is None:  # e.g. spikes0 without a recurrent weight: only the detached reset sees it
                 assert fast is None or torch.count_nonzero(fast) == 0

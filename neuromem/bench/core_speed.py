@@ -209,7 +209,10 @@ def _config_line(result: ConfigResult) -> str:
 
 
 def measure_peak_memory(config: BenchConfig, framework: str, device: torch.device, steps: int = 3, timeout: float = 600) -> dict:
-    spec = {"config": asdict(config), "framework": framework, "device": str(device), "steps": steps}
+    spec = {
+        "config": asdict(config), "framework": framework, "device": str(device), "steps": steps,
+        "threads": torch.get_num_threads(),
+    }
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -223,6 +226,13 @@ def measure_peak_memory(config: BenchConfig, framework: str, device: torch.devic
 
 
 # ----------------------------------------------------------------- report
+
+
+def _load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
 
 
 def machine_info(device: torch.device) -> dict:
@@ -252,6 +262,10 @@ def machine_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def _fmt_load(load) -> str:
+    return "/".join(f"{v:.1f}" for v in load) if load else "unknown"
 
 
 def _fmt_ms(values: list[float]) -> str:
@@ -299,6 +313,9 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         f"- run: {settings['timestamp']}, command `{settings['command']}`",
         f"- machine: {info['cpu']}, {info['logical_cores']} logical cores, torch threads {info['torch_threads']}, "
         f"device {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else ""),
+        f"- machine load (1/5/15-min load averages) at start {_fmt_load(settings['load'][0])}, at end "
+        f"{_fmt_load(settings['load'][1])}: the machine is shared; above {info['logical_cores']} the frameworks "
+        "compete with other processes for cores, which penalises many-small-op code most.",
         f"- versions: Python {info['python']}, torch {info['torch']}, snntorch {info['snntorch']}, norse {info['norse']}",
         f"- method: {settings['warmup']} warm-up step(s), then {settings['repetitions']} rounds; each round runs one step "
         "per framework in a rotated order; medians with (min-max) in ms. Training step = forward + cross-entropy "
@@ -357,9 +374,13 @@ def run_benchmark(
     peak_memory: bool = True,
     out: str | os.PathLike | None = None,
     command: str = "",
+    threads: int | None = None,
     log=print,
 ) -> tuple[list[ConfigResult], str]:
     torch_device = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    load_before = _load_average()
     configs = default_configs()
     if config_names:
         known = {c.name: c for c in configs}
@@ -394,6 +415,7 @@ def run_benchmark(
         "warmup": warmup,
         "memory_steps": memory_steps,
         "quick": quick,
+        "load": (load_before, _load_average()),
     }
     markdown = render_markdown(results, machine_info(torch_device), settings)
     if out is not None:
@@ -413,11 +435,12 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--configs", default=None, help="comma-separated configuration names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=default_out, help="write the Markdown table here")
     args = parser.parse_args(argv)
     _, markdown = run_benchmark(
         quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
         config_names=args.configs.split(",") if args.configs else None, peak_memory=not args.no_memory,
-        out=args.out, command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
+        out=args.out, threads=args.threads, command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
     )
     print(markdown)

@@ -85,6 +85,8 @@ def main() -> None:
     raw = spec["config"]
     raw["input_shape"] = tuple(raw["input_shape"])
     config = BenchConfig(**raw)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     print(json.dumps(measure(config, spec["framework"], torch.device(spec["device"]), int(spec["steps"]))))
 
 
