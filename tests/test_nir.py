@@ -1,6 +1,5 @@
 """NIR both ways: our .nir runs identically in snnTorch, Norse and neuromem; their exports import into neuromem."""
 
-
 import numpy as np
 import pytest
 import torch
