@@ -64,6 +64,8 @@ class MultiModalConfig:
     read_beta: float = 1.0
     grad_steps: int = 1
     grad_lr: float = 0.1
+    unroll_chunks: int = 4  # training streams of 4 chunks per batch: read, write, read, ...
+    drift_compensation: bool = True  # modality memories subtract how far their slots followed the stream
     feedback_steps: int = 2
     feedback_hidden: int = 2048
     decoder_hidden: int = 1792
@@ -125,9 +127,11 @@ class MultiModalMemoryNetwork(nn.Module):
         })  # fmt: skip
         block = dict(
             mode=c.memory_mode, write_hidden=c.write_hidden, beta=c.read_beta, write_rate=c.write_rate,
-            grad_steps=c.grad_steps, grad_lr=c.grad_lr,
+            grad_steps=c.grad_steps, grad_lr=c.grad_lr, unroll_chunks=c.unroll_chunks,
         )  # fmt: skip
-        self.memories = nn.ModuleDict({m: TTTMemoryBlock(c.modality_slots, c.dim, **block) for m in MODALITIES})
+        self.memories = nn.ModuleDict(
+            {m: TTTMemoryBlock(c.modality_slots, c.dim, drift_compensation=c.drift_compensation, **block) for m in MODALITIES}
+        )
         self.central_memory = central_memory
         if central_memory is None:
             self.central = TTTMemoryBlock(c.central_slots, c.dim, **block)

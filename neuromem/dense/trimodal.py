@@ -182,6 +182,9 @@ def train_trimodal(
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
         for epoch in range(phase_epochs):
             model.train()
+            if phase not in ("all", "encoders"):
+                # frozen encoders keep their batch-norm statistics (shifted TTT-phase batches must not move them)
+                model.network.encoders.eval()
             if progress is not None:
                 progress.phase(f"trimodal {phase} epoch {epoch + 1}/{phase_epochs}", steps)
             order = torch.randperm(len(train_set), generator=generator).numpy()
