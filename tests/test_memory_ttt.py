@@ -48,11 +48,11 @@ def test_gradient_write_lowers_the_self_supervised_loss():
     assert after < before - 1e-3
 
 
-@pytest.mark.parametrize("mode", ["attention", "gradient"])
-def test_eval_writes_persist_and_reset_restores_exactly(mode):
+@pytest.mark.parametrize("mode,drift", [("attention", False), ("gradient", False), ("attention", True)])
+def test_eval_writes_persist_and_reset_restores_exactly(mode, drift):
     torch.manual_seed(1)
     memory = build_memory("ttt", {"shd": 12}, dim=8, num_slots=4, central_slots=5, mode=mode, write_rate=0.5,
-                          grad_lr=0.5)  # fmt: skip
+                          grad_lr=0.5, drift_compensation=drift)  # fmt: skip
     memory.eval()
     probe = spikes(6, 4, 12, seed=3)
     with torch.no_grad():

@@ -212,6 +212,7 @@ class TTTMemory(MemoryModule):
         test_time_writes: bool = True,
         unrolled_writes: bool = True,
         unroll_chunks: int = 2,
+        drift_compensation: bool = False,
         align_weight: float = 0.1,
         temperature: float = 0.1,
         recon_weight: float = 0.1,
@@ -220,7 +221,8 @@ class TTTMemory(MemoryModule):
             input_sizes, dim=dim, num_slots=num_slots, central_slots=central_slots, mode=mode,
             feedback_steps=feedback_steps, time_bins=time_bins, write_hidden=write_hidden, beta=beta,
             write_rate=write_rate, grad_steps=grad_steps, grad_lr=grad_lr, test_time_writes=test_time_writes,
-            unrolled_writes=unrolled_writes, unroll_chunks=unroll_chunks, align_weight=align_weight, temperature=temperature,
+            unrolled_writes=unrolled_writes, unroll_chunks=unroll_chunks, drift_compensation=drift_compensation,
+            align_weight=align_weight, temperature=temperature,
             recon_weight=recon_weight,
         )  # fmt: skip
         _check_range("central_slots", central_slots, 1, integer=True)
@@ -238,7 +240,9 @@ class TTTMemory(MemoryModule):
         self.project = nn.ModuleDict(
             {m: nn.Sequential(nn.Linear(size * time_bins, dim), nn.LayerNorm(dim)) for m, size in input_sizes.items()}
         )
-        self.modality_memories = nn.ModuleDict({m: TTTMemoryBlock(num_slots, dim, **block) for m in input_sizes})
+        self.modality_memories = nn.ModuleDict(
+            {m: TTTMemoryBlock(num_slots, dim, drift_compensation=drift_compensation, **block) for m in input_sizes}
+        )
         self.central = TTTMemoryBlock(central_slots, dim, **block)
         self.feedback = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.feedback_steps = feedback_steps
