@@ -433,3 +433,23 @@ def test_modality_specs():
     assert MODALITY_SPECS["nmnist"].num_classes == 10 and MODALITY_SPECS["nmnist"].input_shape == (2, 34, 34)
     with pytest.raises(Exception):
         MODALITY_SPECS["shd"].time_bins = 5  # frozen
+
+
+# ---------------------------------------------------------------- the `neuromem data` sub-app
+
+
+def test_data_cli_synth_and_fetch(tmp_path):
+    from typer.testing import CliRunner
+
+    from neuromem.data.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "nmnist",
+                                 "--nmnist-train", "1", "--nmnist-test", "1", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "nmnist" in result.output and len(list((tmp_path / "d" / "NMNIST" / "Test").glob("*/*.bin"))) == 10
+    assert json.loads((tmp_path / "d" / "NEUROMEM_SYNTHETIC.json").read_text())["seed"] == 2
+    result = runner.invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "audio"])
+    assert isinstance(result.exception, NeuromemError) and "shd, nmnist" in str(result.exception)
+    result = runner.invoke(app, ["fetch", "--root", str(tmp_path / "d")])
+    assert isinstance(result.exception, NeuromemError) and "synthetic" in str(result.exception)

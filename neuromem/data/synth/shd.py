@@ -70,19 +70,23 @@ class SHDSynthConfig:
     noise_rate: float = 45.0  # Hz per channel in a fricative band, relative rate 1
     burst_rate: float = 120.0
     voicing_rate: float = 70.0
-    background_rate: tuple[float, float] = (0.5, 2.0)  # Hz per channel, drawn per sample
+    background_rate: tuple[float, float] = (0.5, 2.5)  # Hz per channel, drawn per sample
     duration_jitter: float = 0.2  # log-normal sigma of each phoneme's duration
-    formant_jitter: float = 0.05  # relative sigma of each formant target
+    formant_jitter: float = 0.07  # relative sigma of each formant target
     onset_range: tuple[float, float] = (0.02, 0.25)  # s of silence before the word
+    tract_range: tuple[float, float] = (0.84, 1.2)  # speakers' vocal-tract (formant) scale
+    tract_jitter: float = 0.04  # per-utterance relative sigma around the speaker's scale
+    channel_gain_sigma: float = 0.25  # per-utterance smooth random gain over channels (log-normal sigma)
+    phoneme_drop: float = 0.08  # probability that an unstressed phoneme (not the first vowel) is swallowed
 
 
 def channel_of(freq_hz):
     return (CHANNELS - 1) * (np.log(freq_hz) - np.log(F_MIN)) / (np.log(F_MAX) - np.log(F_MIN))
 
 
-def speakers(count: int = TRAIN_SPEAKERS + TEST_ONLY_SPEAKERS) -> list[dict]:
+def speakers(count: int = TRAIN_SPEAKERS + TEST_ONLY_SPEAKERS, tract_range=(0.88, 1.15)) -> list[dict]:
     rng = np.random.default_rng(SPEAKER_SEED)
-    return [{"tract": rng.uniform(0.88, 1.15), "pitch": rng.uniform(95, 230), "rate": rng.uniform(0.8, 1.2),
+    return [{"tract": rng.uniform(*tract_range), "pitch": rng.uniform(95, 230), "rate": rng.uniform(0.8, 1.2),
              "loudness": rng.uniform(0.75, 1.25)} for _ in range(count)]
 
 
@@ -92,7 +96,11 @@ def _segments(word: str, speaker: dict, rng: np.random.Generator, cfg: SHDSynthC
     t = rng.uniform(*cfg.onset_range)
     segments = []
     previous = None
-    for symbol in word.split():
+    symbols = word.split()
+    first_vowel = next(i for i, sym in enumerate(symbols) if sym in FORMANTS and sym not in "rlwnv")
+    for index, symbol in enumerate(symbols):
+        if index != first_vowel and len(symbols) > 2 and rng.random() < cfg.phoneme_drop:
+            continue
         stretch = np.exp(rng.normal(0, cfg.duration_jitter)) / tempo
         if symbol in PLOSIVES:
             closure, burst, *_ = PLOSIVES[symbol]
@@ -117,7 +125,7 @@ def _rate_map(segments, speaker: dict, rng: np.random.Generator, cfg: SHDSynthCo
     channels = np.arange(CHANNELS)
     pad = 64  # room for band tails past the edge channels; cropped at the end
     rate = np.zeros((steps, CHANNELS + 2 * pad))
-    tract = speaker["tract"] * rng.normal(1.0, 0.03)
+    tract = speaker["tract"] * rng.normal(1.0, cfg.tract_jitter)
     shift = channel_of(tract * 1000.0) - channel_of(1000.0)  # vocal-tract scale = a channel shift
 
     def span(start, stop):
@@ -157,6 +165,9 @@ def _rate_map(segments, speaker: dict, rng: np.random.Generator, cfg: SHDSynthCo
             if is_voiced:
                 voicing[span(start - 0.02, stop)] = 1.0
     rate = rate[:, pad:pad + CHANNELS]
+    if cfg.channel_gain_sigma > 0:  # recording / cochlea variation: a smooth random gain profile over channels
+        knots = rng.normal(0.0, cfg.channel_gain_sigma, 8)
+        rate *= np.exp(np.interp(channels, np.linspace(0, CHANNELS - 1, 8), knots))[None, :]
     pitch_channel = channel_of(speaker["pitch"] * rng.normal(1.0, 0.04))
     near = slice(max(int(pitch_channel) - 25, 0), int(pitch_channel) + 26)
     pitch_band = np.exp(-0.5 * ((channels[near] - pitch_channel) / 5.0) ** 2)
@@ -181,7 +192,7 @@ def sample_spikes(word: str, speaker: dict, rng: np.random.Generator, cfg: SHDSy
 
 def write_shd(root: str | Path, seed: int = 0, cfg: SHDSynthConfig = SHDSynthConfig()) -> dict:
     """Write ROOT/SHD/shd_{train,test}.h5; returns counts per split."""
-    people = speakers()
+    people = speakers(tract_range=cfg.tract_range)
     summary = {}
     for split_index, split in enumerate(("train", "test")):
         per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
