@@ -240,22 +240,23 @@ if _numba is not None:
 
     @_numba.njit(cache=True, nogil=True)
     def _neuron_backward_kernel(
-        membranes, spikes, grad_spikes, grad_membranes, weight, grad_drive, grad_v, grad_i,
-        alpha, beta, threshold, slope, atan, has_grad_spikes, has_grad_membranes, cuba, zero_reset, recurrent,
+        membranes, spikes, grad_spikes, grad_membranes, feedback, grad_drive, grad_v, grad_i,
+        alpha, beta, threshold, slope, atan, has_grad_spikes, has_grad_membranes, cuba, zero_reset,
+        has_feedback, t_high, t_low,
     ):
-        # membranes, spikes, grad_spikes, grad_membranes: (T, R, C) (the gradients only read if
-        # flagged); weight (C, C) if recurrent; grad_drive (T, R, C) receives dL/d(drive_t);
-        # grad_v (R, C) starts at 0 and ends as gv_0; grad_i (R, C) starts as dL/d(final current)
-        # and ends as gi_0. The surrogate is fused in (one pass instead of five torch passes).
+        # Steps t_high down to t_low. membranes, spikes, grad_spikes, grad_membranes: (T, R, C)
+        # (the gradients only read if flagged); feedback (R, C): dL/ds_t through the recurrent
+        # drive at t + 1, for the one step t_high (the caller computes it with torch's matmul:
+        # BLAS inside numba competes with torch's threads); grad_drive (T, R, C) receives
+        # dL/d(drive_t); grad_v (R, C) carries gv_{t+1} between calls and ends as gv_0; grad_i
+        # (R, C) starts as dL/d(final current) and ends as gi_0. The surrogate is fused in
+        # (one pass instead of five torch passes).
         one = membranes.dtype.type(1.0)
         half_slope = slope * membranes.dtype.type(0.5)
         atan_scale = membranes.dtype.type(1.5707963267948966) * slope
         steps, rows, size = membranes.shape
-        feedback = np.zeros((rows, size), dtype=membranes.dtype)
-        for t in range(steps - 1, -1, -1):
+        for t in range(t_high, t_low - 1, -1):
             last = t == steps - 1
-            if recurrent and not last:
-                feedback = np.dot(grad_drive[t + 1], weight)  # dL/ds_t through the drive at t + 1
             for r in range(rows):
                 for i in range(size):
                     x = membranes[t, r, i] - threshold
@@ -268,7 +269,7 @@ if _numba is not None:
                     g = membranes.dtype.type(0.0)
                     if has_grad_spikes:
                         g = grad_spikes[t, r, i] * h
-                    if recurrent and not last:
+                    if has_feedback and t == t_high:
                         g += h * feedback[r, i]
                     if has_grad_membranes:
                         g += grad_membranes[t, r, i]
@@ -464,14 +465,25 @@ class _SpikingSequence(torch.autograd.Function):
             if grad_current is not None
             else membranes.new_zeros(membranes[0].shape)
         )
-        weight_array = weight.detach().contiguous() if recurrent else membranes.new_zeros(1, 1)
-        _neuron_backward_kernel(
+        arrays = (
             membranes.numpy().reshape(shape), spikes.numpy().reshape(shape), grad_spikes.numpy().reshape(shape),
-            grad_membranes.numpy().reshape(shape), weight_array.numpy(), grad_drive.numpy().reshape(shape),
-            grad_v.numpy().reshape(rows_shape), grad_i.numpy().reshape(rows_shape),
-            dtype(alpha or 0.0), dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan",
-            has_grad_spikes, has_grad_membranes, alpha is not None, zero_reset, recurrent,
+            grad_membranes.numpy().reshape(shape),
         )
+        outputs = (grad_drive.numpy().reshape(shape), grad_v.numpy().reshape(rows_shape), grad_i.numpy().reshape(rows_shape))
+        options = (
+            dtype(alpha or 0.0), dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan",
+            has_grad_spikes, has_grad_membranes, alpha is not None, zero_reset,
+        )
+        if not recurrent:  # the whole sequence in one call
+            _neuron_backward_kernel(*arrays, grad_v.numpy().reshape(rows_shape), *outputs, *options, False, steps - 1, 0)
+        else:  # one call per step, the feedback matmul in torch between them
+            feedback = membranes.new_zeros(grad_v.shape)
+            feedback_array = feedback.numpy().reshape(rows_shape)
+            weight = weight.detach()
+            for t in range(steps - 1, -1, -1):
+                if t < steps - 1:
+                    torch.mm(grad_drive[t + 1].reshape(-1, weight.shape[0]), weight, out=feedback.view(-1, weight.shape[0]))
+                _neuron_backward_kernel(*arrays, feedback_array, *outputs, *options, t < steps - 1, t, t)
         grad_weight = grad_current0 = grad_membrane0 = grad_spikes0 = None
         if recurrent and ctx.needs_input_grad[1]:
             size = weight.shape[0]
