@@ -122,6 +122,7 @@ def test_cli_exports_checkpoint_to_lava_and_nir(model, tmp_path):
     result = runner.invoke(app, ["export", str(checkpoint), "--to", "lava", "--out", str(tmp_path / "net.h5")])
     assert result.exit_code == 0, result.output
     assert "30 -> 12 -> 10r -> 3" in result.output
+    assert "Loihi 2: 25 neurons, 610 synapses, 3 cores" in result.output  # 30*12 + 12*10 + 10*10 + 10*3
     assert read_lava(tmp_path / "net.h5")[0] == 30
     result = runner.invoke(app, ["export", str(checkpoint), "--to", "nir", "--out", str(tmp_path / "net.nir")])
     assert result.exit_code == 0, result.output

@@ -124,6 +124,15 @@ def register(app: typer.Typer) -> None:
             path = write_nir(model, out)
         layers = " -> ".join(str(l.out_features) + ("r" if l.recurrent is not None else "") for l in model.layers)
         typer.echo(f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)")
+        from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
+
+        sizes = [(l.out_features, l.in_features * l.out_features + (l.out_features**2 if l.recurrent is not None else 0))
+                 for l in model.layers]
+        cores = sum(layer_cores(n, s) for n, s in sizes)
+        typer.echo(
+            f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
+            f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"
+        )
 
     @hw.command("train")
     def train_command(
