@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 # sub-commands living next to the code they drive; each module exposes register(app)
+SUMMARY_METRICS = ("test_accuracy", "activation_sparsity", "energy_ratio", "retrieval_image_to_audio_recall@1")
 COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.engram.cli", "neuromem.bench.cli")
 
 
@@ -121,9 +122,9 @@ def ablate(
     from neuromem.train.grid import EXECUTORS, run_grid
     from neuromem.train.report import write_reports
     from neuromem.train.store import ResultStore, configs_to_run
-    from neuromem.train.tasks import TASKS
+    from neuromem.train.tasks import EXTERNAL_TASKS, TASKS
 
-    modalities = _split(modality, "--modality", list(TASKS))
+    modalities = _split(modality, "--modality", [*TASKS, *EXTERNAL_TASKS])
     memories = _split(memory, "--memory", memory_names())
     if executor not in EXECUTORS:
         raise NeuromemError(f"--executor {executor!r} is not known; valid: {', '.join(EXECUTORS)}")
@@ -166,8 +167,8 @@ def ablate(
             sink.close()
             metrics = result["metrics"]
             if result["status"] == "ok":
-                console.print(f"[green]✓[/] {config.cell_id}: test accuracy {metrics['test_accuracy']:.4f}, "
-                              f"activation sparsity {metrics['activation_sparsity']:.4f}, {metrics['wall_seconds']:.0f} s")
+                shown = [f"{key.replace('_', ' ')} {metrics[key]:.4f}" for key in SUMMARY_METRICS if key in metrics]
+                console.print(f"[green]✓[/] {config.cell_id}: {', '.join(shown)}, {metrics['wall_seconds']:.0f} s")
             else:
                 console.print(f"[red]✗[/] {config.cell_id}: {metrics['error']}")
             write_reports(store)
@@ -186,9 +187,9 @@ def ablate(
 def _check_data(modalities: list[str], root: Path, time_bins: int | None) -> None:
     """Open (and bin, into the cache) every split the grid needs, so bad data fails before training."""
     from neuromem.data import load_split
-    from neuromem.train.tasks import TASKS
+    from neuromem.train.tasks import EXTERNAL_TASK_DATASETS, TASKS
 
-    needed = sorted({d for m in modalities for d in TASKS[m].datasets})
+    needed = sorted({d for m in modalities for d in (TASKS[m].datasets if m in TASKS else EXTERNAL_TASK_DATASETS[m])})
     for name in needed:
         for split in ("train", "test"):
             dataset = load_split(name, root, split, time_bins=time_bins)
@@ -200,12 +201,13 @@ def _print_summary(store) -> None:
     from neuromem.train.report import flat_rows
 
     table = Table(title="test accuracy")
-    for column in ("cell", "test acc", "train acc", "sparsity", "seconds"):
-        table.add_column(column)
+    columns = ("test_accuracy", "train_accuracy", "activation_sparsity", "energy_ratio", "wall_seconds")
+    table.add_column("cell")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
     for row in flat_rows(store):
         if row["status"] == "ok":
-            table.add_row(row["cell_id"], f"{row['test_accuracy']:.4f}", f"{row['train_accuracy']:.4f}",
-                          f"{row['activation_sparsity']:.4f}", f"{row['wall_seconds']:.0f}")
+            table.add_row(row["cell_id"], *(f"{row[c]:.4g}" if isinstance(row.get(c), float) else "" for c in columns))
     Console().print(table)
 
 

@@ -48,7 +48,7 @@ def test_cuba_equals_snntorch_synaptic():
 def test_surrogate_gradient_matches_snntorch_atan():
     torch.manual_seed(2)
     currents = (torch.randn(20, 3, 10) * 0.8 + 0.4).requires_grad_()
-    ours, _ = lif_sequence(currents, LIFParameters(beta=0.9))
+    ours, _ = lif_sequence(currents, LIFParameters(beta=0.9, surrogate="atan", surrogate_slope=2.0))
     ours.sum().backward()
     ours_grad = currents.grad.clone()
     currents.grad = None

@@ -5,6 +5,7 @@
   pairs (visual digit d, spoken digit d) — labels are concepts (digits);
 - "parallel": two separate networks, one per data set, with concept labels,
   for comparison with "joint".
+- "trimodal": the dense text/image/audio memory network (`neuromem.dense`).
 Spoken SHD labels 0-9 are English digits and 10-19 German ones: concept = label % 10.
 """
 
@@ -29,6 +30,11 @@ TASKS: dict[str, Task] = {
     "joint": Task("joint", ("nmnist", "shd"), concept_labels=True, shared_network=True),
     "parallel": Task("parallel", ("nmnist", "shd"), concept_labels=True, shared_network=False),
 }
+
+# Modalities trained by their own runner (dense paths): name -> "module:function" with the
+# signature of `neuromem.dense.trimodal.run_trimodal_cell`, returning flat metrics.
+EXTERNAL_TASKS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal:run_trimodal_cell"}
+EXTERNAL_TASK_DATASETS: dict[str, tuple[str, ...]] = {"trimodal": ("shd",)}  # images come from scikit-learn
 
 NUM_CONCEPTS = 10
 

@@ -10,6 +10,8 @@ memory module it is training: everything module-specific goes through the
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics
 from neuromem.data import load_split
 from neuromem.errors import NeuromemError
+from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
 from neuromem.train.config import CellConfig
-from neuromem.train.tasks import TASKS, NUM_CONCEPTS, Task, concept_of
+from neuromem.train.tasks import EXTERNAL_TASKS, NUM_CONCEPTS, TASKS, Task, concept_of
 
 EVAL_BATCH = 256
+ACCOUNTING_SAMPLES = 128  # counting costs a few forward passes; a test subset suffices
 
 
 class ProgressSink:
@@ -99,25 +104,24 @@ def _batches(
         yield inputs, y
 
 
-def _networks(task: Task, config: CellConfig, data: Mapping[str, SplitData]) -> dict[str, tuple[MemoryNetwork, list[str]]]:
-    """name -> (network, the data sets it trains on). One shared network, or one per data set."""
-    classes = _num_classes(task, data)
-    groups = [list(task.datasets)] if task.shared_network else [[d] for d in task.datasets]
-    networks = {}
-    for group in groups:
-        try:
-            network = build_network(
-                {d: data[d].input_shape for d in group},
-                {d: classes[d] for d in group},
-                config.memory,
-                hidden=config.hidden,
-                neuron=config.neuron,
-                memory_options=dict(config.memory_options),
-            )
-        except (TypeError, ValueError) as error:
-            raise NeuromemError(f"--memory-option for {config.memory!r}: {error}") from None
-        networks["+".join(group)] = (network, group)
-    return networks
+def _build(config: CellConfig, group: list[str], data: Mapping[str, SplitData], classes: Mapping[str, int],
+           neuron: str | None = None) -> MemoryNetwork:
+    try:
+        return build_network(
+            {d: data[d].input_shape for d in group},
+            {d: classes[d] for d in group},
+            config.memory,
+            hidden=config.hidden,
+            neuron=neuron or config.neuron,
+            memory_options=dict(config.memory_options),
+        )
+    except (TypeError, ValueError) as error:
+        raise NeuromemError(f"--memory-option for {config.memory!r}: {error}") from None
+
+
+def _groups(task: Task) -> list[list[str]]:
+    """Data sets per network: one shared network, or one per data set."""
+    return [list(task.datasets)] if task.shared_network else [[d] for d in task.datasets]
 
 
 def _train(
@@ -151,42 +155,109 @@ def _train(
 
 @torch.no_grad()
 def _evaluate(network: MemoryNetwork, split: SplitData) -> dict[str, np.ndarray]:
-    """One modality alone through the network: predictions, representations, spike rates."""
+    """One modality alone through the network: predictions and memory representations."""
     network.eval()
     network.memory.reset_memory()  # test-time writes start from the trained memories every time
-    predictions, representations, spike_counts, elements = [], [], 0.0, 0
+    predictions, representations = [], []
     for start in range(0, len(split.labels), EVAL_BATCH):
         x, _ = split.take(np.arange(start, min(start + EVAL_BATCH, len(split.labels))))
         output = network({split.name: x})
         predictions.append(output.logits[split.name].argmax(-1).numpy())
         representations.append(output.memory.representations[split.name].float().numpy())
-        spikes = output.spikes[split.name]
-        spike_counts += float((spikes != 0).sum())
-        elements += spikes.numel()
     network.memory.reset_memory()
     return {
         "predictions": np.concatenate(predictions),
         "representations": np.concatenate(representations),
-        "nonzero_fraction": np.array(spike_counts / max(elements, 1)),
     }
+
+
+@torch.no_grad()
+def _cross_modal_retrieval(
+    network: MemoryNetwork, cue: SplitData, target_name: str, gallery: np.ndarray, gallery_labels: np.ndarray
+) -> dict[str, float]:
+    """Cue with one sense, recall the other's memory; ranked against the target's own test representations."""
+    network.eval()
+    network.memory.reset_memory()
+    recalled = []
+    for start in range(0, len(cue.labels), EVAL_BATCH):
+        x, _ = cue.take(np.arange(start, min(start + EVAL_BATCH, len(cue.labels))))
+        spikes = network.encode({cue.name: x})[cue.name]
+        recalled.append(network.memory.retrieve(cue.name, spikes, target_name).float())
+    network.memory.reset_memory()
+    scores = retrieval_metrics(torch.cat(recalled), torch.from_numpy(gallery), torch.from_numpy(cue.labels),
+                               torch.from_numpy(gallery_labels))
+    return {f"retrieval_{cue.name}_to_{target_name}_{k}": v for k, v in scores.items()}
+
+
+def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test: Mapping[str, SplitData]) -> dict[str, Any]:
+    """Accounting columns (NeuroBench definitions) of the trained network and of its
+    ANN-equivalent twin on the same test samples, each modality fed alone. The twin is
+    untrained: under the dense-MAC assumption its cost depends only on its architecture."""
+    network.eval()
+    twin.eval()
+    per_modality = {}
+    with torch.no_grad():
+        for d in group:
+            x, _ = test[d].take(np.arange(min(ACCOUNTING_SAMPLES, len(test[d].labels))))
+            per_modality[d] = accounting_metrics(network, twin, [{d: x}], batch_dim=0)
+    merged: dict[str, Any] = {c: float(np.mean([per_modality[d][c] for d in group])) for c in ABLATION_COLUMNS}
+    merged["layer_sparsity"] = {k: v for d in group for k, v in per_modality[d]["layer_sparsity"].items()}
+    merged["energy_assumptions"] = [f"[{d}] {line}" for d in group for line in per_modality[d]["energy_assumptions"]]
+    merged["energy_profile"] = per_modality[group[0]]["energy_profile"]
+    for d in group:
+        merged.update({f"{c}_{d}": per_modality[d][c] for c in ABLATION_COLUMNS})
+        merged[f"accounting_{d}"] = per_modality[d]["accounting"]
+    return merged
+
+
+def _merge_accounts(accounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One network's accounting as is. Separate networks (parallel) each see only their own
+    modality's samples, so per-sample costs are averaged over modalities, as for a joint network."""
+    if len(accounts) == 1:
+        return accounts[0]
+    merged = {k: v for account in accounts for k, v in account.items()}
+    for column in ("synops_per_sample", "dense_macs_per_sample", "energy_pj_per_sample", "ann_energy_pj_per_sample"):
+        merged[column] = float(np.mean([a[column] for a in accounts]))
+    merged["activation_sparsity"] = float(np.mean([a["activation_sparsity"] for a in accounts]))
+    merged["energy_ratio"] = merged["ann_energy_pj_per_sample"] / merged["energy_pj_per_sample"]
+    merged["layer_sparsity"] = {k: v for a in accounts for k, v in a["layer_sparsity"].items()}
+    merged["energy_assumptions"] = [line for a in accounts for line in a["energy_assumptions"]]
+    return merged
+
+
+def _run_external(config: CellConfig, data_root: Path, progress: ProgressSink) -> CellOutcome:
+    module_name, _, function_name = EXTERNAL_TASKS[config.modality].partition(":")
+    runner = getattr(importlib.import_module(module_name), function_name)
+    started = time.perf_counter()
+    metrics = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root,
+                     progress=progress, train_limit=config.max_train_samples, **dict(config.memory_options))
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
+    return CellOutcome(metrics)
 
 
 def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None = None) -> CellOutcome:
     """Train and evaluate one cell. Same config + same data -> same numbers."""
-    task = TASKS.get(config.modality)
-    if task is None:
-        raise NeuromemError(f"--modality {config.modality!r} is not a spiking task; valid: {', '.join(TASKS)}")
     progress = progress or ProgressSink()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    if config.modality in EXTERNAL_TASKS:
+        return _run_external(config, data_root, progress)
+    task = TASKS.get(config.modality)
+    if task is None:
+        valid = ", ".join([*TASKS, *EXTERNAL_TASKS])
+        raise NeuromemError(f"--modality {config.modality!r} is not known; valid: {valid}")
     generator = np.random.default_rng(config.seed)
     started = time.perf_counter()
 
     train, test = _load(task, config, data_root, "train"), _load(task, config, data_root, "test")
-    networks = _networks(task, config, train)
-    metrics: dict[str, Any] = {"parameters": sum(p.numel() for n, _ in networks.values() for p in n.parameters())}
+    classes = _num_classes(task, train)
+    metrics: dict[str, Any] = {"parameters": 0}
     outcome = CellOutcome(metrics)
-    for name, (network, group) in networks.items():
+    accounts = []
+    for group in _groups(task):
+        network = _build(config, group, train, classes)
+        metrics["parameters"] += sum(p.numel() for p in network.parameters())
+        name = "+".join(group)
         _train(network, {d: train[d] for d in group}, config, generator, progress, name)
         outcome.state[name] = network.state_dict()
         for d in group:
@@ -194,13 +265,16 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
                 result = _evaluate(network, split)
                 metrics[f"{split_name}_accuracy_{d}"] = float((result["predictions"] == split.labels).mean())
                 if split_name == "test":
-                    metrics[f"activation_sparsity_{d}"] = 1.0 - float(result["nonzero_fraction"])
                     outcome.representations[f"{d}/representations"] = result["representations"]
                     outcome.representations[f"{d}/labels"] = split.original_labels
                     outcome.representations[f"{d}/digits"] = concept_of(d, split.original_labels)
                     outcome.representations[f"{d}/predictions"] = result["predictions"]
+        for cue, target in itertools.permutations(group, 2):
+            metrics.update(_cross_modal_retrieval(network, test[cue], target,
+                                                  outcome.representations[f"{target}/representations"], test[target].labels))
+        accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test))
     for split_name in ("train", "test"):
         metrics[f"{split_name}_accuracy"] = float(np.mean([metrics[f"{split_name}_accuracy_{d}"] for d in task.datasets]))
-    metrics["activation_sparsity"] = float(np.mean([metrics[f"activation_sparsity_{d}"] for d in task.datasets]))
+    metrics.update(_merge_accounts(accounts))
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     return outcome

@@ -1,0 +1,3 @@
+from neuromem.cli import main
+
+main()
