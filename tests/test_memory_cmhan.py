@@ -109,9 +109,11 @@ def test_absent_modality_starts_at_zeros_or_prior():
         if init == "prior":
             with torch.no_grad():
                 memory.priors["nmnist"].fill_(0.25)
-        recalled = memory.retrieve("shd", audio, "nmnist")
-        assert recalled.shape == (audio.shape[1], 16)
-        assert torch.all(recalled == (0.0 if init == "zeros" else 0.25))
+        start = memory({"shd": audio}).extras["states"]["nmnist"]  # steps=0: nothing settles
+        assert start.shape == (audio.shape[1], 16)
+        assert torch.all(start == (0.0 if init == "zeros" else 0.25))
+        # retrieve reports it as a representation: (state + start) * sqrt(dim) with the residual
+        torch.testing.assert_close(memory.retrieve("shd", audio, "nmnist"), 2 * start * 16**0.5)
 
 
 def test_aliases_and_invalid_options():
@@ -175,3 +177,13 @@ def test_learns_a_toy_spike_problem():
     with torch.no_grad():
         accuracy = (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean()
     assert accuracy > 0.8  # chance is 0.25
+
+
+def test_representation_is_the_scaled_settled_state():
+    torch.manual_seed(0)
+    audio, _ = toy_spikes(torch.Generator().manual_seed(0))
+    for residual in (False, True):
+        memory = build_memory("cmhan", {"shd": 24}, dim=16, residual=residual)
+        out = memory({"shd": audio})
+        expected = out.extras["states"]["shd"] + (out.extras["initial"]["shd"] if residual else 0.0)
+        torch.testing.assert_close(out.representations["shd"], expected * 4.0)

@@ -10,6 +10,13 @@ patterns, between modalities a learned bilinear association. The settled
 state of a modality is its representation; the settled state of an *absent*
 modality is what the network recalls for it, which is how `retrieve` works.
 
+Representation = sqrt(dim) * (settled state [+ initial state if `residual`]).
+The scale gives O(1) coordinates for the readout. The residual (default on,
+as in `hopfield`) keeps the front end's gradient alive early in training:
+settling from random patterns shrinks states toward the patterns' mean and
+attenuated the front end's gradient ~10x; on the embedded N-MNIST, 60 Adam
+steps reached 15% test accuracy without it and 80% with it (hopfield: 87%).
+
 auxiliary_loss = alpha * sum_m L_recon(m)          (decoder_m(h_m) vs. pooled rates of m)
                + beta  * sum_{m<n} L_contrast(m,n) (InfoNCE of paired settled states; >= 2 present)
                + gamma * mean E                    (energy at the settled states)
@@ -61,6 +68,7 @@ class CMHANMemory(MemoryModule):
         recall_weight: float = 0.0,
         contrast_temperature: float = 0.1,
         time_bins: int = 1,
+        residual: bool = True,
         **aliases: Any,
     ) -> None:
         unknown = set(aliases) - set(ALIASES)
@@ -71,7 +79,7 @@ class CMHANMemory(MemoryModule):
         options = dict(
             dim=dim, num_patterns=num_patterns, steps=steps, tolerance=tolerance, absent_init=absent_init,
             alpha=alpha, beta=beta, gamma=gamma, recall_weight=recall_weight,
-            contrast_temperature=contrast_temperature, time_bins=time_bins, **named,
+            contrast_temperature=contrast_temperature, time_bins=time_bins, residual=residual, **named,
         )
         super().__init__(input_sizes, **options)
         for option in ("dim", "num_patterns", "time_bins"):
@@ -102,6 +110,7 @@ class CMHANMemory(MemoryModule):
         self.priors = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim)) for m in input_sizes}) if absent_init == "prior" else None
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.recall_weight, self.contrast_temperature = float(recall_weight), float(contrast_temperature)
+        self.residual = bool(residual)
         self.output_size = dim
 
     @staticmethod
@@ -121,9 +130,12 @@ class CMHANMemory(MemoryModule):
         like = next(iter(present.values()))
         return {m: present[m] if m in present else self._absent_state(m, len(like), like) for m in self.modalities}
 
+    def _patterns(self) -> dict[str, torch.Tensor]:
+        return {m: self.patterns[m] for m in self.modalities}
+
     def settle(self, projected: Mapping[str, torch.Tensor], record_energy: bool = False):
-        patterns = {m: self.patterns[m] for m in self.modalities}
-        return settle(self.initial_states(projected), patterns, self._pairs(), self.settle_parameters, record_energy)
+        """Settle all modalities from the present ones' projections (absent ones from zeros/prior)."""
+        return settle(self.initial_states(projected), self._patterns(), self._pairs(), self.settle_parameters, record_energy)
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         unknown = set(inputs) - set(self.modalities)
@@ -131,23 +143,32 @@ class CMHANMemory(MemoryModule):
             raise KeyError(f"cmhan was built for {', '.join(self.modalities)}; got {', '.join(sorted(unknown))}")
         pooled = {m: binned_rates(spikes, self.time_bins) for m, spikes in inputs.items()}
         projected = {m: F.normalize(self.projections[m](rates), dim=-1) for m, rates in pooled.items()}
-        settled = self.settle(projected)
-        patterns = {m: self.patterns[m] for m in self.modalities}
-        energy = total_energy(settled.states, patterns, self._pairs(), self.settle_parameters)
+        initial = self.initial_states(projected)
+        settled = settle(initial, self._patterns(), self._pairs(), self.settle_parameters)
+        energy = total_energy(settled.states, self._patterns(), self._pairs(), self.settle_parameters)
         extras = {
             "states": settled.states,  # every modality, absent ones included: what the network recalls
             "projected": projected,
+            "initial": initial,
             "pooled": pooled,
             "energy": energy,
             "settle_steps": settled.steps,
         }
-        return MemoryOutput({m: settled.states[m] for m in inputs}, extras)
+        return MemoryOutput({m: self.readable(settled.states[m], initial[m]) for m in inputs}, extras)
+
+    def readable(self, settled: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+        """The representation of a settled state: with `residual`, plus the state it started from;
+        scaled by sqrt(dim) so that coordinates are O(1) (as after a LayerNorm) for the readout."""
+        state = settled + initial if self.residual else settled
+        return state * self.output_size**0.5
 
     def retrieve(self, cue_modality: str, cue: torch.Tensor, target_modality: str) -> torch.Tensor:
-        """Settle with the cue present and the target absent; the target's settled state."""
+        """Settle with the cue present and the target absent; the target's settled state
+        (as a representation: plus its starting state with `residual`, scaled like `forward`'s)."""
         if target_modality not in self.modalities:
             raise KeyError(f"cmhan has no modality {target_modality!r}; built for {', '.join(self.modalities)}")
-        return self.forward({cue_modality: cue}).extras["states"][target_modality]
+        extras = self.forward({cue_modality: cue}).extras
+        return self.readable(extras["states"][target_modality], extras["initial"][target_modality])
 
     def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
         extras = output.extras
