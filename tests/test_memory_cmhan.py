@@ -122,7 +122,7 @@ def test_aliases_and_invalid_options():
     assert memory.settle_parameters.temperature == 0.2
     assert memory.settle_parameters.step_size == 0.1
     for option, value in [("tau", 0), ("eta", 1.5), ("lambda", -1), ("steps", -1), ("tolerance", -1), ("dim", 0),
-                          ("num_patterns", 0), ("alpha", -1), ("beta", -1), ("gamma", -1), ("absent_init", "ones")]:
+                          ("num_patterns", 0), ("residual", "yes"), ("alpha", -1), ("beta", -1), ("gamma", -1), ("absent_init", "ones")]:
         with pytest.raises(ValueError, match={"tau": "temperature", "eta": "step_size", "lambda": "coupling"}.get(option, option)):
             build_memory("cmhan", {"shd": 8}, **{option: value})
     with pytest.raises(TypeError, match="bogus"):

@@ -90,6 +90,8 @@ class CMHANMemory(MemoryModule):
                 raise ValueError(f"cmhan option {option} must be >= 0, got {options[option]}")
         if not float(contrast_temperature) > 0:
             raise ValueError(f"cmhan option contrast_temperature must be > 0, got {contrast_temperature}")
+        if not isinstance(residual, bool):
+            raise ValueError(f"cmhan option residual must be true or false, got {residual!r}")
         if absent_init not in ABSENT_INITS:
             raise ValueError(f"cmhan option absent_init must be one of {', '.join(ABSENT_INITS)}, got {absent_init!r}")
         self.settle_parameters = SettleParameters(
