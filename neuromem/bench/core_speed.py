@@ -16,7 +16,7 @@ Method (one process, so all frameworks see the same machine load):
   reference core (`reference_core()`), to show what the fast core buys;
 - peak memory: a fresh subprocess per (configuration, framework) builds the
   network and a batch, reads its resident set size (RSS), runs training steps
-  and reports the peak RSS (getrusage) above that level (CUDA:
+  and reports the peak RSS above that level (CUDA:
   torch.cuda.max_memory_allocated). See `neuromem.bench.peak_memory`.
 """
 
@@ -322,10 +322,11 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         "(+ memory auxiliary loss) + backward + Adam step. Inference = forward, eval mode, no_grad. "
         "Ratio = framework time / neuromem time (> 1: neuromem faster). neuromem-reference = the same neuromem "
         "network on the step-by-step autograd core.",
-        "- peak memory: a fresh subprocess per cell builds network + batch, then runs "
-        f"{settings['memory_steps']} training steps; 'extra' = peak RSS (getrusage ru_maxrss) minus RSS before the "
-        "first step, in MB (CUDA: max_memory_allocated). Includes allocator caching; comparable across frameworks "
-        "because each runs alone in its own process.",
+        "- peak memory: a fresh subprocess per cell builds network + batch, runs one tiny warm-up step (T=2, batch "
+        "2: lazy one-time costs such as numba loading its kernels and the optimizer state), then {settings['memory_steps']} training step(s); "
+        "'extra' = peak RSS during those steps (Linux VmHWM, reset before them) minus RSS before them, in MB "
+        "(CUDA: max_memory_allocated). Includes allocator caching; comparable across frameworks because each "
+        "runs alone in its own process.",
         "- data: time to fetch one time-major batch onto the device from the source named per configuration.",
         "",
     ]

@@ -3,7 +3,8 @@
 Run as `python -m neuromem.bench.peak_memory '<json spec>'` (the benchmark does
 this once per configuration and framework, so no framework's allocations
 linger in another's measurement). Prints one JSON line:
-    rss_before_mb  resident set size after building network, optimizer and batch
+    rss_before_mb  resident set size after building network, optimizer and batch and
+                   one tiny warm-up step (T=2, batch 2)
     peak_mb        peak resident set size while the training steps ran
     extra_mb       peak_mb - rss_before_mb: what the training steps added on top
 On Linux the peak counter (VmHWM) is reset just before the steps (writing "5"
@@ -55,6 +56,12 @@ def measure(config: BenchConfig, framework: str, device: torch.device, steps: in
 
     network = build_network(framework, config).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    # one tiny warm-up step (T=2, batch 2): lazy one-time costs (numba loading its compiled
+    # kernels, lazily built modules, the optimizer's state) are not the memory a training step
+    # needs, but a full-size warm-up would leave its freed buffers cached and hide the peak
+    tiny_inputs, tiny_labels = next(random_batches(config.scaled(steps=2, batch=2), device))
+    train_step(framework, network, optimizer, tiny_inputs, tiny_labels)
+    del tiny_inputs, tiny_labels
     inputs, labels = next(random_batches(config, device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -486,9 +486,10 @@ class _SpikingSequence(torch.autograd.Function):
                 _neuron_backward_kernel(*arrays, feedback_array, *outputs, *options, t < steps - 1, t, t)
         grad_weight = grad_current0 = grad_membrane0 = grad_spikes0 = None
         if recurrent and ctx.needs_input_grad[1]:
+            # sum_t gd_t^T s_{t-1} without materialising the shifted spike sequence
             size = weight.shape[0]
-            previous_spikes = torch.cat([spikes0.reshape(1, -1, size), spikes[:-1].reshape(steps - 1, -1, size)])
-            grad_weight = grad_drive.reshape(-1, size).t() @ previous_spikes.reshape(-1, size)
+            grad_weight = grad_drive[1:].reshape(-1, size).t() @ spikes[:-1].reshape(-1, size)
+            grad_weight += grad_drive[0].reshape(-1, size).t() @ spikes0.reshape(-1, size)
         if alpha is not None and ctx.needs_input_grad[2]:
             grad_current0 = grad_drive[0] * alpha
         if ctx.needs_input_grad[3]:
