@@ -63,8 +63,9 @@ def test_binned_rates_keep_timing():
     spikes[3:, 0, 1] = 1.0
     torch.testing.assert_close(binned_rates(spikes, 1), torch.tensor([[0.5, 0.5]]))
     torch.testing.assert_close(binned_rates(spikes, 2), torch.tensor([[1.0, 0.0, 0.0, 1.0]]))
+    assert binned_rates(spikes, 9).shape == (1, 18)  # more bins than steps still works
     with pytest.raises(ValueError, match="time_bins"):
-        binned_rates(spikes, 7)
+        binned_rates(spikes, 0)
 
 
 def test_supcon_mode_detaches_the_readout_path():

@@ -1,7 +1,7 @@
 """`scl`: supervised contrastive memory (Khosla et al. 2020) with a linear readout.
 
-Each modality's spike train is pooled to firing rates (optionally in
-`time_bins` windows) and encoded by a small per-modality MLP into a shared
+Each modality's spike train is pooled to firing rates in `time_bins` windows
+(default 4: coarse timing; 1 is the plain rate code) and encoded by a small per-modality MLP into a shared
 embedding of size `dim` — the representation the readout classifies. A shared
 projection head maps embeddings to L2-normalized `projection_dim` vectors on
 which the SupCon loss (temperature `temperature`) is computed; in a joint
@@ -45,7 +45,7 @@ class SupConMemory(MemoryModule):
         temperature: float = 0.1,
         loss: str = "both",
         supcon_weight: float = 1.0,
-        time_bins: int = 1,
+        time_bins: int = 4,
     ) -> None:
         super().__init__(
             input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,

@@ -16,15 +16,15 @@ import torch
 
 
 def binned_rates(spikes: torch.Tensor, bins: int = 1) -> torch.Tensor:
-    """Spike train (T, batch, D) -> firing rates in `bins` consecutive time windows, (batch, bins * D).
-
-    bins=1 is the plain rate code; more bins keep coarse timing (useful for SHD)."""
-    steps = spikes.shape[0]
-    if bins < 1 or bins > steps:
-        raise ValueError(f"time_bins must lie in [1, T={steps}], got {bins}")
+    """Spike train (T, batch, D) -> firing rates in `bins` consecutive time windows, (batch, bins * D),
+    bin-major. bins=1 is the plain rate code; more bins keep coarse timing (useful for SHD).
+    Windows are adaptive-pooling windows, so any T works (T < bins repeats steps)."""
+    if bins < 1:
+        raise ValueError(f"time_bins must be >= 1, got {bins}")
     if bins == 1:
         return spikes.mean(0)
-    return torch.cat([window.mean(0) for window in torch.tensor_split(spikes, bins, dim=0)], dim=-1)
+    rates = torch.nn.functional.adaptive_avg_pool1d(spikes.permute(1, 2, 0), bins)  # (batch, D, bins)
+    return rates.transpose(1, 2).flatten(1)
 
 
 def supcon_loss(projections: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
