@@ -453,3 +453,13 @@ def test_data_cli_synth_and_fetch(tmp_path):
     assert isinstance(result.exception, NeuromemError) and "shd, nmnist" in str(result.exception)
     result = runner.invoke(app, ["fetch", "--root", str(tmp_path / "d")])
     assert isinstance(result.exception, NeuromemError) and "synthetic" in str(result.exception)
+
+
+def test_difficulty_proxy_runs_and_beats_chance(tiny_root, tmp_path):
+    from neuromem.data.difficulty import logistic_baselines
+
+    result = logistic_baselines(tiny_root, "shd", cache_dir=tmp_path / "cache", time_bins=5, max_iter=100)
+    assert result["train_samples"] == 60 and result["test_samples"] == 20
+    for features in ("flattened_bins", "time_collapsed"):
+        assert result[features]["train_accuracy"] == 1.0  # 60 samples, thousands of features: separable
+        assert result[features]["test_accuracy"] > 0.2  # chance is 0.05

@@ -24,7 +24,15 @@ def _features(inputs: np.ndarray, collapse_time: bool) -> np.ndarray:
 
 
 def logistic_baselines(root, modality: str, cache_dir=None, time_bins: int | None = None, max_iter: int = 300,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, threads: int = 1) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    # BLAS threads fighting over a small shared machine cost more than they give
+    with threadpool_limits(limits=threads):
+        return _logistic_baselines(root, modality, cache_dir, time_bins, max_iter, seed)
+
+
+def _logistic_baselines(root, modality, cache_dir, time_bins, max_iter, seed) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
