@@ -463,3 +463,11 @@ def test_difficulty_proxy_runs_and_beats_chance(tiny_root, tmp_path):
     for features in ("flattened_bins", "time_collapsed"):
         assert result[features]["train_accuracy"] == 1.0  # 60 samples, thousands of features: separable
         assert result[features]["test_accuracy"] > 0.2  # chance is 0.05
+
+
+def test_error_unwritable_cache(tiny_root, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(NeuromemError) as e:
+        load_split("nmnist", tiny_root, "test", cache_dir=blocker / "cache")
+    assert "cache" in _one_line(e) and "NEUROMEM_HOME" in str(e.value)

@@ -153,7 +153,11 @@ def load_split(modality: str, root: str | os.PathLike, split: str, time_bins: in
             return {"clipped_bins": clipped}
 
         meta = {**params, "root": str(root.resolve()), "source": source, "num_samples": int(len(labels))}
-        build_entry(entry, (len(labels), time_bins, *spec.input_shape), labels, fill, meta)
+        try:
+            build_entry(entry, (len(labels), time_bins, *spec.input_shape), labels, fill, meta)
+        except OSError as error:
+            raise NeuromemError(f"cannot write the binned cache in {cache_dir} ({error.strerror or error}); "
+                                "pass another cache_dir or set NEUROMEM_HOME to a writable folder") from None
         cached = load_entry(entry)
         if cached is None:
             raise NeuromemError(f"could not write the binned cache under {cache_dir}; check that it is writable")

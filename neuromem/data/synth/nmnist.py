@@ -142,7 +142,7 @@ def write_nmnist(root: str | Path, seed: int = 0, cfg: NMNISTSynthConfig = NMNIS
             digit_dir = split_dir / str(digit)
             digit_dir.mkdir(parents=True, exist_ok=True)
             for stale in digit_dir.glob("*.bin"):  # a smaller re-synthesis must not leave old samples behind
-                if int(stale.stem) >= per_class:
+                if stale.stem.isdigit() and int(stale.stem) >= per_class:
                     stale.unlink()
             rng = np.random.default_rng([seed, 1, split_index, digit])
             pool = pools[split][digit]
