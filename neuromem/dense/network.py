@@ -11,7 +11,11 @@
 Every memory is a `TTTMemoryBlock` from `neuromem.memory.ttt`: attention writes
 by default, gradient writes with ``memory_mode="gradient"``; memories change
 between eval batches under ``no_grad`` and `reset()` restores the trained
-slots exactly. Any registered memory module can replace the central TTT
+slots exactly. The modality memories use drift compensation by default: their
+slots live in the embedding space, follow the test stream through the gated
+writes, and the read subtracts how far they moved — so a stream whose
+embeddings are shifted (noisier audio) is pulled back toward the trained
+distribution (`tests/test_dense_trimodal.py` measures the gain). Any registered memory module can replace the central TTT
 memory (``central_memory=build_memory(name, {m: dim for m in MODALITIES})``):
 it then receives each present modality's latent as a length-1 sequence
 (1, B, dim), and its per-modality representations, projected back to `dim`
@@ -20,8 +24,7 @@ and averaged, are the fused latent (the feedback loop then applies f only).
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Sequence
 
 import torch

@@ -33,7 +33,7 @@ import contextlib
 import itertools
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -64,7 +64,7 @@ class TriModalRecipe:
     recon: float = 0.5
     classify: float = 1.0
     schedule: str = "joint"
-    audio_noise_max: float = 0.3  # background events per original bin, upper end of the training shifts
+    audio_noise_max: float = 0.02  # background events per original bin, upper end of the training shifts
     audio_noise_prob: float = 0.0  # chance a batch is shifted outside the TTT phase
     grad_clip: float = 1.0
 
