@@ -163,3 +163,4 @@ def test_run_trimodal_cell_on_shd_format_data(tiny_data, memory):
             assert 0.0 <= metrics[f"retrieval_{source}_to_{target}_{k}"] <= 1.0
     assert metrics["train_samples"] == 120 and metrics["test_samples"] == 60
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite(metrics["final_train_loss"])
+    assert 0.0 <= metrics["shifted_audio_to_image_mrr_adapted"] <= 1.0 and metrics["shifted_audio_noise"] == 0.01

@@ -67,6 +67,7 @@ class TriModalRecipe:
     audio_noise_max: float = 0.02  # background events per original bin, upper end of the training shifts
     audio_noise_prob: float = 0.0  # chance a batch is shifted outside the TTT phase
     grad_clip: float = 1.0
+    eval_audio_noise: float = 0.01  # the shifted test stream of the TTT-in-action metrics (0 = skip them)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -316,11 +317,27 @@ def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="s
     model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options)
     history = train_trimodal(model, train_set, recipe, epochs, seed, progress)
     metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed)
+    if recipe.eval_audio_noise > 0:
+        metrics.update(shifted_audio_metrics(model, test_set, recipe.eval_audio_noise, seed))
     metrics.update(
         final_train_loss=history[-1] if history else math.nan, parameters=sum(p.numel() for p in model.parameters()),
         train_samples=len(train_set), test_samples=len(test_set), epochs=epochs,
     )  # fmt: skip
     return metrics
+
+
+def shifted_audio_metrics(model: TriModalModel, data: TriModalDigits, noise: float, seed: int) -> dict[str, float]:
+    """TTT in action: audio -> image / text retrieval on a noisier audio stream, memories frozen vs adapting.
+
+    Keys `shifted_audio_to_<dst>_<metric>_frozen` / `_adapted` for recall@1 and MRR."""
+    directions = [("audio", "image"), ("audio", "text")]
+    out: dict[str, float] = {"shifted_audio_noise": noise}
+    for tag, adapt in (("frozen", False), ("adapted", True)):
+        scores = evaluate_retrieval(model, data, adapt=adapt, audio_noise=noise, seed=seed, directions=directions)
+        for source, target in directions:
+            for metric in ("recall@1", "mrr"):
+                out[f"shifted_{source}_to_{target}_{metric}_{tag}"] = scores[f"retrieval_{source}_to_{target}_{metric}"]
+    return out
 
 
 def subset(data: TriModalDigits, rows: np.ndarray) -> TriModalDigits:
