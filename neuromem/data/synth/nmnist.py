@@ -37,10 +37,10 @@ class NMNISTSynthConfig:
     contrast_threshold: float = 0.5  # log-intensity step per event (mean over pixels)
     threshold_mismatch: float = 0.05  # std of the per-pixel threshold
     noise_events: float = 150.0  # mean background-activity events per sample
-    max_rotation_deg: float = 15.0
+    max_rotation_deg: float = 12.0
     scale_range: tuple[float, float] = (0.85, 1.1)
-    max_shear: float = 0.15
-    max_offset_px: float = 2.0
+    max_shear: float = 0.1
+    max_offset_px: float = 1.5
     saccade_jitter: float = 0.15  # relative amplitude jitter of each saccade
 
 
