@@ -295,6 +295,10 @@ def test_embedded_default_is_synthesized_on_first_use(tmp_path, monkeypatch):
     assert root == default_embedded_root() == tmp_path / "home" / "embedded" and source == "synthetic"
     assert (root / "SHD" / "shd_train.h5").is_file() and calls == [0]
     assert resolve_data_root(None) == (root, "synthetic") and calls == [0]  # not again
+    marker_path = root / "NEUROMEM_SYNTHETIC.json"
+    marker_path.write_text(json.dumps({**json.loads(marker_path.read_text()), "version": 1}))
+    resolve_data_root(None)
+    assert calls == [0, 0]  # an older generator's data are rewritten
 
 
 # ---------------------------------------------------------------- bad input: one line naming file and fix

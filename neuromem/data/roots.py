@@ -66,8 +66,9 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> tuple[Path, 
         return root, source_of(root)
     root = default_embedded_root()
     marker = read_marker(root)
-    if marker is None or not {"shd", "nmnist"} <= set(marker.get("modalities", {})):
-        from neuromem.data.synth import synthesize
+    from neuromem.data.synth import GENERATOR_VERSION, synthesize
 
-        synthesize(root, seed=0)
+    if (marker is None or marker.get("version") != GENERATOR_VERSION or marker.get("seed") != 0
+            or not {"shd", "nmnist"} <= set(marker.get("modalities", {}))):
+        synthesize(root, seed=0)  # first use, or written by an older generator
     return root, "synthetic"

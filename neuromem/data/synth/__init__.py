@@ -16,7 +16,7 @@ from neuromem.data.synth.shd import SHDSynthConfig, write_shd
 from neuromem.errors import NeuromemError
 
 GENERATOR = "neuromem.data.synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the generated data change: the embedded default is then rewritten
 
 
 def synthesize(root: str | os.PathLike, seed: int = 0, modalities: Iterable[str] = ("shd", "nmnist"),
