@@ -43,7 +43,7 @@ browser:
 # With no --data-root and no real data in $$NEUROMEM_DATA, ablate writes the embedded
 # default ($$NEUROMEM_HOME/embedded, default ~/.cache/neuromem/embedded) on first use.
 demo: install
-	$(BIN)/neuromem ablate --modality shd,nmnist --memory hopfield --epochs 4 --threads 2 --out $(DEMO_OUT)
+	$(BIN)/neuromem ablate --modality shd,nmnist --memory hopfield --threads 2 --out $(DEMO_OUT)
 	@echo "Report: $(DEMO_OUT)/report.md"
 
 test: install lava browser

@@ -96,7 +96,7 @@ def _check_writable(out: Path) -> None:
 def ablate(
     modality: str = typer.Option(..., help="Comma list of modalities, e.g. shd,nmnist,joint,parallel."),
     memory: str = typer.Option(..., help="Comma list of memory modules, e.g. hopfield,hgrn."),
-    epochs: int = typer.Option(4, min=1, help="Training epochs per cell."),
+    epochs: int = typer.Option(5, min=1, help="Training epochs per cell."),
     seeds: int = typer.Option(1, min=1, help="Seeds 0..K-1 per (modality, memory)."),
     data_root: Optional[Path] = typer.Option(None, help="tonic save_to root with SHD/ and NMNIST/; default: real data in $NEUROMEM_DATA, else the embedded default."),
     out: Path = typer.Option(Path("runs/ablate"), help="Output folder (results store, csv, json, report.md, per-cell artifacts)."),

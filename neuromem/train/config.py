@@ -13,7 +13,7 @@ class CellConfig:
     modality: str
     memory: str
     seed: int = 0
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 2e-3
     hidden: int = 256
