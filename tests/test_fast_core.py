@@ -162,3 +162,16 @@ def test_spiking_conv_fast_equals_reference():
     assert torch.equal(fast_spikes, ref_spikes)
     for name in ref_grads:
         torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-5)
+
+
+def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
+    torch.manual_seed(14)
+    layer = SpikingConv2d(2, 4, 3, stride=2, padding=1, beta=0.9)
+    monkeypatch.setattr(SpikingConv2d, "conv_chunk_frames", 7)  # 36 frames -> 6 chunks
+    inputs = (torch.rand(12, 3, 2, 10, 10) < 0.2).float() * 3
+    fast_spikes, fast_grads = _layer_grads(layer, inputs)
+    with reference_core():
+        ref_spikes, ref_grads = _layer_grads(layer, inputs)
+    assert torch.equal(fast_spikes, ref_spikes)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-5)

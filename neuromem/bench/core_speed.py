@@ -323,7 +323,7 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         "Ratio = framework time / neuromem time (> 1: neuromem faster). neuromem-reference = the same neuromem "
         "network on the step-by-step autograd core.",
         "- peak memory: a fresh subprocess per cell builds network + batch, runs one tiny warm-up step (T=2, batch "
-        "2: lazy one-time costs such as numba loading its kernels and the optimizer state), then {settings['memory_steps']} training step(s); "
+        f"2: lazy one-time costs such as numba loading its kernels and the optimizer state), then {settings['memory_steps']} training step(s); "
         "'extra' = peak RSS during those steps (Linux VmHWM, reset before them) minus RSS before them, in MB "
         "(CUDA: max_memory_allocated). Includes allocator caching; comparable across frameworks because each "
         "runs alone in its own process.",

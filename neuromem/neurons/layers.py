@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neuromem.neurons.functional.lif import CUBAParameters, LIFParameters, cuba_sequence, lif_sequence
+from neuromem.neurons.functional.lif import (
+    CUBAParameters,
+    LIFParameters,
+    cuba_sequence,
+    fast_path_enabled,
+    lif_sequence,
+)
 
 NEURON_KINDS = ("lif", "cuba")
 
@@ -43,9 +49,18 @@ class SpikingLayer(nn.Module):
     def neuron(self) -> LIFParameters:
         return self.parameters_
 
+    # Convolutions over all T*batch frames at once need workspace (im2col, backward buffers)
+    # proportional to the frame count; chunks of at most this many frames keep the peak memory
+    # near a per-step loop's at no measurable speed cost. Linear layers run in one piece.
+    conv_chunk_frames: int = 512
+
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
         steps, batch = inputs.shape[:2]
-        currents = self.synapse(inputs.reshape(steps * batch, *inputs.shape[2:]))
+        frames = inputs.reshape(steps * batch, *inputs.shape[2:])
+        if isinstance(self.synapse, nn.Conv2d) and frames.shape[0] > self.conv_chunk_frames and fast_path_enabled():
+            currents = torch.cat([self.synapse(chunk) for chunk in frames.split(self.conv_chunk_frames)])
+        else:
+            currents = self.synapse(frames)
         return currents.reshape(steps, batch, *currents.shape[1:])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
