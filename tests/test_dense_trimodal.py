@@ -164,3 +164,9 @@ def test_run_trimodal_cell_on_shd_format_data(tiny_data, memory):
     assert metrics["train_samples"] == 120 and metrics["test_samples"] == 60
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite(metrics["final_train_loss"])
     assert 0.0 <= metrics["shifted_audio_to_image_mrr_adapted"] <= 1.0 and metrics["shifted_audio_noise"] == 0.01
+
+
+def test_train_limit_caps_training_samples(tiny_data):
+    metrics = run_trimodal_cell("hopfield", seed=0, epochs=1, data_root=tiny_data, network_options=TINY,
+                                recipe=TriModalRecipe(batch_size=32, eval_audio_noise=0.0), train_limit=40)  # fmt: skip
+    assert metrics["train_samples"] == 40 and "shifted_audio_noise" not in metrics

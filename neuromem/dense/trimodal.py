@@ -304,8 +304,9 @@ def run_trimodal_cell(
     config = network_preset(preset, **(network_options or {}))
     train_set = load_trimodal(data_root, "train", config.audio_freq, config.audio_time, config.max_text_length, seed)
     test_set = load_trimodal(data_root, "test", config.audio_freq, config.audio_time, config.max_text_length, seed)
-    if train_limit is not None:
-        train_set = subset(train_set, np.arange(min(train_limit, len(train_set))))
+    if train_limit is not None and train_limit < len(train_set):
+        # a seeded random subset: the SHD files are ordered by class, so a prefix would miss digits
+        train_set = subset(train_set, np.sort(np.random.default_rng(seed).permutation(len(train_set))[:train_limit]))
     return train_and_evaluate(memory, seed, epochs, train_set, test_set, preset, progress, recipe, network_options,
                               memory_options)  # fmt: skip
 
