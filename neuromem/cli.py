@@ -146,7 +146,7 @@ def ablate(
     configs = [
         CellConfig(
             modality=m, memory=mem, seed=s, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            hidden=hidden, neuron=neuron, time_bins=time_bins, max_train_samples=max_train_samples, threads=threads,
+            hidden=hidden, neuron="dense" if m in EXTERNAL_TASKS else neuron, time_bins=time_bins, max_train_samples=max_train_samples, threads=threads,
             memory_options=tuple(sorted(options[mem].items())),
         )
         for m in modalities for mem in memories for s in range(seeds)
