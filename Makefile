@@ -50,7 +50,7 @@ test: install lava browser
 	$(BIN)/python -m pytest tests
 
 bench: install
-	$(BIN)/python -m benchmarks.core_speed
+	$(BIN)/python -m benchmarks.core_speed --threads 1
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) $(DEMO_OUT)

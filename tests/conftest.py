@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# one thread: steadier timings on shared 2-core machines and the same numbers as the CLI's default
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
