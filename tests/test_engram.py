@@ -33,7 +33,7 @@ def _write_cell(run_dir: Path, cell_id: str, config: dict, arrays: dict, metrics
 
 def _metrics(energy: float, ann: float) -> dict:
     return {
-        "accuracy": 0.9,
+        "test_accuracy": 0.9,
         "activation_sparsity": 0.95,
         "synops_per_sample": 1e5,
         "dense_macs_per_sample": 2e6,

@@ -251,7 +251,7 @@ def _summary_table(results: list[dict[str, Any]]) -> str:
 
 
 def _cells_table(cells: list[Cell]) -> str:
-    keys = ["accuracy", "activation_sparsity", "synops_per_sample", "dense_macs_per_sample", *ENERGY_KEYS]
+    keys = ["test_accuracy", "activation_sparsity", "synops_per_sample", "dense_macs_per_sample", *ENERGY_KEYS]
     head = "<tr><th>cell</th><th>modality</th><th>memory</th><th>seed</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>"
     rows = []
     for cell in cells:
