@@ -6,7 +6,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory import build_memory
-from neuromem.memory.functional.scl import binned_rates, supcon_loss
+from neuromem.memory.functional.pooling import binned_rates
+from neuromem.memory.functional.scl import supcon_loss
 
 
 def toy_spikes(generator, classes=4, per_class=32, steps=20, channels=24):

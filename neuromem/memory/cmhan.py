@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.functional.cmhan import SettleParameters, paired_info_nce, settle, total_energy
-from neuromem.memory.functional.scl import binned_rates
+from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.scl import labels_for
 
 ABSENT_INITS = ("prior", "zeros")

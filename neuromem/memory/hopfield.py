@@ -17,6 +17,7 @@ from torch import nn
 
 from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.functional.hopfield import hopfield_retrieve
+from neuromem.memory.functional.pooling import binned_rates
 
 
 @register_memory("hopfield", "modern continuous Hopfield retrieval over learned stored patterns (Ramsauer et al. 2020)")
@@ -48,7 +49,7 @@ class HopfieldMemory(MemoryModule):
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         representations, attention = {}, {}
         for modality, spikes in inputs.items():
-            query = self.queries[modality](spikes.mean(0))
+            query = self.queries[modality](binned_rates(spikes))
             retrieved, attention[modality] = hopfield_retrieve(query, self.patterns, self.beta, self.steps)
             representations[modality] = retrieved + query if self.residual else retrieved
         return MemoryOutput(representations, {"attention": attention})

@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
-from neuromem.memory.functional.scl import binned_rates, supcon_loss
+from neuromem.memory.functional.pooling import binned_rates
+from neuromem.memory.functional.scl import supcon_loss
 
 LOSSES = ("ce", "supcon", "both")
 

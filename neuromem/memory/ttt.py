@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.functional.ttt import (
     WRITE_MODES,
@@ -185,12 +186,6 @@ class TTTMemoryBlock(nn.Module):
         return reconstruction_loss(self.slots, self.query(summary), self.parameters_.beta, self.decoder)
 
 
-def pool_time(spikes: torch.Tensor, bins: int) -> torch.Tensor:
-    """(T, B, D) spike train -> (B, bins * D): mean firing rate in `bins` equal windows (keeps coarse timing)."""
-    rates = F.adaptive_avg_pool1d(spikes.permute(1, 2, 0), bins)  # (B, D, bins)
-    return rates.flatten(1)
-
-
 @register_memory("ttt", "test-time-training memories: attention-read slots with gated or gradient writes at inference")
 class TTTMemory(MemoryModule):
     adapts_at_test_time = True
@@ -267,7 +262,7 @@ class TTTMemory(MemoryModule):
         for modality, spikes in inputs.items():
             if modality not in self.project:
                 raise ValueError(f"ttt memory has no modality {modality!r}; built for {', '.join(self.modalities)}")
-            summary = self.project[modality](pool_time(spikes, self.time_bins))
+            summary = self.project[modality](binned_rates(spikes, self.time_bins))
             read, _ = self.modality_memories[modality](summary)
             summaries[modality] = summary + read
             representations[modality] = self.central_latent(summaries[modality])

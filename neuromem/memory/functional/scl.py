@@ -1,4 +1,4 @@
-"""Supervised contrastive learning (Khosla et al., NeurIPS 2020) and spike pooling.
+"""Supervised contrastive learning (Khosla et al., NeurIPS 2020).
 
 SupCon ("L_out" form) over L2-normalized projections z_i with labels y_i:
 
@@ -13,18 +13,6 @@ visual "3" are positives for each other (cross-modal positives).
 from __future__ import annotations
 
 import torch
-
-
-def binned_rates(spikes: torch.Tensor, bins: int = 1) -> torch.Tensor:
-    """Spike train (T, batch, D) -> firing rates in `bins` consecutive time windows, (batch, bins * D),
-    bin-major. bins=1 is the plain rate code; more bins keep coarse timing (useful for SHD).
-    Windows are adaptive-pooling windows, so any T works (T < bins repeats steps)."""
-    if bins < 1:
-        raise ValueError(f"time_bins must be >= 1, got {bins}")
-    if bins == 1:
-        return spikes.mean(0)
-    rates = torch.nn.functional.adaptive_avg_pool1d(spikes.permute(1, 2, 0), bins)  # (batch, D, bins)
-    return rates.transpose(1, 2).flatten(1)
 
 
 def supcon_loss(projections: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
