@@ -37,3 +37,34 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "neuromem", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
+
+
+# ---- an independent writer of the real on-disk formats (raw h5py / numpy, not neuromem's synth)
+
+
+def write_shd_h5(path: Path, times: list, units: list, labels) -> None:
+    """SHD's published HDF5 layout: vlen float16 seconds, vlen uint16 channels, uint8 labels."""
+    import h5py
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    ragged = lambda arrays, dtype: np.array(list(arrays) + [np.zeros(0, dtype)], dtype=object)[:n]  # noqa: E731
+    with h5py.File(path, "w") as f:
+        f.create_dataset("spikes/times", data=ragged(times, np.float16), dtype=h5py.vlen_dtype(np.float16))
+        f.create_dataset("spikes/units", data=ragged(units, np.uint16), dtype=h5py.vlen_dtype(np.uint16))
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint8))
+        f.create_dataset("extra/keys", data=np.array([b"k%d" % i for i in range(20)]))
+        f.create_dataset("extra/speaker", data=np.arange(n, dtype=np.uint16))
+
+
+def write_nmnist_bin(path: Path, x, y, polarity, t_us) -> None:
+    """N-MNIST's published record: 8 bits x, 8 bits y, polarity in bit 7 and a 23-bit µs timestamp."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    packed = np.zeros((len(x), 5), dtype=np.uint8)
+    packed[:, 0], packed[:, 1] = x, y
+    packed[:, 2] = (polarity << 7) | (t_us >> 16)
+    packed[:, 3], packed[:, 4] = (t_us >> 8) & 255, t_us & 255
+    path.write_bytes(packed.tobytes())

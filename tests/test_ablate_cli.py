@@ -104,3 +104,32 @@ def test_store_rows_are_complete_cells(tiny_data, tmp_path):
         ids = [row[0] for row in db.execute("SELECT cell_id FROM cells WHERE status = 'ok'")]
     assert len(ids) == 2
     assert all((out / "cells" / i / "cell.json").exists() for i in ids)
+
+
+def test_folder_written_by_another_tool_trains_unchanged(tmp_path):
+    """Real layouts written by an independent writer (not neuromem's synth) train and evaluate as they are."""
+    import numpy as np
+
+    from conftest import write_nmnist_bin, write_shd_h5
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "other-tool"
+    for split, per_class in (("train", 3), ("test", 2)):
+        labels = np.repeat(np.arange(20), per_class)
+        # each word drives its own band of channels, so the task is learnable
+        units = [np.clip(rng.normal(30 * label + 50, 8, 400), 0, 699).astype(np.uint16) for label in labels]
+        times = [np.sort(rng.uniform(0, 1.0, 400)).astype(np.float16) for _ in labels]
+        write_shd_h5(root / "SHD" / f"shd_{split}.h5", times, units, labels)
+        for digit in range(10):
+            for sample in range(per_class):
+                x, y = rng.integers(0, 34, 500), rng.integers(0, 34, 500)
+                p, t = rng.integers(0, 2, 500), np.sort(rng.integers(0, 300_000, 500))
+                folder = "Train" if split == "train" else "Test"
+                write_nmnist_bin(root / "NMNIST" / folder / str(digit) / f"{sample:05d}.bin", x, y, p, t)
+    out = tmp_path / "run"
+    result = run_cli("ablate", "--modality", "shd,nmnist", "--memory", "hopfield", "--data-root", str(root),
+                     "--out", str(out), *FAST)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == "real"
+    assert {row["modality"] for row in results["cells"] if row["status"] == "ok"} == {"shd", "nmnist"}

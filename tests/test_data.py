@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import tonic
+from conftest import write_nmnist_bin, write_shd_h5
 
 from neuromem.data import (
     MODALITY_SPECS,
@@ -218,14 +219,7 @@ def test_independent_shd_file_loads(tmp_path):
     n = 6
     times = [np.sort(rng.uniform(0, 1.6, 500)).astype(np.float16) for _ in range(n)]
     units = [rng.integers(0, 700, 500).astype(np.uint16) for _ in range(n)]
-    with h5py.File(path, "w") as f:
-        f.create_dataset("spikes/times", data=np.array(times + [np.zeros(0, np.float16)], dtype=object)[:n],
-                         dtype=h5py.vlen_dtype(np.float16))
-        f.create_dataset("spikes/units", data=np.array(units + [np.zeros(0, np.uint16)], dtype=object)[:n],
-                         dtype=h5py.vlen_dtype(np.uint16))
-        f.create_dataset("labels", data=np.array([0, 5, 10, 19, 3, 3], dtype=np.uint8))
-        f.create_dataset("extra/keys", data=np.array([b"k%d" % i for i in range(20)]))
-        f.create_dataset("extra/speaker", data=np.arange(n, dtype=np.uint16))
+    write_shd_h5(path, times, units, [0, 5, 10, 19, 3, 3])
     ds = load_split("shd", tmp_path / "real", "train", time_bins=7, cache_dir=tmp_path / "cache")
     assert ds.source == "real" and ds.labels.tolist() == [0, 5, 10, 19, 3, 3]
     for i in range(n):
@@ -242,16 +236,9 @@ def test_independent_nmnist_files_load(tmp_path):
     written = {}
     for split, folder in (("train", "Train"), ("test", "Test")):
         for digit in (0, 7):
-            d = root / "NMNIST" / folder / str(digit)
-            d.mkdir(parents=True)
             x, y = rng.integers(0, 34, 300), rng.integers(0, 34, 300)
             p, t = rng.integers(0, 2, 300), np.sort(rng.integers(0, 320_000, 300))
-            # the published record: 8 bits x, 8 bits y, then polarity in bit 7 and a 23-bit µs timestamp
-            packed = np.zeros((300, 5), dtype=np.uint8)
-            packed[:, 0], packed[:, 1] = x, y
-            packed[:, 2] = (p << 7) | (t >> 16)
-            packed[:, 3], packed[:, 4] = (t >> 8) & 255, t & 255
-            (d / "00001.bin").write_bytes(packed.tobytes())
+            write_nmnist_bin(root / "NMNIST" / folder / str(digit) / "00001.bin", x, y, p, t)
             written[(split, digit)] = (x, y, p, t)
     ds = load_split("nmnist", root, "test", time_bins=3, cache_dir=tmp_path / "cache")
     assert ds.source == "real" and ds.labels.tolist() == [0, 7]
