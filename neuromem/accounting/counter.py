@@ -65,6 +65,14 @@ class LayerAccount:
     recurrent_effective: float = 0.0
     recurrent_dense: float = 0.0
 
+    def add_operations(self, effective: float, dense: float, binary_input: bool) -> None:
+        """Effective ops are accumulates when the inputs are spikes, multiply-accumulates otherwise."""
+        if binary_input:
+            self.effective_acs += effective
+        else:
+            self.effective_macs += effective
+        self.dense_ops += dense
+
     @property
     def activation_sparsity(self) -> float | None:
         if not self.activations:
@@ -283,11 +291,7 @@ class SynapticOperationCounter:
                 account = self._account(name, kind, module_type)
                 if kind == "connection":
                     account.calls += 1
-                if is_binary(inputs):
-                    account.effective_acs += effective
-                else:
-                    account.effective_macs += effective
-                account.dense_ops += dense
+                account.add_operations(effective, dense, is_binary(inputs))
             finally:
                 self._busy = False
 
@@ -315,11 +319,7 @@ class SynapticOperationCounter:
                     effective, dense = recurrent_operations(sequence, recurrent)
                     account.recurrent_effective += effective
                     account.recurrent_dense += dense
-                    if binary:
-                        account.effective_acs += effective
-                    else:
-                        account.effective_macs += effective
-                    account.dense_ops += dense
+                    account.add_operations(effective, dense, binary)
             finally:
                 self._busy = False
 
