@@ -13,17 +13,7 @@ from neuromem.memory.functional.cmhan import (
     within_energy,
 )
 
-
-def toy_spikes(generator, channels=24, classes=4, per_class=32, steps=20, shift=0):
-    """Each class fires its own block of channels (rotated by `shift` per modality) over a low background."""
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    rates = torch.full((labels.numel(), channels), 0.05)
-    block = channels // classes
-    for c in range(classes):
-        k = (c + shift) % classes
-        rates[labels == c, k * block : (k + 1) * block] = 0.5
-    spikes = (torch.rand(steps, *rates.shape, generator=generator) < rates).float()
-    return spikes, labels
+from conftest import toy_problem_accuracy, toy_spikes
 
 
 def random_system(seed=0, dim=6, patterns=5, batch=4):
@@ -163,20 +153,7 @@ def test_retrieval_of_an_absent_modality_moves_toward_its_pair():
 
 def test_learns_a_toy_spike_problem():
     torch.manual_seed(0)
-    train_x, train_y = toy_spikes(torch.Generator().manual_seed(10))
-    test_x, test_y = toy_spikes(torch.Generator().manual_seed(11))
-    memory = build_memory("cmhan", {"shd": 24}, dim=32)
-    readout = nn.Linear(32, 4)
-    opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=3e-3)
-    for _ in range(40):
-        out = memory({"shd": train_x})
-        loss = F.cross_entropy(readout(out.representations["shd"]), train_y) + memory.auxiliary_loss(out, train_y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        accuracy = (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean()
-    assert accuracy > 0.8  # chance is 0.25
+    assert toy_problem_accuracy(build_memory("cmhan", {"shd": 24}, dim=32), steps=40) > 0.8  # chance is 0.25
 
 
 def test_representation_is_the_scaled_settled_state():

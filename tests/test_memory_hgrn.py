@@ -11,16 +11,7 @@ from neuromem.memory.functional.hgrn import (
     layer_lower_bounds,
 )
 
-
-def toy_spikes(generator, classes=4, per_class=32, steps=20, channels=24):
-    """Each class fires its own block of channels at a high rate over a low background."""
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    rates = torch.full((labels.numel(), channels), 0.05)
-    block = channels // classes
-    for c in range(classes):
-        rates[labels == c, c * block : (c + 1) * block] = 0.5
-    spikes = (torch.rand(steps, *rates.shape, generator=generator) < rates).float()
-    return spikes, labels
+from conftest import toy_problem_accuracy, toy_spikes
 
 
 @pytest.mark.parametrize("steps", [1, 7, 8, 29])
@@ -106,16 +97,4 @@ def test_invalid_options_name_the_option(options):
 
 def test_learns_a_toy_spike_problem():
     torch.manual_seed(0)
-    train_x, train_y = toy_spikes(torch.Generator().manual_seed(10))
-    test_x, test_y = toy_spikes(torch.Generator().manual_seed(11))
-    memory = build_memory("hgrn", {"shd": 24}, dim=32)
-    readout = nn.Linear(32, 4)
-    opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=3e-3)
-    for _ in range(40):
-        loss = nn.functional.cross_entropy(readout(memory({"shd": train_x}).representations["shd"]), train_y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        accuracy = (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean()
-    assert accuracy > 0.8  # chance is 0.25
+    assert toy_problem_accuracy(build_memory("hgrn", {"shd": 24}, dim=32), steps=40) > 0.8  # chance is 0.25

@@ -2,23 +2,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory import build_memory
 from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.functional.scl import supcon_loss
 
-
-def toy_spikes(generator, classes=4, per_class=32, steps=20, channels=24):
-    """Each class fires its own block of channels at a high rate over a low background."""
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    rates = torch.full((labels.numel(), channels), 0.05)
-    block = channels // classes
-    for c in range(classes):
-        rates[labels == c, c * block : (c + 1) * block] = 0.5
-    spikes = (torch.rand(steps, *rates.shape, generator=generator) < rates).float()
-    return spikes, labels
+from conftest import toy_problem_accuracy, toy_spikes
 
 
 def reference_supcon(z, labels, tau):
@@ -115,17 +105,5 @@ def test_invalid_options_name_the_option(options):
 @pytest.mark.parametrize("loss", ["both", "supcon", "ce"])
 def test_learns_a_toy_spike_problem(loss):
     torch.manual_seed(0)
-    train_x, train_y = toy_spikes(torch.Generator().manual_seed(10))
-    test_x, test_y = toy_spikes(torch.Generator().manual_seed(11))
     memory = build_memory("scl", {"shd": 24}, dim=32, hidden=32, loss=loss)
-    readout = nn.Linear(32, 4)
-    opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=3e-3)
-    for _ in range(60):
-        out = memory({"shd": train_x})
-        loss_value = F.cross_entropy(readout(out.representations["shd"]), train_y) + memory.auxiliary_loss(out, train_y)
-        opt.zero_grad()
-        loss_value.backward()
-        opt.step()
-    with torch.no_grad():
-        accuracy = (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean()
-    assert accuracy > 0.8  # chance is 0.25
+    assert toy_problem_accuracy(memory, steps=60) > 0.8  # chance is 0.25
