@@ -21,8 +21,10 @@ Two implementations of every sequence function live here:
   runs without recording a graph, writing into preallocated (T, ...) buffers;
   the backward through time is written out by hand (see `_SpikingSequence`).
   On CPU both loops are numba kernels (no per-step dispatch; the surrogate is
-  fused into the backward pass; the recurrent input s_{t-1} W^T is summed over
-  the spiking inputs only); elsewhere (GPU, no numba) a torch loop runs.
+  fused into the backward pass, which recomputes spikes from membranes; the
+  recurrent input s_{t-1} W^T is summed over the spiking inputs only; the
+  (T, ...) buffers are allocated on huge pages); elsewhere (GPU, no numba) a
+  torch loop runs.
   Spikes equal the reference path's. Membranes are bit for bit equal without a
   recurrent weight (same float operations in the same order, no fused
   multiply-add); with one, the recurrent sum runs in another order, so they
@@ -188,9 +190,8 @@ def leaky_integrator_sequence_reference(inputs: torch.Tensor, beta: float) -> to
 # Compiled CPU kernels (numba, already installed with tonic): the feed-forward
 # neuron loop with no per-step dispatch. They run exactly the float operations of
 # the torch loop below (no fastmath, so no fused multiply-add: same rounding), so
-# forward values stay bit-for-bit equal to the reference path. Without numba, on
-# GPUs, or with a recurrent weight (where the per-step matmul dominates anyway),
-# the torch loop runs instead.
+# forward values stay bit-for-bit equal to the reference path. Without numba or on
+# GPUs the torch loop runs instead.
 try:
     import numba as _numba
     import numpy as np
@@ -201,11 +202,46 @@ if _numba is not None:
 
     @_numba.njit(cache=True, nogil=True)
     def _neuron_forward_kernel(
+        inputs, current, membrane, spike, spikes, membranes, alpha, beta, threshold, cuba, zero_reset,
+    ):
+        # Without a recurrent weight. inputs, spikes, membranes: (T, R, C); current, membrane,
+        # spike: (R, C) initial state, updated in place. The inner loops run over 1-d row views
+        # with the mode tests hoisted out of them, so LLVM vectorises them.
+        one = inputs.dtype.type(1.0)
+        zero = inputs.dtype.type(0.0)
+        steps, rows, size = inputs.shape
+        for t in range(steps):
+            for r in range(rows):
+                x, v_out, s_out = inputs[t, r], membranes[t, r], spikes[t, r]
+                c_state, v_state, s_state = current[r], membrane[r], spike[r]
+                if cuba:
+                    for i in range(size):
+                        c_state[i] = alpha * c_state[i] + x[i]
+                    x = c_state
+                if zero_reset:
+                    for i in range(size):
+                        v = (one - s_state[i]) * beta * v_state[i] + x[i]
+                        s = one if v > threshold else zero
+                        v_out[i] = v
+                        s_out[i] = s
+                        v_state[i] = v
+                        s_state[i] = s
+                else:
+                    for i in range(size):
+                        v = beta * v_state[i] + x[i] - s_state[i] * threshold
+                        s = one if v > threshold else zero
+                        v_out[i] = v
+                        s_out[i] = s
+                        v_state[i] = v
+                        s_state[i] = s
+
+    @_numba.njit(cache=True, nogil=True)
+    def _recurrent_forward_kernel(
         inputs, weight_t, current, membrane, spike, spikes, membranes,
-        alpha, beta, threshold, cuba, zero_reset, recurrent,
+        alpha, beta, threshold, cuba, zero_reset,
     ):
         # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state,
-        # updated in place. With `recurrent`, row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
+        # updated in place. Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
         one = inputs.dtype.type(1.0)
@@ -214,17 +250,14 @@ if _numba is not None:
         feedback = np.zeros(size, dtype=inputs.dtype)
         for t in range(steps):
             for r in range(rows):
-                if recurrent:
-                    feedback[:] = zero
-                    for j in range(size):
-                        weight = spike[r, j]
-                        if weight != zero:
-                            for k in range(size):
-                                feedback[k] += weight * weight_t[j, k]
+                feedback[:] = zero
+                for j in range(size):
+                    weight = spike[r, j]
+                    if weight != zero:
+                        for k in range(size):
+                            feedback[k] += weight * weight_t[j, k]
                 for i in range(size):
-                    drive = inputs[t, r, i]
-                    if recurrent:
-                        drive = drive + feedback[i]
+                    drive = inputs[t, r, i] + feedback[i]
                     if cuba:
                         current[r, i] = alpha * current[r, i] + drive
                         drive = current[r, i]
@@ -240,47 +273,61 @@ if _numba is not None:
 
     @_numba.njit(cache=True, nogil=True)
     def _neuron_backward_kernel(
-        membranes, spikes, grad_spikes, grad_membranes, feedback, grad_drive, grad_v, grad_i,
+        membranes, grad_spikes, grad_membranes, feedback, grad_drive, grad_v, grad_i,
         alpha, beta, threshold, slope, atan, has_grad_spikes, has_grad_membranes, cuba, zero_reset,
         has_feedback, t_high, t_low,
     ):
-        # Steps t_high down to t_low. membranes, spikes, grad_spikes, grad_membranes: (T, R, C)
-        # (the gradients only read if flagged); feedback (R, C): dL/ds_t through the recurrent
-        # drive at t + 1, for the one step t_high (the caller computes it with torch's matmul:
-        # BLAS inside numba competes with torch's threads); grad_drive (T, R, C) receives
-        # dL/d(drive_t); grad_v (R, C) carries gv_{t+1} between calls and ends as gv_0; grad_i
-        # (R, C) starts as dL/d(final current) and ends as gi_0. The surrogate is fused in
-        # (one pass instead of five torch passes).
+        # Steps t_high down to t_low. membranes, grad_spikes, grad_membranes: (T, R, C) (the
+        # gradients only read if flagged); feedback (R, C): dL/ds_t through the recurrent drive
+        # at t + 1, for the one step t_high (the caller computes it with torch's matmul: BLAS
+        # inside numba competes with torch's threads); grad_drive (T, R, C) receives
+        # dL/d(drive_t). CUBA only: grad_v (R, C) carries gv_{t+1} between calls and ends as
+        # gv_0, grad_i (R, C) starts as dL/d(final current) and ends as gi_0. For LIF gv_t is
+        # gd_t, read back from grad_drive (no state traffic). Spikes are recomputed as
+        # v_t > theta (exactly the forward's test), so they need not be saved. The surrogate
+        # is fused in (one pass instead of five torch passes).
         one = membranes.dtype.type(1.0)
+        zero = membranes.dtype.type(0.0)
         half_slope = slope * membranes.dtype.type(0.5)
         atan_scale = membranes.dtype.type(1.5707963267948966) * slope
         steps, rows, size = membranes.shape
         for t in range(t_high, t_low - 1, -1):
             last = t == steps - 1
+            fed = has_feedback and t == t_high
             for r in range(rows):
+                v_t, g_out = membranes[t, r], grad_drive[t, r]
+                g_spikes, g_membranes, fb = grad_spikes[t, r], grad_membranes[t, r], feedback[r]
+                g_next = grad_v[r] if cuba or last else grad_drive[t + 1, r]
                 for i in range(size):
-                    x = membranes[t, r, i] - threshold
+                    v = v_t[i]
+                    x = v - threshold
                     if atan:
                         u = atan_scale * x
                         h = half_slope / (one + u * u)
                     else:
                         d = slope * abs(x) + one
                         h = one / (d * d)
-                    g = membranes.dtype.type(0.0)
+                    g = zero
                     if has_grad_spikes:
-                        g = grad_spikes[t, r, i] * h
-                    if has_feedback and t == t_high:
-                        g += h * feedback[r, i]
+                        g = g_spikes[i] * h
+                    if fed:
+                        g += h * fb[i]
                     if has_grad_membranes:
-                        g += grad_membranes[t, r, i]
+                        g += g_membranes[i]
                     if not last:
-                        decay = (one - spikes[t, r, i]) * beta if zero_reset else beta
-                        g += decay * grad_v[r, i]
-                    grad_v[r, i] = g
-                    if cuba:
-                        g = g + alpha * grad_i[r, i] if not last else g + grad_i[r, i]
-                        grad_i[r, i] = g
-                    grad_drive[t, r, i] = g
+                        if zero_reset:  # k_t = (1 - s_t) beta
+                            g += ((one - (one if v > threshold else zero)) * beta) * g_next[i]
+                        else:
+                            g += beta * g_next[i]
+                    g_out[i] = g
+                if cuba:
+                    g_current = grad_i[r]
+                    for i in range(size):
+                        g = g_out[i]
+                        grad_v[r, i] = g
+                        g = g + alpha * g_current[i] if not last else g + g_current[i]
+                        g_current[i] = g
+                        g_out[i] = g
 
     @_numba.njit(cache=True, nogil=True)
     def _leaky_forward_kernel(inputs, beta, out):
@@ -309,6 +356,17 @@ def _compiled(*tensors: torch.Tensor) -> bool:
     return dtype in (torch.float32, torch.float64) and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
 
 
+def _empty(shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor whose memory numpy allocated.
+
+    numpy asks the kernel for transparent huge pages on large buffers (madvise); torch's
+    allocator does not (unless THP_MEM_ALLOC_ENABLE=1). The kernels write every element of
+    their (T, ...) outputs once, and on 4 KiB pages that first touch costs ~1.5 us a page
+    here: ~13 ms of a 35 MB buffer (N-MNIST's first conv layer) against ~4 ms on 2 MiB pages.
+    """
+    return torch.from_numpy(np.empty(tuple(shape), dtype=np.dtype(str(dtype).removeprefix("torch."))))
+
+
 def _as_array(tensor: torch.Tensor, rows: int | None = None):
     """A writable numpy view (no copy) of a contiguous CPU tensor, as (rows, -1) or flat."""
     array = tensor.detach().numpy()
@@ -328,7 +386,8 @@ class _SpikingSequence(torch.autograd.Function):
         gv_t = dL/dv_t + h_t gs_t + k_t gv_{t+1}
         gd_t = gv_t  (LIF)   |   gi_t = gv_t + alpha gi_{t+1}, gd_t = gi_t  (CUBA)
         dL/dW = sum_t gd_t^T s_{t-1},  dL/dx_t = gd_t
-    Only the membranes and spikes are kept for backward: (2 T B N) floats
+    Only the membranes are kept for backward (T B N floats; the numba backward
+    recomputes s_t = [v_t > theta] exactly, and keeps the spikes only for dL/dW)
     instead of the ~8 tensors per step autograd keeps for the reference loop.
     """
 
@@ -336,8 +395,6 @@ class _SpikingSequence(torch.autograd.Function):
     def forward(ctx, inputs, recurrent_weight, current0, membrane0, spikes0, alpha, beta, threshold, zero_reset, surrogate, slope):
         steps = inputs.shape[0]
         inputs = inputs.contiguous()
-        spikes = torch.empty_like(inputs)
-        membranes = torch.empty_like(inputs)
         ctx.set_materialize_grads(False)
         ctx.options = (alpha, beta, threshold, zero_reset, surrogate, slope)
         state = [t for t in (current0, membrane0, spikes0) if t is not None]
@@ -346,23 +403,29 @@ class _SpikingSequence(torch.autograd.Function):
             t.numel() == inputs[0].numel() for t in state
         )
         if ctx.compiled:
+            spikes, membranes = _empty(inputs.shape, inputs.dtype), _empty(inputs.shape, inputs.dtype)
             dtype = np.dtype(str(inputs.dtype).removeprefix("torch.")).type
             shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
             rows_shape = shape[1:]
             current = current0.detach().clone().contiguous() if alpha is not None else inputs.new_zeros(inputs[0].shape)
             membrane = membrane0.detach().clone().contiguous()
             spike = spikes0.detach().clone().contiguous()
-            weight_t = recurrent_weight.detach().t().contiguous() if recurrent else inputs.new_zeros(1, 1)
-            _neuron_forward_kernel(
-                inputs.detach().numpy().reshape(shape), weight_t.numpy(), current.numpy().reshape(rows_shape),
-                membrane.numpy().reshape(rows_shape), spike.numpy().reshape(rows_shape),
-                spikes.numpy().reshape(shape), membranes.numpy().reshape(shape),
-                dtype(alpha or 0.0), dtype(beta), dtype(threshold), alpha is not None, zero_reset, recurrent,
+            arrays = (
+                current.numpy().reshape(rows_shape), membrane.numpy().reshape(rows_shape),
+                spike.numpy().reshape(rows_shape), spikes.numpy().reshape(shape), membranes.numpy().reshape(shape),
+                dtype(alpha or 0.0), dtype(beta), dtype(threshold), alpha is not None, zero_reset,
             )
-            ctx.save_for_backward(membranes, spikes, recurrent_weight, spikes0)
+            if recurrent:
+                weight_t = recurrent_weight.detach().t().contiguous()
+                _recurrent_forward_kernel(inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays)
+            else:
+                _neuron_forward_kernel(inputs.detach().numpy().reshape(shape), *arrays)
+            # the backward kernel recomputes spikes from membranes; only dL/dW needs them
+            ctx.save_for_backward(membranes, spikes if recurrent else None, recurrent_weight, spikes0)
             if alpha is not None:
                 return spikes, membranes, current.view_as(current0)
             return spikes, membranes
+        spikes, membranes = torch.empty_like(inputs), torch.empty_like(inputs)
         weight_t = recurrent_weight.t() if recurrent_weight is not None else None
         current, membrane, spike = current0, membrane0, spikes0
         for t in range(steps):
@@ -446,7 +509,7 @@ class _SpikingSequence(torch.autograd.Function):
     @staticmethod
     def _compiled_backward(ctx, grad_spikes, grad_membranes, grad_current):
         """The whole backward through time in one numba pass (BLAS for the recurrent matmul)."""
-        membranes, spikes, weight, spikes0 = ctx.saved_tensors
+        membranes, spikes, weight, spikes0 = ctx.saved_tensors  # spikes only with a weight
         alpha, beta, threshold, zero_reset, surrogate, slope = ctx.options
         if surrogate not in ("atan", "fast_sigmoid"):
             surrogate_grad(surrogate, membranes[:1], slope)  # raises the error naming the valid surrogates
@@ -458,7 +521,7 @@ class _SpikingSequence(torch.autograd.Function):
         has_grad_spikes, has_grad_membranes = grad_spikes is not None, grad_membranes is not None
         grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else membranes
         grad_membranes = grad_membranes.detach().contiguous() if has_grad_membranes else membranes
-        grad_drive = torch.empty_like(membranes)
+        grad_drive = _empty(membranes.shape, membranes.dtype)
         grad_v = membranes.new_zeros(membranes[0].shape)
         grad_i = (
             grad_current.detach().clone().contiguous()
@@ -466,8 +529,7 @@ class _SpikingSequence(torch.autograd.Function):
             else membranes.new_zeros(membranes[0].shape)
         )
         arrays = (
-            membranes.numpy().reshape(shape), spikes.numpy().reshape(shape), grad_spikes.numpy().reshape(shape),
-            grad_membranes.numpy().reshape(shape),
+            membranes.numpy().reshape(shape), grad_spikes.numpy().reshape(shape), grad_membranes.numpy().reshape(shape),
         )
         outputs = (grad_drive.numpy().reshape(shape), grad_v.numpy().reshape(rows_shape), grad_i.numpy().reshape(rows_shape))
         options = (
@@ -493,7 +555,8 @@ class _SpikingSequence(torch.autograd.Function):
         if alpha is not None and ctx.needs_input_grad[2]:
             grad_current0 = grad_drive[0] * alpha
         if ctx.needs_input_grad[3]:
-            grad_membrane0 = grad_v * ((1.0 - spikes0) * beta if zero_reset else beta)
+            grad_v0 = grad_v if alpha is not None else grad_drive[0]  # LIF: gv_0 = gd_0
+            grad_membrane0 = grad_v0 * ((1.0 - spikes0) * beta if zero_reset else beta)
         if recurrent and ctx.needs_input_grad[4]:
             grad_spikes0 = grad_drive[0] @ weight
         return (grad_drive, grad_weight, grad_current0, grad_membrane0, grad_spikes0) + (None,) * 6
