@@ -18,6 +18,7 @@ from neuromem.neurons.functional.lif import (
     fast_path_enabled,
     lif_sequence,
 )
+from neuromem.neurons.synapses import SparseInputConv2d, SparseInputLinear
 
 NEURON_KINDS = ("lif", "cuba")
 
@@ -57,19 +58,39 @@ class SpikingLayer(nn.Module):
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
         steps, batch = inputs.shape[:2]
         frames = inputs.reshape(steps * batch, *inputs.shape[2:])
-        if isinstance(self.synapse, nn.Conv2d) and frames.shape[0] > self.conv_chunk_frames and fast_path_enabled():
-            currents = torch.cat([self.synapse(chunk) for chunk in frames.split(self.conv_chunk_frames)])
+        if isinstance(self.synapse, nn.Conv2d) and fast_path_enabled():
+            currents = self.synapse(frames, chunk_frames=self.conv_chunk_frames)
         else:
             currents = self.synapse(frames)
         return currents.reshape(steps, batch, *currents.shape[1:])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         currents = self.project(inputs)
+        # neurons are elementwise: run them in the currents' memory order (channels-last from the
+        # sparse convolution) rather than copying to the logical order, and hand back spikes in it
+        order = _memory_order(currents)
+        currents = currents.permute(order)
         if isinstance(self.parameters_, CUBAParameters):
             spikes, _ = cuba_sequence(currents, self.parameters_, self.recurrent)
         else:
             spikes, _ = lif_sequence(currents, self.parameters_, self.recurrent)
-        return spikes
+        return spikes.permute(_inverse(order))
+
+
+def _memory_order(tensor: torch.Tensor) -> tuple[int, ...]:
+    """The dimension order in which `tensor` is contiguous (identity if none); time stays first."""
+    identity = tuple(range(tensor.dim()))
+    if tensor.is_contiguous():
+        return identity
+    order = (0,) + tuple(sorted(range(1, tensor.dim()), key=lambda d: -tensor.stride(d)))
+    return order if tensor.permute(order).is_contiguous() else identity
+
+
+def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
+    inverse = [0] * len(order)
+    for position, dim in enumerate(order):
+        inverse[dim] = position
+    return tuple(inverse)
 
 
 class SpikingLinear(SpikingLayer):
@@ -82,7 +103,7 @@ class SpikingLinear(SpikingLayer):
         **neuron_overrides,
     ) -> None:
         super().__init__(make_parameters(neuron, **neuron_overrides), out_features if recurrent else None)
-        self.synapse = nn.Linear(in_features, out_features)
+        self.synapse = SparseInputLinear(in_features, out_features)
         self.in_features, self.out_features = in_features, out_features
 
 
@@ -98,4 +119,4 @@ class SpikingConv2d(SpikingLayer):
         **neuron_overrides,
     ) -> None:
         super().__init__(make_parameters(neuron, **neuron_overrides))
-        self.synapse = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.synapse = SparseInputConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)

@@ -1,0 +1,330 @@
+"""Linear and convolutional synapses that exploit sparse input (spikes, binned events).
+
+y = x W^T + b over all T*batch rows at once (convolutions: over all frames). Spike and event inputs are mostly
+zeros (SHD's 700 channels are ~2% active per 10 ms bin; hidden spikes ~5%), so
+the forward pass sums only the weight rows of the active inputs, and the
+weight gradient dL/dW = G^T x scatters the output gradient only into the
+columns of the active inputs: O(nnz * out) instead of O(rows * in * out).
+The input is kept for backward as a compressed row list (indices and values
+of its non-zeros), not as the dense tensor. A convolution scatters every
+active input pixel into the outputs whose window covers it, and writes its
+output channels-last (N, OH, OW, O): that is the order its inner loops run in,
+and neurons, being elementwise, do not care (see `SpikingLayer.forward`).
+
+Dense input falls back to one BLAS matmul: `SPARSE_DENSITY_LIMIT` is where the
+two cost the same, measured on one CPU core (see `benchmarks/`). Values equal
+the dense matmul's to float rounding (the same products summed in another
+order; with 0/1 spikes the products are exact).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import numba as _numba
+    import numpy as np
+except ImportError:  # pragma: no cover - numba comes with tonic
+    _numba = None
+    np = None
+
+# Above this fraction of non-zero inputs the dense matmul is as fast (measured on one core:
+# 700 -> 256 breaks even near 10%, 2592 -> 256, whose weight outgrows the L2 cache, near 6%).
+SPARSE_DENSITY_LIMIT = 0.06
+# Narrower outputs leave too little work per active input to beat BLAS (256 -> 20: never).
+SPARSE_MIN_OUTPUTS = 64
+SPARSE_CONV_DENSITY_LIMIT = 0.3  # placeholder until measured
+
+if _numba is not None:
+
+    @_numba.njit(cache=True, nogil=True)
+    def _compress_rows(inputs, row_starts, indices, values, limit):
+        # One pass: row_starts (rows + 1,) receives the CSR row pointer, indices/values the
+        # non-zeros (buffers sized for `limit` entries; they are only touched as far as written).
+        # Returns the non-zero count, or -1 as soon as it would exceed `limit`.
+        rows, size = inputs.shape
+        count = 0
+        for r in range(rows):
+            row_starts[r] = count
+            for j in range(size):
+                v = inputs[r, j]
+                if v != 0:
+                    if count == limit:
+                        return -1
+                    indices[count] = j
+                    values[count] = v
+                    count += 1
+        row_starts[rows] = count
+        return count
+
+    @_numba.njit(cache=True, nogil=True)
+    def _gather_forward(row_starts, indices, values, weight_t, bias, out):
+        # out[r] = bias + sum over active j of x[r, j] * W^T[j]
+        rows, size = out.shape
+        for r in range(rows):
+            for k in range(size):
+                out[r, k] = bias[k]
+            for n in range(row_starts[r], row_starts[r + 1]):
+                v = values[n]
+                j = indices[n]
+                for k in range(size):
+                    out[r, k] += v * weight_t[j, k]
+
+    @_numba.njit(cache=True, nogil=True)
+    def _scatter_weight_grad(row_starts, indices, values, grad_out, grad_weight_t):
+        # grad_weight_t[j] += x[r, j] * grad_out[r] over the active inputs (grad_weight_t zeroed by caller)
+        rows, size = grad_out.shape
+        for r in range(rows):
+            for n in range(row_starts[r], row_starts[r + 1]):
+                v = values[n]
+                j = indices[n]
+                for k in range(size):
+                    grad_weight_t[j, k] += v * grad_out[r, k]
+
+
+    @_numba.njit(cache=True, nogil=True)
+    def _compress_pixels(inputs, channels_last, row_starts, positions, values, limit):
+        # As `_compress_rows` for frames, (N, C, H, W) or, with `channels_last`, (N, H, W, C); a
+        # non-zero pixel's position is packed as c << 20 | y << 10 | x (shifts, not divisions,
+        # decode it in the hot loops).
+        frames = inputs.shape[0]
+        size_1, size_2, size_3 = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+        count = 0
+        for n in range(frames):
+            row_starts[n] = count
+            for i in range(size_1):
+                for j in range(size_2):
+                    for k in range(size_3):
+                        v = inputs[n, i, j, k]
+                        if v != 0:
+                            if count == limit:
+                                return -1
+                            if channels_last:
+                                positions[count] = (k << 20) | (i << 10) | j
+                            else:
+                                positions[count] = (i << 20) | (j << 10) | k
+                            values[count] = v
+                            count += 1
+        row_starts[frames] = count
+        return count
+
+    @_numba.njit(cache=True, nogil=True)
+    def _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding):
+        # per input row y (column x): the first and last output whose window covers it; tables,
+        # because integer division by a run-time stride in the hot loop costs more than the sums
+        tables = np.empty((4, max(in_height, in_width)), dtype=np.int64)
+        for y in range(in_height):
+            shifted = y + padding
+            tables[0, y] = max(0, (shifted - kernel_height + stride) // stride)
+            tables[1, y] = min(out_height - 1, shifted // stride)
+        for x in range(in_width):
+            shifted = x + padding
+            tables[2, x] = max(0, (shifted - kernel_width + stride) // stride)
+            tables[3, x] = min(out_width - 1, shifted // stride)
+        return tables
+
+    @_numba.njit(cache=True, nogil=True)
+    def _scatter_conv_forward(row_starts, positions, values, weight_t, bias, stride, padding, in_height, in_width, out):
+        # out (N, OH, OW, O) = conv2d of the compressed frames, channels-last; weight_t (C, KH, KW, O).
+        # Each active input pixel adds its weight slice to every output whose window covers it.
+        frames, out_height, out_width, channels_out = out.shape
+        kernel_height, kernel_width = weight_t.shape[1], weight_t.shape[2]
+        tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        plane = out_height * out_width
+        out_rows = out.reshape(frames * plane, channels_out)
+        weight_rows = weight_t.reshape(-1, channels_out)
+        for n in range(frames):
+            base = n * plane
+            for p in range(base, base + plane):
+                for o in range(channels_out):
+                    out_rows[p, o] = bias[o]
+            for e in range(row_starts[n], row_starts[n + 1]):
+                packed = positions[e]
+                v = values[e]
+                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
+                for oy in range(tables[0, y], tables[1, y] + 1):
+                    ky = y + padding - oy * stride
+                    for ox in range(tables[2, x], tables[3, x] + 1):
+                        kx = x + padding - ox * stride
+                        p = base + oy * out_width + ox
+                        k = (c * kernel_height + ky) * kernel_width + kx
+                        for o in range(channels_out):
+                            out_rows[p, o] += v * weight_rows[k, o]
+
+    @_numba.njit(cache=True, nogil=True)
+    def _scatter_conv_weight_grad(row_starts, positions, values, grad_out, stride, padding, in_height, in_width, grad_weight_t, grad_bias):
+        # grad_weight_t (C, KH, KW, O) += active input x output gradient over every window covering it;
+        # grad_bias (O) += grad_out summed over frames and positions. grad_out (N, OH, OW, O)
+        # channels-last; both results zeroed by the caller.
+        frames, out_height, out_width, channels_out = grad_out.shape
+        kernel_height, kernel_width = grad_weight_t.shape[1], grad_weight_t.shape[2]
+        tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        plane = out_height * out_width
+        grad_rows = grad_out.reshape(frames * plane, channels_out)
+        grad_weight_rows = grad_weight_t.reshape(-1, channels_out)
+        for p in range(frames * plane):
+            for o in range(channels_out):  # vectorised over o (no serial float reduction)
+                grad_bias[o] += grad_rows[p, o]
+        for n in range(frames):
+            base = n * plane
+            for e in range(row_starts[n], row_starts[n + 1]):
+                packed = positions[e]
+                v = values[e]
+                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
+                for oy in range(tables[0, y], tables[1, y] + 1):
+                    ky = y + padding - oy * stride
+                    for ox in range(tables[2, x], tables[3, x] + 1):
+                        kx = x + padding - ox * stride
+                        p = base + oy * out_width + ox
+                        k = (c * kernel_height + ky) * kernel_width + kx
+                        for o in range(channels_out):
+                            grad_weight_rows[k, o] += v * grad_rows[p, o]
+
+
+def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        _numba is not None
+        and inputs.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and inputs.dtype in (torch.float32, torch.float64)
+        and inputs.dtype == weight.dtype
+    )
+
+
+class _SparseInputLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, row_starts, indices, values):
+        rows = inputs.shape[0]
+        out = inputs.new_empty(rows, weight.shape[0])
+        bias_values = bias.detach() if bias is not None else inputs.new_zeros(weight.shape[0])
+        _gather_forward(
+            row_starts.numpy(), indices.numpy(), values.numpy(), weight.detach().t().contiguous().numpy(),
+            bias_values.numpy(), out.numpy(),
+        )
+        ctx.save_for_backward(weight, row_starts, indices, values)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        weight, row_starts, indices, values = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_inputs = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_inputs = grad_out @ weight
+        if ctx.needs_input_grad[1]:
+            grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
+            _scatter_weight_grad(row_starts.numpy(), indices.numpy(), values.numpy(), grad_out.numpy(), grad_weight_t.numpy())
+            grad_weight = grad_weight_t.t().contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(0)
+        return grad_inputs, grad_weight, grad_bias, None, None, None
+
+
+def _compress(inputs: torch.Tensor, density_limit: float):
+    """(row_starts, indices, values) of the non-zeros of (rows, features) inputs, or of packed pixel
+    positions of (frames, C, H, W) inputs (stored either way: channels-last is read as it lies);
+    None when more than `density_limit` of them are non-zero."""
+    inputs = inputs.detach()
+    channels_last = inputs.dim() == 4 and not inputs.is_contiguous() and inputs.is_contiguous(memory_format=torch.channels_last)
+    dense = inputs.permute(0, 2, 3, 1).numpy() if channels_last else inputs.contiguous().numpy()
+    limit = int(density_limit * dense.size)
+    row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
+    # np.empty leaves untouched pages unmapped: the buffers cost only what is written
+    indices = np.empty(limit, dtype=np.int32)
+    values = np.empty(limit, dtype=dense.dtype)
+    if dense.ndim == 4:
+        count = _compress_pixels(dense, channels_last, row_starts.numpy(), indices, values, limit)
+    else:
+        count = _compress_rows(dense, row_starts.numpy(), indices, values, limit)
+    if count < 0:
+        return None
+    return row_starts, torch.from_numpy(indices[:count].copy()), torch.from_numpy(values[:count].copy())
+
+
+def sparse_input_linear(
+    inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, density_limit: float = SPARSE_DENSITY_LIMIT
+) -> torch.Tensor:
+    """`torch.nn.functional.linear` over (rows, in) inputs, summing only their non-zero entries
+    when at most `density_limit` of them are non-zero (CPU, numba); the dense matmul otherwise."""
+    if inputs.dim() != 2 or weight.shape[0] < SPARSE_MIN_OUTPUTS or not _kernels_apply(inputs, weight):
+        return torch.nn.functional.linear(inputs, weight, bias)
+    compressed = _compress(inputs, density_limit)
+    if compressed is None:
+        return torch.nn.functional.linear(inputs, weight, bias)
+    return _SparseInputLinear.apply(inputs, weight, bias, *compressed)
+
+
+class _SparseInputConv2d(torch.autograd.Function):
+    """Output (N, OH, OW, O): channels-last, contiguous."""
+
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, stride, padding, row_starts, positions, values):
+        frames, _, height, width = inputs.shape
+        channels_out, _, kernel_height, kernel_width = weight.shape
+        out_height = (height + 2 * padding - kernel_height) // stride + 1
+        out_width = (width + 2 * padding - kernel_width) // stride + 1
+        out = inputs.new_empty(frames, out_height, out_width, channels_out)
+        bias_values = bias.detach() if bias is not None else inputs.new_zeros(channels_out)
+        _scatter_conv_forward(
+            row_starts.numpy(), positions.numpy(), values.numpy(), weight.detach().permute(1, 2, 3, 0).contiguous().numpy(),
+            bias_values.numpy(), stride, padding, height, width, out.numpy(),
+        )
+        ctx.save_for_backward(weight, row_starts, positions, values)
+        ctx.geometry = (inputs.shape, stride, padding, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        weight, row_starts, positions, values = ctx.saved_tensors
+        input_shape, stride, padding, has_bias = ctx.geometry
+        grad_out = grad_out.contiguous()
+        grad_inputs = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            # dense (every input position gets a gradient): the transposed convolution, run
+            # channels-last, the layout the gradient arrives in and the one oneDNN is fastest in
+            kernel_height, kernel_width = weight.shape[2:]
+            output_padding = tuple(
+                size - ((out_size - 1) * stride - 2 * padding + kernel)
+                for size, out_size, kernel in zip(input_shape[2:], grad_out.shape[1:3], (kernel_height, kernel_width))
+            )
+            grad_inputs = torch.nn.functional.conv_transpose2d(
+                grad_out.permute(0, 3, 1, 2), weight.detach().contiguous(memory_format=torch.channels_last),
+                None, stride, padding, output_padding,
+            )
+        if ctx.needs_input_grad[1] or (has_bias and ctx.needs_input_grad[2]):
+            channels_out, channels_in, kernel_height, kernel_width = weight.shape
+            grad_weight_t = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
+            grad_bias = weight.new_zeros(channels_out)
+            _scatter_conv_weight_grad(
+                row_starts.numpy(), positions.numpy(), values.numpy(), grad_out.numpy(), stride, padding,
+                input_shape[2], input_shape[3], grad_weight_t.numpy(), grad_bias.numpy(),
+            )
+            grad_weight = grad_weight_t.permute(3, 0, 1, 2).contiguous()
+            grad_bias = grad_bias if has_bias else None
+        return grad_inputs, grad_weight, grad_bias, None, None, None, None, None
+
+
+def sparse_input_conv2d(
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    density_limit: float = SPARSE_CONV_DENSITY_LIMIT,
+    chunk_frames: int | None = None,
+) -> torch.Tensor:
+    """`torch.nn.functional.conv2d` over (frames, C, H, W) inputs (square stride and padding, no
+    dilation or groups), summing only the non-zero input pixels when at most `density_limit` of
+    them are non-zero (CPU, numba); torch's convolution otherwise, `chunk_frames` frames at a time
+    (its workspace grows with the frame count). The sparse result is channels-last in memory
+    (an (N, C, H, W) view of (N, H, W, C) storage)."""
+    compressed = None
+    if inputs.dim() == 4 and _kernels_apply(inputs, weight):
+        compressed = _compress(inputs, density_limit)
+    if compressed is None:
+        if chunk_frames is None or inputs.shape[0] <= chunk_frames:
+            return torch.nn.functional.conv2d(inputs, weight, bias, stride, padding)
+        return torch.cat([torch.nn.functional.conv2d(chunk, weight, bias, stride, padding) for chunk in inputs.split(chunk_frames)])
+    out = _SparseInputConv2d.apply(inputs, weight, bias, int(stride), int(padding), *compressed)
+    return out.permute(0, 3, 1, 2)

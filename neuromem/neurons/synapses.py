@@ -1,0 +1,44 @@
+"""Synapse modules: `nn.Linear` / `nn.Conv2d` whose fast path sums only the active inputs.
+
+They are the torch modules (same parameters, state-dict keys, hooks, NIR
+mapping); only `forward` changes, and only on the fast path (CPU, numba):
+see `functional/sparse.py`. With `reference_core()` they are torch's layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neuromem.neurons.functional.lif import fast_path_enabled
+from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
+
+
+class SparseInputLinear(nn.Linear):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if fast_path_enabled() and inputs.dim() == 2:
+            return sparse_input_linear(inputs, self.weight, self.bias)
+        return super().forward(inputs)
+
+
+class SparseInputConv2d(nn.Conv2d):
+    def forward(self, inputs: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """`chunk_frames`: run a dense fallback this many frames at a time (its workspace grows with them)."""
+        if fast_path_enabled() and inputs.dim() == 4 and self._plain():
+            return sparse_input_conv2d(
+                inputs, self.weight, self.bias, self.stride[0], self.padding[0], chunk_frames=chunk_frames
+            )
+        if chunk_frames is not None and inputs.shape[0] > chunk_frames:
+            return torch.cat([super(SparseInputConv2d, self).forward(chunk) for chunk in inputs.split(chunk_frames)])
+        return super().forward(inputs)
+
+    def _plain(self) -> bool:
+        """Square stride and padding, zero padding, no dilation or groups: what the sparse kernel covers."""
+        return (
+            self.groups == 1
+            and self.dilation == (1, 1)
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and self.stride[0] == self.stride[1]
+            and self.padding[0] == self.padding[1]
+        )
