@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from neuromem.neurons.functional.lif import leaky_integrator_sequence
+from neuromem.neurons.functional.layout import flatten_features
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 
 FRAMEWORKS = ("neuromem", "snntorch", "norse")
@@ -131,7 +132,7 @@ class NeuromemNet(nn.Module):
 
 class _Flatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2)
+        return flatten_features(x)
 
 
 def _convs(channels: int) -> tuple[nn.Conv2d, nn.Conv2d]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from neuromem.models.dense_layers import DenseConv2d, DenseLinear
+from neuromem.neurons.functional.layout import flatten_features
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 
 
@@ -86,7 +87,7 @@ class VisualFrontEnd(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         features = self.convs(inputs)
-        return self.dense(features.flatten(2))
+        return self.dense(flatten_features(features))
 
 
 FRONT_ENDS: dict[str, type[nn.Module]] = {"shd": AudioFrontEnd, "nmnist": VisualFrontEnd}

@@ -1,0 +1,118 @@
+"""Sparse-input synapses (sum over active inputs only) equal torch's dense layers:
+values and gradients to float rounding, for linear and convolutional synapses, in
+float32 and float64, with the channels-last layout the sparse convolution writes."""
+
+import pytest
+import torch
+
+from neuromem.neurons import SpikingConv2d, SpikingLinear
+from neuromem.neurons.functional import sparse
+from neuromem.neurons.functional.layout import channels_first, flatten_features, is_channels_last
+from neuromem.neurons.functional.lif import reference_core
+from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
+
+
+def _events(shape, density, generator, dtype):
+    active = torch.rand(shape, generator=generator) < density
+    counts = torch.randint(1, 4, shape, generator=generator)  # binned events can count more than one
+    return (active * counts).to(dtype)
+
+
+def _grads(out, leaves, generator):
+    weights = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+    return torch.autograd.grad((out * weights).sum(), leaves)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_sparse_linear_equals_dense(dtype, input_grad):
+    generator = torch.Generator().manual_seed(1)
+    inputs = _events((300, 120), 0.03, generator, dtype).requires_grad_(input_grad)
+    weight = torch.randn(80, 120, generator=generator, dtype=dtype).requires_grad_()
+    bias = torch.randn(80, generator=generator, dtype=dtype).requires_grad_()
+    leaves = [weight, bias] + ([inputs] if input_grad else [])
+    dense = torch.nn.functional.linear(inputs, weight, bias)
+    fast = sparse_input_linear(inputs, weight, bias)
+    assert fast.grad_fn is not None and "SparseInputLinear" in type(fast.grad_fn).__name__
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast, dense, **tolerance)
+    for got, want in zip(_grads(fast, leaves, torch.Generator().manual_seed(2)), _grads(dense, leaves, torch.Generator().manual_seed(2))):
+        torch.testing.assert_close(got, want, **tolerance)
+
+
+def test_sparse_linear_falls_back_to_dense_above_the_density_limit():
+    inputs = (torch.rand(50, 100) < 0.5).float()
+    out = sparse_input_linear(inputs, torch.randn(80, 100), None)
+    assert out.grad_fn is None or "SparseInputLinear" not in type(out.grad_fn).__name__
+    assert sparse.SPARSE_DENSITY_LIMIT < 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "geometry", [(2, 16, 5, 2, 2, 34), (16, 32, 3, 2, 1, 17), (3, 4, 3, 1, 0, 9), (2, 5, 4, 3, 1, 13)]
+)
+def test_sparse_conv_equals_dense(dtype, geometry):
+    channels_in, channels_out, kernel, stride, padding, size = geometry
+    generator = torch.Generator().manual_seed(3)
+    inputs = _events((12, channels_in, size, size), 0.08, generator, dtype).requires_grad_()
+    weight = torch.randn(channels_out, channels_in, kernel, kernel, generator=generator, dtype=dtype).requires_grad_()
+    bias = torch.randn(channels_out, generator=generator, dtype=dtype).requires_grad_()
+    dense = torch.nn.functional.conv2d(inputs, weight, bias, stride, padding)
+    fast = sparse_input_conv2d(inputs, weight, bias, stride, padding)
+    assert is_channels_last(fast)  # the sparse kernel ran
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast, dense, **tolerance)
+    leaves = [inputs, weight, bias]
+    for got, want in zip(_grads(fast, leaves, torch.Generator().manual_seed(4)), _grads(dense, leaves, torch.Generator().manual_seed(4))):
+        torch.testing.assert_close(got, want, **tolerance)
+
+
+def test_sparse_conv_reads_channels_last_input():
+    generator = torch.Generator().manual_seed(5)
+    inputs = _events((6, 16, 17, 17), 0.05, generator, torch.float64)
+    weight = torch.randn(32, 16, 3, 3, generator=generator, dtype=torch.float64)
+    channels_last = inputs.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        sparse_input_conv2d(channels_last, weight, None, 2, 1), torch.nn.functional.conv2d(inputs, weight, None, 2, 1)
+    )
+
+
+def test_channels_first_and_its_gradient():
+    generator = torch.Generator().manual_seed(6)
+    storage = torch.randn(3, 4, 5, 6, 7, generator=generator, dtype=torch.float64)  # (T, B, H, W, C)
+    frames = storage.permute(0, 1, 4, 2, 3).requires_grad_()  # logical (T, B, C, H, W)
+    assert is_channels_last(frames)
+    out = channels_first(frames)
+    assert out.is_contiguous() and torch.equal(out, frames)
+    weights = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((out * weights).sum(), frames)
+    assert torch.equal(grad, weights) and is_channels_last(grad)  # comes back in the storage order
+    assert torch.equal(flatten_features(frames), frames.flatten(2))
+
+
+def test_spiking_conv_stack_fast_equals_reference():
+    """Two sparse convolutions (channels-last between them), a flatten and a dense layer."""
+    torch.manual_seed(15)
+    layers = torch.nn.ModuleList(
+        [SpikingConv2d(2, 8, 5, stride=2, padding=2, beta=0.9), SpikingConv2d(8, 8, 3, stride=2, padding=1, beta=0.9),
+         SpikingLinear(8 * 5 * 5, 10, beta=0.9)]
+    ).double()
+    with torch.no_grad():
+        for layer in layers:
+            layer.synapse.weight.mul_(3.0)
+    inputs = _events((15, 4, 2, 18, 18), 0.06, torch.Generator().manual_seed(7), torch.float64)
+
+    def run():
+        layers.zero_grad()
+        hidden = layers[1](layers[0](inputs))
+        spikes = layers[2](flatten_features(hidden))
+        (spikes * torch.linspace(0.5, 1.5, 10, dtype=torch.float64)).sum().backward()
+        return hidden.detach(), spikes.detach(), {name: p.grad.clone() for name, p in layers.named_parameters()}
+
+    fast_hidden, fast_spikes, fast_grads = run()
+    with reference_core():
+        ref_hidden, ref_spikes, ref_grads = run()
+    assert fast_hidden.sum() > 0 and fast_spikes.sum() > 0
+    assert torch.equal(fast_hidden, ref_hidden) and torch.equal(fast_spikes, ref_spikes)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-9, atol=1e-11)
