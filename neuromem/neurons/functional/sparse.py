@@ -45,20 +45,20 @@ if _numba is not None:
     @_numba.njit(cache=True, nogil=True)
     def _compress_rows(inputs, row_starts, indices, values, limit):
         # One pass: row_starts (rows + 1,) receives the CSR row pointer, indices/values the
-        # non-zeros (buffers sized for `limit` entries; they are only touched as far as written).
-        # Returns the non-zero count, or -1 as soon as it would exceed `limit`.
+        # non-zeros. Branch-free (every entry is written, the count advances on non-zeros):
+        # at a few % density a branch per entry mispredicts too often. The buffers hold
+        # limit + one row; returns the count, or -1 once it exceeds `limit`.
         rows, size = inputs.shape
         count = 0
         for r in range(rows):
             row_starts[r] = count
             for j in range(size):
                 v = inputs[r, j]
-                if v != 0:
-                    if count == limit:
-                        return -1
-                    indices[count] = j
-                    values[count] = v
-                    count += 1
+                indices[count] = j
+                values[count] = v
+                count += v != 0
+            if count > limit:
+                return -1
         row_starts[rows] = count
         return count
 
@@ -91,7 +91,7 @@ if _numba is not None:
     def _compress_pixels(inputs, channels_last, row_starts, positions, values, limit):
         # As `_compress_rows` for frames, (N, C, H, W) or, with `channels_last`, (N, H, W, C); a
         # non-zero pixel's position is packed as c << 20 | y << 10 | x (shifts, not divisions,
-        # decode it in the hot loops).
+        # decode it in the hot loops). The buffers hold limit + one frame.
         frames = inputs.shape[0]
         size_1, size_2, size_3 = inputs.shape[1], inputs.shape[2], inputs.shape[3]
         count = 0
@@ -101,15 +101,14 @@ if _numba is not None:
                 for j in range(size_2):
                     for k in range(size_3):
                         v = inputs[n, i, j, k]
-                        if v != 0:
-                            if count == limit:
-                                return -1
-                            if channels_last:
-                                positions[count] = (k << 20) | (i << 10) | j
-                            else:
-                                positions[count] = (i << 20) | (j << 10) | k
-                            values[count] = v
-                            count += 1
+                        if channels_last:
+                            positions[count] = (k << 20) | (i << 10) | j
+                        else:
+                            positions[count] = (i << 20) | (j << 10) | k
+                        values[count] = v
+                        count += v != 0
+            if count > limit:
+                return -1
         row_starts[frames] = count
         return count
 
@@ -236,8 +235,9 @@ def _compress(inputs: torch.Tensor, density_limit: float):
     limit = int(density_limit * dense.size)
     row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
     # np.empty leaves untouched pages unmapped: the buffers cost only what is written
-    indices = np.empty(limit, dtype=np.int32)
-    values = np.empty(limit, dtype=dense.dtype)
+    row_size = dense[0].size if len(dense) else 0
+    indices = np.empty(limit + row_size, dtype=np.int32)
+    values = np.empty(limit + row_size, dtype=dense.dtype)
     if dense.ndim == 4:
         count = _compress_pixels(dense, channels_last, row_starts.numpy(), indices, values, limit)
     else:
@@ -325,7 +325,9 @@ def sparse_input_conv2d(
     (its workspace grows with the frame count). The sparse result is channels-last in memory
     (an (N, C, H, W) view of (N, H, W, C) storage)."""
     compressed = None
-    if inputs.dim() == 4 and _kernels_apply(inputs, weight):
+    # packed pixel positions hold y, x < 1024 and c < 2048
+    packable = inputs.dim() == 4 and inputs.shape[1] < 2048 and max(inputs.shape[2:]) < 1024
+    if packable and _kernels_apply(inputs, weight):
         compressed = _compress(inputs, density_limit)
     if compressed is None:
         if chunk_frames is None or inputs.shape[0] <= chunk_frames:
