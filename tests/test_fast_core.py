@@ -175,3 +175,17 @@ def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
     assert torch.equal(fast_spikes, ref_spikes)
     for name in ref_grads:
         torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("density_switch", [0.0, 1.0])  # dense matmul / spike-sparse sum
+@pytest.mark.parametrize("kind", ["lif", "cuba"])
+def test_recurrent_weight_gradient_both_paths(kind, density_switch, monkeypatch):
+    if lif._numba is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(lif, "_SPARSE_OUTER_DENSITY", density_switch)
+    params = (LIFParameters if kind == "lif" else CUBAParameters)(beta=0.85)
+    inputs, weight, state = _leaves(8, kind, True, True, torch.float64)
+    fast_grads = _grads(_run(kind, inputs, params, weight, state)[2], inputs, weight, state)
+    with reference_core():
+        ref_grads = _grads(_run(kind, inputs, params, weight, state)[2], inputs, weight, state)
+    torch.testing.assert_close(fast_grads[1], ref_grads[1], rtol=1e-10, atol=1e-12)

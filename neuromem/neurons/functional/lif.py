@@ -330,6 +330,21 @@ if _numba is not None:
                         g_out[i] = g
 
     @_numba.njit(cache=True, nogil=True)
+    def _spike_outer_kernel(spikes, grads, out):
+        # out (C, C) += sum_r spikes[r, j] * grads[r, :] over the spiking j only: (dL/dW)^T
+        # = sum_t s_{t-1}^T gd_t, rows of out are contiguous for the 1-d adds.
+        zero = spikes.dtype.type(0.0)
+        rows, size = spikes.shape
+        for r in range(rows):
+            g = grads[r]
+            for j in range(size):
+                s = spikes[r, j]
+                if s != zero:
+                    o = out[j]
+                    for k in range(size):
+                        o[k] += s * g[k]
+
+    @_numba.njit(cache=True, nogil=True)
     def _leaky_forward_kernel(inputs, beta, out):
         size = inputs.shape[1]
         for i in range(size):
@@ -371,6 +386,13 @@ def _as_array(tensor: torch.Tensor, rows: int | None = None):
     """A writable numpy view (no copy) of a contiguous CPU tensor, as (rows, -1) or flat."""
     array = tensor.detach().numpy()
     return array.reshape(rows, -1) if rows is not None else array.reshape(-1)
+
+
+# Below this spike density the recurrent dL/dW is summed over the spiking entries only
+# (numba) instead of a dense matmul: 100 x 64 x 256 (SHD), one thread, the dense
+# product takes 6.0 ms at any density; the sparse sum 3.4 ms at 2%, 4.5 ms at 5%,
+# 6.6 ms at 10%; within a backward the break-even measured ~7-8%.
+_SPARSE_OUTER_DENSITY = 0.07
 
 
 class _SpikingSequence(torch.autograd.Function):
@@ -550,7 +572,13 @@ class _SpikingSequence(torch.autograd.Function):
         if recurrent and ctx.needs_input_grad[1]:
             # sum_t gd_t^T s_{t-1} without materialising the shifted spike sequence
             size = weight.shape[0]
-            grad_weight = grad_drive[1:].reshape(-1, size).t() @ spikes[:-1].reshape(-1, size)
+            previous, grads = spikes[:-1].reshape(-1, size), grad_drive[1:].reshape(-1, size)
+            if torch.count_nonzero(previous) < _SPARSE_OUTER_DENSITY * previous.numel():
+                grad_weight_t = membranes.new_zeros(size, size)
+                _spike_outer_kernel(previous.numpy(), grads.numpy(), grad_weight_t.numpy())
+                grad_weight = grad_weight_t.t().contiguous()
+            else:
+                grad_weight = grads.t() @ previous
             grad_weight += grad_drive[0].reshape(-1, size).t() @ spikes0.reshape(-1, size)
         if alpha is not None and ctx.needs_input_grad[2]:
             grad_current0 = grad_drive[0] * alpha
