@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from neuromem.data import formats
+from neuromem.data.batching import time_major_batch
 from neuromem.data.binning import FixedWindowFrames
 from neuromem.data.cache import build_entry, cache_key, file_identity, load_entry
 from neuromem.data.roots import default_cache_dir, source_of
@@ -64,8 +65,9 @@ class BinnedDataset:
         return torch.from_numpy(np.asarray(self._inputs[row], dtype=np.float32)), int(self._labels[row])
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(x float32 (B, T, *input_shape), y int64 (B,)); order fixed by `generator` when shuffling."""
+                drop_last: bool = False, time_major: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x float32 (B, T, *input_shape), y int64 (B,)); order fixed by `generator` when shuffling.
+        With `time_major`, x is stored (T, B, ...) (x.transpose(0, 1) is contiguous): built in one pass."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         n = len(self)
@@ -73,6 +75,9 @@ class BinnedDataset:
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             rows = self._rows(order[start:start + batch_size])
+            if time_major:
+                yield time_major_batch(self._inputs, rows), torch.from_numpy(self._labels[rows])
+                continue
             # reading rows in file order is kinder to the page cache; put them back in batch order after
             sorted_pos = np.argsort(rows, kind="stable")
             block = np.empty((len(rows), *self._inputs.shape[1:]), dtype=np.float32)

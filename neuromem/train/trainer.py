@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics
 from neuromem.data import load_split
+from neuromem.data.batching import time_major_batch
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
@@ -52,10 +53,8 @@ class SplitData:
     input_shape: tuple[int, ...]
 
     def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        order = np.sort(indices)  # sorted reads are faster from a memory map
-        inverse = np.argsort(np.argsort(indices))
-        x = np.asarray(self.inputs[order], dtype=np.float32)[inverse]
-        return torch.from_numpy(x), torch.from_numpy(self.labels[indices].astype(np.int64))
+        """(batch, T, ...) float counts (a view of time-major storage) and labels."""
+        return time_major_batch(self.inputs, indices), torch.from_numpy(self.labels[indices].astype(np.int64))
 
 
 @dataclass
