@@ -43,6 +43,7 @@ from typing import Iterator
 
 import torch
 
+from neuromem.neurons.functional import buffers
 from neuromem.neurons.functional.surrogate import heaviside_surrogate, surrogate_grad
 
 Reset = Literal["subtract", "zero"]
@@ -244,10 +245,13 @@ if _numba is not None:
         # updated in place. Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
+        # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
+        # sparse or dense weight gradient by it without another pass over the spikes).
         one = inputs.dtype.type(1.0)
         zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         feedback = np.zeros(size, dtype=inputs.dtype)
+        count = 0
         for t in range(steps):
             for r in range(rows):
                 feedback[:] = zero
@@ -270,6 +274,9 @@ if _numba is not None:
                     spikes[t, r, i] = s
                     membrane[r, i] = v
                     spike[r, i] = s
+                    if t < steps - 1:
+                        count += v > threshold
+        return count
 
     @_numba.njit(cache=True, nogil=True)
     def _neuron_backward_kernel(
@@ -371,17 +378,6 @@ def _compiled(*tensors: torch.Tensor) -> bool:
     return dtype in (torch.float32, torch.float64) and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
 
 
-def _empty(shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor whose memory numpy allocated.
-
-    numpy asks the kernel for transparent huge pages on large buffers (madvise); torch's
-    allocator does not (unless THP_MEM_ALLOC_ENABLE=1). The kernels write every element of
-    their (T, ...) outputs once, and on 4 KiB pages that first touch costs ~1.5 us a page
-    here: ~13 ms of a 35 MB buffer (N-MNIST's first conv layer) against ~4 ms on 2 MiB pages.
-    """
-    return torch.from_numpy(np.empty(tuple(shape), dtype=np.dtype(str(dtype).removeprefix("torch."))))
-
-
 def _as_array(tensor: torch.Tensor, rows: int | None = None):
     """A writable numpy view (no copy) of a contiguous CPU tensor, as (rows, -1) or flat."""
     array = tensor.detach().numpy()
@@ -425,7 +421,7 @@ class _SpikingSequence(torch.autograd.Function):
             t.numel() == inputs[0].numel() for t in state
         )
         if ctx.compiled:
-            spikes, membranes = _empty(inputs.shape, inputs.dtype), _empty(inputs.shape, inputs.dtype)
+            spikes, membranes = buffers.empty(inputs.shape, inputs.dtype), buffers.empty(inputs.shape, inputs.dtype)
             dtype = np.dtype(str(inputs.dtype).removeprefix("torch.")).type
             shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
             rows_shape = shape[1:]
@@ -439,7 +435,7 @@ class _SpikingSequence(torch.autograd.Function):
             )
             if recurrent:
                 weight_t = recurrent_weight.detach().t().contiguous()
-                _recurrent_forward_kernel(inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays)
+                ctx.previous_spikes = _recurrent_forward_kernel(inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays)
             else:
                 _neuron_forward_kernel(inputs.detach().numpy().reshape(shape), *arrays)
             # the backward kernel recomputes spikes from membranes; only dL/dW needs them
@@ -543,7 +539,7 @@ class _SpikingSequence(torch.autograd.Function):
         has_grad_spikes, has_grad_membranes = grad_spikes is not None, grad_membranes is not None
         grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else membranes
         grad_membranes = grad_membranes.detach().contiguous() if has_grad_membranes else membranes
-        grad_drive = _empty(membranes.shape, membranes.dtype)
+        grad_drive = buffers.empty(membranes.shape, membranes.dtype)
         grad_v = membranes.new_zeros(membranes[0].shape)
         grad_i = (
             grad_current.detach().clone().contiguous()
@@ -573,7 +569,7 @@ class _SpikingSequence(torch.autograd.Function):
             # sum_t gd_t^T s_{t-1} without materialising the shifted spike sequence
             size = weight.shape[0]
             previous, grads = spikes[:-1].reshape(-1, size), grad_drive[1:].reshape(-1, size)
-            if torch.count_nonzero(previous) < _SPARSE_OUTER_DENSITY * previous.numel():
+            if ctx.previous_spikes < _SPARSE_OUTER_DENSITY * previous.numel():
                 grad_weight_t = membranes.new_zeros(size, size)
                 _spike_outer_kernel(previous.numpy(), grads.numpy(), grad_weight_t.numpy())
                 grad_weight = grad_weight_t.t().contiguous()
