@@ -206,35 +206,46 @@ if _numba is not None:
         inputs, current, membrane, spike, spikes, membranes, alpha, beta, threshold, cuba, zero_reset,
     ):
         # Without a recurrent weight. inputs, spikes, membranes: (T, R, C); current, membrane,
-        # spike: (R, C) initial state, updated in place. The inner loops run over 1-d row views
-        # with the mode tests hoisted out of them, so LLVM vectorises them.
+        # spike: (R, C) initial state (current is updated in place: it ends as the final current).
+        # Step t reads v_{t-1} back from the membranes it wrote and recomputes s_{t-1} = [v_{t-1} >
+        # theta] (the same test that produced it), so only two streams are written per step; the
+        # inner loops run over 1-d row views with the mode tests hoisted out: LLVM vectorises them.
         one = inputs.dtype.type(1.0)
         zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         for t in range(steps):
             for r in range(rows):
                 x, v_out, s_out = inputs[t, r], membranes[t, r], spikes[t, r]
-                c_state, v_state, s_state = current[r], membrane[r], spike[r]
                 if cuba:
+                    c_state = current[r]
                     for i in range(size):
                         c_state[i] = alpha * c_state[i] + x[i]
                     x = c_state
+                if t == 0:  # the given initial state (its spikes need not match its membranes)
+                    v_prev, s_prev = membrane[r], spike[r]
+                    for i in range(size):
+                        if zero_reset:
+                            v = (one - s_prev[i]) * beta * v_prev[i] + x[i]
+                        else:
+                            v = beta * v_prev[i] + x[i] - s_prev[i] * threshold
+                        v_out[i] = v
+                        s_out[i] = one if v > threshold else zero
+                    continue
+                v_prev = membranes[t - 1, r]
                 if zero_reset:
                     for i in range(size):
-                        v = (one - s_state[i]) * beta * v_state[i] + x[i]
-                        s = one if v > threshold else zero
+                        v_before = v_prev[i]
+                        s_before = one if v_before > threshold else zero
+                        v = (one - s_before) * beta * v_before + x[i]
                         v_out[i] = v
-                        s_out[i] = s
-                        v_state[i] = v
-                        s_state[i] = s
+                        s_out[i] = one if v > threshold else zero
                 else:
                     for i in range(size):
-                        v = beta * v_state[i] + x[i] - s_state[i] * threshold
-                        s = one if v > threshold else zero
+                        v_before = v_prev[i]
+                        s_before = one if v_before > threshold else zero
+                        v = beta * v_before + x[i] - s_before * threshold
                         v_out[i] = v
-                        s_out[i] = s
-                        v_state[i] = v
-                        s_state[i] = s
+                        s_out[i] = one if v > threshold else zero
 
     @_numba.njit(cache=True, nogil=True)
     def _recurrent_forward_kernel(
