@@ -116,3 +116,20 @@ def test_spiking_conv_stack_fast_equals_reference():
     assert torch.equal(fast_hidden, ref_hidden) and torch.equal(fast_spikes, ref_spikes)
     for name in ref_grads:
         torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("density", [0.005, 0.045])  # the block-skipping fill and the branch-free one
+def test_sparse_linear_fills_every_density_regime(dtype, density):
+    generator = torch.Generator().manual_seed(8)
+    inputs = _events((400, 203), density, generator, dtype)  # 203: not a multiple of the 8-wide blocks
+    inputs[3, 200:] = -0.0  # negative zeros are zeros
+    weight = torch.randn(70, 203, generator=generator, dtype=dtype).requires_grad_()
+    fast = sparse_input_linear(inputs, weight)
+    assert "SparseInputLinear" in type(fast.grad_fn).__name__
+    dense = torch.nn.functional.linear(inputs, weight)
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast, dense, **tolerance)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), weight)
+    (dense_grad,) = torch.autograd.grad(dense.sum(), weight)
+    torch.testing.assert_close(fast_grad, dense_grad, **tolerance)
