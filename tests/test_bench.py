@@ -11,22 +11,57 @@ from neuromem.bench.networks import FRAMEWORKS, build_network, nmnist_config, qu
 from neuromem.bench.peak_memory import measure  # noqa: E402
 
 
-def test_quick_benchmark_writes_results(tmp_path):
+def test_quick_benchmark_writes_results(tmp_path, tiny_data):
     out = tmp_path / "RESULTS.md"
     results, markdown = run_benchmark(
-        quick=True, device="cpu", data="random", repetitions=1, warmup=1,
+        quick=True, device="cpu", data=str(tiny_data), repetitions=1, warmup=1,
         config_names=["shd-feedforward", "shd-recurrent", "shd-memory-hopfield"], peak_memory=False, out=out,
         log=lambda line: None,
     )
     assert out.read_text().strip() == markdown.strip()
-    assert [r.config.name for r in results] == ["shd-feedforward", "shd-recurrent", "shd-memory-hopfield"]
+    # core configurations once per input kind, memory configurations on spec inputs only
+    assert [(r.config.name, r.inputs) for r in results] == [
+        ("shd-feedforward", "spec"), ("shd-feedforward", "data"),
+        ("shd-recurrent", "spec"), ("shd-recurrent", "data"),
+        ("shd-memory-hopfield", "spec"),
+    ]
     for result in results:
-        assert result.error is None
+        assert result.error is None and result.skipped is None
         assert set(result.timings) == {"neuromem", "neuromem-reference", "snntorch", "norse"}
         for timing in result.timings.values():
             assert len(timing.train_ms) == 1 and len(timing.infer_ms) == 1
             assert all(loss == loss for loss in timing.losses)  # finite, not NaN
+        assert len(result.data_ms) == 1 and "neuromem.data synthetic shd" in result.data_description
+        assert 0 < result.input_density < 1
+        heading = f"## {result.config.name} — {result.inputs} inputs ({result.input_density:.1%} non-zero)"
+        assert heading in markdown
+    spec, data = results[0], results[1]
+    assert "Bernoulli" in spec.input_description and "neuromem.data" in data.input_description
     assert "| neuromem |" in markdown and "torch" in markdown and "Quick smoke run" in markdown
+    assert "THP_MEM_ALLOC_ENABLE=" in markdown and "loader's cost per batch" in markdown
+    density = f"density {spec.config.density:.0%}"
+    assert f"- shd-feedforward (spec inputs, {density}): neuromem vs snntorch training" in markdown
+    assert f"- shd-feedforward (sensitivity: data-layer batches, density {data.input_density:.1%}): " \
+           "neuromem training vs snntorch" in markdown
+
+
+def test_data_inputs_skipped_with_a_reason_without_the_data_layer():
+    logged = []
+    results, markdown = run_benchmark(
+        quick=True, device="cpu", data="random", repetitions=1, warmup=1, config_names=["shd-feedforward"],
+        frameworks=("neuromem", "snntorch"), peak_memory=False, log=logged.append,
+    )
+    spec, data = results
+    assert spec.inputs == "spec" and spec.measured and "--data random" in spec.data_description
+    assert data.inputs == "data" and not data.measured and "--data random" in data.skipped
+    assert any("[data inputs]: skipped" in line and "--data random" in line for line in logged)
+    assert "## shd-feedforward — data inputs: skipped" in markdown
+    assert "- shd-feedforward (sensitivity: data-layer batches): --data random" in markdown
+
+
+def test_unknown_input_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown input kind"):
+        run_benchmark(quick=True, device="cpu", data="random", inputs="spec,nope", peak_memory=False)
 
 
 def test_unknown_configuration_is_refused():

@@ -13,7 +13,10 @@ def register(app: typer.Typer) -> None:
     def bench(
         quick: bool = typer.Option(False, "--quick", help="tiny shapes, 2 rounds: a smoke run, not a measurement"),
         device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ..."),
-        data: str = typer.Option("auto", help="auto (neuromem's data layer, random spikes if unavailable), random, or a data root"),
+        data: str = typer.Option("auto", help="data-layer source for the data time and `data` inputs: auto (neuromem's "
+                                 "data layer, random spikes if unavailable), random, or a data root"),
+        inputs: str = typer.Option("spec,data", help="what the steps run on, comma list: spec (random spikes at the "
+                                   "configuration's density, the goals' input), data (data-layer batches, a sensitivity check)"),
         configs: Optional[str] = typer.Option(None, help="comma-separated configurations (default: all)"),
         repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 10; quick 2)"),
         warmup: Optional[int] = typer.Option(None, help="warm-up steps per framework (default 2; quick 1)"),
@@ -21,11 +24,18 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, help="write the Markdown results table here"),
     ) -> None:
         """Time training and inference of the same spiking networks in neuromem, snnTorch and Norse."""
-        from neuromem.bench.core_speed import run_benchmark
+        from neuromem.bench.core_speed import INPUT_KINDS, parse_inputs, run_benchmark
+        from neuromem.errors import NeuromemError
 
-        command = "neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
+        try:
+            kinds = parse_inputs(inputs)
+        except ValueError as error:
+            raise NeuromemError(f"--inputs: {error}") from None  # the CLI's one-line error
+        command = ("neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
+                   + (f" --data {data}" if data != "auto" else "")
+                   + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else ""))
         _, markdown = run_benchmark(
-            quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup,
+            quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup, inputs=kinds,
             config_names=configs.split(",") if configs else None, peak_memory=memory, out=out, command=command,
             log=lambda line: typer.echo(line, err=True),
         )

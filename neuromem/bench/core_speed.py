@@ -10,6 +10,11 @@ Method (one process, so all frameworks see the same machine load):
   backward + optimizer step; inference is a forward pass in eval mode under
   `torch.no_grad()` (not inference_mode: test-time-learning memories take
   gradients inside);
+- inputs: `spec` runs the steps on random Bernoulli spikes at the
+  configuration's `density` (the network as issue 7 defines it; its goals are
+  judged on these), `data` on batches from neuromem's data layer (their own
+  density: a sensitivity check, since the fast core exploits input sparsity);
+  the data time is measured on the data layer for every result alike;
 - reported: medians (and the min..max spread) in ms, samples/s, and the ratio
   framework time / neuromem time (> 1: neuromem is faster);
 - "neuromem-reference" is the same neuromem network on the step-by-step
@@ -37,7 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neuromem.bench.data_source import open_source
+from neuromem.bench.data_source import BatchSource, open_source, spec_source
 from neuromem.bench.networks import (
     BenchConfig,
     auxiliary_loss,
@@ -49,12 +54,31 @@ from neuromem.bench.networks import (
 from neuromem.neurons.functional.lif import reference_core
 
 FRAMEWORK_ORDER = ("neuromem", "neuromem-reference", "snntorch", "norse")
+# what the timed steps run on: "spec" = Bernoulli spikes at the configuration's density, "data" = data-layer batches
+INPUT_KINDS = ("spec", "data")
 # issue 7: training throughput of neuromem over each competitor, per configuration
 GOALS = {
     "shd-feedforward": {"snntorch": 6.0, "norse": 5.0},
     "shd-recurrent": {"snntorch": 6.0, "norse": 5.0},
     "nmnist-conv": {"snntorch": 4.0, "norse": 4.0},
 }
+
+
+def parse_inputs(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """"spec,data" -> ("spec", "data"); refuses unknown kinds."""
+    kinds = tuple(k.strip() for k in (text.split(",") if isinstance(text, str) else text) if k.strip())
+    unknown = [k for k in kinds if k not in INPUT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown input kind(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(INPUT_KINDS)}")
+    return tuple(dict.fromkeys(kinds))
+
+
+def input_kinds_for(config: BenchConfig, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """Core configurations run once per kind; memory configurations on one kind only (run time):
+    spec when it is asked for, else the first kind asked for."""
+    if config.memory is None:
+        return kinds
+    return ("spec",) if "spec" in kinds else kinds[:1]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -122,11 +146,23 @@ class Timing:
 class ConfigResult:
     config: BenchConfig
     batch: int
-    data_description: str
+    data_description: str  # the source of the data time
     data_setup_s: float
     data_ms: list[float]
     timings: dict[str, Timing]
     error: str | None = None
+    inputs: str = "spec"  # what the steps ran on: one of INPUT_KINDS
+    input_description: str = ""
+    input_density: float | None = None  # measured non-zero fraction of the first timed step batch
+    skipped: str | None = None  # why this input kind did not run
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.name} [{self.inputs} inputs]"
+
+    @property
+    def measured(self) -> bool:
+        return self.error is None and self.skipped is None
 
     @property
     def data_median(self) -> float:
@@ -150,26 +186,49 @@ def bench_config(
     warmup: int,
     data: str = "random",
     log=print,
+    input_kind: str = "spec",
+    data_source: BatchSource | None = None,
 ) -> ConfigResult:
-    source = open_source(config, device, data)
+    """Time `config` with the steps on `input_kind` batches (one of INPUT_KINDS). The data time is always
+    `data_source`'s fetch (opened from `data` if not given; pass one to share it between input kinds)."""
+    source = data_source if data_source is not None else open_source(config, device, data)
+    if input_kind == "data" and not source.from_layer:
+        # random spikes here would only repeat the spec run under another name
+        reason = source.unavailable or "no data-layer batches"
+        log(f"{config.name} [data inputs]: skipped ({reason})")
+        return ConfigResult(config, config.batch, source.description, source.setup_seconds, [], {},
+                            inputs=input_kind, skipped=reason)
+    steps = source if input_kind == "data" else spec_source(config, device)
+    data_ms = []
+
+    def next_step_batch(timed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step batch; with `timed`, also one data-layer fetch for the data time."""
+        batch, labels, seconds = source.next_timed()
+        if timed:
+            data_ms.append(seconds * 1e3)
+        if steps is not source:
+            batch, labels, _ = steps.next_timed()
+        return batch, labels
+
     networks, optimizers = {}, {}
     for framework in frameworks:
         networks[framework] = build_network(framework, config).to(device)
         optimizers[framework] = torch.optim.Adam(networks[framework].parameters(), lr=1e-3)
     timings = {f: Timing(f) for f in frameworks}
-    data_ms = []
 
     for _ in range(warmup):
-        inputs, labels, _ = source.next_timed()
+        inputs, labels = next_step_batch(timed=False)  # warms the loader too
         for framework in frameworks:
             train_step(framework, networks[framework], optimizers[framework], inputs, labels)
             infer_step(framework, networks[framework].eval(), inputs)
             networks[framework].train()
     _synchronize(device)
 
+    density = None
     for round_index in range(repetitions):
-        inputs, labels, seconds = source.next_timed()
-        data_ms.append(seconds * 1e3)
+        inputs, labels = next_step_batch(timed=True)
+        if density is None:
+            density = float((inputs != 0).float().mean())
         for framework in _rotated(frameworks, round_index):
             network, optimizer = networks[framework], optimizers[framework]
             start = time.perf_counter()
@@ -180,7 +239,7 @@ def bench_config(
     for framework, network in networks.items():
         network.eval()
     for round_index in range(repetitions):
-        inputs, _, _ = source.next_timed()
+        inputs, _, _ = steps.next_timed()
         for framework in _rotated(frameworks, round_index):
             start = time.perf_counter()
             infer_step(framework, networks[framework], inputs)
@@ -190,13 +249,14 @@ def bench_config(
         memory = getattr(getattr(network, "head", None), "memory", None)
         if memory is not None:
             memory.reset_memory()
-    result = ConfigResult(config, config.batch, source.description, source.setup_seconds, data_ms, timings)
+    result = ConfigResult(config, config.batch, source.description, source.setup_seconds, data_ms, timings,
+                          inputs=input_kind, input_description=steps.description, input_density=density)
     log(_config_line(result))
     return result
 
 
 def _config_line(result: ConfigResult) -> str:
-    parts = [f"{result.config.name}: data {result.data_median:.1f} ms"]
+    parts = [f"{result.label} ({_fmt_density(result.input_density)} non-zero): data {result.data_median:.1f} ms"]
     for framework, timing in result.timings.items():
         text = f"{framework} {timing.train_median:.1f} ms"
         if framework != "neuromem":
@@ -282,29 +342,61 @@ def _fmt_peak(peak: dict | None) -> str:
     return f"{peak['extra_mb']:.0f} (peak {peak['peak_mb']:.0f})"
 
 
+def _fmt_density(fraction: float | None) -> str:
+    return "?" if fraction is None else f"{fraction:.1%}"
+
+
 def goal_lines(results: list[ConfigResult]) -> list[str]:
+    """Issue 7's goals, judged on the configuration as the issue defines it: spec inputs only."""
     lines = []
     for result in results:
-        if result.error:
+        if not result.measured or result.inputs != "spec":
             continue
-        for framework, target in GOALS.get(result.config.name, {}).items():
+        name, tag = result.config.name, f"(spec inputs, density {result.config.density:.0%})"
+        for framework, target in GOALS.get(name, {}).items():
             if framework not in result.timings:
                 continue
             ratio = result.ratio(framework)
             verdict = "met" if ratio >= target else "NOT met"
-            lines.append(f"- {result.config.name}: neuromem vs {framework} training {ratio:.2f}x (goal >= {target:.0f}x): {verdict}")
+            lines.append(f"- {name} {tag}: neuromem vs {framework} training {ratio:.2f}x (goal >= {target:g}x): {verdict}")
         peaks = {f: t.peak for f, t in result.timings.items() if t.peak and "extra_mb" in t.peak}
         if "neuromem" in peaks and "snntorch" in peaks:
             ours, theirs = peaks["neuromem"]["extra_mb"], peaks["snntorch"]["extra_mb"]
             verdict = "met" if ours <= theirs else "NOT met"
             lines.append(
-                f"- {result.config.name}: training peak memory neuromem {ours:.0f} MB vs snnTorch {theirs:.0f} MB "
+                f"- {name} {tag}: training peak memory neuromem {ours:.0f} MB vs snnTorch {theirs:.0f} MB "
                 f"(goal: no higher): {verdict}"
             )
     return lines
 
 
+def sensitivity_lines(results: list[ConfigResult]) -> list[str]:
+    """The goal configurations' training ratios on data-layer batches (their own density): not judged."""
+    lines = []
+    for result in results:
+        name = result.config.name
+        if result.inputs != "data" or name not in GOALS:
+            continue
+        if not result.measured:
+            lines.append(f"- {name} (sensitivity: data-layer batches): {result.skipped or 'failed: ' + str(result.error)}")
+            continue
+        ratios = ", ".join(f"vs {f} {result.ratio(f):.2f}x" for f in GOALS[name] if f in result.timings)
+        lines.append(f"- {name} (sensitivity: data-layer batches, density {_fmt_density(result.input_density)}): "
+                     f"neuromem training {ratios}")
+    return lines
+
+
+def _heading(result: ConfigResult) -> str:
+    heading = f"## {result.config.name} — {result.inputs} inputs"
+    if result.skipped:
+        return heading + ": skipped"
+    if result.input_density is None:
+        return heading
+    return heading + f" ({_fmt_density(result.input_density)} non-zero)"
+
+
 def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> str:
+    thp = settings.get("thp_mem_alloc")
     lines = [
         "# Spiking core speed: neuromem vs snnTorch vs Norse",
         "",
@@ -317,31 +409,52 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         f"{_fmt_load(settings['load'][1])}: the machine is shared; above {info['logical_cores']} the frameworks "
         "compete with other processes for cores, which penalises many-small-op code most.",
         f"- versions: Python {info['python']}, torch {info['torch']}, snntorch {info['snntorch']}, norse {info['norse']}",
+        f"- torch CPU allocator: THP_MEM_ALLOC_ENABLE={'unset' if thp is None else (thp or '(empty)')} "
+        "('1': transparent huge pages). torch reads it once, at its first allocation, so it holds for every "
+        "framework in this process (and the peak-memory subprocesses, which inherit it) alike.",
         f"- method: {settings['warmup']} warm-up step(s), then {settings['repetitions']} rounds; each round runs one step "
         "per framework in a rotated order; medians with (min-max) in ms. Training step = forward + cross-entropy "
         "(+ memory auxiliary loss) + backward + Adam step. Inference = forward, eval mode, no_grad. "
         "Ratio = framework time / neuromem time (> 1: neuromem faster). neuromem-reference = the same neuromem "
         "network on the step-by-step autograd core.",
-        "- peak memory: a fresh subprocess per cell builds network + batch, runs one tiny warm-up step (T=2, batch "
-        f"2: lazy one-time costs such as numba loading its kernels and the optimizer state), then {settings['memory_steps']} training step(s); "
+        f"- inputs ({', '.join(settings.get('inputs', INPUT_KINDS))}): the steps run on the configuration as issue 7 "
+        "specifies it, random Bernoulli spikes at the configuration's input density (`spec`; the goals are judged on "
+        "these). Earlier runs stepped on data-layer batches; those are now shown as a sensitivity check (`data`: "
+        "neuromem's data layer at its own density; the fast core exploits input sparsity, so step time depends on "
+        "density). Memory configurations run on one kind only (spec if asked for). Each section names its inputs "
+        "and their measured non-zero fraction (first timed batch).",
+        "- data time: the loader's cost per batch, whatever the steps ran on: time to fetch one time-major batch "
+        "from neuromem's data layer onto the device (source named per section; it says so when the data layer "
+        "was unavailable and random spikes were timed instead).",
+        "- peak memory: a fresh subprocess per cell builds network + batch (random spikes at the configuration's "
+        "density, i.e. spec inputs; measured once per configuration, shown in its first section), runs one tiny "
+        "warm-up step (T=2, batch 2: lazy one-time costs such as numba loading its kernels and the optimizer state), "
+        f"then {settings['memory_steps']} training step(s); "
         "'extra' = peak RSS during those steps (Linux VmHWM, reset before them) minus RSS before them, in MB "
         "(CUDA: max_memory_allocated). Includes allocator caching; comparable across frameworks because each "
         "runs alone in its own process.",
-        "- data: time to fetch one time-major batch onto the device from the source named per configuration.",
         "",
     ]
     if settings.get("quick"):
         lines += ["**Quick smoke run (T <= 8, batch <= 4): numbers say nothing about speed.**", ""]
-    lines += ["## Goals (issue 7)", ""] + (goal_lines(results) or ["- (no goal configurations in this run)"]) + [""]
+    lines += ["## Goals (issue 7)", ""] + (goal_lines(results) or ["- (no spec-input goal configurations in this run)"])
+    lines += sensitivity_lines(results) + [""]
     for result in results:
         config = result.config
+        lines += [_heading(result), ""]
+        if result.skipped:
+            lines += [f"Skipped: {result.skipped}.", ""]
+            continue
+        steps_on = ""
+        if result.input_description:
+            steps_on = (f" Steps ran on: {result.input_description}; measured non-zero fraction "
+                        f"{_fmt_density(result.input_density)}.")
         lines += [
-            f"## {config.name}",
-            "",
             f"T={config.steps}, batch={config.batch}, input {config.input_shape}, hidden {config.hidden}, "
             f"{'recurrent' if config.recurrent else 'feed-forward'}"
             + (f", memory `{config.memory}`" if config.memory else "")
-            + f". Data: {result.data_description}; data time {_fmt_ms(result.data_ms)} ms per batch"
+            + "." + steps_on
+            + f" Data time: {result.data_description}; {_fmt_ms(result.data_ms)} ms per batch"
             + (f" (opening the data set: {result.data_setup_s:.2f} s)" if result.data_setup_s else "")
             + ".",
             "",
@@ -364,6 +477,12 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
     return "\n".join(lines)
 
 
+def _failed(config: BenchConfig, input_kind: str, error: Exception, log) -> ConfigResult:
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    log(f"{config.name} [{input_kind} inputs]: FAILED {message}")
+    return ConfigResult(config, config.batch, "-", 0.0, [], {}, error=message, inputs=input_kind)
+
+
 def run_benchmark(
     quick: bool = False,
     device: str = "auto",
@@ -377,7 +496,11 @@ def run_benchmark(
     command: str = "",
     threads: int | None = None,
     log=print,
+    inputs: str | tuple[str, ...] = INPUT_KINDS,
 ) -> tuple[list[ConfigResult], str]:
+    """inputs: what the steps run on, a comma list or tuple of INPUT_KINDS; `data` chooses the data-layer
+    source (auto, random or a root) that the data time is measured on and `data` inputs come from."""
+    kinds = parse_inputs(inputs)
     torch_device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -396,16 +519,24 @@ def run_benchmark(
     memory_steps = 1 if quick else 3
     results = []
     for config in configs:
-        try:
-            results.append(bench_config(config, frameworks, torch_device, repetitions, warmup, data, log))
-        except Exception as error:  # one broken configuration (e.g. a memory module in progress) is reported
-            message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            log(f"{config.name}: FAILED {message}")
-            results.append(ConfigResult(config, config.batch, "-", 0.0, [], {}, error=message))
+        config_kinds = input_kinds_for(config, kinds)
+        try:  # one data source per configuration, shared by its input kinds (opened once)
+            source = open_source(config, torch_device, data)
+        except Exception as error:
+            results += [_failed(config, kind, error, log) for kind in config_kinds]
+            continue
+        for kind in config_kinds:
+            try:
+                results.append(bench_config(config, frameworks, torch_device, repetitions, warmup, data, log,
+                                            input_kind=kind, data_source=source))
+            except Exception as error:  # one broken configuration (e.g. a memory module in progress) is reported
+                results.append(_failed(config, kind, error, log))
     if peak_memory:  # after all timing, so the subprocesses do not load the timed rounds
+        measured = set()  # the subprocesses use spec-density spikes whatever the inputs: once per configuration
         for result in results:
-            if result.error:
+            if not result.measured or result.config.name in measured:
                 continue
+            measured.add(result.config.name)
             for framework, timing in result.timings.items():
                 timing.peak = measure_peak_memory(result.config, framework, torch_device, memory_steps)
                 log(f"{result.config.name} {framework}: peak {_fmt_peak(timing.peak)}")
@@ -416,7 +547,9 @@ def run_benchmark(
         "warmup": warmup,
         "memory_steps": memory_steps,
         "quick": quick,
+        "inputs": kinds,
         "load": (load_before, _load_average()),
+        "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),
     }
     markdown = render_markdown(results, machine_info(torch_device), settings)
     if out is not None:
@@ -431,7 +564,12 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds: a smoke run")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--data", default="auto", help="auto (the data layer, random if unavailable), random, or a data root")
+    parser.add_argument("--data", default="auto",
+                        help="data-layer source for the data time and `data` inputs: auto (the data layer, random "
+                             "if unavailable), random, or a data root")
+    parser.add_argument("--inputs", default=",".join(INPUT_KINDS),
+                        help="what the steps run on, comma list: spec (random spikes at the configuration's density, "
+                             "the goals' input), data (data-layer batches, a sensitivity check)")
     parser.add_argument("--repetitions", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--configs", default=None, help="comma-separated configuration names")
@@ -439,9 +577,14 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=default_out, help="write the Markdown table here")
     args = parser.parse_args(argv)
+    try:
+        kinds = parse_inputs(args.inputs)
+    except ValueError as error:
+        parser.error(str(error))
     _, markdown = run_benchmark(
         quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
         config_names=args.configs.split(",") if args.configs else None, peak_memory=not args.no_memory,
-        out=args.out, threads=args.threads, command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
+        out=args.out, threads=args.threads, inputs=kinds,
+        command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
     )
     print(markdown)

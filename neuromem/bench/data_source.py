@@ -1,8 +1,15 @@
-"""Batches for the benchmark: through neuromem's data layer when it can, random spikes otherwise.
+"""Batches for the benchmark: random spikes at the specified density, and neuromem's data layer.
 
-The data time reported beside the step time is the wall time to get one
-time-major batch onto the device: pull it from the loader (which gathers the
-cached uint8 counts straight into time-major float storage), move it.
+Two sources with two jobs:
+- `spec_source`: Bernoulli spikes at the configuration's `density`, the input
+  the issue's goals are defined on (the fast core exploits input sparsity, so
+  step time depends on density);
+- `open_source`: neuromem's data layer (random spikes if it is unavailable,
+  and then it says why). Its per-batch fetch time is the reported data time:
+  the wall time to get one time-major batch onto the device, i.e. pull it from
+  the loader (which gathers the cached uint8 counts straight into time-major
+  float storage) and move it. Its batches are also what the steps run on for
+  the `data` input kind (a sensitivity check at the data's own density).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ class BatchSource:
     description: str  # what the batches are, for the report
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
     setup_seconds: float = 0.0  # opening the data set (cache hit or build)
+    from_layer: bool = False  # batches come from neuromem's data layer
+    unavailable: str | None = None  # why the data layer is not used, when it is not
 
     def next_timed(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         start = time.perf_counter()
@@ -44,6 +53,12 @@ def random_batches(config: BenchConfig, device: torch.device, seed: int = 0) -> 
         yield inputs, labels
 
 
+def spec_source(config: BenchConfig, device: torch.device, seed: int = 0) -> BatchSource:
+    """The configuration as specified: Bernoulli spikes at `config.density`."""
+    return BatchSource(f"random Bernoulli spikes at the specified density {config.density:.0%}",
+                       random_batches(config, device, seed))
+
+
 def _layer_batches(dataset, config: BenchConfig, device: torch.device, seed: int):
     generator = torch.Generator().manual_seed(seed)
     while True:  # cycle epochs: the benchmark may want more batches than one epoch holds
@@ -57,7 +72,8 @@ def _layer_batches(dataset, config: BenchConfig, device: torch.device, seed: int
 def open_source(config: BenchConfig, device: torch.device, data: str = "auto", seed: int = 0) -> BatchSource:
     """data: "random", "auto" (the data layer's default root, random if unavailable) or a data root path."""
     if data == "random":
-        return BatchSource(f"random spikes, density {config.density:.0%}", random_batches(config, device, seed))
+        return BatchSource(f"random spikes, density {config.density:.0%} (--data random: data layer not used)",
+                           random_batches(config, device, seed), unavailable="--data random: the data layer is not used")
     start = time.perf_counter()
     try:
         from neuromem.data.dataset import load_split
@@ -73,9 +89,9 @@ def open_source(config: BenchConfig, device: torch.device, data: str = "auto", s
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:120]
         return BatchSource(
             f"random spikes, density {config.density:.0%} (data layer unavailable: {reason})",
-            random_batches(config, device, seed),
+            random_batches(config, device, seed), unavailable=f"data layer unavailable: {reason}",
         )
     setup = time.perf_counter() - start
     cache = "cache hit" if dataset.meta.get("cache_hit") else "cache built"
     description = f"neuromem.data {source} {config.kind} train, {len(dataset)} samples ({cache})"
-    return BatchSource(description, _layer_batches(dataset, config, device, seed), setup)
+    return BatchSource(description, _layer_batches(dataset, config, device, seed), setup, from_layer=True)
