@@ -93,8 +93,10 @@ def test_fast_sequence_equals_reference(kind, reset, recurrent, with_state, kern
 
 
 @pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid"])
-def test_fast_path_respects_surrogate(surrogate, kernel):
-    params = LIFParameters(beta=0.9, surrogate=surrogate, surrogate_slope=5.0)
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_fast_path_respects_surrogate(surrogate, reset, kernel):
+    """Only dL/ds given (the common case, its own kernel): gradients equal the reference's."""
+    params = LIFParameters(beta=0.9, surrogate=surrogate, surrogate_slope=5.0, reset=reset)
     inputs = (torch.randn(30, 4, 16, dtype=torch.float64) + 0.4).requires_grad_()
     (fast,) = torch.autograd.grad(lif_sequence(inputs, params)[0].sum(), inputs)
     with reference_core():
