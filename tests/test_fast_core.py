@@ -191,3 +191,29 @@ def test_recurrent_weight_gradient_both_paths(kind, density_switch, monkeypatch)
     with reference_core():
         ref_grads = _grads(_run(kind, inputs, params, weight, state)[2], inputs, weight, state)
     torch.testing.assert_close(fast_grads[1], ref_grads[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid"])
+@pytest.mark.parametrize("density_switch", [0.0, 1.0])  # dense dL/dW after the loop | summed in the step kernel
+def test_recurrent_lif_spike_loss_equals_reference(reset, surrogate, density_switch, monkeypatch):
+    """Recurrent LIF with only dL/ds (its own step kernel): every gradient equals the reference's."""
+    if lif._numba is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(lif, "_SPARSE_OUTER_DENSITY", density_switch)
+    params = LIFParameters(beta=0.85, reset=reset, surrogate=surrogate)
+    inputs, weight, state = _leaves(9, "lif", True, True, torch.float64)
+    scale = torch.linspace(0.5, 1.5, inputs.shape[-1], dtype=torch.float64)
+
+    def grads():
+        spikes, _ = lif_sequence(inputs, params, weight, state)
+        return _grads((spikes * scale).sum(), inputs, weight, state)
+
+    fast = grads()
+    with reference_core():
+        ref = grads()
+    for got, want in zip(fast, ref):
+        if want is None:
+            assert got is None or torch.count_nonzero(got) == 0
+            continue
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

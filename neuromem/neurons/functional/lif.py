@@ -379,6 +379,55 @@ if _numba is not None:
                         g_out[i] += beta * g_next[i]
 
     @_numba.njit(cache=True, nogil=True)
+    def _recurrent_lif_step_kernel(
+        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t,
+        beta, threshold, slope, atan, zero_reset, t, fed, accumulate,
+    ):
+        # Step t of the backward of LIF with a recurrent weight, only dL/ds given (the common
+        # recurrent case, without the general kernel's flag tests): gd_t = h_t (dL/ds_t + fb)
+        # + k_t gd_{t+1}, in the general kernel's operation order. With `accumulate` (sparse
+        # spikes) the weight gradient dL/dW^T[j] += gd_t[r] for s_{t-1}[r, j] = 1 is summed here,
+        # while gd_t is in cache, instead of in a pass of its own after the loop.
+        one = membranes.dtype.type(1.0)
+        zero = membranes.dtype.type(0.0)
+        half_slope = slope * membranes.dtype.type(0.5)
+        atan_scale = membranes.dtype.type(1.5707963267948966) * slope
+        steps, rows, size = membranes.shape
+        for r in range(rows):
+            v_t, g_spikes, fb, g_out = membranes[t, r], grad_spikes[t, r], feedback[r], grad_drive[t, r]
+            if atan:
+                for i in range(size):
+                    u = atan_scale * (v_t[i] - threshold)
+                    g_out[i] = half_slope / (one + u * u)
+            else:
+                for i in range(size):
+                    d = slope * abs(v_t[i] - threshold) + one
+                    g_out[i] = one / (d * d)
+            if fed:
+                for i in range(size):
+                    h = g_out[i]
+                    g_out[i] = g_spikes[i] * h + h * fb[i]
+            else:
+                for i in range(size):
+                    g_out[i] = g_spikes[i] * g_out[i]
+            if t < steps - 1:
+                g_next = grad_drive[t + 1, r]
+                if zero_reset:
+                    for i in range(size):
+                        g_out[i] += ((one - (one if v_t[i] > threshold else zero)) * beta) * g_next[i]
+                else:
+                    for i in range(size):
+                        g_out[i] += beta * g_next[i]
+            if accumulate and t >= 1:
+                s_prev = spikes[t - 1, r]
+                for j in range(size):
+                    s = s_prev[j]
+                    if s != zero:
+                        w_row = grad_weight_t[j]
+                        for k in range(size):
+                            w_row[k] += s * g_out[k]
+
+    @_numba.njit(cache=True, nogil=True)
     def _spike_outer_kernel(spikes, grads, out):
         # out (C, C) += sum_r spikes[r, j] * grads[r, :] over the spiking j only: (dL/dW)^T
         # = sum_t s_{t-1}^T gd_t, rows of out are contiguous for the 1-d adds.
@@ -596,12 +645,28 @@ class _SpikingSequence(torch.autograd.Function):
             dtype(alpha or 0.0), dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan",
             has_grad_spikes, has_grad_membranes, alpha is not None, zero_reset,
         )
+        accumulated_weight_grad = None
         if not recurrent and alpha is None and has_grad_spikes and not has_grad_membranes:
             _lif_backward_kernel(
                 arrays[0], arrays[1], outputs[0], dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan", zero_reset
             )
         elif not recurrent:  # the whole sequence in one call
             _neuron_backward_kernel(*arrays, grad_v.numpy().reshape(rows_shape), *outputs, *options, False, steps - 1, 0)
+        elif alpha is None and has_grad_spikes and not has_grad_membranes:  # recurrent LIF, the common case
+            size = weight.shape[0]
+            accumulate = ctx.needs_input_grad[1] and ctx.previous_spikes < _SPARSE_OUTER_DENSITY * spikes[:-1].numel()
+            grad_weight_t = membranes.new_zeros(size, size) if accumulate else membranes.new_zeros(1, 1)
+            feedback = membranes.new_zeros(grad_v.shape)
+            feedback_array = feedback.numpy().reshape(rows_shape)
+            weight_matrix = weight.detach()
+            step_arrays = (arrays[0], arrays[1], spikes.numpy().reshape(shape), feedback_array, outputs[0], grad_weight_t.numpy())
+            step_options = (dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan", zero_reset)
+            for t in range(steps - 1, -1, -1):
+                if t < steps - 1:
+                    torch.mm(grad_drive[t + 1].reshape(-1, size), weight_matrix, out=feedback.view(-1, size))
+                _recurrent_lif_step_kernel(*step_arrays, *step_options, t, t < steps - 1, accumulate)
+            if accumulate:
+                accumulated_weight_grad = grad_weight_t.t().contiguous()
         else:  # one call per step, the feedback matmul in torch between them
             feedback = membranes.new_zeros(grad_v.shape)
             feedback_array = feedback.numpy().reshape(rows_shape)
@@ -615,7 +680,9 @@ class _SpikingSequence(torch.autograd.Function):
             # sum_t gd_t^T s_{t-1} without materialising the shifted spike sequence
             size = weight.shape[0]
             previous, grads = spikes[:-1].reshape(-1, size), grad_drive[1:].reshape(-1, size)
-            if ctx.previous_spikes < _SPARSE_OUTER_DENSITY * previous.numel():
+            if accumulated_weight_grad is not None:  # summed inside the step kernel
+                grad_weight = accumulated_weight_grad
+            elif ctx.previous_spikes < _SPARSE_OUTER_DENSITY * previous.numel():
                 grad_weight_t = membranes.new_zeros(size, size)
                 _spike_outer_kernel(previous.numpy(), grads.numpy(), grad_weight_t.numpy())
                 grad_weight = grad_weight_t.t().contiguous()
