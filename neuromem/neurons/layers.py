@@ -2,8 +2,11 @@
 
 Every spiking layer takes and returns (T, batch, ...) tensors. The synaptic
 projection runs once over all T*batch inputs (hoisted out of the time loop);
-only the neuron state update is sequential. Accounting hooks on `SpikingLayer`
-(input spikes in, spikes out) to count synaptic operations.
+only the neuron state update is sequential. On the fast path the synapses sum
+over the active inputs only (`synapses.py`), and a convolution hands its
+currents over channels-last, which the neurons keep (they are elementwise).
+Accounting hooks on `SpikingLayer` (input spikes in, spikes out) to count
+synaptic operations.
 """
 
 from __future__ import annotations
