@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 10; quick 2)"),
         warmup: Optional[int] = typer.Option(None, help="warm-up steps per framework (default 2; quick 1)"),
         memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory in subprocesses"),
+        threads: Optional[int] = typer.Option(
+            None, help="torch intra-op threads for every framework (default: torch's; `make bench` uses 1: a grid runs one cell per core)"
+        ),
         out: Optional[Path] = typer.Option(None, help="write the Markdown results table here"),
     ) -> None:
         """Time training and inference of the same spiking networks in neuromem, snnTorch and Norse."""
@@ -33,10 +36,11 @@ def register(app: typer.Typer) -> None:
             raise NeuromemError(f"--inputs: {error}") from None  # the CLI's one-line error
         command = ("neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
                    + (f" --data {data}" if data != "auto" else "")
-                   + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else ""))
+                   + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else "")
+                   + (f" --threads {threads}" if threads else ""))
         _, markdown = run_benchmark(
             quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup, inputs=kinds,
             config_names=configs.split(",") if configs else None, peak_memory=memory, out=out, command=command,
-            log=lambda line: typer.echo(line, err=True),
+            threads=threads, log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(markdown)
