@@ -18,7 +18,10 @@ def register(app: typer.Typer) -> None:
         inputs: str = typer.Option("spec,data", help="what the steps run on, comma list: spec (random spikes at the "
                                    "configuration's density, the goals' input), data (data-layer batches, a sensitivity check)"),
         configs: Optional[str] = typer.Option(None, help="comma-separated configurations (default: all)"),
-        repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 10; quick 2)"),
+        repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 6; quick 2)"),
+        block: Optional[int] = typer.Option(
+            None, help="consecutive steps per framework per round, the first not timed (default 3; quick 1; 1: every step, cold)"
+        ),
         warmup: Optional[int] = typer.Option(None, help="warm-up steps per framework (default 2; quick 1)"),
         memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory in subprocesses"),
         threads: Optional[int] = typer.Option(
@@ -37,10 +40,11 @@ def register(app: typer.Typer) -> None:
         command = ("neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
                    + (f" --data {data}" if data != "auto" else "")
                    + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else "")
-                   + (f" --threads {threads}" if threads else ""))
+                   + (f" --threads {threads}" if threads else "")
+                   + (f" --block {block}" if block else ""))
         _, markdown = run_benchmark(
             quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup, inputs=kinds,
             config_names=configs.split(",") if configs else None, peak_memory=memory, out=out, command=command,
-            threads=threads, log=lambda line: typer.echo(line, err=True),
+            threads=threads, block=block, log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(markdown)

@@ -4,8 +4,12 @@ Method (one process, so all frameworks see the same machine load):
 - every framework builds the configuration's network from the same seed and
   trains it with Adam on the same batches;
 - warm-up steps first, then `repetitions` rounds; in each round every
-  framework runs one step, in an order rotated round by round (no framework
-  always runs first or right after another one);
+  framework runs a block of `block` consecutive steps, in an order rotated
+  round by round (no framework always runs first or right after another one).
+  Training runs one network step after step, so throughput is a warm-cache
+  figure: the first step of each block re-warms the caches the other
+  frameworks' steps evicted and is not timed (`block=1` times every step,
+  cold);
 - a training step is forward + loss (+ the memory module's auxiliary loss) +
   backward + optimizer step; inference is a forward pass in eval mode under
   `torch.no_grad()` (not inference_mode: test-time-learning memories take
@@ -188,6 +192,7 @@ def bench_config(
     log=print,
     input_kind: str = "spec",
     data_source: BatchSource | None = None,
+    block: int = 3,
 ) -> ConfigResult:
     """Time `config` with the steps on `input_kind` batches (one of INPUT_KINDS). The data time is always
     `data_source`'s fetch (opened from `data` if not given; pass one to share it between input kinds)."""
@@ -231,20 +236,24 @@ def bench_config(
             density = float((inputs != 0).float().mean())
         for framework in _rotated(frameworks, round_index):
             network, optimizer = networks[framework], optimizers[framework]
-            start = time.perf_counter()
-            loss = train_step(framework, network, optimizer, inputs, labels)
-            _synchronize(device)
-            timings[framework].train_ms.append((time.perf_counter() - start) * 1e3)
-            timings[framework].losses.append(loss)
+            for position in range(block):
+                start = time.perf_counter()
+                loss = train_step(framework, network, optimizer, inputs, labels)
+                _synchronize(device)
+                if position > 0 or block == 1:  # the block's first step re-warms the caches
+                    timings[framework].train_ms.append((time.perf_counter() - start) * 1e3)
+                    timings[framework].losses.append(loss)
     for framework, network in networks.items():
         network.eval()
     for round_index in range(repetitions):
         inputs, _, _ = steps.next_timed()
         for framework in _rotated(frameworks, round_index):
-            start = time.perf_counter()
-            infer_step(framework, networks[framework], inputs)
-            _synchronize(device)
-            timings[framework].infer_ms.append((time.perf_counter() - start) * 1e3)
+            for position in range(block):
+                start = time.perf_counter()
+                infer_step(framework, networks[framework], inputs)
+                _synchronize(device)
+                if position > 0 or block == 1:
+                    timings[framework].infer_ms.append((time.perf_counter() - start) * 1e3)
     for network in networks.values():
         memory = getattr(getattr(network, "head", None), "memory", None)
         if memory is not None:
@@ -412,8 +421,11 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         f"- torch CPU allocator: THP_MEM_ALLOC_ENABLE={'unset' if thp is None else (thp or '(empty)')} "
         "('1': transparent huge pages). torch reads it once, at its first allocation, so it holds for every "
         "framework in this process (and the peak-memory subprocesses, which inherit it) alike.",
-        f"- method: {settings['warmup']} warm-up step(s), then {settings['repetitions']} rounds; each round runs one step "
-        "per framework in a rotated order; medians with (min-max) in ms. Training step = forward + cross-entropy "
+        f"- method: {settings['warmup']} warm-up step(s), then {settings['repetitions']} rounds; each round runs a block of "
+        f"{settings['block']} consecutive step(s) per framework, frameworks in a rotated order"
+        + ("; the first step of each block (re-warming the caches the other frameworks evicted) is not timed: training "
+           "runs one network step after step" if settings['block'] > 1 else "; every step timed (cold caches)")
+        + "; medians with (min-max) in ms. Training step = forward + cross-entropy "
         "(+ memory auxiliary loss) + backward + Adam step. Inference = forward, eval mode, no_grad. "
         "Ratio = framework time / neuromem time (> 1: neuromem faster). neuromem-reference = the same neuromem "
         "network on the step-by-step autograd core.",
@@ -497,6 +509,7 @@ def run_benchmark(
     threads: int | None = None,
     log=print,
     inputs: str | tuple[str, ...] = INPUT_KINDS,
+    block: int | None = None,
 ) -> tuple[list[ConfigResult], str]:
     """inputs: what the steps run on, a comma list or tuple of INPUT_KINDS; `data` chooses the data-layer
     source (auto, random or a root) that the data time is measured on and `data` inputs come from."""
@@ -514,7 +527,8 @@ def run_benchmark(
         configs = [known[n] for n in config_names]
     if quick:
         configs = [quick_config_for_tests(c) for c in configs]
-    repetitions = repetitions or (2 if quick else 10)
+    block = max(1, block or (1 if quick else 3))
+    repetitions = repetitions or (2 if quick else 6)
     warmup = 1 if quick and warmup is None else (2 if warmup is None else warmup)
     memory_steps = 1 if quick else 3
     results = []
@@ -528,7 +542,7 @@ def run_benchmark(
         for kind in config_kinds:
             try:
                 results.append(bench_config(config, frameworks, torch_device, repetitions, warmup, data, log,
-                                            input_kind=kind, data_source=source))
+                                            input_kind=kind, data_source=source, block=block))
             except Exception as error:  # one broken configuration (e.g. a memory module in progress) is reported
                 results.append(_failed(config, kind, error, log))
     if peak_memory:  # after all timing, so the subprocesses do not load the timed rounds
@@ -544,6 +558,7 @@ def run_benchmark(
         "timestamp": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "command": command,
         "repetitions": repetitions,
+        "block": block,
         "warmup": warmup,
         "memory_steps": memory_steps,
         "quick": quick,
@@ -570,7 +585,9 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser.add_argument("--inputs", default=",".join(INPUT_KINDS),
                         help="what the steps run on, comma list: spec (random spikes at the configuration's density, "
                              "the goals' input), data (data-layer batches, a sensitivity check)")
-    parser.add_argument("--repetitions", type=int, default=None)
+    parser.add_argument("--repetitions", type=int, default=None, help="timed rounds (default 6; quick 2)")
+    parser.add_argument("--block", type=int, default=None,
+                        help="consecutive steps per framework per round, the first not timed (default 3; quick 1; 1: cold)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--configs", default=None, help="comma-separated configuration names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -583,6 +600,7 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
         parser.error(str(error))
     _, markdown = run_benchmark(
         quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
+        block=args.block,
         config_names=args.configs.split(",") if args.configs else None, peak_memory=not args.no_memory,
         out=args.out, threads=args.threads, inputs=kinds,
         command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
