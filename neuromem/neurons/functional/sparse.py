@@ -171,6 +171,22 @@ if _numba is not None:
             tables[3, x] = min(out_width - 1, shifted // stride)
         return tables
 
+    @_numba.njit(cache=True, nogil=True, inline="always")
+    def _covered_outputs(packed, tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs):
+        # The (output row, weight row) pairs of the active pixel `packed` (c << 20 | y << 10 | x) in
+        # a frame whose output rows start at `base`: every output whose window covers the pixel,
+        # with the kernel tap that sees it. Written into `pairs` (KH*KW, 2); returns their number.
+        c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
+        count = 0
+        for oy in range(tables[0, y], tables[1, y] + 1):
+            ky = y + padding - oy * stride
+            for ox in range(tables[2, x], tables[3, x] + 1):
+                kx = x + padding - ox * stride
+                pairs[count, 0] = base + oy * out_width + ox
+                pairs[count, 1] = (c * kernel_height + ky) * kernel_width + kx
+                count += 1
+        return count
+
     @_numba.njit(cache=True, nogil=True)
     def _scatter_conv_forward(row_starts, positions, values, weight_t, bias, stride, padding, in_height, in_width, out):
         # out (N, OH, OW, O) = conv2d of the compressed frames, channels-last; weight_t (C, KH, KW, O).
@@ -178,6 +194,7 @@ if _numba is not None:
         frames, out_height, out_width, channels_out = out.shape
         kernel_height, kernel_width = weight_t.shape[1], weight_t.shape[2]
         tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        pairs = np.empty((kernel_height * kernel_width, 2), dtype=np.int64)
         plane = out_height * out_width
         out_rows = out.reshape(frames * plane, channels_out)
         weight_rows = weight_t.reshape(-1, channels_out)
@@ -187,17 +204,14 @@ if _numba is not None:
                 for o in range(channels_out):
                     out_rows[p, o] = bias[o]
             for e in range(row_starts[n], row_starts[n + 1]):
-                packed = positions[e]
                 v = values[e]
-                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
-                for oy in range(tables[0, y], tables[1, y] + 1):
-                    ky = y + padding - oy * stride
-                    for ox in range(tables[2, x], tables[3, x] + 1):
-                        kx = x + padding - ox * stride
-                        p = base + oy * out_width + ox
-                        k = (c * kernel_height + ky) * kernel_width + kx
-                        for o in range(channels_out):
-                            out_rows[p, o] += v * weight_rows[k, o]
+                covered = _covered_outputs(
+                    positions[e], tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs
+                )
+                for q in range(covered):
+                    p, k = pairs[q, 0], pairs[q, 1]
+                    for o in range(channels_out):
+                        out_rows[p, o] += v * weight_rows[k, o]
 
     @_numba.njit(cache=True, nogil=True)
     def _scatter_conv_weight_grad(row_starts, positions, values, grad_out, stride, padding, in_height, in_width, grad_weight_t, grad_bias):
@@ -207,6 +221,7 @@ if _numba is not None:
         frames, out_height, out_width, channels_out = grad_out.shape
         kernel_height, kernel_width = grad_weight_t.shape[1], grad_weight_t.shape[2]
         tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        pairs = np.empty((kernel_height * kernel_width, 2), dtype=np.int64)
         plane = out_height * out_width
         grad_rows = grad_out.reshape(frames * plane, channels_out)
         grad_weight_rows = grad_weight_t.reshape(-1, channels_out)
@@ -216,17 +231,14 @@ if _numba is not None:
         for n in range(frames):
             base = n * plane
             for e in range(row_starts[n], row_starts[n + 1]):
-                packed = positions[e]
                 v = values[e]
-                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
-                for oy in range(tables[0, y], tables[1, y] + 1):
-                    ky = y + padding - oy * stride
-                    for ox in range(tables[2, x], tables[3, x] + 1):
-                        kx = x + padding - ox * stride
-                        p = base + oy * out_width + ox
-                        k = (c * kernel_height + ky) * kernel_width + kx
-                        for o in range(channels_out):
-                            grad_weight_rows[k, o] += v * grad_rows[p, o]
+                covered = _covered_outputs(
+                    positions[e], tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs
+                )
+                for q in range(covered):
+                    p, k = pairs[q, 0], pairs[q, 1]
+                    for o in range(channels_out):
+                        grad_weight_rows[k, o] += v * grad_rows[p, o]
 
 
 def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
