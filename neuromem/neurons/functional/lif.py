@@ -661,9 +661,10 @@ class _SpikingSequence(torch.autograd.Function):
             weight_matrix = weight.detach()
             step_arrays = (arrays[0], arrays[1], spikes.numpy().reshape(shape), feedback_array, outputs[0], grad_weight_t.numpy())
             step_options = (dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan", zero_reset)
+            step_grads, feedback_2d = grad_drive.view(steps, -1, size), feedback.view(-1, size)  # views made once
             for t in range(steps - 1, -1, -1):
                 if t < steps - 1:
-                    torch.mm(grad_drive[t + 1].reshape(-1, size), weight_matrix, out=feedback.view(-1, size))
+                    torch.mm(step_grads[t + 1], weight_matrix, out=feedback_2d)
                 _recurrent_lif_step_kernel(*step_arrays, *step_options, t, t < steps - 1, accumulate)
             if accumulate:
                 accumulated_weight_grad = grad_weight_t.t().contiguous()
