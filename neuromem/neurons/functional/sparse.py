@@ -43,46 +43,18 @@ SPARSE_CONV_DENSITY_LIMIT = 0.1
 if _numba is not None:
 
     @_numba.njit(cache=True, nogil=True)
-    def _count_rows(inputs, row_starts):
-        # row_starts (rows + 1,) <- the CSR row pointer of inputs' non-zeros; returns their count.
-        # Counting alone vectorises (~0.7 ms for SHD's 6400 x 700 batch): the density decision
-        # costs next to nothing before any sparse work is done.
-        rows, size = inputs.shape
-        count = 0
-        for r in range(rows):
-            row_starts[r] = count
-            row = inputs[r]
-            for j in range(size):
-                count += row[j] != 0
-        row_starts[rows] = count
-        return count
-
-    @_numba.njit(cache=True, nogil=True)
-    def _fill_rows(inputs, row_starts, indices, values):
-        # the non-zeros of each row at its counted place (branch-free: every entry is written, the
-        # position advances on non-zeros; a branch per entry mispredicts at a few % density)
-        rows, size = inputs.shape
-        for r in range(rows):
-            row = inputs[r]
-            n = row_starts[r]
-            end = row_starts[r + 1]
-            for j in range(size):
-                v = row[j]
-                if n < end:  # the slot past the row's last non-zero belongs to the next row
-                    indices[n] = j
-                    values[n] = v
-                n += v != 0
-
-    @_numba.njit(cache=True, nogil=True)
-    def _fill_rows_skipping(inputs, bits, row_starts, indices, values):
-        # As `_fill_rows`, for very sparse rows: tests 8 entries at once (their bits, `inputs`
-        # viewed as unsigned integers, OR-ed; the sign bit shifted out so -0.0 counts as zero)
-        # and looks inside only where one is non-zero
+    def _compress_rows(inputs, bits, row_starts, indices, values, limit):
+        # One pass: row_starts (rows + 1,) receives the CSR row pointer, indices/values the
+        # non-zeros (buffers of limit + one row). Tests 8 entries at once (`bits`: inputs viewed as
+        # unsigned integers, OR-ed, the sign bit shifted out so -0.0 counts as zero) and looks
+        # inside only where one is non-zero: at a few % density most blocks are all zeros, and a
+        # branch per entry would mispredict. Returns the count, or -1 once it passes `limit`.
         rows, size = inputs.shape
         full = size - size % 8
+        n = 0
         for r in range(rows):
+            row_starts[r] = n
             row, row_bits = inputs[r], bits[r]
-            n = row_starts[r]
             for j0 in range(0, full, 8):
                 any_bits = (
                     row_bits[j0] | row_bits[j0 + 1] | row_bits[j0 + 2] | row_bits[j0 + 3]
@@ -101,6 +73,10 @@ if _numba is not None:
                     indices[n] = j
                     values[n] = v
                     n += 1
+            if n > limit:
+                return -1
+        row_starts[rows] = n
+        return n
 
     @_numba.njit(cache=True, nogil=True)
     def _gather_forward(row_starts, indices, values, weight_t, bias, out):
@@ -253,18 +229,9 @@ def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
 
 class _SparseInputLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, inputs, weight, bias, dense, row_starts):
-        # dense: inputs as a contiguous numpy array; row_starts: its CSR row pointer (counted)
-        out = buffers.empty((dense.shape[0], weight.shape[0]), inputs.dtype)
+    def forward(ctx, inputs, weight, bias, row_starts, indices, values):
+        out = buffers.empty((inputs.shape[0], weight.shape[0]), inputs.dtype)
         bias_values = bias.detach() if bias is not None else inputs.new_zeros(weight.shape[0])
-        count = int(row_starts[-1])
-        indices, values = torch.empty(count, dtype=torch.int32), torch.empty(count, dtype=inputs.dtype)
-        # below ~3% non-zero, most blocks of 8 are all zeros and skipping them beats the branch-free fill
-        if count < 0.03 * dense.size:
-            bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
-            _fill_rows_skipping(dense, bits, row_starts.numpy(), indices.numpy(), values.numpy())
-        else:
-            _fill_rows(dense, row_starts.numpy(), indices.numpy(), values.numpy())
         _gather_forward(
             row_starts.numpy(), indices.numpy(), values.numpy(), weight.detach().t().contiguous().numpy(),
             bias_values.numpy(), out.numpy(),
@@ -289,7 +256,7 @@ class _SparseInputLinear(torch.autograd.Function):
             )
             grad_weight = grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
-        return grad_inputs, grad_weight, grad_bias, None, None
+        return grad_inputs, grad_weight, grad_bias, None, None, None
 
 
 def _compress_frames(inputs: torch.Tensor, density_limit: float):
@@ -319,10 +286,17 @@ def sparse_input_linear(
     if inputs.dim() != 2 or weight.shape[0] < SPARSE_MIN_OUTPUTS or not _kernels_apply(inputs, weight):
         return torch.nn.functional.linear(inputs, weight, bias)
     dense = inputs.detach().contiguous().numpy()
+    limit = int(density_limit * dense.size)
     row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
-    if _count_rows(dense, row_starts.numpy()) > density_limit * dense.size:
+    # np.empty leaves untouched pages unmapped: the buffers cost only what is written
+    indices, values = np.empty(limit + dense.shape[1], dtype=np.int32), np.empty(limit + dense.shape[1], dtype=dense.dtype)
+    bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
+    count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
+    if count < 0:  # too dense: stopped as soon as that was clear
         return torch.nn.functional.linear(inputs, weight, bias)
-    return _SparseInputLinear.apply(inputs, weight, bias, dense, row_starts)
+    return _SparseInputLinear.apply(
+        inputs, weight, bias, row_starts, torch.from_numpy(indices[:count].copy()), torch.from_numpy(values[:count].copy())
+    )
 
 
 class _SparseInputConv2d(torch.autograd.Function):
