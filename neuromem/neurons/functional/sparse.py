@@ -30,9 +30,10 @@ except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
     np = None
 
-# Above this fraction of non-zero inputs the dense matmul is as fast (measured on one core:
-# 700 -> 256 breaks even near 10%, 2592 -> 256, whose weight outgrows the L2 cache, near 6%).
-SPARSE_DENSITY_LIMIT = 0.06
+# Below this fraction of non-zero inputs the sparse sums win, with a margin (forward + backward,
+# one core: 700 -> 256 at 8% 23.7 vs 28.2 ms dense, break-even near 11%; 2592 -> 256 with its
+# input gradient at 8% 43.8 vs ~44 ms, break-even near 9%).
+SPARSE_DENSITY_LIMIT = 0.08
 # Narrower outputs leave too little work per active input to beat BLAS (256 -> 20: never).
 SPARSE_MIN_OUTPUTS = 64
 # Convolutions: the scatter does density x the dense multiply-adds, at a lower rate than oneDNN;
