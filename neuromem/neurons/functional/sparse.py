@@ -148,74 +148,34 @@ if _numba is not None:
             tables[3, x] = min(out_width - 1, shifted // stride)
         return tables
 
-    @_numba.njit(cache=True, nogil=True, inline="always")
-    def _covered_outputs(packed, tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs):
-        # The (output row, weight row) pairs of the active pixel `packed` (c << 20 | y << 10 | x) in
-        # a frame whose output rows start at `base`: every output whose window covers the pixel,
-        # with the kernel tap that sees it. Written into `pairs` (KH*KW, 2); returns their number.
-        c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
-        count = 0
-        for oy in range(tables[0, y], tables[1, y] + 1):
-            ky = y + padding - oy * stride
-            for ox in range(tables[2, x], tables[3, x] + 1):
-                kx = x + padding - ox * stride
-                pairs[count, 0] = base + oy * out_width + ox
-                pairs[count, 1] = (c * kernel_height + ky) * kernel_width + kx
-                count += 1
-        return count
-
     @_numba.njit(cache=True, nogil=True)
-    def _scatter_conv_forward(row_starts, positions, values, weight_t, bias, stride, padding, in_height, in_width, out):
-        # out (N, OH, OW, O) = conv2d of the compressed frames, channels-last; weight_t (C, KH, KW, O).
-        # Each active input pixel adds its weight slice to every output whose window covers it.
-        frames, out_height, out_width, channels_out = out.shape
-        kernel_height, kernel_width = weight_t.shape[1], weight_t.shape[2]
+    def _scatter_conv(
+        row_starts, positions, values, stride, padding, in_height, in_width, out_height, out_width,
+        kernel_height, kernel_width, output_rows, tap_rows, into_taps,
+    ):
+        # Every (active pixel, output whose window covers it, kernel tap that sees it) of the compressed
+        # frames; output_rows (N * OH * OW, O) channels-last, tap_rows (C * KH * KW, O).
+        # Forward (into_taps False): output_rows[p] += x * tap_rows[k], tap_rows being W^T.
+        # Weight gradient (into_taps True): tap_rows[k] += x * output_rows[p], output_rows being dL/dy.
         tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
-        pairs = np.empty((kernel_height * kernel_width, 2), dtype=np.int64)
         plane = out_height * out_width
-        out_rows = out.reshape(frames * plane, channels_out)
-        weight_rows = weight_t.reshape(-1, channels_out)
-        for n in range(frames):
-            base = n * plane
-            for p in range(base, base + plane):
-                for o in range(channels_out):
-                    out_rows[p, o] = bias[o]
+        channels_out = output_rows.shape[1]
+        for n in range(row_starts.shape[0] - 1):
             for e in range(row_starts[n], row_starts[n + 1]):
+                packed = positions[e]
                 v = values[e]
-                covered = _covered_outputs(
-                    positions[e], tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs
-                )
-                for q in range(covered):
-                    p, k = pairs[q, 0], pairs[q, 1]
-                    for o in range(channels_out):
-                        out_rows[p, o] += v * weight_rows[k, o]
-
-    @_numba.njit(cache=True, nogil=True)
-    def _scatter_conv_weight_grad(row_starts, positions, values, grad_out, stride, padding, in_height, in_width, grad_weight_t, grad_bias):
-        # grad_weight_t (C, KH, KW, O) += active input x output gradient over every window covering it;
-        # grad_bias (O) += grad_out summed over frames and positions. grad_out (N, OH, OW, O)
-        # channels-last; both results zeroed by the caller.
-        frames, out_height, out_width, channels_out = grad_out.shape
-        kernel_height, kernel_width = grad_weight_t.shape[1], grad_weight_t.shape[2]
-        tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
-        pairs = np.empty((kernel_height * kernel_width, 2), dtype=np.int64)
-        plane = out_height * out_width
-        grad_rows = grad_out.reshape(frames * plane, channels_out)
-        grad_weight_rows = grad_weight_t.reshape(-1, channels_out)
-        for p in range(frames * plane):
-            for o in range(channels_out):  # vectorised over o (no serial float reduction)
-                grad_bias[o] += grad_rows[p, o]
-        for n in range(frames):
-            base = n * plane
-            for e in range(row_starts[n], row_starts[n + 1]):
-                v = values[e]
-                covered = _covered_outputs(
-                    positions[e], tables, stride, padding, kernel_height, kernel_width, out_width, base, pairs
-                )
-                for q in range(covered):
-                    p, k = pairs[q, 0], pairs[q, 1]
-                    for o in range(channels_out):
-                        grad_weight_rows[k, o] += v * grad_rows[p, o]
+                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
+                for oy in range(tables[0, y], tables[1, y] + 1):
+                    ky = y + padding - oy * stride
+                    for ox in range(tables[2, x], tables[3, x] + 1):
+                        p = n * plane + oy * out_width + ox
+                        k = (c * kernel_height + ky) * kernel_width + x + padding - ox * stride
+                        if into_taps:
+                            for o in range(channels_out):
+                                tap_rows[k, o] += v * output_rows[p, o]
+                        else:
+                            for o in range(channels_out):
+                                output_rows[p, o] += v * tap_rows[k, o]
 
 
 def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -310,10 +270,12 @@ class _SparseInputConv2d(torch.autograd.Function):
         out_height = (height + 2 * padding - kernel_height) // stride + 1
         out_width = (width + 2 * padding - kernel_width) // stride + 1
         out = buffers.empty((frames, out_height, out_width, channels_out), inputs.dtype)
-        bias_values = bias.detach() if bias is not None else inputs.new_zeros(channels_out)
-        _scatter_conv_forward(
-            row_starts.numpy(), positions.numpy(), values.numpy(), weight.detach().permute(1, 2, 3, 0).contiguous().numpy(),
-            bias_values.numpy(), stride, padding, height, width, out.numpy(),
+        out_rows = out.numpy().reshape(-1, channels_out)
+        out_rows[:] = bias.detach().numpy() if bias is not None else 0.0
+        weight_t = weight.detach().permute(1, 2, 3, 0).contiguous()  # (C, KH, KW, O): one row per tap
+        _scatter_conv(
+            row_starts.numpy(), positions.numpy(), values.numpy(), stride, padding, height, width, out_height, out_width,
+            kernel_height, kernel_width, out_rows, weight_t.numpy().reshape(-1, channels_out), False,
         )
         ctx.save_for_backward(weight, row_starts, positions, values)
         ctx.geometry = (inputs.shape, stride, padding, bias is not None)
@@ -340,13 +302,14 @@ class _SparseInputConv2d(torch.autograd.Function):
         if ctx.needs_input_grad[1] or (has_bias and ctx.needs_input_grad[2]):
             channels_out, channels_in, kernel_height, kernel_width = weight.shape
             grad_weight_t = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
-            grad_bias = weight.new_zeros(channels_out)
-            _scatter_conv_weight_grad(
-                row_starts.numpy(), positions.numpy(), values.numpy(), grad_out.numpy(), stride, padding,
-                input_shape[2], input_shape[3], grad_weight_t.numpy(), grad_bias.numpy(),
+            grad_rows = grad_out.reshape(-1, channels_out)
+            _scatter_conv(
+                row_starts.numpy(), positions.numpy(), values.numpy(), stride, padding, input_shape[2], input_shape[3],
+                grad_out.shape[1], grad_out.shape[2], kernel_height, kernel_width, grad_rows.numpy(),
+                grad_weight_t.numpy().reshape(-1, channels_out), True,
             )
             grad_weight = grad_weight_t.permute(3, 0, 1, 2).contiguous()
-            grad_bias = grad_bias if has_bias else None
+            grad_bias = grad_rows.sum(0) if has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None, None, None, None
 
 
