@@ -123,6 +123,18 @@ def _layer_grads(layer, inputs):
     return spikes.detach(), {name: p.grad.clone() for name, p in layer.named_parameters()}
 
 
+def _assert_layer_matches_reference(layer, inputs, **tolerance):
+    """Spikes exactly and parameter gradients to `tolerance`, fast core vs reference core.
+    Returns the fast spikes for further checks."""
+    fast_spikes, fast_grads = _layer_grads(layer, inputs)
+    with reference_core():
+        ref_spikes, ref_grads = _layer_grads(layer, inputs)
+    assert torch.equal(fast_spikes, ref_spikes)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], **tolerance)
+    return fast_spikes
+
+
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("neuron", ["lif", "cuba"])
 def test_spiking_linear_fast_equals_reference_on_sparse_input(recurrent, neuron):
@@ -131,14 +143,9 @@ def test_spiking_linear_fast_equals_reference_on_sparse_input(recurrent, neuron)
     with torch.no_grad():
         layer.synapse.weight.mul_(4.0)  # enough drive that the layer spikes on 2%-dense input
     inputs = (torch.rand(50, 8, 300) < 0.02).double()
-    fast_spikes, fast_grads = _layer_grads(layer, inputs)
-    with reference_core():
-        ref_spikes, ref_grads = _layer_grads(layer, inputs)
-    assert fast_spikes.sum() > 0
     # the sparse projection sums in another order: values agree to rounding, spikes exactly here
-    assert torch.equal(fast_spikes, ref_spikes)
-    for name in ref_grads:
-        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-9, atol=1e-11)
+    fast_spikes = _assert_layer_matches_reference(layer, inputs, rtol=1e-9, atol=1e-11)
+    assert fast_spikes.sum() > 0
 
 
 def test_spiking_linear_input_gradient_on_sparse_input():
@@ -157,13 +164,8 @@ def test_spiking_conv_fast_equals_reference():
     torch.manual_seed(13)
     layer = SpikingConv2d(2, 4, 3, stride=2, padding=1, beta=0.9)
     inputs = (torch.rand(12, 3, 2, 10, 10) < 0.2).float() * 3
-    fast_spikes, fast_grads = _layer_grads(layer, inputs)
-    with reference_core():
-        ref_spikes, ref_grads = _layer_grads(layer, inputs)
+    fast_spikes = _assert_layer_matches_reference(layer, inputs, rtol=1e-4, atol=1e-5)
     assert fast_spikes.sum() > 0
-    assert torch.equal(fast_spikes, ref_spikes)
-    for name in ref_grads:
-        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-5)
 
 
 def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
@@ -171,12 +173,7 @@ def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
     layer = SpikingConv2d(2, 4, 3, stride=2, padding=1, beta=0.9)
     monkeypatch.setattr(SpikingConv2d, "conv_chunk_frames", 7)  # 36 frames -> 6 chunks
     inputs = (torch.rand(12, 3, 2, 10, 10) < 0.2).float() * 3
-    fast_spikes, fast_grads = _layer_grads(layer, inputs)
-    with reference_core():
-        ref_spikes, ref_grads = _layer_grads(layer, inputs)
-    assert torch.equal(fast_spikes, ref_spikes)
-    for name in ref_grads:
-        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-5)
+    _assert_layer_matches_reference(layer, inputs, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("density_switch", [0.0, 1.0])  # dense matmul / spike-sparse sum
