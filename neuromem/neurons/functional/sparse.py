@@ -80,33 +80,31 @@ if _numba is not None:
         return n
 
     @_numba.njit(cache=True, nogil=True)
-    def _gather_forward(row_starts, indices, values, weight_t, bias, out):
-        # out[r] = bias + sum over active j of x[r, j] * W^T[j]
-        rows, width = out.shape
+    def _scatter_linear(row_starts, indices, values, row_vectors, tap_rows, bias, into_taps):
+        # Every (row r, active input j) of the compressed rows; row_vectors (rows, out), tap_rows
+        # (in, out), bias (out,).
+        # Forward (into_taps False): row_vectors[r] = bias + sum_j x[r, j] * tap_rows[j], tap_rows W^T.
+        # Weight gradient (into_taps True): tap_rows[j] += x[r, j] * row_vectors[r] and bias +=
+        # row_vectors[r], row_vectors dL/dy (the bias summed while each row is in cache); tap_rows and
+        # bias zeroed by the caller.
+        rows, width = row_vectors.shape
         for r in range(rows):
-            out_row = out[r]
-            for k in range(width):
-                out_row[k] = bias[k]
-            for n in range(row_starts[r], row_starts[r + 1]):
-                v = values[n]
-                weight_row = weight_t[indices[n]]
+            row = row_vectors[r]
+            if into_taps:
+                for k in range(width):  # vectorised over k (no serial float reduction)
+                    bias[k] += row[k]
+            else:
                 for k in range(width):
-                    out_row[k] += v * weight_row[k]
-
-    @_numba.njit(cache=True, nogil=True)
-    def _scatter_weight_grad(row_starts, indices, values, grad_out, grad_weight_t, grad_bias):
-        # grad_weight_t[j] += x[r, j] * grad_out[r] over the active inputs; grad_bias += grad_out
-        # summed over rows (while each row is in cache). Both zeroed by the caller.
-        rows, size = grad_out.shape
-        for r in range(rows):
-            grad_row = grad_out[r]
-            for k in range(size):  # vectorised over k (no serial float reduction)
-                grad_bias[k] += grad_row[k]
+                    row[k] = bias[k]
             for n in range(row_starts[r], row_starts[r + 1]):
                 v = values[n]
-                grad_weight_row = grad_weight_t[indices[n]]
-                for k in range(size):
-                    grad_weight_row[k] += v * grad_row[k]
+                tap = tap_rows[indices[n]]
+                if into_taps:
+                    for k in range(width):
+                        tap[k] += v * row[k]
+                else:
+                    for k in range(width):
+                        row[k] += v * tap[k]
 
     @_numba.njit(cache=True, nogil=True)
     def _compress_pixels(inputs, channels_last, row_starts, positions, values, limit):
@@ -193,9 +191,9 @@ class _SparseInputLinear(torch.autograd.Function):
     def forward(ctx, inputs, weight, bias, row_starts, indices, values):
         out = buffers.empty((inputs.shape[0], weight.shape[0]), inputs.dtype)
         bias_values = bias.detach() if bias is not None else inputs.new_zeros(weight.shape[0])
-        _gather_forward(
-            row_starts.numpy(), indices.numpy(), values.numpy(), weight.detach().t().contiguous().numpy(),
-            bias_values.numpy(), out.numpy(),
+        _scatter_linear(
+            row_starts.numpy(), indices.numpy(), values.numpy(), out.numpy(), weight.detach().t().contiguous().numpy(),
+            bias_values.numpy(), False,
         )
         ctx.save_for_backward(weight, row_starts, indices, values)
         ctx.has_bias = bias is not None
@@ -211,9 +209,9 @@ class _SparseInputLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
             grad_bias = weight.new_zeros(weight.shape[0])
-            _scatter_weight_grad(
+            _scatter_linear(
                 row_starts.numpy(), indices.numpy(), values.numpy(), grad_out.numpy(), grad_weight_t.numpy(),
-                grad_bias.numpy(),
+                grad_bias.numpy(), True,
             )
             grad_weight = grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
