@@ -1,21 +1,111 @@
-"""Large uninitialised CPU buffers on transparent huge pages.
+"""Large uninitialised CPU buffers, reused from step to step.
 
-numpy asks the kernel for huge pages on large allocations (madvise); torch's
-allocator does not (unless THP_MEM_ALLOC_ENABLE=1 is set). Kernels that write
-every element of a fresh (T, ...) buffer pay for its first touch: ~1.5 us per
-4 KiB page here, ~13 ms for a 35 MB buffer, against ~4 ms on 2 MiB pages.
+A training step writes the same (T, ...) buffers every time: spikes, membranes,
+currents, gradients. Fresh large allocations come straight from the kernel
+(glibc maps anything above 32 MB anew and unmaps it on free), and their first
+touch costs page faults that zero the memory: ~1.5 us per 4 KiB page, ~4 ms
+for a 35 MB buffer even on 2 MiB pages (numpy asks for huge pages on large
+allocations; torch's allocator only with THP_MEM_ALLOC_ENABLE=1). The N-MNIST
+benchmark step faulted ~4,500 times per step, ~30 ms of a 176 ms step.
+
+So large buffers come from a small pool, like torch's CUDA caching allocator:
+a block is free again once the array handed out over it is gone (the tensor
+and every view of it: a weakref finalizer gives it back). Blocks
+are matched by exact size (a training loop asks for the same sizes every
+step); free blocks beyond `POOL_FREE_LIMIT_BYTES` are released, least recently
+used first, so a change of batch size does not keep the old sizes alive.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
+POOLED_MIN_BYTES = 1 << 20  # smaller buffers: glibc's heap already reuses them
+POOL_FREE_LIMIT_BYTES = 512 << 20  # free pooled bytes kept for reuse at most
+
+
+class _Block:
+    __slots__ = ("memory", "in_use")
+
+    def __init__(self, nbytes: int) -> None:
+        self.memory = np.empty(nbytes, dtype=np.uint8)
+        self.in_use = False
+
+
+_pool: "OrderedDict[int, list[_Block]]" = OrderedDict()  # size in bytes -> blocks, least recently used first
+_lock = threading.Lock()
+
+
+def _give_back(block: _Block) -> None:
+    block.in_use = False
+
+
+def _release_free_blocks(limit: int) -> None:
+    free_bytes = sum(block.memory.nbytes for blocks in _pool.values() for block in blocks if not block.in_use)
+    for size in list(_pool):
+        if free_bytes <= limit:
+            return
+        kept = []
+        for block in _pool[size]:
+            if free_bytes > limit and not block.in_use:
+                free_bytes -= block.memory.nbytes
+            else:
+                kept.append(block)
+        if kept:
+            _pool[size] = kept
+        else:
+            del _pool[size]
+
+
+def _take(nbytes: int) -> _Block:
+    with _lock:
+        _pool.setdefault(nbytes, [])
+        _pool.move_to_end(nbytes)
+        block = next((block for block in _pool[nbytes] if not block.in_use), None)
+        if block is None:
+            _release_free_blocks(POOL_FREE_LIMIT_BYTES)
+            block = _Block(nbytes)
+            _pool.setdefault(nbytes, []).append(block)
+        block.in_use = True
+        return block
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return np.dtype(str(dtype).removeprefix("torch."))
+
 
 def empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor whose memory numpy allocated (huge pages when large)."""
-    return torch.from_numpy(np.empty(tuple(shape), dtype=np.dtype(str(dtype).removeprefix("torch."))))
+    """An uninitialised contiguous CPU tensor; large ones reuse a pooled block nothing refers to any more."""
+    shape, np_dtype = tuple(shape), _numpy_dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
+    if nbytes < POOLED_MIN_BYTES:
+        return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+    block = _take(nbytes)
+    array = block.memory.view(np_dtype).reshape(shape)
+    # the tensor, and every view of it, keeps `array` alive: once it is gone the block is free
+    weakref.finalize(array, _give_back, block)
+    return torch.from_numpy(array)
 
 
 def zeros(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(np.zeros(tuple(shape), dtype=np.dtype(str(dtype).removeprefix("torch."))))
+    tensor = empty(shape, dtype)
+    tensor.zero_()
+    return tensor
+
+
+def pooled_bytes() -> tuple[int, int]:
+    """(bytes held by the pool, of which free for reuse)."""
+    with _lock:
+        blocks = [block for blocks in _pool.values() for block in blocks]
+        return sum(b.memory.nbytes for b in blocks), sum(b.memory.nbytes for b in blocks if not b.in_use)
+
+
+def clear() -> None:
+    """Release every free pooled block (blocks still in use stay until their tensors are gone)."""
+    with _lock:
+        _release_free_blocks(0)
