@@ -204,8 +204,8 @@ class _SparseInputLinear(torch.autograd.Function):
         weight, row_starts, indices, values = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_inputs = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_inputs = grad_out @ weight
+        if ctx.needs_input_grad[0]:  # dense: every input gets a gradient (a pooled buffer: no page faults)
+            grad_inputs = torch.mm(grad_out, weight, out=buffers.empty((grad_out.shape[0], weight.shape[1]), weight.dtype))
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
             grad_bias = weight.new_zeros(weight.shape[0])
