@@ -40,6 +40,29 @@ def test_sparse_linear_equals_dense(dtype, input_grad):
         torch.testing.assert_close(got, want, **tolerance)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("density", [0.03, 0.5])  # sparse sums | dense fallback
+def test_sparse_linear_flattens_frames_in_channel_height_width_order(channels_last, density):
+    """Frames (rows, C, H, W) go in as they lie; values and every gradient equal flatten + linear,
+    and the input gradient comes back in the frames' layout (channels-last stays channels-last)."""
+    generator = torch.Generator().manual_seed(4)
+    frames = _events((50, 3, 5, 7), density, generator, torch.float64)
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    frames.requires_grad_()
+    weight = torch.randn(70, 105, generator=generator, dtype=torch.float64).requires_grad_()
+    bias = torch.randn(70, generator=generator, dtype=torch.float64).requires_grad_()
+    leaves = [frames, weight, bias]
+    want = torch.nn.functional.linear(frames.flatten(1), weight, bias)
+    got = sparse_input_linear(frames, weight, bias)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    got_grads = _grads(got, leaves, torch.Generator().manual_seed(2))
+    for g, w in zip(got_grads, _grads(want, leaves, torch.Generator().manual_seed(2))):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    if channels_last and density < sparse.SPARSE_DENSITY_LIMIT:
+        assert is_channels_last(got_grads[0])
+
+
 def test_sparse_linear_falls_back_to_dense_above_the_density_limit():
     inputs = (torch.rand(50, 100) < 0.5).float()
     out = sparse_input_linear(inputs, torch.randn(80, 100), None)

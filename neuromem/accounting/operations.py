@@ -76,7 +76,7 @@ def connection_operations(connection: nn.Module, inputs: torch.Tensor) -> tuple[
     """(effective, dense) synaptic operations of one call of a Linear/Conv on `inputs`."""
     inputs = inputs.detach()
     if isinstance(connection, nn.Linear):
-        features = inputs.shape[-1]
+        features = connection.in_features  # inputs (..., in), or frames (rows, C, H, W) a spiking linear layer flattens
         active_per_feature = (inputs != 0).reshape(-1, features).sum(0).to(torch.float64)
         rows = inputs.numel() // features
         effective = float(active_per_feature @ linear_fanout(connection.weight, dense=False))

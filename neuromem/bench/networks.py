@@ -118,10 +118,9 @@ class NeuromemNet(nn.Module):
             )
         else:
             channels = config.input_shape[0]
-            self.front = nn.Sequential(
+            self.front = nn.Sequential(  # the linear layer flattens the conv frames itself
                 SpikingConv2d(channels, 16, 5, stride=2, padding=2, beta=BETA),
                 SpikingConv2d(16, 32, 3, stride=2, padding=1, beta=BETA),
-                _Flatten(),
                 SpikingLinear(_conv_features(config), config.hidden, beta=BETA),
             )
         self.head = _head(config, config.hidden)

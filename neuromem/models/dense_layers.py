@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neuromem.neurons.synapses import SparseInputLinear
+
 
 class DenseSequenceLayer(nn.Module):
     synapse: nn.Module
@@ -38,7 +40,8 @@ class DenseSequenceLayer(nn.Module):
 class DenseLinear(DenseSequenceLayer):
     def __init__(self, in_features: int, out_features: int, recurrent: bool = False, **_neuron_params) -> None:
         super().__init__(out_features if recurrent else None)
-        self.synapse = nn.Linear(in_features, out_features)
+        # an nn.Linear that also takes frames (rows, C, H, W), as `SpikingLinear`'s synapse does
+        self.synapse = SparseInputLinear(in_features, out_features)
 
 
 class DenseConv2d(DenseSequenceLayer):

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from neuromem.models.dense_layers import DenseConv2d, DenseLinear
-from neuromem.neurons.functional.layout import flatten_features
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 
 
@@ -86,8 +85,9 @@ class VisualFrontEnd(nn.Module):
         self.output_size = hidden
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        features = self.convs(inputs)
-        return self.dense(flatten_features(features))
+        # the dense layer takes the frames (T, batch, C, H, W) and flattens them itself (C, H, W order):
+        # channels-last spikes from the sparse convolution are then read as they lie, not transposed
+        return self.dense(self.convs(inputs))
 
 
 FRONT_ENDS: dict[str, type[nn.Module]] = {"shd": AudioFrontEnd, "nmnist": VisualFrontEnd}

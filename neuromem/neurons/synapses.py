@@ -15,10 +15,14 @@ from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input
 
 
 class SparseInputLinear(nn.Linear):
+    """Also takes frames (rows, C, H, W) with C*H*W = in_features, flattened in (C, H, W) order: a
+    convolution's output goes straight in (channels-last, as the sparse convolution writes it, read as it lies)."""
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if fast_path_enabled() and inputs.dim() == 2:
+        frames = inputs.dim() == 4 and inputs[0].numel() == self.in_features
+        if fast_path_enabled() and (frames or inputs.dim() == 2):
             return sparse_input_linear(inputs, self.weight, self.bias)
-        return super().forward(inputs)
+        return super().forward(inputs.flatten(1) if frames else inputs)
 
 
 class SparseInputConv2d(nn.Conv2d):

@@ -19,9 +19,12 @@ order; with 0/1 spikes the products are exact).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from neuromem.neurons.functional import buffers
+from neuromem.neurons.functional.layout import is_channels_last
 
 try:
     import numba as _numba
@@ -187,8 +190,12 @@ def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 class _SparseInputLinear(torch.autograd.Function):
+    """inputs (rows, in), or channels-last frames (rows, C, H, W) whose features are flattened in
+    (C, H, W) order (`frames`): then `indices` are already (C, H, W) feature indices, and the input
+    gradient is made in the frames' storage order (weight columns permuted to it)."""
+
     @staticmethod
-    def forward(ctx, inputs, weight, bias, row_starts, indices, values):
+    def forward(ctx, inputs, weight, bias, row_starts, indices, values, frames=False):
         out = buffers.empty((inputs.shape[0], weight.shape[0]), inputs.dtype)
         bias_values = bias.detach() if bias is not None else inputs.new_zeros(weight.shape[0])
         _scatter_linear(
@@ -196,7 +203,8 @@ class _SparseInputLinear(torch.autograd.Function):
             bias_values.numpy(), False,
         )
         ctx.save_for_backward(weight, row_starts, indices, values)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.frames = bias is not None, frames
+        ctx.input_shape = inputs.shape
         return out
 
     @staticmethod
@@ -205,7 +213,14 @@ class _SparseInputLinear(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_inputs = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # dense: every input gets a gradient (a pooled buffer: no page faults)
-            grad_inputs = torch.mm(grad_out, weight, out=buffers.empty((grad_out.shape[0], weight.shape[1]), weight.dtype))
+            columns = weight
+            if ctx.frames:  # weight columns in the frames' (H, W, C) storage order
+                _, channels, height, width = ctx.input_shape
+                columns = weight.view(-1, channels, height, width).permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+            grad_inputs = torch.mm(grad_out, columns, out=buffers.empty((grad_out.shape[0], weight.shape[1]), weight.dtype))
+            if ctx.frames:  # (rows, H*W*C) storage -> channels-last (rows, C, H, W)
+                rows = ctx.input_shape[0]
+                grad_inputs = grad_inputs.view(rows, height, width, channels).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
             grad_bias = weight.new_zeros(weight.shape[0])
@@ -215,7 +230,7 @@ class _SparseInputLinear(torch.autograd.Function):
             )
             grad_weight = grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
-        return grad_inputs, grad_weight, grad_bias, None, None, None
+        return grad_inputs, grad_weight, grad_bias, None, None, None, None
 
 
 def _compress_frames(inputs: torch.Tensor, density_limit: float):
@@ -237,14 +252,30 @@ def _compress_frames(inputs: torch.Tensor, density_limit: float):
     return row_starts, torch.from_numpy(indices[:count].copy()), torch.from_numpy(values[:count].copy())
 
 
+@functools.lru_cache(maxsize=64)
+def _storage_features(channels: int, height: int, width: int) -> np.ndarray:
+    """For channels-last frames: the (C, H, W)-order feature index of every (H, W, C) storage position."""
+    return np.arange(channels * height * width, dtype=np.int32).reshape(channels, height, width).transpose(1, 2, 0).ravel()
+
+
 def sparse_input_linear(
     inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, density_limit: float = SPARSE_DENSITY_LIMIT
 ) -> torch.Tensor:
     """`torch.nn.functional.linear` over (rows, in) inputs, summing only their non-zero entries
-    when at most `density_limit` of them are non-zero (CPU, numba); the dense matmul otherwise."""
-    if inputs.dim() != 2 or weight.shape[0] < SPARSE_MIN_OUTPUTS or not _kernels_apply(inputs, weight):
-        return torch.nn.functional.linear(inputs, weight, bias)
-    dense = inputs.detach().contiguous().numpy()
+    when at most `density_limit` of them are non-zero (CPU, numba); the dense matmul otherwise.
+    Frames (rows, C, H, W) with C*H*W = in are flattened in (C, H, W) order; channels-last frames
+    (the sparse convolution's output) are read as they lie, without the transposing copy a flatten
+    needs."""
+    if inputs.dim() == 4 and inputs[0].numel() == weight.shape[1] and not is_channels_last(inputs):
+        inputs = inputs.flatten(1)
+    frames = inputs.dim() == 4 and inputs[0].numel() == weight.shape[1]
+    if (not frames and inputs.dim() != 2) or weight.shape[0] < SPARSE_MIN_OUTPUTS or not _kernels_apply(inputs, weight):
+        return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
+    if frames:
+        dense = inputs.detach().permute(0, 2, 3, 1).reshape(inputs.shape[0], -1).numpy()
+        feature_of = _storage_features(*inputs.shape[1:])
+    else:
+        dense = inputs.detach().contiguous().numpy()
     limit = int(density_limit * dense.size)
     row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
     # np.empty leaves untouched pages unmapped: the buffers cost only what is written
@@ -252,9 +283,11 @@ def sparse_input_linear(
     bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
     count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
     if count < 0:  # too dense: stopped as soon as that was clear
-        return torch.nn.functional.linear(inputs, weight, bias)
+        return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
+    # storage positions -> feature indices (the sums then run in storage order: same products)
+    active = feature_of[indices[:count]] if frames else indices[:count].copy()
     return _SparseInputLinear.apply(
-        inputs, weight, bias, row_starts, torch.from_numpy(indices[:count].copy()), torch.from_numpy(values[:count].copy())
+        inputs, weight, bias, row_starts, torch.from_numpy(active), torch.from_numpy(values[:count].copy()), frames
     )
 
 
