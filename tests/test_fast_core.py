@@ -168,6 +168,43 @@ def test_spiking_conv_fast_equals_reference():
     assert fast_spikes.sum() > 0
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid"])
+def test_fused_conv_lif_equals_unfused(reset, surrogate):
+    """A first conv layer on data runs synapse and neurons fused per frame: spikes and the loss bit
+    for bit as unfused (a hook on the synapse, e.g. operation counting, turns fusion off), weight
+    and bias gradients to float rounding (summed over frames in another order)."""
+    if lif._numba is None:
+        pytest.skip("numba is not installed")
+    torch.manual_seed(15)
+    layer = SpikingConv2d(2, 6, 3, stride=2, padding=1, beta=0.85, reset=reset, surrogate=surrogate).double()
+    with torch.no_grad():
+        layer.synapse.weight.mul_(3.0)
+    inputs = ((torch.rand(9, 3, 2, 12, 11) < 0.06) * torch.randint(1, 3, (9, 3, 2, 12, 11))).double()
+    scale = torch.linspace(0.5, 1.5, 6 * 6 * 6, dtype=torch.float64).reshape(6, 6, 6)
+
+    def run():
+        spikes = layer(inputs)
+        loss = (spikes * scale).sum()
+        return spikes, loss, torch.autograd.grad(loss, [layer.synapse.weight, layer.synapse.bias])
+
+    def fused(spikes):  # the node under the layout permute
+        return "ConvLIF" in type(spikes.grad_fn.next_functions[0][0]).__name__
+
+    fused_spikes, fused_loss, fused_grads = run()
+    assert fused(fused_spikes)
+    handle = layer.synapse.register_forward_hook(lambda *args: None)
+    try:
+        spikes, loss, grads = run()
+    finally:
+        handle.remove()
+    assert not fused(spikes)
+    assert 0 < spikes.sum() < spikes.numel()
+    assert torch.equal(fused_spikes, spikes) and torch.equal(fused_loss, loss)
+    for got, want in zip(fused_grads, grads):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
     torch.manual_seed(14)
     layer = SpikingConv2d(2, 4, 3, stride=2, padding=1, beta=0.9)

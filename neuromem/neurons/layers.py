@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neuromem.neurons.functional.conv_lif import conv_lif_sequence
 from neuromem.neurons.functional.lif import (
     CUBAParameters,
     LIFParameters,
@@ -123,3 +124,19 @@ class SpikingConv2d(SpikingLayer):
     ) -> None:
         super().__init__(make_parameters(neuron, **neuron_overrides))
         self.synapse = SparseInputConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        spikes = self._fused(inputs)
+        return spikes if spikes is not None else super().forward(inputs)
+
+    def _fused(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """Synapse and neurons in one pass per frame (`functional/conv_lif.py`), where it applies: LIF,
+        and nothing observes the synapse on its own (hooks, e.g. operation counting, run unfused)."""
+        synapse = self.synapse
+        if (
+            isinstance(self.parameters_, CUBAParameters)
+            or synapse._forward_pre_hooks or synapse._forward_hooks
+            or not synapse._plain()
+        ):
+            return None
+        return conv_lif_sequence(inputs, synapse.weight, synapse.bias, synapse.stride[0], synapse.padding[0], self.parameters_)

@@ -150,33 +150,45 @@ if _numba is not None:
         return tables
 
     @_numba.njit(cache=True, nogil=True)
+    def _scatter_frame(
+        start, stop, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
+        output_rows, tap_rows, into_taps,
+    ):
+        # Every (active pixel, output whose window covers it, kernel tap that sees it) of one frame's
+        # compressed entries start..stop; output_rows (OH * OW, O) that frame's outputs, channels-last,
+        # tap_rows (C * KH * KW, O); tables from `_window_tables`.
+        # Forward (into_taps False): output_rows[p] += x * tap_rows[k], tap_rows being W^T.
+        # Weight gradient (into_taps True): tap_rows[k] += x * output_rows[p], output_rows being dL/dy.
+        channels_out = output_rows.shape[1]
+        for e in range(start, stop):
+            packed = positions[e]
+            v = values[e]
+            c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
+            for oy in range(tables[0, y], tables[1, y] + 1):
+                ky = y + padding - oy * stride
+                for ox in range(tables[2, x], tables[3, x] + 1):
+                    p = oy * out_width + ox
+                    k = (c * kernel_height + ky) * kernel_width + x + padding - ox * stride
+                    if into_taps:
+                        for o in range(channels_out):
+                            tap_rows[k, o] += v * output_rows[p, o]
+                    else:
+                        for o in range(channels_out):
+                            output_rows[p, o] += v * tap_rows[k, o]
+
+    @_numba.njit(cache=True, nogil=True)
     def _scatter_conv(
         row_starts, positions, values, stride, padding, in_height, in_width, out_height, out_width,
         kernel_height, kernel_width, output_rows, tap_rows, into_taps,
     ):
-        # Every (active pixel, output whose window covers it, kernel tap that sees it) of the compressed
-        # frames; output_rows (N * OH * OW, O) channels-last, tap_rows (C * KH * KW, O).
-        # Forward (into_taps False): output_rows[p] += x * tap_rows[k], tap_rows being W^T.
-        # Weight gradient (into_taps True): tap_rows[k] += x * output_rows[p], output_rows being dL/dy.
+        # `_scatter_frame` over all compressed frames; output_rows (N * OH * OW, O).
         tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
         plane = out_height * out_width
-        channels_out = output_rows.shape[1]
         for n in range(row_starts.shape[0] - 1):
-            for e in range(row_starts[n], row_starts[n + 1]):
-                packed = positions[e]
-                v = values[e]
-                c, y, x = packed >> 20, (packed >> 10) & 1023, packed & 1023
-                for oy in range(tables[0, y], tables[1, y] + 1):
-                    ky = y + padding - oy * stride
-                    for ox in range(tables[2, x], tables[3, x] + 1):
-                        p = n * plane + oy * out_width + ox
-                        k = (c * kernel_height + ky) * kernel_width + x + padding - ox * stride
-                        if into_taps:
-                            for o in range(channels_out):
-                                tap_rows[k, o] += v * output_rows[p, o]
-                        else:
-                            for o in range(channels_out):
-                                output_rows[p, o] += v * tap_rows[k, o]
+            _scatter_frame(
+                row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
+                kernel_height, kernel_width, output_rows[n * plane:(n + 1) * plane], tap_rows, into_taps,
+            )
 
 
 def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:

@@ -1,0 +1,176 @@
+"""A sparse-input convolution and the LIF neurons it drives, in one pass per frame.
+
+The first layer of a vision front end turns sparse events into currents for
+millions of neurons (N-MNIST benchmark shape: 1920 frames of 16 x 17 x 17).
+Unfused, those currents go to memory (35 MB) and come back for the neurons;
+on the way back the current gradient is written once and read twice (weight
+gradient, bias gradient). Fused, one frame's currents (a few KB) stay in a
+scratch buffer between the scatter (`sparse._scatter_frame`) and the neuron
+update (`lif._lif_row_forward`), and one frame's current gradient between the
+neuron backward (`lif._lif_row_backward`) and the weight-gradient scatter.
+
+The float operations are the unfused path's, in the same order per value:
+spikes and membranes are equal bit for bit; the weight and bias gradients are
+summed over frames in another order (equal to float rounding).
+
+Covers LIF (subtract or zero reset, atan or fast-sigmoid surrogate) without a
+recurrent weight, from the zero state, on inputs that need no gradient (data
+into a first layer), sparse enough for the scatter; `conv_lif_sequence`
+returns None otherwise and the caller runs the layer unfused.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neuromem.neurons.functional import buffers
+from neuromem.neurons.functional.lif import LIFParameters, fast_path_enabled
+from neuromem.neurons.functional.sparse import SPARSE_CONV_DENSITY_LIMIT, _compress_frames, _kernels_apply
+
+try:
+    import numba as _numba
+    import numpy as np
+
+    from neuromem.neurons.functional.lif import _lif_row_backward, _lif_row_forward
+    from neuromem.neurons.functional.sparse import _scatter_frame, _window_tables
+except ImportError:  # pragma: no cover - numba comes with tonic
+    _numba = None
+
+if _numba is not None:
+    _kernel = _numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @_kernel
+    def _conv_lif_forward_kernel(
+        row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
+        tap_rows, bias, current, membranes, spikes, beta, threshold, zero_reset,
+    ):
+        # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
+        # input; current: (OH * OW, O) scratch for one frame's currents.
+        one = membranes.dtype.type(1.0)
+        zero = membranes.dtype.type(0.0)
+        steps, batch, size = membranes.shape
+        x = current.reshape(size)
+        for t in range(steps):
+            for b in range(batch):
+                n = t * batch + b
+                for p in range(current.shape[0]):
+                    for o in range(current.shape[1]):
+                        current[p, o] = bias[o]
+                _scatter_frame(
+                    row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
+                    kernel_height, kernel_width, current, tap_rows, False,
+                )
+                if t > 0:
+                    _lif_row_forward(x, membranes[t - 1, b], membranes[t, b], spikes[t, b], beta, threshold, zero_reset)
+                    continue
+                v_out, s_out = membranes[0, b], spikes[0, b]
+                for i in range(size):  # from the zero state, with the unfused kernel's operations
+                    if zero_reset:
+                        v = (one - zero) * beta * zero + x[i]
+                    else:
+                        v = beta * zero + x[i] - zero * threshold
+                    v_out[i] = v
+                    s_out[i] = one if v > threshold else zero
+
+    @_kernel
+    def _conv_lif_backward_kernel(
+        row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
+        membranes, grad_spikes, carry, grad_taps, grad_bias, beta, threshold, slope, atan, zero_reset,
+    ):
+        # carry (2, B, OH * OW * O): gd_t of each sample in carry[t % 2], gd_{t+1} in the other
+        # (distinct arrays: the row kernel vectorises only when they do not overlap); grad_taps
+        # (C * KH * KW, O) and grad_bias (O,) accumulate, zeroed by the caller.
+        steps, batch, size = membranes.shape
+        channels_out = grad_taps.shape[1]
+        plane = size // channels_out
+        for t in range(steps - 1, -1, -1):
+            for b in range(batch):
+                g = carry[t % 2, b]
+                _lif_row_backward(
+                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % 2, b], g, t == steps - 1,
+                    beta, threshold, slope, atan, zero_reset,
+                )
+                rows = g.reshape(plane, channels_out)
+                for p in range(plane):
+                    for o in range(channels_out):
+                        grad_bias[o] += rows[p, o]
+                n = t * batch + b
+                _scatter_frame(
+                    row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
+                    kernel_height, kernel_width, rows, grad_taps, True,
+                )
+
+
+class _ConvLIFSequence(torch.autograd.Function):
+    """Spikes (T, B, OH, OW, O) of LIF neurons driven by conv2d of compressed (T * B) frames."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, steps, geometry, compressed, options):
+        (in_height, in_width, out_height, out_width, stride, padding), (beta, threshold, zero_reset, atan, slope) = geometry, options
+        row_starts, positions, values = compressed
+        channels_out, _, kernel_height, kernel_width = weight.shape
+        batch = (row_starts.shape[0] - 1) // steps
+        dtype = np.dtype(str(weight.dtype).removeprefix("torch.")).type
+        tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        frame = (stride, padding, out_width, kernel_height, kernel_width)
+        shape = (steps, batch, out_height, out_width, channels_out)
+        membranes, spikes = buffers.empty(shape, weight.dtype), buffers.empty(shape, weight.dtype)
+        bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
+        _conv_lif_forward_kernel(
+            row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
+            weight.detach().permute(1, 2, 3, 0).contiguous().numpy().reshape(-1, channels_out),  # W^T rows per tap
+            bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
+            membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
+            dtype(beta), dtype(threshold), zero_reset,
+        )
+        ctx.save_for_backward(weight, membranes, row_starts, positions, values)
+        ctx.kernel_arguments = (tables, frame, dtype, options)
+        ctx.has_bias = bias is not None
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        weight, membranes, row_starts, positions, values = ctx.saved_tensors
+        tables, frame, dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
+        steps, batch = membranes.shape[:2]
+        channels_out, channels_in, kernel_height, kernel_width = weight.shape
+        grad_taps = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
+        grad_bias = weight.new_zeros(channels_out)
+        _conv_lif_backward_kernel(
+            row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
+            membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
+            np.empty((2, batch, membranes[0, 0].numel()), dtype=dtype), grad_taps.numpy().reshape(-1, channels_out),
+            grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
+        )
+        grad_weight = grad_taps.permute(3, 0, 1, 2).contiguous()
+        return grad_weight, grad_bias if ctx.has_bias else None, None, None, None, None
+
+
+def conv_lif_sequence(
+    inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int, p: LIFParameters
+) -> torch.Tensor | None:
+    """LIF spikes (T, B, O, OH, OW) (channels-last in memory) of conv2d(inputs) over (T, B, C, H, W)
+    inputs, fused per frame; None where the fused path does not apply (see the module doc)."""
+    applies = (
+        _numba is not None
+        and fast_path_enabled()
+        and inputs.dim() == 5
+        and not inputs.requires_grad
+        and p.surrogate in ("atan", "fast_sigmoid")
+        and inputs.shape[2] < 2048 and max(inputs.shape[3:]) < 1024  # packed pixel positions
+        and _kernels_apply(inputs, weight)
+    )
+    if not applies:
+        return None
+    steps, batch, _, height, width = inputs.shape
+    compressed = _compress_frames(inputs.reshape(steps * batch, *inputs.shape[2:]), SPARSE_CONV_DENSITY_LIMIT)
+    if compressed is None:
+        return None
+    kernel_height, kernel_width = weight.shape[2:]
+    geometry = (
+        height, width, (height + 2 * padding - kernel_height) // stride + 1, (width + 2 * padding - kernel_width) // stride + 1,
+        int(stride), int(padding),
+    )
+    options = (float(p.beta), float(p.threshold), p.reset == "zero", p.surrogate == "atan", float(p.surrogate_slope))
+    spikes = _ConvLIFSequence.apply(weight, bias, steps, geometry, compressed, options)
+    return spikes.permute(0, 1, 4, 2, 3)
