@@ -1,10 +1,19 @@
 """The buffer pool: a block is handed out again only once nothing refers to its tensor."""
 
+import pytest
 import torch
 
 from neuromem.neurons.functional import buffers
 
-SHAPE = (512, 1024)  # 2 MiB of float32: pooled
+SHAPE = (512, 1024)  # 2 MiB of float32: pooled with the limit below
+
+
+@pytest.fixture(autouse=True)
+def pool_from_one_mebibyte(monkeypatch):
+    monkeypatch.setattr(buffers, "POOLED_MIN_BYTES", 1 << 20)
+    buffers.clear()
+    yield
+    buffers.clear()
 
 
 def _address(tensor: torch.Tensor) -> int:
