@@ -31,7 +31,7 @@ try:
     import numba as _numba
     import numpy as np
 
-    from neuromem.neurons.functional.lif import _lif_row_backward, _lif_row_forward
+    from neuromem.neurons.functional.lif import _lif_row_backward, _lif_row_first, _lif_row_forward
     from neuromem.neurons.functional.sparse import _scatter_frame, _window_tables
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
@@ -46,10 +46,9 @@ if _numba is not None:
     ):
         # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
         # input; current: (OH * OW, O) scratch for one frame's currents.
-        one = membranes.dtype.type(1.0)
-        zero = membranes.dtype.type(0.0)
         steps, batch, size = membranes.shape
         x = current.reshape(size)
+        zeros = np.zeros(size, dtype=membranes.dtype)  # the initial state
         for t in range(steps):
             for b in range(batch):
                 n = t * batch + b
@@ -62,15 +61,8 @@ if _numba is not None:
                 )
                 if t > 0:
                     _lif_row_forward(x, membranes[t - 1, b], membranes[t, b], spikes[t, b], beta, threshold, zero_reset)
-                    continue
-                v_out, s_out = membranes[0, b], spikes[0, b]
-                for i in range(size):  # from the zero state, with the unfused kernel's operations
-                    if zero_reset:
-                        v = (one - zero) * beta * zero + x[i]
-                    else:
-                        v = beta * zero + x[i] - zero * threshold
-                    v_out[i] = v
-                    s_out[i] = one if v > threshold else zero
+                else:
+                    _lif_row_first(x, zeros, zeros, membranes[0, b], spikes[0, b], beta, threshold, zero_reset)
 
     @_kernel
     def _conv_lif_backward_kernel(

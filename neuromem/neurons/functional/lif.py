@@ -206,6 +206,19 @@ if _numba is not None:
     _kernel = _numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @_kernel
+    def _lif_row_first(x, v_prev, s_prev, v_out, s_out, beta, threshold, zero_reset):
+        # One row of LIF step 0, from the given initial state (its spikes need not match its membranes).
+        one = x.dtype.type(1.0)
+        zero = x.dtype.type(0.0)
+        for i in range(x.shape[0]):
+            if zero_reset:
+                v = (one - s_prev[i]) * beta * v_prev[i] + x[i]
+            else:
+                v = beta * v_prev[i] + x[i] - s_prev[i] * threshold
+            v_out[i] = v
+            s_out[i] = one if v > threshold else zero
+
+    @_kernel
     def _lif_row_forward(x, v_prev, v_out, s_out, beta, threshold, zero_reset):
         # One row of LIF step t > 0: v_{t-1} read back from the membranes written at t - 1 and
         # s_{t-1} = [v_{t-1} > theta] recomputed (the same test that produced it), so only two
@@ -267,8 +280,6 @@ if _numba is not None:
         # Step t reads v_{t-1} back from the membranes it wrote and recomputes s_{t-1} = [v_{t-1} >
         # theta] (the same test that produced it), so only two streams are written per step; the
         # inner loops run over 1-d row views with the mode tests hoisted out: LLVM vectorises them.
-        one = inputs.dtype.type(1.0)
-        zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         for t in range(steps):
             for r in range(rows):
@@ -278,17 +289,10 @@ if _numba is not None:
                     for i in range(size):
                         c_state[i] = alpha * c_state[i] + x[i]
                     x = c_state
-                if t == 0:  # the given initial state (its spikes need not match its membranes)
-                    v_prev, s_prev = membrane[r], spike[r]
-                    for i in range(size):
-                        if zero_reset:
-                            v = (one - s_prev[i]) * beta * v_prev[i] + x[i]
-                        else:
-                            v = beta * v_prev[i] + x[i] - s_prev[i] * threshold
-                        v_out[i] = v
-                        s_out[i] = one if v > threshold else zero
-                    continue
-                _lif_row_forward(x, membranes[t - 1, r], v_out, s_out, beta, threshold, zero_reset)
+                if t == 0:
+                    _lif_row_first(x, membrane[r], spike[r], v_out, s_out, beta, threshold, zero_reset)
+                else:
+                    _lif_row_forward(x, membranes[t - 1, r], v_out, s_out, beta, threshold, zero_reset)
 
     @_kernel
     def _active_entries(row, active):
@@ -320,43 +324,45 @@ if _numba is not None:
         inputs, weight_t, current, membrane, spike, spikes, membranes,
         alpha, beta, threshold, cuba, zero_reset,
     ):
-        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state,
-        # updated in place. Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
+        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state
+        # (current updated in place). Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
         # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
         # sparse or dense weight gradient by it without another pass over the spikes).
-        one = inputs.dtype.type(1.0)
         zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         feedback = np.zeros(size, dtype=inputs.dtype)
+        drive = np.empty(size, dtype=inputs.dtype)
         active = np.empty(size, dtype=np.int64)
         count = 0
         for t in range(steps):
             for r in range(rows):
+                # s_{t-1}, v_{t-1}: the initial state, then read back from the outputs (row views)
+                s_prev = spike[r] if t == 0 else spikes[t - 1, r]
+                v_prev = membrane[r] if t == 0 else membranes[t - 1, r]
                 feedback[:] = zero
-                spike_row = spike[r]
-                for a in range(_active_entries(spike_row, active)):
+                spiking = _active_entries(s_prev, active)
+                if t > 0:
+                    count += spiking
+                for a in range(spiking):
                     j = active[a]
-                    weight, weight_row = spike_row[j], weight_t[j]
+                    weight, weight_row = s_prev[j], weight_t[j]
                     for k in range(size):
                         feedback[k] += weight * weight_row[k]
+                x = inputs[t, r]
                 for i in range(size):
-                    drive = inputs[t, r, i] + feedback[i]
-                    if cuba:
-                        current[r, i] = alpha * current[r, i] + drive
-                        drive = current[r, i]
-                    if zero_reset:
-                        v = (one - spike[r, i]) * beta * membrane[r, i] + drive
-                    else:
-                        v = beta * membrane[r, i] + drive - spike[r, i] * threshold
-                    s = one if v > threshold else zero
-                    membranes[t, r, i] = v
-                    spikes[t, r, i] = s
-                    membrane[r, i] = v
-                    spike[r, i] = s
-                    if t < steps - 1:
-                        count += v > threshold
+                    drive[i] = x[i] + feedback[i]
+                x = drive
+                if cuba:
+                    c_state = current[r]
+                    for i in range(size):
+                        c_state[i] = alpha * c_state[i] + drive[i]
+                    x = c_state
+                if t == 0:
+                    _lif_row_first(x, v_prev, s_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
+                else:
+                    _lif_row_forward(x, v_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
         return count
 
     @_kernel
@@ -462,8 +468,8 @@ if _numba is not None:
         inputs, weight_t, current, membrane, spike, spikes, membranes,
         alpha, beta, threshold, cuba, zero_reset,
     ):
-        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state,
-        # updated in place. Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
+        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state
+        # (current updated in place). Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
         # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
