@@ -322,14 +322,16 @@ if _numba is not None:
     @_kernel
     def _recurrent_forward_kernel(
         inputs, weight_t, current, membrane, spike, spikes, membranes,
-        alpha, beta, threshold, cuba, zero_reset,
+        alpha, beta, threshold, cuba, zero_reset, spike_starts, spike_indices,
     ):
         # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state
         # (current updated in place). Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
         # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
-        # sparse or dense weight gradient by it without another pass over the spikes).
+        # sparse or dense weight gradient by it), and lists where they are, found by the scans
+        # for the drive: spike_indices[spike_starts[(t - 1) R + r]:...] the spiking j of
+        # s_{t-1}[r], t >= 1 (backward sums dL/dW over them without scanning again).
         zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         feedback = np.zeros(size, dtype=inputs.dtype)
@@ -344,6 +346,8 @@ if _numba is not None:
                 feedback[:] = zero
                 spiking = _active_entries(s_prev, active)
                 if t > 0:
+                    spike_starts[(t - 1) * rows + r] = count
+                    spike_indices[count:count + spiking] = active[:spiking]
                     count += spiking
                 for a in range(spiking):
                     j = active[a]
@@ -363,6 +367,7 @@ if _numba is not None:
                     _lif_row_first(x, v_prev, s_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
                 else:
                     _lif_row_forward(x, v_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
+        spike_starts[max(steps - 1, 0) * rows] = count
         return count
 
     @_kernel
@@ -439,173 +444,16 @@ if _numba is not None:
                 )
 
     @_kernel
-    def _active_entries(row, active):
-        # The indices of row's non-zero entries, into `active`; returns their count. Tests 8
-        # entries at once without branching (spike rows are a few % non-zero: most blocks are
-        # all zeros, and a branch per entry mispredicts; 2.3 ms of a 26 ms SHD step scanned
-        # rows that way).
-        zero = row.dtype.type(0.0)
-        size = row.shape[0]
-        full = size - size % 8
-        n = 0
-        for j0 in range(0, full, 8):
-            if (
-                (row[j0] != zero) | (row[j0 + 1] != zero) | (row[j0 + 2] != zero) | (row[j0 + 3] != zero)
-                | (row[j0 + 4] != zero) | (row[j0 + 5] != zero) | (row[j0 + 6] != zero) | (row[j0 + 7] != zero)
-            ):
-                for j in range(j0, j0 + 8):
-                    if row[j] != zero:
-                        active[n] = j
-                        n += 1
-        for j in range(full, size):
-            if row[j] != zero:
-                active[n] = j
-                n += 1
-        return n
-
-    @_kernel
-    def _recurrent_forward_kernel(
-        inputs, weight_t, current, membrane, spike, spikes, membranes,
-        alpha, beta, threshold, cuba, zero_reset,
-    ):
-        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state
-        # (current updated in place). Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
-        # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
-        # products are exact and only the order of the sum differs from a dense matmul).
-        # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
-        # sparse or dense weight gradient by it without another pass over the spikes).
-        one = inputs.dtype.type(1.0)
-        zero = inputs.dtype.type(0.0)
-        steps, rows, size = inputs.shape
-        feedback = np.zeros(size, dtype=inputs.dtype)
-        active = np.empty(size, dtype=np.int64)
-        count = 0
-        for t in range(steps):
-            for r in range(rows):
-                feedback[:] = zero
-                spike_row = spike[r]
-                for a in range(_active_entries(spike_row, active)):
-                    j = active[a]
-                    weight, weight_row = spike_row[j], weight_t[j]
-                    for k in range(size):
-                        feedback[k] += weight * weight_row[k]
-                for i in range(size):
-                    drive = inputs[t, r, i] + feedback[i]
-                    if cuba:
-                        current[r, i] = alpha * current[r, i] + drive
-                        drive = current[r, i]
-                    if zero_reset:
-                        v = (one - spike[r, i]) * beta * membrane[r, i] + drive
-                    else:
-                        v = beta * membrane[r, i] + drive - spike[r, i] * threshold
-                    s = one if v > threshold else zero
-                    membranes[t, r, i] = v
-                    spikes[t, r, i] = s
-                    membrane[r, i] = v
-                    spike[r, i] = s
-                    if t < steps - 1:
-                        count += v > threshold
-        return count
-
-    @_kernel
-    def _neuron_backward_kernel(
-        membranes, grad_spikes, grad_membranes, feedback, grad_drive, grad_v, grad_i,
-        alpha, beta, threshold, slope, atan, has_grad_spikes, has_grad_membranes, cuba, zero_reset,
-        has_feedback, t_high, t_low,
-    ):
-        # Steps t_high down to t_low. membranes, grad_spikes, grad_membranes: (T, R, C) (the
-        # gradients only read if flagged); feedback (R, C): dL/ds_t through the recurrent drive
-        # at t + 1, for the one step t_high (the caller computes it with torch's matmul: BLAS
-        # inside numba competes with torch's threads); grad_drive (T, R, C) receives
-        # dL/d(drive_t). CUBA only: grad_v (R, C) carries gv_{t+1} between calls and ends as
-        # gv_0, grad_i (R, C) starts as dL/d(final current) and ends as gi_0. For LIF gv_t is
-        # gd_t, read back from grad_drive (no state traffic). Spikes are recomputed as
-        # v_t > theta (exactly the forward's test), so they need not be saved. The surrogate
-        # is fused in (one pass instead of five torch passes).
-        one = membranes.dtype.type(1.0)
-        zero = membranes.dtype.type(0.0)
-        half_slope = slope * membranes.dtype.type(0.5)
-        atan_scale = membranes.dtype.type(1.5707963267948966) * slope
-        steps, rows, size = membranes.shape
-        for t in range(t_high, t_low - 1, -1):
-            last = t == steps - 1
-            fed = has_feedback and t == t_high
-            for r in range(rows):
-                v_t, g_out = membranes[t, r], grad_drive[t, r]
-                g_spikes, g_membranes, fb = grad_spikes[t, r], grad_membranes[t, r], feedback[r]
-                g_next = grad_v[r] if cuba or last else grad_drive[t + 1, r]
-                for i in range(size):
-                    v = v_t[i]
-                    x = v - threshold
-                    if atan:
-                        u = atan_scale * x
-                        h = half_slope / (one + u * u)
-                    else:
-                        d = slope * abs(x) + one
-                        h = one / (d * d)
-                    g = zero
-                    if has_grad_spikes:
-                        g = g_spikes[i] * h
-                    if fed:
-                        g += h * fb[i]
-                    if has_grad_membranes:
-                        g += g_membranes[i]
-                    if not last:
-                        if zero_reset:  # k_t = (1 - s_t) beta
-                            g += ((one - (one if v > threshold else zero)) * beta) * g_next[i]
-                        else:
-                            g += beta * g_next[i]
-                    g_out[i] = g
-                if cuba:
-                    g_current = grad_i[r]
-                    for i in range(size):
-                        g = g_out[i]
-                        grad_v[r, i] = g
-                        g = g + alpha * g_current[i] if not last else g + g_current[i]
-                        g_current[i] = g
-                        g_out[i] = g
-
-    @_kernel
-    def _lif_backward_kernel(membranes, grad_spikes, grad_drive, beta, threshold, slope, atan, zero_reset):
-        # The common case on its own: LIF, no recurrent weight, only dL/ds_t given. Then
-        # gd_t = gv_t = h_t dL/ds_t + k_t gd_{t+1}; with no flag tests left in the inner loops
-        # they vectorise fully (N-MNIST conv1 shape: 17.5 -> 13.2 ms, same values bit for bit).
-        one = membranes.dtype.type(1.0)
-        zero = membranes.dtype.type(0.0)
-        half_slope = slope * membranes.dtype.type(0.5)
-        atan_scale = membranes.dtype.type(1.5707963267948966) * slope
-        steps, rows, size = membranes.shape
-        for t in range(steps - 1, -1, -1):
-            for r in range(rows):
-                v_t, g_spikes, g_out = membranes[t, r], grad_spikes[t, r], grad_drive[t, r]
-                if atan:
-                    for i in range(size):
-                        u = atan_scale * (v_t[i] - threshold)
-                        g_out[i] = g_spikes[i] * (half_slope / (one + u * u))
-                else:
-                    for i in range(size):
-                        d = slope * abs(v_t[i] - threshold) + one
-                        g_out[i] = g_spikes[i] * (one / (d * d))
-                if t == steps - 1:
-                    continue
-                g_next = grad_drive[t + 1, r]
-                if zero_reset:  # k_t = (1 - s_t) beta, s_t recomputed as in the forward
-                    for i in range(size):
-                        g_out[i] += ((one - (one if v_t[i] > threshold else zero)) * beta) * g_next[i]
-                else:
-                    for i in range(size):
-                        g_out[i] += beta * g_next[i]
-
-    @_kernel
     def _recurrent_lif_step_kernel(
-        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
+        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices,
         beta, threshold, slope, atan, zero_reset, t, fed, accumulate,
     ):
         # Step t of the backward of LIF with a recurrent weight, only dL/ds given (the common
         # recurrent case, without the general kernel's flag tests): gd_t = h_t (dL/ds_t + fb)
         # + k_t gd_{t+1}, in the general kernel's operation order. With `accumulate` (sparse
         # spikes) the weight gradient dL/dW^T[j] += gd_t[r] for s_{t-1}[r, j] = 1 is summed here,
-        # while gd_t is in cache, instead of in a pass of its own after the loop.
+        # while gd_t is in cache, instead of in a pass of its own after the loop; the spiking j
+        # come from the forward's lists (`_recurrent_forward_kernel`).
         one = membranes.dtype.type(1.0)
         zero = membranes.dtype.type(0.0)
         half_slope = slope * membranes.dtype.type(0.5)
@@ -637,9 +485,9 @@ if _numba is not None:
                     for i in range(size):
                         g_out[i] += beta * g_next[i]
             if accumulate and t >= 1:
-                s_prev = spikes[t - 1, r]
-                for a in range(_active_entries(s_prev, active)):
-                    j = active[a]
+                s_prev, row = spikes[t - 1, r], (t - 1) * rows + r
+                for a in range(spike_starts[row], spike_starts[row + 1]):
+                    j = spike_indices[a]
                     s, w_row = s_prev[j], grad_weight_t[j]
                     for k in range(size):
                         w_row[k] += s * g_out[k]
@@ -657,7 +505,7 @@ if _numba is not None:
 
     @_kernel
     def _recurrent_lif_backward_kernel(
-        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active, weight,
+        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices, weight,
         beta, threshold, slope, atan, zero_reset, accumulate, gemm, sizes, scalars, no_transpose,
     ):
         # The whole backward of `_recurrent_lif_step_kernel`'s case in one call: per step the
@@ -667,7 +515,7 @@ if _numba is not None:
             if t < steps - 1:
                 _row_major_product(gemm, grad_drive[t + 1], weight, feedback, sizes, scalars, no_transpose)
             _recurrent_lif_step_kernel(
-                membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
+                membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices,
                 beta, threshold, slope, atan, zero_reset, t, t < steps - 1, accumulate,
             )
 
@@ -769,7 +617,15 @@ class _SpikingSequence(torch.autograd.Function):
             )
             if recurrent:
                 weight_t = recurrent_weight.detach().t().contiguous()
-                ctx.previous_spikes = _recurrent_forward_kernel(inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays)
+                rows, size = inputs[0].numel() // recurrent_weight.shape[0], recurrent_weight.shape[0]
+                # lists of the spiking entries of steps 0..T-2; untouched pages of the index buffer cost nothing
+                ctx.spike_lists = (
+                    np.empty(max(steps - 1, 0) * rows + 1, dtype=np.int64),
+                    np.empty(max(max(steps - 1, 0) * rows * size, 1), dtype=np.int32),
+                )
+                ctx.previous_spikes = _recurrent_forward_kernel(
+                    inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays, *ctx.spike_lists
+                )
             else:
                 _neuron_forward_kernel(inputs.detach().numpy().reshape(shape), *arrays)
             # the backward kernel recomputes spikes from membranes; only dL/dW needs them
@@ -904,7 +760,7 @@ class _SpikingSequence(torch.autograd.Function):
             weight_matrix = weight.detach().contiguous()
             step_arrays = (
                 arrays[0], arrays[1], spikes.numpy().reshape(shape), feedback_array, outputs[0], grad_weight_t.numpy(),
-                np.empty(size, dtype=np.int64),  # scratch: the spiking entries of a row
+                *ctx.spike_lists,
             )
             step_options = (dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan", zero_reset)
             gemm = blas.gemm_for(membranes.dtype)
