@@ -322,52 +322,48 @@ if _numba is not None:
     @_kernel
     def _recurrent_forward_kernel(
         inputs, weight_t, current, membrane, spike, spikes, membranes,
-        alpha, beta, threshold, cuba, zero_reset, spike_starts, spike_indices,
+        alpha, beta, threshold, cuba, zero_reset,
     ):
-        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state
-        # (current updated in place). Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
+        # inputs, spikes, membranes: (T, R, C); current, membrane, spike: (R, C) initial state,
+        # updated in place. Row r's drive gains s_{t-1}[r] @ W^T (weight_t: (C, C)),
         # summed over the spiking inputs only (spikes are sparse; a spike is exactly 1, so the
         # products are exact and only the order of the sum differs from a dense matmul).
         # Returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW; backward picks the
-        # sparse or dense weight gradient by it), and lists where they are, found by the scans
-        # for the drive: spike_indices[spike_starts[(t - 1) R + r]:...] the spiking j of
-        # s_{t-1}[r], t >= 1 (backward sums dL/dW over them without scanning again).
+        # sparse or dense weight gradient by it without another pass over the spikes).
+        one = inputs.dtype.type(1.0)
         zero = inputs.dtype.type(0.0)
         steps, rows, size = inputs.shape
         feedback = np.zeros(size, dtype=inputs.dtype)
-        drive = np.empty(size, dtype=inputs.dtype)
         active = np.empty(size, dtype=np.int64)
         count = 0
         for t in range(steps):
             for r in range(rows):
-                # s_{t-1}, v_{t-1}: the initial state, then read back from the outputs (row views)
-                s_prev = spike[r] if t == 0 else spikes[t - 1, r]
-                v_prev = membrane[r] if t == 0 else membranes[t - 1, r]
                 feedback[:] = zero
-                spiking = _active_entries(s_prev, active)
+                spike_row = spike[r]  # s_{t-1}
+                spiking = _active_entries(spike_row, active)
                 if t > 0:
-                    spike_starts[(t - 1) * rows + r] = count
-                    spike_indices[count:count + spiking] = active[:spiking]
                     count += spiking
                 for a in range(spiking):
                     j = active[a]
-                    weight, weight_row = s_prev[j], weight_t[j]
+                    weight, weight_row = spike_row[j], weight_t[j]
                     for k in range(size):
                         feedback[k] += weight * weight_row[k]
-                x = inputs[t, r]
+                # one fused loop over the (R, C) state: measured faster here than row calls
+                # reading v_{t-1} back from the outputs (1.6 vs 2.3 ms, SHD shape, no spikes)
                 for i in range(size):
-                    drive[i] = x[i] + feedback[i]
-                x = drive
-                if cuba:
-                    c_state = current[r]
-                    for i in range(size):
-                        c_state[i] = alpha * c_state[i] + drive[i]
-                    x = c_state
-                if t == 0:
-                    _lif_row_first(x, v_prev, s_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
-                else:
-                    _lif_row_forward(x, v_prev, membranes[t, r], spikes[t, r], beta, threshold, zero_reset)
-        spike_starts[max(steps - 1, 0) * rows] = count
+                    drive = inputs[t, r, i] + feedback[i]
+                    if cuba:
+                        current[r, i] = alpha * current[r, i] + drive
+                        drive = current[r, i]
+                    if zero_reset:
+                        v = (one - spike[r, i]) * beta * membrane[r, i] + drive
+                    else:
+                        v = beta * membrane[r, i] + drive - spike[r, i] * threshold
+                    s = one if v > threshold else zero
+                    membranes[t, r, i] = v
+                    spikes[t, r, i] = s
+                    membrane[r, i] = v
+                    spike[r, i] = s
         return count
 
     @_kernel
@@ -445,15 +441,14 @@ if _numba is not None:
 
     @_kernel
     def _recurrent_lif_step_kernel(
-        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices,
+        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
         beta, threshold, slope, atan, zero_reset, t, fed, accumulate,
     ):
         # Step t of the backward of LIF with a recurrent weight, only dL/ds given (the common
         # recurrent case, without the general kernel's flag tests): gd_t = h_t (dL/ds_t + fb)
         # + k_t gd_{t+1}, in the general kernel's operation order. With `accumulate` (sparse
         # spikes) the weight gradient dL/dW^T[j] += gd_t[r] for s_{t-1}[r, j] = 1 is summed here,
-        # while gd_t is in cache, instead of in a pass of its own after the loop; the spiking j
-        # come from the forward's lists (`_recurrent_forward_kernel`).
+        # while gd_t is in cache, instead of in a pass of its own after the loop.
         one = membranes.dtype.type(1.0)
         zero = membranes.dtype.type(0.0)
         half_slope = slope * membranes.dtype.type(0.5)
@@ -485,9 +480,9 @@ if _numba is not None:
                     for i in range(size):
                         g_out[i] += beta * g_next[i]
             if accumulate and t >= 1:
-                s_prev, row = spikes[t - 1, r], (t - 1) * rows + r
-                for a in range(spike_starts[row], spike_starts[row + 1]):
-                    j = spike_indices[a]
+                s_prev = spikes[t - 1, r]
+                for a in range(_active_entries(s_prev, active)):
+                    j = active[a]
                     s, w_row = s_prev[j], grad_weight_t[j]
                     for k in range(size):
                         w_row[k] += s * g_out[k]
@@ -505,7 +500,7 @@ if _numba is not None:
 
     @_kernel
     def _recurrent_lif_backward_kernel(
-        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices, weight,
+        membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active, weight,
         beta, threshold, slope, atan, zero_reset, accumulate, gemm, sizes, scalars, no_transpose,
     ):
         # The whole backward of `_recurrent_lif_step_kernel`'s case in one call: per step the
@@ -515,7 +510,7 @@ if _numba is not None:
             if t < steps - 1:
                 _row_major_product(gemm, grad_drive[t + 1], weight, feedback, sizes, scalars, no_transpose)
             _recurrent_lif_step_kernel(
-                membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, spike_starts, spike_indices,
+                membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
                 beta, threshold, slope, atan, zero_reset, t, t < steps - 1, accumulate,
             )
 
@@ -617,15 +612,7 @@ class _SpikingSequence(torch.autograd.Function):
             )
             if recurrent:
                 weight_t = recurrent_weight.detach().t().contiguous()
-                rows, size = inputs[0].numel() // recurrent_weight.shape[0], recurrent_weight.shape[0]
-                # lists of the spiking entries of steps 0..T-2; untouched pages of the index buffer cost nothing
-                ctx.spike_lists = (
-                    np.empty(max(steps - 1, 0) * rows + 1, dtype=np.int64),
-                    np.empty(max(max(steps - 1, 0) * rows * size, 1), dtype=np.int32),
-                )
-                ctx.previous_spikes = _recurrent_forward_kernel(
-                    inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays, *ctx.spike_lists
-                )
+                ctx.previous_spikes = _recurrent_forward_kernel(inputs.detach().numpy().reshape(shape), weight_t.numpy(), *arrays)
             else:
                 _neuron_forward_kernel(inputs.detach().numpy().reshape(shape), *arrays)
             # the backward kernel recomputes spikes from membranes; only dL/dW needs them
@@ -760,7 +747,7 @@ class _SpikingSequence(torch.autograd.Function):
             weight_matrix = weight.detach().contiguous()
             step_arrays = (
                 arrays[0], arrays[1], spikes.numpy().reshape(shape), feedback_array, outputs[0], grad_weight_t.numpy(),
-                *ctx.spike_lists,
+                np.empty(size, dtype=np.int64),  # scratch: the spiking entries of a row
             )
             step_options = (dtype(beta), dtype(threshold), dtype(slope), surrogate == "atan", zero_reset)
             gemm = blas.gemm_for(membranes.dtype)
