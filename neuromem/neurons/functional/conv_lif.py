@@ -31,14 +31,12 @@ try:
     import numba as _numba
     import numpy as np
 
-    from neuromem.neurons.functional.lif import _lif_row_backward, _lif_row_first, _lif_row_forward
+    from neuromem.neurons.functional.lif import _kernel, _lif_row_backward, _lif_row_first, _lif_row_forward
     from neuromem.neurons.functional.sparse import _scatter_frame, _window_tables
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
 
 if _numba is not None:
-    _kernel = _numba.njit(cache=True, nogil=True, error_model="numpy")
-
     @_kernel
     def _conv_lif_forward_kernel(
         row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,

@@ -320,6 +320,15 @@ if _numba is not None:
         return n
 
     @_kernel
+    def _add_to_spiking_rows(spike_row, grads, out, active):
+        # out[j] += s_j * grads for every spiking j of spike_row (a term of (dL/dW)^T); active: scratch
+        for a in range(_active_entries(spike_row, active)):
+            j = active[a]
+            s, out_row = spike_row[j], out[j]
+            for k in range(grads.shape[0]):
+                out_row[k] += s * grads[k]
+
+    @_kernel
     def _recurrent_forward_kernel(
         inputs, weight_t, current, membrane, spike, spikes, membranes,
         alpha, beta, threshold, cuba, zero_reset,
@@ -480,12 +489,7 @@ if _numba is not None:
                     for i in range(size):
                         g_out[i] += beta * g_next[i]
             if accumulate and t >= 1:
-                s_prev = spikes[t - 1, r]
-                for a in range(_active_entries(s_prev, active)):
-                    j = active[a]
-                    s, w_row = s_prev[j], grad_weight_t[j]
-                    for k in range(size):
-                        w_row[k] += s * g_out[k]
+                _add_to_spiking_rows(spikes[t - 1, r], g_out, grad_weight_t, active)
 
     @_kernel
     def _row_major_product(gemm, a, b, out, sizes, scalars, no_transpose):
@@ -518,15 +522,9 @@ if _numba is not None:
     def _spike_outer_kernel(spikes, grads, out):
         # out (C, C) += sum_r spikes[r, j] * grads[r, :] over the spiking j only: (dL/dW)^T
         # = sum_t s_{t-1}^T gd_t, rows of out are contiguous for the 1-d adds.
-        rows, size = spikes.shape
-        active = np.empty(size, dtype=np.int64)
-        for r in range(rows):
-            g, spike_row = grads[r], spikes[r]
-            for a in range(_active_entries(spike_row, active)):
-                j = active[a]
-                s, o = spike_row[j], out[j]
-                for k in range(size):
-                    o[k] += s * g[k]
+        active = np.empty(spikes.shape[1], dtype=np.int64)
+        for r in range(spikes.shape[0]):
+            _add_to_spiking_rows(spikes[r], grads[r], out, active)
 
     @_kernel
     def _leaky_forward_kernel(inputs, beta, out):
