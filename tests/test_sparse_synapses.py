@@ -63,6 +63,18 @@ def test_sparse_linear_flattens_frames_in_channel_height_width_order(channels_la
         assert is_channels_last(got_grads[0])
 
 
+@pytest.mark.parametrize("density, sparse_path", [(0.01, True), (0.05, False)])
+def test_narrow_outputs_use_the_sparse_sums_below_their_own_limit(density, sparse_path):
+    """A readout (few outputs) sums over the active inputs only below SPARSE_NARROW_DENSITY_LIMIT."""
+    generator = torch.Generator().manual_seed(5)
+    inputs = (torch.rand(400, 256, generator=generator) < density).float()
+    weight = torch.randn(20, 256, generator=generator, requires_grad=True)
+    out = sparse_input_linear(inputs, weight, None)
+    assert ("SparseInputLinear" in type(out.grad_fn).__name__) == sparse_path
+    torch.testing.assert_close(out, inputs @ weight.t(), rtol=1e-5, atol=1e-5)
+    assert sparse.SPARSE_NARROW_DENSITY_LIMIT < 0.05 < sparse.SPARSE_DENSITY_LIMIT
+
+
 def test_sparse_linear_falls_back_to_dense_above_the_density_limit():
     inputs = (torch.rand(50, 100) < 0.5).float()
     out = sparse_input_linear(inputs, torch.randn(80, 100), None)

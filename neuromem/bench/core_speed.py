@@ -158,6 +158,9 @@ class ConfigResult:
     inputs: str = "spec"  # what the steps ran on: one of INPUT_KINDS
     input_description: str = ""
     input_density: float | None = None  # measured non-zero fraction of the first timed step batch
+    # spike density of neuromem's front-end output on the last timed batch: the readout and a recurrent
+    # layer's spike sums run over these spikes, so their cost depends on it
+    hidden_density: float | None = None
     skipped: str | None = None  # why this input kind did not run
 
     @property
@@ -243,6 +246,11 @@ def bench_config(
                 if position > 0 or block == 1:  # the block's first step re-warms the caches
                     timings[framework].train_ms.append((time.perf_counter() - start) * 1e3)
                     timings[framework].losses.append(loss)
+    hidden_density = None
+    front = getattr(networks.get("neuromem"), "front", None)
+    if front is not None:
+        with torch.no_grad():
+            hidden_density = float((front(inputs) != 0).float().mean())
     for framework, network in networks.items():
         network.eval()
     for round_index in range(repetitions):
@@ -259,7 +267,8 @@ def bench_config(
         if memory is not None:
             memory.reset_memory()
     result = ConfigResult(config, config.batch, source.description, source.setup_seconds, data_ms, timings,
-                          inputs=input_kind, input_description=steps.description, input_density=density)
+                          inputs=input_kind, input_description=steps.description, input_density=density,
+                          hidden_density=hidden_density)
     log(_config_line(result))
     return result
 
@@ -352,7 +361,9 @@ def _fmt_peak(peak: dict | None) -> str:
 
 
 def _fmt_density(fraction: float | None) -> str:
-    return "?" if fraction is None else f"{fraction:.1%}"
+    if fraction is None:
+        return "?"
+    return f"{fraction:.1%}" if fraction == 0 or fraction >= 0.001 else f"{fraction:.3%}"
 
 
 def goal_lines(results: list[ConfigResult]) -> list[str]:
@@ -461,6 +472,9 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         if result.input_description:
             steps_on = (f" Steps ran on: {result.input_description}; measured non-zero fraction "
                         f"{_fmt_density(result.input_density)}.")
+        if result.hidden_density is not None:
+            steps_on += (f" Spike density of neuromem's front-end output (after the timed steps): "
+                         f"{_fmt_density(result.hidden_density)}.")
         lines += [
             f"T={config.steps}, batch={config.batch}, input {config.input_shape}, hidden {config.hidden}, "
             f"{'recurrent' if config.recurrent else 'feed-forward'}"

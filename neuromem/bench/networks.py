@@ -28,6 +28,7 @@ from torch import nn
 from neuromem.neurons.functional.lif import leaky_integrator_sequence
 from neuromem.neurons.functional.layout import flatten_features
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
+from neuromem.neurons.synapses import SparseInputLinear
 
 FRAMEWORKS = ("neuromem", "snntorch", "norse")
 BETA = 0.9
@@ -77,7 +78,7 @@ def quick_config_for_tests(config: BenchConfig) -> BenchConfig:
 class _LeakyReadout(nn.Module):
     def __init__(self, features: int, classes: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(features, classes)
+        self.linear = SparseInputLinear(features, classes)  # neuromem's linear synapse (spike input)
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         steps, batch = spikes.shape[:2]

@@ -37,8 +37,11 @@ except ImportError:  # pragma: no cover - numba comes with tonic
 # one core: 700 -> 256 at 8% 23.7 vs 28.2 ms dense, break-even near 11%; 2592 -> 256 with its
 # input gradient at 8% 43.8 vs ~44 ms, break-even near 9%).
 SPARSE_DENSITY_LIMIT = 0.08
-# Narrower outputs leave too little work per active input to beat BLAS (256 -> 20: never).
-SPARSE_MIN_OUTPUTS = 64
+# Narrow outputs leave less work per active input against BLAS: a lower limit for them
+# (256 -> 20 with its input gradient, one core: sparse 1.3 / 1.8 / 2.2 / 3.2 ms at 0.01 / 1 /
+# 2 / 5% against 2.7 ms dense at any density, break-even near 3.5%).
+SPARSE_NARROW_OUTPUTS = 64
+SPARSE_NARROW_DENSITY_LIMIT = 0.02
 # Convolutions: the scatter does density x the dense multiply-adds, at a lower rate than oneDNN;
 # measured break-even (forward + backward, 1920 frames, one core) ~8% for N-MNIST's first
 # layer (2 -> 16, 5x5, stride 2), ~15% for its second (16 -> 32, 3x3, stride 2).
@@ -289,7 +292,9 @@ def sparse_input_linear(
     if inputs.dim() == 4 and inputs[0].numel() == weight.shape[1] and not is_channels_last(inputs):
         inputs = inputs.flatten(1)
     frames = inputs.dim() == 4 and inputs[0].numel() == weight.shape[1]
-    if (not frames and inputs.dim() != 2) or weight.shape[0] < SPARSE_MIN_OUTPUTS or not _kernels_apply(inputs, weight):
+    if weight.shape[0] < SPARSE_NARROW_OUTPUTS:
+        density_limit = min(density_limit, SPARSE_NARROW_DENSITY_LIMIT)
+    if (not frames and inputs.dim() != 2) or not _kernels_apply(inputs, weight):
         return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
     if frames:
         dense = inputs.detach().permute(0, 2, 3, 1).reshape(inputs.shape[0], -1).numpy()
