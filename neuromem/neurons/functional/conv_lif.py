@@ -25,7 +25,13 @@ import torch
 
 from neuromem.neurons.functional import buffers
 from neuromem.neurons.functional.lif import LIFParameters, fast_path_enabled
-from neuromem.neurons.functional.sparse import SPARSE_CONV_DENSITY_LIMIT, _compress_frames, _kernels_apply
+from neuromem.neurons.functional.sparse import (
+    SPARSE_CONV_DENSITY_LIMIT,
+    _compress_frames,
+    _kernels_apply,
+    conv_taps,
+    packable,
+)
 
 try:
     import numba as _numba
@@ -108,7 +114,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
         _conv_lif_forward_kernel(
             row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
-            weight.detach().permute(1, 2, 3, 0).contiguous().numpy().reshape(-1, channels_out),  # W^T rows per tap
+            conv_taps(weight).numpy().reshape(-1, channels_out),
             bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
             membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
             dtype(beta), dtype(threshold), zero_reset,
@@ -147,7 +153,7 @@ def conv_lif_sequence(
         and inputs.dim() == 5
         and not inputs.requires_grad
         and p.surrogate in ("atan", "fast_sigmoid")
-        and inputs.shape[2] < 2048 and max(inputs.shape[3:]) < 1024  # packed pixel positions
+        and packable(inputs)
         and _kernels_apply(inputs, weight)
     )
     if not applies:

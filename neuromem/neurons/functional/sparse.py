@@ -238,11 +238,10 @@ class _SparseInputLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # dense: every input gets a gradient (a pooled buffer: no page faults)
             columns = weight
             if ctx.frames:  # weight columns in the frames' (H, W, C) storage order
-                _, channels, height, width = ctx.input_shape
+                rows, channels, height, width = ctx.input_shape
                 columns = weight.view(-1, channels, height, width).permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
             grad_inputs = torch.mm(grad_out, columns, out=buffers.empty((grad_out.shape[0], weight.shape[1]), weight.dtype))
             if ctx.frames:  # (rows, H*W*C) storage -> channels-last (rows, C, H, W)
-                rows = ctx.input_shape[0]
                 grad_inputs = grad_inputs.view(rows, height, width, channels).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
@@ -254,6 +253,16 @@ class _SparseInputLinear(torch.autograd.Function):
             grad_weight = grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None, None, None
+
+
+def packable(frames: torch.Tensor) -> bool:
+    """Whether (..., C, H, W) frames fit the compressed pixel positions (c << 20 | y << 10 | x)."""
+    return frames.shape[-3] < 2048 and max(frames.shape[-2:]) < 1024
+
+
+def conv_taps(weight: torch.Tensor) -> torch.Tensor:
+    """A conv weight (O, C, KH, KW) as W^T rows, one per kernel tap: (C, KH, KW, O), contiguous."""
+    return weight.detach().permute(1, 2, 3, 0).contiguous()
 
 
 def _compress_frames(inputs: torch.Tensor, density_limit: float):
@@ -289,13 +298,17 @@ def sparse_input_linear(
     Frames (rows, C, H, W) with C*H*W = in are flattened in (C, H, W) order; channels-last frames
     (the sparse convolution's output) are read as they lie, without the transposing copy a flatten
     needs."""
-    if inputs.dim() == 4 and inputs[0].numel() == weight.shape[1] and not is_channels_last(inputs):
-        inputs = inputs.flatten(1)
     frames = inputs.dim() == 4 and inputs[0].numel() == weight.shape[1]
+    if frames and not is_channels_last(inputs):
+        inputs, frames = inputs.flatten(1), False
+
+    def dense_linear() -> torch.Tensor:
+        return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
+
     if weight.shape[0] < SPARSE_NARROW_OUTPUTS:
         density_limit = min(density_limit, SPARSE_NARROW_DENSITY_LIMIT)
     if (not frames and inputs.dim() != 2) or not _kernels_apply(inputs, weight):
-        return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
+        return dense_linear()
     if frames:
         dense = inputs.detach().permute(0, 2, 3, 1).reshape(inputs.shape[0], -1).numpy()
         feature_of = _storage_features(*inputs.shape[1:])
@@ -308,7 +321,7 @@ def sparse_input_linear(
     bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
     count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
     if count < 0:  # too dense: stopped as soon as that was clear
-        return torch.nn.functional.linear(inputs.flatten(1) if frames else inputs, weight, bias)
+        return dense_linear()
     # storage positions -> feature indices (the sums then run in storage order: same products)
     active = feature_of[indices[:count]] if frames else indices[:count].copy()
     return _SparseInputLinear.apply(
@@ -328,7 +341,7 @@ class _SparseInputConv2d(torch.autograd.Function):
         out = buffers.empty((frames, out_height, out_width, channels_out), inputs.dtype)
         out_rows = out.numpy().reshape(-1, channels_out)
         out_rows[:] = bias.detach().numpy() if bias is not None else 0.0
-        weight_t = weight.detach().permute(1, 2, 3, 0).contiguous()  # (C, KH, KW, O): one row per tap
+        weight_t = conv_taps(weight)
         _scatter_conv(
             row_starts.numpy(), positions.numpy(), values.numpy(), stride, padding, height, width, out_height, out_width,
             kernel_height, kernel_width, out_rows, weight_t.numpy().reshape(-1, channels_out), False,
@@ -384,9 +397,7 @@ def sparse_input_conv2d(
     (its workspace grows with the frame count). The sparse result is channels-last in memory
     (an (N, C, H, W) view of (N, H, W, C) storage)."""
     compressed = None
-    # packed pixel positions hold y, x < 1024 and c < 2048
-    packable = inputs.dim() == 4 and inputs.shape[1] < 2048 and max(inputs.shape[2:]) < 1024
-    if packable and _kernels_apply(inputs, weight):
+    if inputs.dim() == 4 and packable(inputs) and _kernels_apply(inputs, weight):
         compressed = _compress_frames(inputs, density_limit)
     if compressed is None:
         if chunk_frames is None or inputs.shape[0] <= chunk_frames:
