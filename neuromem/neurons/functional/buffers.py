@@ -68,13 +68,13 @@ def _release_free_blocks(limit: int) -> None:
 
 def _take(nbytes: int) -> _Block:
     with _lock:
-        _pool.setdefault(nbytes, [])
-        _pool.move_to_end(nbytes)
-        block = next((block for block in _pool[nbytes] if not block.in_use), None)
+        blocks = _pool.pop(nbytes, [])  # back in below as the most recently used size
+        block = next((block for block in blocks if not block.in_use), None)
         if block is None:
             _release_free_blocks(POOL_FREE_LIMIT_BYTES)
             block = _Block(nbytes)
-            _pool.setdefault(nbytes, []).append(block)
+            blocks.append(block)
+        _pool[nbytes] = blocks
         block.in_use = True
         return block
 
