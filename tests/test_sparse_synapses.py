@@ -7,9 +7,8 @@ import torch
 
 from neuromem.neurons import SpikingConv2d, SpikingLinear
 from neuromem.neurons.functional import sparse
-from neuromem.neurons.functional.layout import channels_first, flatten_features, is_channels_last
 from neuromem.neurons.functional.lif import reference_core
-from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
+from neuromem.neurons.functional.sparse import is_channels_last, sparse_input_conv2d, sparse_input_linear
 
 
 def _events(shape, density, generator, dtype):
@@ -112,21 +111,8 @@ def test_sparse_conv_reads_channels_last_input():
     )
 
 
-def test_channels_first_and_its_gradient():
-    generator = torch.Generator().manual_seed(6)
-    storage = torch.randn(3, 4, 5, 6, 7, generator=generator, dtype=torch.float64)  # (T, B, H, W, C)
-    frames = storage.permute(0, 1, 4, 2, 3).requires_grad_()  # logical (T, B, C, H, W)
-    assert is_channels_last(frames)
-    out = channels_first(frames)
-    assert out.is_contiguous() and torch.equal(out, frames)
-    weights = torch.randn(out.shape, generator=generator, dtype=torch.float64)
-    (grad,) = torch.autograd.grad((out * weights).sum(), frames)
-    assert torch.equal(grad, weights) and is_channels_last(grad)  # comes back in the storage order
-    assert torch.equal(flatten_features(frames), frames.flatten(2))
-
-
 def test_spiking_conv_stack_fast_equals_reference():
-    """Two sparse convolutions (channels-last between them), a flatten and a dense layer."""
+    """Two sparse convolutions (channels-last between them) and a dense layer that flattens their frames."""
     torch.manual_seed(15)
     layers = torch.nn.ModuleList(
         [SpikingConv2d(2, 8, 5, stride=2, padding=2, beta=0.9), SpikingConv2d(8, 8, 3, stride=2, padding=1, beta=0.9),
@@ -140,7 +126,7 @@ def test_spiking_conv_stack_fast_equals_reference():
     def run():
         layers.zero_grad()
         hidden = layers[1](layers[0](inputs))
-        spikes = layers[2](flatten_features(hidden))
+        spikes = layers[2](hidden)
         (spikes * torch.linspace(0.5, 1.5, 10, dtype=torch.float64)).sum().backward()
         return hidden.detach(), spikes.detach(), {name: p.grad.clone() for name, p in layers.named_parameters()}
 

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from neuromem.neurons.functional.lif import leaky_integrator_sequence
-from neuromem.neurons.functional.layout import flatten_features
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 from neuromem.neurons.synapses import SparseInputLinear
 
@@ -130,11 +129,6 @@ class NeuromemNet(nn.Module):
         return self.head(self.front(inputs))
 
 
-class _Flatten(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flatten_features(x)
-
-
 def _convs(channels: int) -> tuple[nn.Conv2d, nn.Conv2d]:
     return nn.Conv2d(channels, 16, 5, stride=2, padding=2), nn.Conv2d(16, 32, 3, stride=2, padding=1)
 
@@ -222,7 +216,7 @@ class NorseNet(nn.Module):
             layers = [
                 norse.Lift(conv1), norse.LIF(),
                 norse.Lift(conv2), norse.LIF(),
-                _Flatten(),
+                nn.Flatten(start_dim=2),  # (T, B, C, H, W) -> (T, B, C*H*W)
                 nn.Linear(_conv_features(config), config.hidden), norse.LIF(),
             ]
         self.front = norse.SequentialState(*layers)

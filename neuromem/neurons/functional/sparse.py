@@ -24,7 +24,6 @@ import functools
 import torch
 
 from neuromem.neurons.functional import buffers
-from neuromem.neurons.functional.layout import is_channels_last
 
 try:
     import numba as _numba
@@ -253,6 +252,14 @@ class _SparseInputLinear(torch.autograd.Function):
             grad_weight = grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None, None, None
+
+
+def is_channels_last(frames: torch.Tensor) -> bool:
+    """(..., C, H, W) logical, (..., H, W, C) in memory, and not also contiguous (C or H*W of 1)."""
+    if frames.dim() < 3 or frames.is_contiguous():
+        return False
+    order = tuple(range(frames.dim() - 3)) + (frames.dim() - 2, frames.dim() - 1, frames.dim() - 3)
+    return frames.permute(order).is_contiguous()
 
 
 def packable(frames: torch.Tensor) -> bool:
