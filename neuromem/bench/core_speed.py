@@ -239,13 +239,10 @@ def bench_config(
             density = float((inputs != 0).float().mean())
         for framework in _rotated(frameworks, round_index):
             network, optimizer = networks[framework], optimizers[framework]
-            for position in range(block):
-                start = time.perf_counter()
-                loss = train_step(framework, network, optimizer, inputs, labels)
-                _synchronize(device)
-                if position > 0 or block == 1:  # the block's first step re-warms the caches
-                    timings[framework].train_ms.append((time.perf_counter() - start) * 1e3)
-                    timings[framework].losses.append(loss)
+            for milliseconds, loss in _timed_block(lambda: train_step(framework, network, optimizer, inputs, labels),
+                                                   block, device):
+                timings[framework].train_ms.append(milliseconds)
+                timings[framework].losses.append(loss)
     hidden_density = None
     front = getattr(networks.get("neuromem"), "front", None)
     if front is not None:
@@ -256,12 +253,8 @@ def bench_config(
     for round_index in range(repetitions):
         inputs, _, _ = steps.next_timed()
         for framework in _rotated(frameworks, round_index):
-            for position in range(block):
-                start = time.perf_counter()
-                infer_step(framework, networks[framework], inputs)
-                _synchronize(device)
-                if position > 0 or block == 1:
-                    timings[framework].infer_ms.append((time.perf_counter() - start) * 1e3)
+            for milliseconds, _ in _timed_block(lambda: infer_step(framework, networks[framework], inputs), block, device):
+                timings[framework].infer_ms.append(milliseconds)
     for network in networks.values():
         memory = getattr(getattr(network, "head", None), "memory", None)
         if memory is not None:
@@ -501,6 +494,19 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _timed_block(step, block: int, device: torch.device) -> list[tuple[float, object]]:
+    """Runs `step` `block` times in a row; (ms, result) of each timed one: all but the first, which
+    re-warms the caches the other frameworks evicted (every one when block == 1)."""
+    timed = []
+    for position in range(block):
+        start = time.perf_counter()
+        result = step()
+        _synchronize(device)
+        if position > 0 or block == 1:
+            timed.append(((time.perf_counter() - start) * 1e3, result))
+    return timed
 
 
 def _failed(config: BenchConfig, input_kind: str, error: Exception, log) -> ConfigResult:

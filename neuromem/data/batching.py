@@ -40,10 +40,10 @@ def time_major_batch(counts: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     shape = counts.shape[2:]
     out = buffers.empty((steps, len(rows), *shape), torch.float32)
     flat_counts = np.asarray(counts).reshape(samples, steps, -1)
+    order = np.argsort(rows, kind="stable")  # rows read in file order
     if _numba is not None and flat_counts.dtype == np.uint8:
-        _gather_time_major(flat_counts, rows, np.argsort(rows, kind="stable"), out.numpy().reshape(steps, len(rows), -1))
+        _gather_time_major(flat_counts, rows, order, out.numpy().reshape(steps, len(rows), -1))
     else:
-        order = np.argsort(rows, kind="stable")
         gathered = np.asarray(flat_counts[rows[order]], dtype=np.float32)
         out.numpy().reshape(steps, len(rows), -1)[:, order] = gathered.transpose(1, 0, 2)
     return out.transpose(0, 1)
