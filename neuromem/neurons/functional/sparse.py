@@ -49,12 +49,22 @@ SPARSE_CONV_DENSITY_LIMIT = 0.1
 if _numba is not None:
 
     @_numba.njit(cache=True, nogil=True)
+    def _any_of_eight(bits, j0):
+        # Is any of entries j0..j0+7 non-zero? `bits`: the floats viewed as unsigned integers,
+        # OR-ed without a branch per entry (at a few % density one would mispredict), the sign bit
+        # shifted out so -0.0 counts as zero.
+        any_bits = (
+            bits[j0] | bits[j0 + 1] | bits[j0 + 2] | bits[j0 + 3]
+            | bits[j0 + 4] | bits[j0 + 5] | bits[j0 + 6] | bits[j0 + 7]
+        )
+        return any_bits << 1 != 0
+
+    @_numba.njit(cache=True, nogil=True)
     def _compress_rows(inputs, bits, row_starts, indices, values, limit):
         # One pass: row_starts (rows + 1,) receives the CSR row pointer, indices/values the
-        # non-zeros (buffers of limit + one row). Tests 8 entries at once (`bits`: inputs viewed as
-        # unsigned integers, OR-ed, the sign bit shifted out so -0.0 counts as zero) and looks
-        # inside only where one is non-zero: at a few % density most blocks are all zeros, and a
-        # branch per entry would mispredict. Returns the count, or -1 once it passes `limit`.
+        # non-zeros (buffers of limit + one row: an entry is written before it is known to count). Tests 8 entries at once and looks inside only
+        # where one is non-zero: at a few % density most blocks are all zeros. Returns the count,
+        # or -1 once it passes `limit`.
         rows, size = inputs.shape
         full = size - size % 8
         n = 0
@@ -62,17 +72,12 @@ if _numba is not None:
             row_starts[r] = n
             row, row_bits = inputs[r], bits[r]
             for j0 in range(0, full, 8):
-                any_bits = (
-                    row_bits[j0] | row_bits[j0 + 1] | row_bits[j0 + 2] | row_bits[j0 + 3]
-                    | row_bits[j0 + 4] | row_bits[j0 + 5] | row_bits[j0 + 6] | row_bits[j0 + 7]
-                )
-                if any_bits << 1 != 0:
-                    for j in range(j0, j0 + 8):
+                if _any_of_eight(row_bits, j0):
+                    for j in range(j0, j0 + 8):  # written always, kept if non-zero: no branch
                         v = row[j]
-                        if v != 0:
-                            indices[n] = j
-                            values[n] = v
-                            n += 1
+                        indices[n] = j
+                        values[n] = v
+                        n += v != 0
             for j in range(full, size):
                 v = row[j]
                 if v != 0:
@@ -118,31 +123,6 @@ if _numba is not None:
                 v, tap = values[stop - 1], tap_rows[indices[stop - 1]]
                 for k in range(width):
                     row[k] += v * tap[k]
-
-    @_numba.njit(cache=True, nogil=True)
-    def _compress_pixels(inputs, channels_last, row_starts, positions, values, limit):
-        # As `_compress_rows` for frames, (N, C, H, W) or, with `channels_last`, (N, H, W, C); a
-        # non-zero pixel's position is packed as c << 20 | y << 10 | x (shifts, not divisions,
-        # decode it in the hot loops). The buffers hold limit + one frame.
-        frames = inputs.shape[0]
-        size_1, size_2, size_3 = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-        count = 0
-        for n in range(frames):
-            row_starts[n] = count
-            for i in range(size_1):
-                for j in range(size_2):
-                    for k in range(size_3):
-                        v = inputs[n, i, j, k]
-                        if channels_last:
-                            positions[count] = (k << 20) | (i << 10) | j
-                        else:
-                            positions[count] = (i << 20) | (j << 10) | k
-                        values[count] = v
-                        count += v != 0
-            if count > limit:
-                return -1
-        row_starts[frames] = count
-        return count
 
     @_numba.njit(cache=True, nogil=True)
     def _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding):
@@ -272,23 +252,43 @@ def conv_taps(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().permute(1, 2, 3, 0).contiguous()
 
 
-def _compress_frames(inputs: torch.Tensor, density_limit: float):
-    """(row_starts, positions, values) of the non-zero pixels of (frames, C, H, W) inputs (stored
-    either way: channels-last is read as it lies); None when more than `density_limit` of them
-    are non-zero."""
-    inputs = inputs.detach()
-    channels_last = not inputs.is_contiguous() and inputs.is_contiguous(memory_format=torch.channels_last)
-    dense = inputs.permute(0, 2, 3, 1).numpy() if channels_last else inputs.contiguous().numpy()
+def _compress(dense: "np.ndarray", density_limit: float):
+    """(row_starts, indices, values) of the non-zero entries of (rows, size) `dense`, the last two
+    as numpy arrays; None when more than `density_limit` of the entries are non-zero (the scan
+    stops as soon as that is clear)."""
     limit = int(density_limit * dense.size)
     row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
     # np.empty leaves untouched pages unmapped: the buffers cost only what is written
-    row_size = dense[0].size if len(dense) else 0
-    indices = np.empty(limit + row_size, dtype=np.int32)
-    values = np.empty(limit + row_size, dtype=dense.dtype)
-    count = _compress_pixels(dense, channels_last, row_starts.numpy(), indices, values, limit)
+    indices, values = np.empty(limit + dense.shape[1], dtype=np.int32), np.empty(limit + dense.shape[1], dtype=dense.dtype)
+    bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)  # for `_any_of_eight`
+    count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
     if count < 0:
         return None
-    return row_starts, torch.from_numpy(indices[:count].copy()), torch.from_numpy(values[:count].copy())
+    return row_starts, indices[:count], values[:count].copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_positions(channels: int, height: int, width: int, channels_last: bool) -> np.ndarray:
+    """Per storage position of a (C, H, W) frame (stored channels-last or not), its pixel packed as
+    c << 20 | y << 10 | x: shifts, not divisions, decode it in the scatter's hot loop."""
+    c, y, x = np.meshgrid(np.arange(channels), np.arange(height), np.arange(width), indexing="ij")
+    packed = ((c << 20) | (y << 10) | x).astype(np.int32)
+    return (packed.transpose(1, 2, 0) if channels_last else packed).ravel()
+
+
+def _compress_frames(inputs: torch.Tensor, density_limit: float):
+    """(row_starts, positions, values) of the non-zero pixels of (frames, C, H, W) inputs (stored
+    either way: channels-last is read as it lies), positions packed (`_packed_positions`); None
+    when more than `density_limit` of them are non-zero."""
+    inputs = inputs.detach()
+    channels_last = is_channels_last(inputs)
+    dense = inputs.permute(0, 2, 3, 1).numpy() if channels_last else inputs.contiguous().numpy()
+    compressed = _compress(dense.reshape(dense.shape[0], -1), density_limit)
+    if compressed is None:
+        return None
+    row_starts, indices, values = compressed
+    positions = _packed_positions(*inputs.shape[1:], channels_last)[indices]
+    return row_starts, torch.from_numpy(positions), torch.from_numpy(values)
 
 
 @functools.lru_cache(maxsize=64)
@@ -321,18 +321,14 @@ def sparse_input_linear(
         feature_of = _storage_features(*inputs.shape[1:])
     else:
         dense = inputs.detach().contiguous().numpy()
-    limit = int(density_limit * dense.size)
-    row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
-    # np.empty leaves untouched pages unmapped: the buffers cost only what is written
-    indices, values = np.empty(limit + dense.shape[1], dtype=np.int32), np.empty(limit + dense.shape[1], dtype=dense.dtype)
-    bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
-    count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
-    if count < 0:  # too dense: stopped as soon as that was clear
+    compressed = _compress(dense, density_limit)
+    if compressed is None:  # too dense
         return dense_linear()
+    row_starts, indices, values = compressed
     # storage positions -> feature indices (the sums then run in storage order: same products)
-    active = feature_of[indices[:count]] if frames else indices[:count].copy()
+    active = feature_of[indices] if frames else indices.copy()
     return _SparseInputLinear.apply(
-        inputs, weight, bias, row_starts, torch.from_numpy(active), torch.from_numpy(values[:count].copy()), frames
+        inputs, weight, bias, row_starts, torch.from_numpy(active), torch.from_numpy(values), frames
     )
 
 
