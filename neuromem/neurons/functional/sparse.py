@@ -169,15 +169,26 @@ if _numba is not None:
     @_numba.njit(cache=True, nogil=True)
     def _scatter_conv(
         row_starts, positions, values, stride, padding, in_height, in_width, out_height, out_width,
-        kernel_height, kernel_width, output_rows, tap_rows, into_taps,
+        kernel_height, kernel_width, output_rows, tap_rows, bias, into_taps,
     ):
-        # `_scatter_frame` over all compressed frames; output_rows (N * OH * OW, O).
+        # `_scatter_frame` over all compressed frames; output_rows (N * OH * OW, O). As in
+        # `_scatter_linear`, each frame's outputs are filled with the bias just before its
+        # scatter (forward), or summed into it while in cache (weight gradient: bias zeroed by the
+        # caller).
         tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
         plane = out_height * out_width
+        channels_out = output_rows.shape[1]
         for n in range(row_starts.shape[0] - 1):
+            frame = output_rows[n * plane:(n + 1) * plane]
+            for p in range(plane):
+                for o in range(channels_out):
+                    if into_taps:
+                        bias[o] += frame[p, o]
+                    else:
+                        frame[p, o] = bias[o]
             _scatter_frame(
                 row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
-                kernel_height, kernel_width, output_rows[n * plane:(n + 1) * plane], tap_rows, into_taps,
+                kernel_height, kernel_width, frame, tap_rows, into_taps,
             )
 
 
@@ -342,12 +353,11 @@ class _SparseInputConv2d(torch.autograd.Function):
         out_height = (height + 2 * padding - kernel_height) // stride + 1
         out_width = (width + 2 * padding - kernel_width) // stride + 1
         out = buffers.empty((frames, out_height, out_width, channels_out), inputs.dtype)
-        out_rows = out.numpy().reshape(-1, channels_out)
-        out_rows[:] = bias.detach().numpy() if bias is not None else 0.0
-        weight_t = conv_taps(weight)
+        bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
         _scatter_conv(
             row_starts.numpy(), positions.numpy(), values.numpy(), stride, padding, height, width, out_height, out_width,
-            kernel_height, kernel_width, out_rows, weight_t.numpy().reshape(-1, channels_out), False,
+            kernel_height, kernel_width, out.numpy().reshape(-1, channels_out),
+            conv_taps(weight).numpy().reshape(-1, channels_out), bias_values.numpy(), False,
         )
         ctx.save_for_backward(weight, row_starts, positions, values)
         ctx.geometry = (inputs.shape, stride, padding, bias is not None)
@@ -374,14 +384,14 @@ class _SparseInputConv2d(torch.autograd.Function):
         if ctx.needs_input_grad[1] or (has_bias and ctx.needs_input_grad[2]):
             channels_out, channels_in, kernel_height, kernel_width = weight.shape
             grad_weight_t = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
-            grad_rows = grad_out.reshape(-1, channels_out)
+            grad_bias = weight.new_zeros(channels_out)
             _scatter_conv(
                 row_starts.numpy(), positions.numpy(), values.numpy(), stride, padding, input_shape[2], input_shape[3],
-                grad_out.shape[1], grad_out.shape[2], kernel_height, kernel_width, grad_rows.numpy(),
-                grad_weight_t.numpy().reshape(-1, channels_out), True,
+                grad_out.shape[1], grad_out.shape[2], kernel_height, kernel_width, grad_out.numpy().reshape(-1, channels_out),
+                grad_weight_t.numpy().reshape(-1, channels_out), grad_bias.numpy(), True,
             )
             grad_weight = grad_weight_t.permute(3, 0, 1, 2).contiguous()
-            grad_bias = grad_rows.sum(0) if has_bias else None
+            grad_bias = grad_bias if has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None, None, None, None
 
 
