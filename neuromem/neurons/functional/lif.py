@@ -196,14 +196,13 @@ def leaky_integrator_sequence_reference(inputs: torch.Tensor, beta: float) -> to
 try:
     import numba as _numba
     import numpy as np
+
+    from neuromem.neurons.functional.nonzero import nonzero_entries
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
 
 if _numba is not None:
-    # error_model="numpy": a float division is the IEEE one, without numba's zero-divisor
-    # check, whose branch kept the surrogate loops from vectorising (N-MNIST conv1 backward:
-    # 18.2 -> 7.7 ms; the divisors here are >= 1, so values are unchanged)
-    _kernel = _numba.njit(cache=True, nogil=True, error_model="numpy")
+    from neuromem.neurons.functional.jit import kernel as _kernel
 
     @_kernel
     def _lif_row_first(x, v_prev, s_prev, v_out, s_out, beta, threshold, zero_reset):
@@ -295,34 +294,9 @@ if _numba is not None:
                     _lif_row_forward(x, membranes[t - 1, r], v_out, s_out, beta, threshold, zero_reset)
 
     @_kernel
-    def _active_entries(row, active):
-        # The indices of row's non-zero entries, into `active`; returns their count. Tests 8
-        # entries at once without branching (spike rows are a few % non-zero: most blocks are
-        # all zeros, and a branch per entry mispredicts; 2.3 ms of a 26 ms SHD step scanned
-        # rows that way).
-        zero = row.dtype.type(0.0)
-        size = row.shape[0]
-        full = size - size % 8
-        n = 0
-        for j0 in range(0, full, 8):
-            if (
-                (row[j0] != zero) | (row[j0 + 1] != zero) | (row[j0 + 2] != zero) | (row[j0 + 3] != zero)
-                | (row[j0 + 4] != zero) | (row[j0 + 5] != zero) | (row[j0 + 6] != zero) | (row[j0 + 7] != zero)
-            ):
-                for j in range(j0, j0 + 8):
-                    if row[j] != zero:
-                        active[n] = j
-                        n += 1
-        for j in range(full, size):
-            if row[j] != zero:
-                active[n] = j
-                n += 1
-        return n
-
-    @_kernel
     def _add_to_spiking_rows(spike_row, grads, out, active):
         # out[j] += s_j * grads for every spiking j of spike_row (a term of (dL/dW)^T); active: scratch
-        for a in range(_active_entries(spike_row, active)):
+        for a in range(nonzero_entries(spike_row, active)):
             j = active[a]
             s, out_row = spike_row[j], out[j]
             for k in range(grads.shape[0]):
@@ -349,7 +323,7 @@ if _numba is not None:
             for r in range(rows):
                 feedback[:] = zero
                 spike_row = spike[r]  # s_{t-1}
-                spiking = _active_entries(spike_row, active)
+                spiking = nonzero_entries(spike_row, active)
                 if t > 0:
                     count += spiking
                 for a in range(spiking):

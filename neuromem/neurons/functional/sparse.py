@@ -28,6 +28,9 @@ from neuromem.neurons.functional import buffers
 try:
     import numba as _numba
     import numpy as np
+
+    from neuromem.neurons.functional.jit import kernel
+    from neuromem.neurons.functional.nonzero import BLOCK, block_is_zero
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
     np = None
@@ -48,48 +51,35 @@ SPARSE_CONV_DENSITY_LIMIT = 0.1
 
 if _numba is not None:
 
-    @_numba.njit(cache=True, nogil=True)
-    def _any_of_eight(bits, j0):
-        # Is any of entries j0..j0+7 non-zero? `bits`: the floats viewed as unsigned integers,
-        # OR-ed without a branch per entry (at a few % density one would mispredict), the sign bit
-        # shifted out so -0.0 counts as zero.
-        any_bits = (
-            bits[j0] | bits[j0 + 1] | bits[j0 + 2] | bits[j0 + 3]
-            | bits[j0 + 4] | bits[j0 + 5] | bits[j0 + 6] | bits[j0 + 7]
-        )
-        return any_bits << 1 != 0
-
-    @_numba.njit(cache=True, nogil=True)
+    @kernel
     def _compress_rows(inputs, bits, row_starts, indices, values, limit):
         # One pass: row_starts (rows + 1,) receives the CSR row pointer, indices/values the
-        # non-zeros (buffers of limit + one row: an entry is written before it is known to count). Tests 8 entries at once and looks inside only
-        # where one is non-zero: at a few % density most blocks are all zeros. Returns the count,
-        # or -1 once it passes `limit`.
+        # non-zeros (buffers of limit + one row). `nonzero_entries`' scan with the values written
+        # in the same pass (bits: the inputs as unsigned integers). Returns the count, or -1 once
+        # it passes `limit`.
         rows, size = inputs.shape
-        full = size - size % 8
+        full = size - size % BLOCK
         n = 0
         for r in range(rows):
             row_starts[r] = n
             row, row_bits = inputs[r], bits[r]
-            for j0 in range(0, full, 8):
-                if _any_of_eight(row_bits, j0):
-                    for j in range(j0, j0 + 8):  # written always, kept if non-zero: no branch
-                        v = row[j]
-                        indices[n] = j
-                        values[n] = v
-                        n += v != 0
-            for j in range(full, size):
-                v = row[j]
-                if v != 0:
+            for j0 in range(0, full, BLOCK):
+                if block_is_zero(row_bits, j0):
+                    continue
+                for j in range(j0, j0 + BLOCK):
                     indices[n] = j
-                    values[n] = v
-                    n += 1
+                    values[n] = row[j]
+                    n += row_bits[j] != 0
+            for j in range(full, size):
+                indices[n] = j
+                values[n] = row[j]
+                n += row_bits[j] != 0
             if n > limit:
                 return -1
         row_starts[rows] = n
         return n
 
-    @_numba.njit(cache=True, nogil=True)
+    @kernel
     def _scatter_linear(row_starts, indices, values, row_vectors, tap_rows, bias, into_taps):
         # Every (row r, active input j) of the compressed rows; row_vectors (rows, out), tap_rows
         # (in, out), bias (out,).
@@ -124,7 +114,7 @@ if _numba is not None:
                 for k in range(width):
                     row[k] += v * tap[k]
 
-    @_numba.njit(cache=True, nogil=True)
+    @kernel
     def _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding):
         # per input row y (column x): the first and last output whose window covers it; tables,
         # because integer division by a run-time stride in the hot loop costs more than the sums
@@ -139,7 +129,7 @@ if _numba is not None:
             tables[3, x] = min(out_width - 1, shifted // stride)
         return tables
 
-    @_numba.njit(cache=True, nogil=True)
+    @kernel
     def _scatter_frame(
         start, stop, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
         output_rows, tap_rows, into_taps,
@@ -166,7 +156,7 @@ if _numba is not None:
                         for o in range(channels_out):
                             output_rows[p, o] += v * tap_rows[k, o]
 
-    @_numba.njit(cache=True, nogil=True)
+    @kernel
     def _scatter_conv(
         row_starts, positions, values, stride, padding, in_height, in_width, out_height, out_width,
         kernel_height, kernel_width, output_rows, tap_rows, bias, into_taps,
@@ -271,7 +261,7 @@ def _compress(dense: "np.ndarray", density_limit: float):
     row_starts = torch.empty(dense.shape[0] + 1, dtype=torch.int64)
     # np.empty leaves untouched pages unmapped: the buffers cost only what is written
     indices, values = np.empty(limit + dense.shape[1], dtype=np.int32), np.empty(limit + dense.shape[1], dtype=dense.dtype)
-    bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)  # for `_any_of_eight`
+    bits = dense.view(np.uint32 if dense.itemsize == 4 else np.uint64)
     count = _compress_rows(dense, bits, row_starts.numpy(), indices, values, limit)
     if count < 0:
         return None
