@@ -268,5 +268,5 @@ def test_blas_product_from_numba_equals_torch_mm(dtype):
     a = torch.randn(7, 5, generator=generator, dtype=dtype)
     b = torch.randn(5, 11, generator=generator, dtype=dtype)
     out = torch.empty(7, 11, dtype=dtype)
-    lif._row_major_product(gemm, a.numpy(), b.numpy(), out.numpy(), *blas.row_major_product_arguments(7, 5, 11, dtype))
+    blas.row_major_product(gemm, a.numpy(), b.numpy(), out.numpy(), *blas.row_major_product_arguments(7, 5, 11, dtype))
     torch.testing.assert_close(out, a @ b, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)

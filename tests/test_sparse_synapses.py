@@ -101,6 +101,30 @@ def test_sparse_conv_equals_dense(dtype, geometry):
         torch.testing.assert_close(got, want, **tolerance)
 
 
+@pytest.mark.parametrize("route", ["blas chunks", "transposed conv"])
+def test_sparse_conv_input_gradient_routes_equal_dense(monkeypatch, route):
+    """dL/dx by BLAS products over chunks of frames + col2im (a partial last chunk here), or by
+    torch's transposed convolution where the BLAS symbol is missing."""
+    from neuromem.neurons.functional import blas
+
+    if route == "blas chunks":
+        if blas.gemm_for(torch.float64) is None:
+            pytest.skip("torch's exported gemm not available")
+        monkeypatch.setattr(sparse, "CONV_INPUT_GRAD_CHUNK_ROWS", 2 * 5 * 5)  # 2 frames of 5 x 5 outputs
+    else:
+        monkeypatch.setattr(blas, "gemm_for", lambda dtype: None)
+    generator = torch.Generator().manual_seed(6)
+    inputs = _events((7, 3, 10, 9), 0.08, generator, torch.float64).requires_grad_()
+    weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64).requires_grad_()
+    fast = sparse_input_conv2d(inputs, weight, None, 2, 1)
+    dense = torch.nn.functional.conv2d(inputs, weight, None, 2, 1)
+    assert is_channels_last(fast) and fast.shape[2:] == (5, 5)
+    grad_out = torch.randn(dense.shape, generator=generator, dtype=torch.float64)
+    (got,) = torch.autograd.grad(fast, inputs, grad_out)
+    (want,) = torch.autograd.grad(dense, inputs, grad_out)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_sparse_conv_reads_channels_last_input():
     generator = torch.Generator().manual_seed(5)
     inputs = _events((6, 16, 17, 17), 0.05, generator, torch.float64)

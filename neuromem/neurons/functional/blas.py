@@ -21,6 +21,8 @@ import os
 import numpy as np
 import torch
 
+from neuromem.neurons.functional.jit import kernel
+
 _NO_TRANSPOSE = np.array([ord("N")], dtype=np.uint8)
 
 
@@ -54,3 +56,18 @@ def row_major_product_arguments(rows: int, inner: int, columns: int, dtype: torc
     A, inner, 0, C, columns). Returns (sizes int32 [columns, rows, inner], scalars [1, 0], 'N')."""
     scalar_type = np.float32 if dtype == torch.float32 else np.float64
     return np.array([columns, rows, inner], dtype=np.int32), np.array([1.0, 0.0], dtype=scalar_type), _NO_TRANSPOSE
+
+
+if kernel is not None:
+
+    @kernel
+    def row_major_product(gemm, a, b, out, sizes, scalars, no_transpose):
+        """out = a @ b, all C-contiguous, through BLAS's column-major gemm, from inside a kernel
+        (constant arguments: `row_major_product_arguments`); every gemm argument is passed by
+        reference."""
+        flag, size = no_transpose.ctypes.data, sizes.ctypes.data
+        columns, rows, inner = size, size + sizes.itemsize, size + 2 * sizes.itemsize
+        gemm(
+            flag, flag, columns, rows, inner, scalars.ctypes.data, b.ctypes.data, columns, a.ctypes.data, inner,
+            scalars.ctypes.data + scalars.itemsize, out.ctypes.data, columns,
+        )

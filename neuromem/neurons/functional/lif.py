@@ -466,17 +466,6 @@ if _numba is not None:
                 _add_to_spiking_rows(spikes[t - 1, r], g_out, grad_weight_t, active)
 
     @_kernel
-    def _row_major_product(gemm, a, b, out, sizes, scalars, no_transpose):
-        # out = a @ b, all C-contiguous, through BLAS's column-major gemm (arguments:
-        # `blas.row_major_product_arguments`); every gemm argument is passed by reference
-        flag, size = no_transpose.ctypes.data, sizes.ctypes.data
-        columns, rows, inner = size, size + sizes.itemsize, size + 2 * sizes.itemsize
-        gemm(
-            flag, flag, columns, rows, inner, scalars.ctypes.data, b.ctypes.data, columns, a.ctypes.data, inner,
-            scalars.ctypes.data + scalars.itemsize, out.ctypes.data, columns,
-        )
-
-    @_kernel
     def _recurrent_lif_backward_kernel(
         membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active, weight,
         beta, threshold, slope, atan, zero_reset, accumulate, gemm, sizes, scalars, no_transpose,
@@ -486,7 +475,7 @@ if _numba is not None:
         steps = membranes.shape[0]
         for t in range(steps - 1, -1, -1):
             if t < steps - 1:
-                _row_major_product(gemm, grad_drive[t + 1], weight, feedback, sizes, scalars, no_transpose)
+                blas.row_major_product(gemm, grad_drive[t + 1], weight, feedback, sizes, scalars, no_transpose)
             _recurrent_lif_step_kernel(
                 membranes, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
                 beta, threshold, slope, atan, zero_reset, t, t < steps - 1, accumulate,
