@@ -87,32 +87,33 @@ if _numba is not None:
         # Weight gradient (into_taps True): tap_rows[j] += x[r, j] * row_vectors[r] and bias +=
         # row_vectors[r], row_vectors dL/dy (the bias summed while each row is in cache); tap_rows and
         # bias zeroed by the caller.
+        # 2-d indexing throughout: a view per active input cost measurable time (2592 -> 256
+        # dL/dW: 2.6 -> 2.1 ms)
         rows, width = row_vectors.shape
         for r in range(rows):
-            row = row_vectors[r]
             if into_taps:
                 for k in range(width):  # vectorised over k (no serial float reduction)
-                    bias[k] += row[k]
+                    bias[k] += row_vectors[r, k]
             else:
                 for k in range(width):
-                    row[k] = bias[k]
+                    row_vectors[r, k] = bias[k]
             start, stop = row_starts[r], row_starts[r + 1]
             if into_taps:
                 for n in range(start, stop):
-                    v, tap = values[n], tap_rows[indices[n]]
+                    v, j = values[n], indices[n]
                     for k in range(width):
-                        tap[k] += v * row[k]
+                        tap_rows[j, k] += v * row_vectors[r, k]
                 continue
             # forward: two active inputs per pass over the output row (half the loads and stores of it)
             for n in range(start, stop - 1, 2):
-                v, tap = values[n], tap_rows[indices[n]]
-                v_next, tap_next = values[n + 1], tap_rows[indices[n + 1]]
+                v, j = values[n], indices[n]
+                v_next, j_next = values[n + 1], indices[n + 1]
                 for k in range(width):
-                    row[k] += v * tap[k] + v_next * tap_next[k]
+                    row_vectors[r, k] += v * tap_rows[j, k] + v_next * tap_rows[j_next, k]
             if (stop - start) % 2:
-                v, tap = values[stop - 1], tap_rows[indices[stop - 1]]
+                v, j = values[stop - 1], indices[stop - 1]
                 for k in range(width):
-                    row[k] += v * tap[k]
+                    row_vectors[r, k] += v * tap_rows[j, k]
 
     @kernel
     def _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding):
