@@ -1,17 +1,79 @@
 """numba when installed (it comes with tonic) and the one way neuromem compiles its CPU kernels.
 
-`kernel`: cached per machine, releases the GIL, and error_model="numpy": a float division is
-the IEEE one, without numba's zero-divisor check, whose branch kept loops from vectorising
-(N-MNIST conv1 LIF backward: 18.2 -> 7.7 ms; the kernels' divisors are >= 1 or strides, so
-values are unchanged). No fastmath: kernels run the float operations of the torch reference
-in the same order, so forward values stay bit-for-bit equal to it.
+`kernel`: cached on disk, releases the GIL, and error_model="numpy": a float division is the
+IEEE one, without numba's zero-divisor check, whose branch kept loops from vectorising (N-MNIST
+conv1 LIF backward: 18.2 -> 7.7 ms; the kernels' divisors are >= 1 or strides, so values are
+unchanged). No fastmath: kernels run the float operations of the torch reference in the same
+order, so forward values stay bit-for-bit equal to it.
+
+numba's disk cache checks only the source file of the function it compiled, but kernels here
+inline kernels of sibling files (the fused conv + LIF inlines the sparse scatter and the LIF
+rows). Edit one file and a stale copy of it would live on inside the others' cached code: seen
+while measuring, the kernels of an unchanged file kept running the old version of a changed
+one. So the cache entries of these files are stamped with the contents of all of them.
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 try:
     import numba
 except ImportError:  # pragma: no cover - numba comes with tonic
     numba = None
 
-kernel = numba.njit(cache=True, nogil=True, error_model="numpy") if numba is not None else None
+_KERNEL_DIR = Path(__file__).resolve().parent
+
+
+def _kernel_sources_stamp() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(_KERNEL_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stamped_with_all_kernel_sources(locator_class: type, stamp: str) -> type:
+    class KernelSourcesLocator(locator_class):
+        def get_source_stamp(self):
+            return stamp
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if Path(py_file).resolve().parent != _KERNEL_DIR:
+                return None  # not a kernel file: numba's own locators
+            return super().from_function(py_func, py_file)
+
+    KernelSourcesLocator.__name__ = f"KernelSources{locator_class.__name__}"
+    return KernelSourcesLocator
+
+
+def _cache_impl():
+    from numba.core import caching
+
+    return getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")  # newer numba | older
+
+
+def _install_cache_locators() -> None:
+    from numba.core import caching
+
+    cache_impl = _cache_impl()
+    names = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
+    bases = [getattr(caching, name, None) or getattr(caching, "_" + name) for name in names]
+    if any(getattr(locator, "__name__", "").startswith("KernelSources") for locator in cache_impl._locator_classes):
+        return
+    stamp = _kernel_sources_stamp()
+    cache_impl._locator_classes[:0] = [_stamped_with_all_kernel_sources(base, stamp) for base in bases]
+
+
+if numba is not None:
+    try:
+        _install_cache_locators()
+        _cache = True
+    except (AttributeError, TypeError):  # numba's private cache layout changed: compile every run
+        _cache = False
+    kernel = numba.njit(cache=_cache, nogil=True, error_model="numpy")
+    # small helpers called in hot loops: inlined by numba itself (LLVM did not always inline them)
+    inline_kernel = numba.njit(cache=_cache, nogil=True, error_model="numpy", inline="always")
+else:  # pragma: no cover
+    kernel = inline_kernel = None

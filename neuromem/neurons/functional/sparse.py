@@ -31,6 +31,7 @@ try:
 
     from neuromem.neurons.functional.jit import kernel
     from neuromem.neurons.functional.nonzero import BLOCK, block_is_zero
+    from neuromem.neurons.functional.simd import add_scaled
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
     np = None
@@ -140,7 +141,6 @@ if _numba is not None:
         # tap_rows (C * KH * KW, O); tables from `_window_tables`.
         # Forward (into_taps False): output_rows[p] += x * tap_rows[k], tap_rows being W^T.
         # Weight gradient (into_taps True): tap_rows[k] += x * output_rows[p], output_rows being dL/dy.
-        channels_out = output_rows.shape[1]
         for e in range(start, stop):
             packed = positions[e]
             v = values[e]
@@ -151,11 +151,9 @@ if _numba is not None:
                     p = oy * out_width + ox
                     k = (c * kernel_height + ky) * kernel_width + x + padding - ox * stride
                     if into_taps:
-                        for o in range(channels_out):
-                            tap_rows[k, o] += v * output_rows[p, o]
+                        add_scaled(tap_rows, k, output_rows, p, v)
                     else:
-                        for o in range(channels_out):
-                            output_rows[p, o] += v * tap_rows[k, o]
+                        add_scaled(output_rows, p, tap_rows, k, v)
 
     @kernel
     def _scatter_conv(

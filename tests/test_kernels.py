@@ -1,0 +1,45 @@
+"""The compile layer of the CPU kernels: the vector add, the cache stamp."""
+
+import numpy as np
+import pytest
+
+from neuromem.neurons.functional import jit
+
+pytestmark = pytest.mark.skipif(jit.numba is None, reason="numba not installed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [3, 8, 16, 20, 32])
+def test_add_scaled_equals_the_scalar_loop_bit_for_bit(dtype, width):
+    """Lanes of 8 as one vector operation, the rest one by one: multiply then add, as the loop."""
+    from neuromem.neurons.functional.simd import add_scaled
+
+    generator = np.random.default_rng(width)
+    target = generator.standard_normal((5, width)).astype(dtype)
+    source = generator.standard_normal((7, width)).astype(dtype)
+    scale = dtype(generator.standard_normal())
+    expected = target.copy()
+    for column in range(width):  # the scalar loop, float operation by float operation
+        expected[3, column] = expected[3, column] + scale * source[6, column]
+    add_scaled(target, 3, source, 6, scale)
+    assert np.array_equal(target, expected)
+    assert np.array_equal(np.delete(target, 3, axis=0), np.delete(expected, 3, axis=0))  # other rows untouched
+
+
+def test_kernel_cache_entries_are_stamped_with_every_kernel_file(tmp_path):
+    """numba stamps a cached function with its own file only; kernels inline kernels of sibling
+    files, so neuromem's stamp covers all of them (and leaves other files to numba)."""
+    from neuromem.neurons.functional import lif, sparse
+
+    stamp = jit._kernel_sources_stamp()
+    locator_classes = [
+        c for c in jit._cache_impl()._locator_classes if c.__name__.startswith("KernelSources")
+    ]
+    assert locator_classes
+    found = [c.from_function(sparse._scatter_conv.py_func, sparse.__file__) for c in locator_classes]
+    assert any(locator is not None and locator.get_source_stamp() == stamp for locator in found)
+    other = tmp_path / "elsewhere.py"
+    other.write_text("def f():\n    return 1\n")
+    assert all(c.from_function(lif.LIFParameters.__init__, str(other)) is None for c in locator_classes)
+    (tmp_path / "copy.py").write_text("x = 1\n")  # the stamp is of the kernel folder's files only
+    assert jit._kernel_sources_stamp() == stamp
