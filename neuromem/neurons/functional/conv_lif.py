@@ -50,15 +50,19 @@ if _numba is not None:
     ):
         # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
         # input; current: (OH * OW, O) scratch for one frame's currents.
+        # sample by sample, its steps in order: v_{t-1} is read back while still in cache (in step
+        # order, 64 frames of 2 x 18 KB came between: N-MNIST's membranes came from memory)
         steps, batch, size = membranes.shape
         x = current.reshape(size)
         zeros = np.zeros(size, dtype=membranes.dtype)  # the initial state
-        for t in range(steps):
-            for b in range(batch):
+        bias_frame = np.empty_like(x)  # the bias at every position: one long copy per frame
+        for i in range(size):
+            bias_frame[i] = bias[i % bias.shape[0]]
+        for b in range(batch):
+            for t in range(steps):
                 n = t * batch + b
-                for p in range(current.shape[0]):
-                    for o in range(current.shape[1]):
-                        current[p, o] = bias[o]
+                for i in range(size):
+                    x[i] = bias_frame[i]
                 _scatter_frame(
                     row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
                     kernel_height, kernel_width, current, tap_rows, False,
@@ -73,28 +77,30 @@ if _numba is not None:
         row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
         membranes, grad_spikes, carry, grad_taps, grad_bias, beta, threshold, slope, atan, zero_reset,
     ):
-        # carry (2, B, OH * OW * O): gd_t of each sample in carry[t % 2], gd_{t+1} in the other
-        # (distinct arrays: the row kernel vectorises only when they do not overlap); grad_taps
-        # (C * KH * KW, O) and grad_bias (O,) accumulate, zeroed by the caller.
+        # carry (2, OH * OW * O): gd_t of the sample in carry[t % 2], gd_{t+1} in the other (distinct
+        # arrays: the row kernel vectorises only when they do not overlap), in cache: sample by
+        # sample, its steps from the last; grad_taps (C * KH * KW, O) and grad_bias (O,)
+        # accumulate, zeroed by the caller.
         steps, batch, size = membranes.shape
         channels_out = grad_taps.shape[1]
         plane = size // channels_out
-        for t in range(steps - 1, -1, -1):
-            for b in range(batch):
-                g = carry[t % 2, b]
+        bias_sums = np.zeros(size, dtype=membranes.dtype)  # per position: one long add per frame
+        for b in range(batch):
+            for t in range(steps - 1, -1, -1):
+                g = carry[t % 2]
                 _lif_row_backward(
-                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % 2, b], g, t == steps - 1,
+                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % 2], g, t == steps - 1,
                     beta, threshold, slope, atan, zero_reset,
                 )
-                rows = g.reshape(plane, channels_out)
-                for p in range(plane):
-                    for o in range(channels_out):
-                        grad_bias[o] += rows[p, o]
+                for i in range(size):
+                    bias_sums[i] += g[i]
                 n = t * batch + b
                 _scatter_frame(
                     row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
-                    kernel_height, kernel_width, rows, grad_taps, True,
+                    kernel_height, kernel_width, g.reshape(plane, channels_out), grad_taps, True,
                 )
+        for i in range(size):
+            grad_bias[i % channels_out] += bias_sums[i]
 
 
 class _ConvLIFSequence(torch.autograd.Function):
@@ -135,7 +141,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         _conv_lif_backward_kernel(
             row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
             membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
-            np.empty((2, batch, membranes[0, 0].numel()), dtype=dtype), grad_taps.numpy().reshape(-1, channels_out),
+            np.empty((2, membranes[0, 0].numel()), dtype=dtype), grad_taps.numpy().reshape(-1, channels_out),
             grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
         )
         grad_weight = grad_taps.permute(3, 0, 1, 2).contiguous()

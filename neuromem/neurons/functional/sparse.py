@@ -278,7 +278,7 @@ class _SparseInputLinear(torch.autograd.Function):
         _scatter_linear(
             row_starts.numpy(), indices.numpy(), values.numpy(), out.numpy(), weight.detach().t().contiguous().numpy(),
             bias_values.numpy(), False,
-        )
+        )  # W^T: free for `SparseInputLinear`'s weight (stored transposed), a copy otherwise
         ctx.save_for_backward(weight, row_starts, indices, values)
         ctx.has_bias, ctx.frames = bias is not None, frames
         ctx.input_shape = inputs.shape
@@ -290,10 +290,10 @@ class _SparseInputLinear(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_inputs = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # dense: every input gets a gradient (a pooled buffer: no page faults)
-            columns = weight
-            if ctx.frames:  # weight columns in the frames' (H, W, C) storage order
+            columns = weight.detach()
+            if ctx.frames:  # weight columns in the frames' (H, W, C) storage order: rows of W^T moved
                 rows, channels, height, width = ctx.input_shape
-                columns = weight.view(-1, channels, height, width).permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+                columns = columns.t().reshape(channels, height, width, -1).permute(1, 2, 0, 3).reshape(-1, weight.shape[0]).t()
             grad_inputs = torch.mm(grad_out, columns, out=buffers.empty((grad_out.shape[0], weight.shape[1]), weight.dtype))
             if ctx.frames:  # (rows, H*W*C) storage -> channels-last (rows, C, H, W)
                 grad_inputs = grad_inputs.view(rows, height, width, channels).permute(0, 3, 1, 2)
@@ -304,9 +304,15 @@ class _SparseInputLinear(torch.autograd.Function):
                 row_starts.numpy(), indices.numpy(), values.numpy(), grad_out.numpy(), grad_weight_t.numpy(),
                 grad_bias.numpy(), True,
             )
-            grad_weight = grad_weight_t.t().contiguous()
+            # in the weight's own layout: autograd keeps a gradient whose strides match its parameter's
+            grad_weight = grad_weight_t.t() if _stored_transposed(weight) else grad_weight_t.t().contiguous()
             grad_bias = grad_bias if ctx.has_bias else None
         return grad_inputs, grad_weight, grad_bias, None, None, None, None
+
+
+def _stored_transposed(weight: torch.Tensor) -> bool:
+    """A 2-d weight stored as its transpose (column-major), as `SparseInputLinear` keeps it."""
+    return weight.t().is_contiguous() and not weight.is_contiguous()
 
 
 def is_channels_last(frames: torch.Tensor) -> bool:
