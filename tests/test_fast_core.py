@@ -170,10 +170,11 @@ def test_spiking_conv_fast_equals_reference():
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("surrogate", ["atan", "fast_sigmoid"])
-def test_fused_conv_lif_equals_unfused(reset, surrogate):
-    """A first conv layer on data runs synapse and neurons fused per frame: spikes and the loss bit
-    for bit as unfused (a hook on the synapse, e.g. operation counting, turns fusion off), weight
-    and bias gradients to float rounding (summed over frames in another order)."""
+@pytest.mark.parametrize("input_grad", [False, True])  # a first layer on data | a later layer
+def test_fused_conv_lif_equals_unfused(reset, surrogate, input_grad):
+    """A conv layer runs synapse and neurons fused per frame: spikes and the loss bit for bit as
+    unfused (a hook on the synapse, e.g. operation counting, turns fusion off), weight, bias and
+    input gradients to float rounding (summed in another order)."""
     if lif._numba is None:
         pytest.skip("numba is not installed")
     torch.manual_seed(15)
@@ -181,12 +182,14 @@ def test_fused_conv_lif_equals_unfused(reset, surrogate):
     with torch.no_grad():
         layer.synapse.weight.mul_(3.0)
     inputs = ((torch.rand(9, 3, 2, 12, 11) < 0.06) * torch.randint(1, 3, (9, 3, 2, 12, 11))).double()
+    inputs.requires_grad_(input_grad)
     scale = torch.linspace(0.5, 1.5, 6 * 6 * 6, dtype=torch.float64).reshape(6, 6, 6)
+    leaves = [layer.synapse.weight, layer.synapse.bias] + ([inputs] if input_grad else [])
 
     def run():
         spikes = layer(inputs)
         loss = (spikes * scale).sum()
-        return spikes, loss, torch.autograd.grad(loss, [layer.synapse.weight, layer.synapse.bias])
+        return spikes, loss, torch.autograd.grad(loss, leaves)
 
     def fused(spikes):  # the node under the layout permute
         return "ConvLIF" in type(spikes.grad_fn.next_functions[0][0]).__name__
@@ -201,8 +204,11 @@ def test_fused_conv_lif_equals_unfused(reset, surrogate):
     assert not fused(spikes)
     assert 0 < spikes.sum() < spikes.numel()
     assert torch.equal(fused_spikes, spikes) and torch.equal(fused_loss, loss)
+    assert len(fused_grads) == len(leaves)
     for got, want in zip(fused_grads, grads):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    if input_grad:
+        assert fused_grads[-1].abs().sum() > 0
 
 
 def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):

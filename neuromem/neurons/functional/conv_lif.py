@@ -1,22 +1,24 @@
 """A sparse-input convolution and the LIF neurons it drives, in one pass per frame.
 
-The first layer of a vision front end turns sparse events into currents for
-millions of neurons (N-MNIST benchmark shape: 1920 frames of 16 x 17 x 17).
-Unfused, those currents go to memory (35 MB) and come back for the neurons;
-on the way back the current gradient is written once and read twice (weight
-gradient, bias gradient). Fused, one frame's currents (a few KB) stay in a
-scratch buffer between the scatter (`sparse._scatter_frame`) and the neuron
-update (`lif._lif_row_forward`), and one frame's current gradient between the
-neuron backward (`lif._lif_row_backward`) and the weight-gradient scatter.
+A vision front end's convolutions turn sparse events or spikes into currents
+for millions of neurons (N-MNIST benchmark shape: 1920 frames of 16 x 17 x 17,
+then of 32 x 9 x 9). Unfused, those currents go to memory (35 / 20 MB) and come
+back for the neurons; on the way back the current gradient is written once and
+read twice (weight gradient, bias gradient). Fused, one frame's currents (a few
+KB) stay in a scratch buffer between the scatter (`sparse._scatter_frame`) and
+the neuron update (`lif._lif_row_forward`), and one frame's current gradient
+between the neuron backward (`lif._lif_row_backward`) and the weight-gradient
+scatter. A layer whose input needs a gradient (any but the first) keeps the
+whole current gradient for the input gradient (`sparse.conv_input_grad`).
 
 The float operations are the unfused path's, in the same order per value:
-spikes and membranes are equal bit for bit; the weight and bias gradients are
-summed over frames in another order (equal to float rounding).
+spikes and membranes are equal bit for bit; the weight, bias and input
+gradients are summed in another order (equal to float rounding).
 
 Covers LIF (subtract or zero reset, atan or fast-sigmoid surrogate) without a
-recurrent weight, from the zero state, on inputs that need no gradient (data
-into a first layer), sparse enough for the scatter; `conv_lif_sequence`
-returns None otherwise and the caller runs the layer unfused.
+recurrent weight, from the zero state, on inputs sparse enough for the scatter;
+`conv_lif_sequence` returns None otherwise and the caller runs the layer
+unfused.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from neuromem.neurons.functional.sparse import (
     SPARSE_CONV_DENSITY_LIMIT,
     _compress_frames,
     _kernels_apply,
+    conv_input_grad,
     conv_taps,
     packable,
 )
@@ -77,19 +80,21 @@ if _numba is not None:
         row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
         membranes, grad_spikes, carry, grad_taps, grad_bias, beta, threshold, slope, atan, zero_reset,
     ):
-        # carry (2, OH * OW * O): gd_t of the sample in carry[t % 2], gd_{t+1} in the other (distinct
-        # arrays: the row kernel vectorises only when they do not overlap), in cache: sample by
-        # sample, its steps from the last; grad_taps (C * KH * KW, O) and grad_bias (O,)
-        # accumulate, zeroed by the caller.
+        # Sample by sample, its steps from the last. carry (2, 1, OH * OW * O): gd_t in carry[t % 2],
+        # gd_{t+1} in the other (distinct arrays: the row kernel vectorises only when they do not
+        # overlap), in cache; or (T, B, OH * OW * O): every gd_t kept (the currents' gradient, for the
+        # input gradient). grad_taps (C * KH * KW, O) and grad_bias (O,) accumulate, zeroed by the
+        # caller.
         steps, batch, size = membranes.shape
         channels_out = grad_taps.shape[1]
         plane = size // channels_out
         bias_sums = np.zeros(size, dtype=membranes.dtype)  # per position: one long add per frame
+        periods, samples = carry.shape[0], carry.shape[1]
         for b in range(batch):
             for t in range(steps - 1, -1, -1):
-                g = carry[t % 2]
+                g = carry[t % periods, b % samples]
                 _lif_row_backward(
-                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % 2], g, t == steps - 1,
+                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % periods, b % samples], g, t == steps - 1,
                     beta, threshold, slope, atan, zero_reset,
                 )
                 for i in range(size):
@@ -107,7 +112,7 @@ class _ConvLIFSequence(torch.autograd.Function):
     """Spikes (T, B, OH, OW, O) of LIF neurons driven by conv2d of compressed (T * B) frames."""
 
     @staticmethod
-    def forward(ctx, weight, bias, steps, geometry, compressed, options):
+    def forward(ctx, inputs, weight, bias, steps, geometry, compressed, options):
         (in_height, in_width, out_height, out_width, stride, padding), (beta, threshold, zero_reset, atan, slope) = geometry, options
         row_starts, positions, values = compressed
         channels_out, _, kernel_height, kernel_width = weight.shape
@@ -128,6 +133,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         ctx.save_for_backward(weight, membranes, row_starts, positions, values)
         ctx.kernel_arguments = (tables, frame, dtype, options)
         ctx.has_bias = bias is not None
+        ctx.input_shape = inputs.shape
         return spikes
 
     @staticmethod
@@ -138,14 +144,23 @@ class _ConvLIFSequence(torch.autograd.Function):
         channels_out, channels_in, kernel_height, kernel_width = weight.shape
         grad_taps = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
         grad_bias = weight.new_zeros(channels_out)
+        input_grad = ctx.needs_input_grad[0]
+        # the currents' gradient: all of it for the input gradient, else one sample's last two steps
+        carry = buffers.empty(membranes.shape, weight.dtype) if input_grad else weight.new_empty(2, 1, membranes[0, 0].numel())
         _conv_lif_backward_kernel(
             row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
             membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
-            np.empty((2, membranes[0, 0].numel()), dtype=dtype), grad_taps.numpy().reshape(-1, channels_out),
+            carry.numpy().reshape(carry.shape[0], carry.shape[1], -1), grad_taps.numpy().reshape(-1, channels_out),
             grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
         )
+        grad_inputs = None
+        if input_grad:
+            stride, padding = frame[:2]
+            frames_shape = (steps * batch, *ctx.input_shape[2:])
+            grad_inputs = conv_input_grad(carry.view(steps * batch, *membranes.shape[2:]), weight, frames_shape, stride, padding)
+            grad_inputs = grad_inputs.reshape(ctx.input_shape)
         grad_weight = grad_taps.permute(3, 0, 1, 2).contiguous()
-        return grad_weight, grad_bias if ctx.has_bias else None, None, None, None, None
+        return grad_inputs, grad_weight, grad_bias if ctx.has_bias else None, None, None, None, None
 
 
 def conv_lif_sequence(
@@ -157,7 +172,6 @@ def conv_lif_sequence(
         _numba is not None
         and fast_path_enabled()
         and inputs.dim() == 5
-        and not inputs.requires_grad
         and p.surrogate in ("atan", "fast_sigmoid")
         and packable(inputs)
         and _kernels_apply(inputs, weight)
@@ -174,5 +188,5 @@ def conv_lif_sequence(
         int(stride), int(padding),
     )
     options = (float(p.beta), float(p.threshold), p.reset == "zero", p.surrogate == "atan", float(p.surrogate_slope))
-    spikes = _ConvLIFSequence.apply(weight, bias, steps, geometry, compressed, options)
+    spikes = _ConvLIFSequence.apply(inputs, weight, bias, steps, geometry, compressed, options)
     return spikes.permute(0, 1, 4, 2, 3)

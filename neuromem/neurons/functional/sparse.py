@@ -233,16 +233,25 @@ if _numba is not None:
 CONV_INPUT_GRAD_CHUNK_ROWS = 16 * 81
 
 
-def _conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_shape, stride: int, padding: int):
-    """dL/dx (N, C, H, W), channels-last in memory, of conv2d for dL/dy (N, OH, OW, O)
-    channels-last contiguous: a BLAS product per chunk of frames and col2im (numba), where torch's
-    gemm is callable from numba; None otherwise."""
-    gemm = blas.gemm_for(weight.dtype)
-    if gemm is None:
-        return None
+def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_shape, stride: int, padding: int) -> torch.Tensor:
+    """dL/dx (N, C, H, W), channels-last in memory, of conv2d (square stride and padding) for dL/dy
+    (N, OH, OW, O) channels-last contiguous. Dense: every input position gets a gradient. A BLAS
+    product per chunk of frames and col2im (numba) where torch's gemm is callable from numba;
+    otherwise the transposed convolution, run channels-last, the layout the gradient arrives in
+    and the one oneDNN is fastest in."""
     frames, out_height, out_width, channels_out = grad_out.shape
     _, channels, height, width = input_shape
     kernel_height, kernel_width = weight.shape[2:]
+    gemm = blas.gemm_for(weight.dtype) if _numba is not None else None
+    if gemm is None:
+        output_padding = tuple(
+            size - ((out_size - 1) * stride - 2 * padding + kernel)
+            for size, out_size, kernel in zip((height, width), (out_height, out_width), (kernel_height, kernel_width))
+        )
+        return torch.nn.functional.conv_transpose2d(
+            grad_out.permute(0, 3, 1, 2), weight.detach().contiguous(memory_format=torch.channels_last),
+            None, stride, padding, output_padding,
+        )
     taps = kernel_height * kernel_width * channels
     weight_columns = weight.detach().permute(0, 2, 3, 1).reshape(channels_out, taps).contiguous()
     chunk = max(1, CONV_INPUT_GRAD_CHUNK_ROWS // (out_height * out_width))
@@ -439,20 +448,8 @@ class _SparseInputConv2d(torch.autograd.Function):
         input_shape, stride, padding, has_bias = ctx.geometry
         grad_out = grad_out.contiguous()
         grad_inputs = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:  # dense: every input position gets a gradient
-            grad_inputs = _conv_input_grad(grad_out, weight, input_shape, stride, padding)
-        if ctx.needs_input_grad[0] and grad_inputs is None:
-            # the transposed convolution, run channels-last, the layout the gradient arrives in
-            # and the one oneDNN is fastest in
-            kernel_height, kernel_width = weight.shape[2:]
-            output_padding = tuple(
-                size - ((out_size - 1) * stride - 2 * padding + kernel)
-                for size, out_size, kernel in zip(input_shape[2:], grad_out.shape[1:3], (kernel_height, kernel_width))
-            )
-            grad_inputs = torch.nn.functional.conv_transpose2d(
-                grad_out.permute(0, 3, 1, 2), weight.detach().contiguous(memory_format=torch.channels_last),
-                None, stride, padding, output_padding,
-            )
+        if ctx.needs_input_grad[0]:
+            grad_inputs = conv_input_grad(grad_out, weight, input_shape, stride, padding)
         if ctx.needs_input_grad[1] or (has_bias and ctx.needs_input_grad[2]):
             channels_out, channels_in, kernel_height, kernel_width = weight.shape
             grad_weight_t = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
