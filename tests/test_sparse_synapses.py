@@ -178,3 +178,34 @@ def test_sparse_linear_fills_every_density_regime(dtype, density):
     (fast_grad,) = torch.autograd.grad(fast.sum(), weight)
     (dense_grad,) = torch.autograd.grad(dense.sum(), weight)
     torch.testing.assert_close(fast_grad, dense_grad, **tolerance)
+
+
+def test_listed_spikes_are_taken_only_while_the_tensor_is_unchanged(monkeypatch):
+    """A fused conv + LIF lists the spikes it makes; the next layer takes that list instead of
+    scanning the tensor (same result as a scan), and scans again once the tensor was modified."""
+    if sparse._numba is None:
+        pytest.skip("numba is not installed")
+    torch.manual_seed(21)
+    first = SpikingConv2d(2, 8, 3, stride=2, padding=1, beta=0.9).double()
+    with torch.no_grad():
+        first.synapse.weight.mul_(2.0)
+    inputs = (torch.rand(6, 3, 2, 12, 12) < 0.1).double()
+    spikes = first(inputs)
+    frames = spikes.reshape(18, *spikes.shape[2:])
+    assert is_channels_last(frames) and 0 < spikes.sum() < 0.1 * spikes.numel()
+    weight = torch.randn(4, 8, 3, 3, dtype=torch.float64)
+
+    recalled = []
+    original = sparse._recalled_nonzeros
+    monkeypatch.setattr(sparse, "_recalled_nonzeros", lambda dense: recalled.append(original(dense)) or recalled[-1])
+    listed = sparse_input_conv2d(frames, weight, None, 2, 1)
+    assert recalled[-1] is not None  # the list was taken
+    scanned = sparse_input_conv2d(frames.detach().clone(memory_format=torch.channels_last), weight, None, 2, 1)
+    assert recalled[-1] is None  # another tensor: scanned
+    assert torch.equal(listed, scanned)
+
+    with torch.no_grad():
+        frames[0, 0, 0, 0] = 1.0 - frames[0, 0, 0, 0]  # in place: the list no longer holds
+    modified = sparse_input_conv2d(frames, weight, None, 2, 1)
+    assert recalled[-1] is None
+    torch.testing.assert_close(modified, torch.nn.functional.conv2d(frames, weight, None, 2, 1))

@@ -33,11 +33,21 @@ POOLED_MIN_BYTES = 32 << 20  # smaller: glibc's heap reuses them once its mmap t
 POOL_FREE_LIMIT_BYTES = 512 << 20  # free pooled bytes kept for reuse at most
 
 
+ALIGNMENT = 64  # bytes: a cache line; kernels stream whole 32-byte vectors to rows that start on one
+
+
+def _aligned_bytes(nbytes: int) -> np.ndarray:
+    """nbytes of uninitialised memory starting on an `ALIGNMENT` boundary (numpy guarantees 16)."""
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes]
+
+
 class _Block:
     __slots__ = ("memory", "in_use")
 
     def __init__(self, nbytes: int) -> None:
-        self.memory = np.empty(nbytes, dtype=np.uint8)
+        self.memory = _aligned_bytes(nbytes)
         self.in_use = False
 
 
@@ -84,11 +94,12 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
 
 
 def empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor; large ones reuse a pooled block nothing refers to any more."""
+    """An uninitialised contiguous CPU tensor starting on an `ALIGNMENT` boundary; large ones reuse a
+    pooled block nothing refers to any more."""
     shape, np_dtype = tuple(shape), _numpy_dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
     if nbytes < POOLED_MIN_BYTES:
-        return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+        return torch.from_numpy(_aligned_bytes(nbytes).view(np_dtype).reshape(shape))
     block = _take(nbytes)
     array = block.memory.view(np_dtype).reshape(shape)
     # the tensor, and every view of it, keeps `array` alive: once it is gone the block is free

@@ -34,6 +34,7 @@ from neuromem.neurons.functional.sparse import (
     conv_input_grad,
     conv_taps,
     packable,
+    remember_nonzeros,
 )
 
 try:
@@ -41,7 +42,8 @@ try:
     import numpy as np
 
     from neuromem.neurons.functional.lif import _kernel, _lif_row_backward, _lif_row_first, _lif_row_forward
-    from neuromem.neurons.functional.sparse import _scatter_frame, _window_tables
+    from neuromem.neurons.functional.nonzero import nonzero_entries
+    from neuromem.neurons.functional.sparse import _rows_in_order, _scatter_frame, _window_tables
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
 
@@ -49,15 +51,19 @@ if _numba is not None:
     @_kernel
     def _conv_lif_forward_kernel(
         row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
-        tap_rows, bias, current, membranes, spikes, beta, threshold, zero_reset,
+        tap_rows, bias, current, membranes, spikes, beta, threshold, zero_reset, spike_counts, spike_offsets, found,
     ):
         # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
-        # input; current: (OH * OW, O) scratch for one frame's currents.
+        # input; current: (OH * OW, O) scratch for one frame's currents. The spikes' positions in
+        # their frame are listed while it is in cache (the next layer would scan it from memory):
+        # frame n's in found[spike_offsets[n]:][:spike_counts[n]] (found: T * B * OH * OW * O,
+        # untouched beyond the spikes).
         # sample by sample, its steps in order: v_{t-1} is read back while still in cache (in step
         # order, 64 frames of 2 x 18 KB came between: N-MNIST's membranes came from memory)
         steps, batch, size = membranes.shape
         x = current.reshape(size)
         zeros = np.zeros(size, dtype=membranes.dtype)  # the initial state
+        listed = 0
         bias_frame = np.empty_like(x)  # the bias at every position: one long copy per frame
         for i in range(size):
             bias_frame[i] = bias[i % bias.shape[0]]
@@ -74,6 +80,9 @@ if _numba is not None:
                     _lif_row_forward(x, membranes[t - 1, b], membranes[t, b], spikes[t, b], beta, threshold, zero_reset)
                 else:
                     _lif_row_first(x, zeros, zeros, membranes[0, b], spikes[0, b], beta, threshold, zero_reset)
+                spike_offsets[n] = listed
+                spike_counts[n] = nonzero_entries(spikes[t, b], found[listed:])
+                listed += spike_counts[n]
 
     @_kernel
     def _conv_lif_backward_kernel(
@@ -123,13 +132,20 @@ class _ConvLIFSequence(torch.autograd.Function):
         shape = (steps, batch, out_height, out_width, channels_out)
         membranes, spikes = buffers.empty(shape, weight.dtype), buffers.empty(shape, weight.dtype)
         bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
+        frames = steps * batch
+        spike_counts, spike_offsets = np.empty(frames, dtype=np.int64), np.empty(frames, dtype=np.int64)
+        found = np.empty(spikes.numel(), dtype=np.int32)  # pages beyond the spikes stay unmapped
         _conv_lif_forward_kernel(
             row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
             conv_taps(weight).numpy().reshape(-1, channels_out),
             bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
             membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
-            dtype(beta), dtype(threshold), zero_reset,
+            dtype(beta), dtype(threshold), zero_reset, spike_counts, spike_offsets, found,
         )
+        spike_row_starts = torch.empty(frames + 1, dtype=torch.int64)
+        spike_positions = np.empty(int(spike_counts.sum()), dtype=np.int32)
+        _rows_in_order(spike_counts, spike_offsets, found, spike_row_starts.numpy(), spike_positions)
+        remember_nonzeros(spikes, spike_row_starts, spike_positions)
         ctx.save_for_backward(weight, membranes, row_starts, positions, values)
         ctx.kernel_arguments = (tables, frame, dtype, options)
         ctx.has_bias = bias is not None
