@@ -21,34 +21,56 @@ if numba is not None:
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
-    @intrinsic
-    def _add_scaled_lanes(typingctx, target, target_start, source, source_start, scale):
-        # target.flat[target_start + i] += scale * source.flat[source_start + i], i < LANES, as one
-        # vector operation; C-contiguous arrays of the same float type, offsets into their storage
+    def _lanes_of(target, source):
+        # the signature's arrays: C-contiguous, one float type
         contiguous_floats = all(
             isinstance(array, types.Array) and array.layout == "C" and isinstance(array.dtype, types.Float)
             for array in (target, source)
         )
-        if not contiguous_floats or target.dtype != source.dtype:
+        return contiguous_floats and target.dtype == source.dtype
+
+    def _vector_pointers(context, builder, signature, target_value, target_offset, source_value, source_offset):
+        element = context.get_data_type(signature.args[0].dtype)
+        vector = ir.VectorType(element, LANES)
+        target_data = context.make_array(signature.args[0])(context, builder, target_value).data
+        source_data = context.make_array(signature.args[2])(context, builder, source_value).data
+        target_pointer = builder.bitcast(builder.gep(target_data, [target_offset]), vector.as_pointer())
+        source_pointer = builder.bitcast(builder.gep(source_data, [source_offset]), vector.as_pointer())
+        return vector, context.get_abi_sizeof(element), target_pointer, source_pointer
+
+    @intrinsic
+    def _add_scaled_lanes(typingctx, target, target_start, source, source_start, scale):
+        # target.flat[target_start + i] += scale * source.flat[source_start + i], i < LANES, as one
+        # vector operation; offsets into the arrays' storage
+        if not _lanes_of(target, source):
             return None
-        dtype = target.dtype
-        signature = types.none(target, types.intp, source, types.intp, dtype)
+        signature = types.none(target, types.intp, source, types.intp, target.dtype)
 
         def codegen(context, builder, signature, arguments):
             target_value, target_offset, source_value, source_offset, scale_value = arguments
-            element = context.get_data_type(dtype)
-            vector = ir.VectorType(element, LANES)
-            alignment = context.get_abi_sizeof(element)
-            target_data = context.make_array(signature.args[0])(context, builder, target_value).data
-            source_data = context.make_array(signature.args[2])(context, builder, source_value).data
-            target_pointer = builder.bitcast(builder.gep(target_data, [target_offset]), vector.as_pointer())
-            source_pointer = builder.bitcast(builder.gep(source_data, [source_offset]), vector.as_pointer())
+            vector, alignment, target_pointer, source_pointer = _vector_pointers(
+                context, builder, signature, target_value, target_offset, source_value, source_offset
+            )
             scales = cgutils.get_null_value(vector)
             for lane in range(LANES):
                 scales = builder.insert_element(scales, scale_value, ir.Constant(ir.IntType(32), lane))
             products = builder.fmul(scales, builder.load(source_pointer, align=alignment))
             sums = builder.fadd(builder.load(target_pointer, align=alignment), products)
             builder.store(sums, target_pointer, align=alignment)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    @intrinsic
+    def _copy_lanes(typingctx, target, target_start, source, source_start):
+        # target.flat[target_start + i] = source.flat[source_start + i], i < LANES, one vector move
+        if not _lanes_of(target, source):
+            return None
+        signature = types.none(target, types.intp, source, types.intp)
+
+        def codegen(context, builder, signature, arguments):
+            _, alignment, target_pointer, source_pointer = _vector_pointers(context, builder, signature, *arguments)
+            builder.store(builder.load(source_pointer, align=alignment), target_pointer, align=alignment)
             return context.get_dummy_value()
 
         return signature, codegen
@@ -64,3 +86,14 @@ if numba is not None:
             _add_scaled_lanes(target, target_start + offset, source, source_start + offset, scale)
         for column in range(full, width):
             target[target_row, column] += scale * source[source_row, column]
+
+    @inline_kernel
+    def copy_row(target, target_row, source, source_row):
+        """target[target_row] = source[source_row], as `add_scaled` (rows of one length)."""
+        width = target.shape[1]
+        target_start, source_start = target_row * width, source_row * width
+        full = width - width % LANES
+        for offset in range(0, full, LANES):
+            _copy_lanes(target, target_start + offset, source, source_start + offset)
+        for column in range(full, width):
+            target[target_row, column] = source[source_row, column]

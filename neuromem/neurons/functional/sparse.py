@@ -32,7 +32,7 @@ try:
 
     from neuromem.neurons.functional.jit import kernel
     from neuromem.neurons.functional.nonzero import nonzero_entries_and_values
-    from neuromem.neurons.functional.simd import add_scaled
+    from neuromem.neurons.functional.simd import add_scaled, copy_row
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
     np = None
@@ -173,46 +173,70 @@ if _numba is not None:
 
     @kernel
     def _conv_input_grad_kernel(
-        gemm, grad_rows, weight_columns, columns, grad_inputs, out_height, out_width, kernel_height, kernel_width,
-        stride, padding, sizes, scalars, no_transpose,
+        gemm, grad_rows, weight_columns, columns, grad_inputs, out_width, kernel_width, row_sources, column_sources,
+        sizes, scalars, no_transpose,
     ):
         # dL/dx of a convolution, channels-last, a chunk of frames at a time: one BLAS product
         # columns = dL/dy (chunk * OH * OW, O) @ weight_columns (O, KH * KW * C) (W with each tap's
-        # C input channels contiguous), then each (output position, tap) row of C channels is
-        # added to the input position it came from (col2im) while `columns` is in cache.
-        # grad_inputs (N, H, W, C) is written whole; sizes (gemm's [columns, rows, inner]) gets
-        # each chunk's row count.
+        # C input channels contiguous), then (col2im, while `columns` is in cache) each input
+        # position gathers the C-channel rows of the (output position, tap) pairs that saw it and
+        # is written once (a scatter into zeroed frames read each line back first).
+        # row_sources (H, pairs, 2): per input row y, the (output row, kernel row) pairs that cover
+        # it, (-1, -1) past the last; column_sources (W, pairs, 2) alike. grad_inputs (N, H, W, C)
+        # is written whole; sizes (gemm's [columns, rows, inner]) gets each chunk's row count.
         frames, in_height, in_width, channels = grad_inputs.shape
-        in_plane, out_plane = in_height * in_width, out_height * out_width
-        # 2-d indexing, no row views in the inner loops: a view per (position, tap) made the
-        # col2im 4x slower (19.9 vs 5.4 ms, N-MNIST conv2)
+        in_plane = in_height * in_width
+        out_plane = grad_rows.shape[0] // frames
+        taps = weight_columns.shape[1] // channels
+        # 2-d indexing, no row views in the inner loops (a view per (position, tap) made an
+        # earlier col2im 4x slower)
         grad_pixels = grad_inputs.reshape(frames * in_plane, channels)
+        tap_rows = columns.reshape(columns.shape[0] * taps, channels)
         chunk = columns.shape[0] // out_plane
-        zero = grad_inputs.dtype.type(0.0)
+        one, zero = grad_inputs.dtype.type(1.0), grad_inputs.dtype.type(0.0)
         for f0 in range(0, frames, chunk):
             f1 = min(f0 + chunk, frames)
             sizes[1] = (f1 - f0) * out_plane
             blas.row_major_product(
                 gemm, grad_rows[f0 * out_plane:f1 * out_plane], weight_columns, columns, sizes, scalars, no_transpose
             )
-            for q in range(f0 * in_plane, f1 * in_plane):
-                for c in range(channels):
-                    grad_pixels[q, c] = zero
             for f in range(f0, f1):
                 first_row, first_pixel = (f - f0) * out_plane, f * in_plane
-                for oy in range(out_height):
-                    for ky in range(kernel_height):
-                        y = oy * stride - padding + ky
-                        if y < 0 or y >= in_height:
-                            continue
-                        for ox in range(out_width):
-                            r = first_row + oy * out_width + ox
-                            for kx in range(kernel_width):
-                                x = ox * stride - padding + kx
-                                if 0 <= x < in_width:
-                                    tap, q = (ky * kernel_width + kx) * channels, first_pixel + y * in_width + x
-                                    for c in range(channels):
-                                        grad_pixels[q, c] += columns[r, tap + c]
+                for y in range(in_height):
+                    for x in range(in_width):
+                        q = first_pixel + y * in_width + x
+                        gathered = 0
+                        for a in range(row_sources.shape[1]):
+                            oy, ky = row_sources[y, a, 0], row_sources[y, a, 1]
+                            if oy < 0:
+                                break
+                            for c in range(column_sources.shape[1]):
+                                ox, kx = column_sources[x, c, 0], column_sources[x, c, 1]
+                                if ox < 0:
+                                    break
+                                source = (first_row + oy * out_width + ox) * taps + ky * kernel_width + kx
+                                if gathered == 0:
+                                    copy_row(grad_pixels, q, tap_rows, source)
+                                else:
+                                    add_scaled(grad_pixels, q, tap_rows, source, one)
+                                gathered += 1
+                        if gathered == 0:  # no window covers it (stride > kernel)
+                            for channel in range(channels):
+                                grad_pixels[q, channel] = zero
+
+
+def _covering_outputs(in_size: int, out_size: int, kernel: int, stride: int, padding: int) -> "np.ndarray":
+    """(in_size, pairs, 2): per input index, the (output index, kernel index) pairs with
+    output * stride - padding + kernel index == input, in order, (-1, -1) past the last."""
+    pairs = [
+        [(o, i + padding - o * stride) for o in range(out_size) if 0 <= i + padding - o * stride < kernel]
+        for i in range(in_size)
+    ]
+    table = np.full((in_size, max(1, max(len(p) for p in pairs)), 2), -1, dtype=np.int64)
+    for i, covering in enumerate(pairs):
+        for a, pair in enumerate(covering):
+            table[i, a] = pair
+    return table
 
 
 # frames per BLAS product in `_conv_input_grad_kernel`: its columns (N_chunk * OH * OW rows of
@@ -248,7 +272,8 @@ def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_shape, s
     sizes, scalars, no_transpose = blas.row_major_product_arguments(0, channels_out, taps, weight.dtype)
     _conv_input_grad_kernel(
         gemm, grad_out.numpy().reshape(-1, channels_out), weight_columns.numpy(), columns, grad_inputs.numpy(),
-        out_height, out_width, kernel_height, kernel_width, stride, padding, sizes, scalars, no_transpose,
+        out_width, kernel_width, _covering_outputs(height, out_height, kernel_height, stride, padding),
+        _covering_outputs(width, out_width, kernel_width, stride, padding), sizes, scalars, no_transpose,
     )
     return grad_inputs.permute(0, 3, 1, 2)
 
