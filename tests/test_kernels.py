@@ -43,3 +43,34 @@ def test_kernel_cache_entries_are_stamped_with_every_kernel_file(tmp_path):
     assert all(c.from_function(lif.LIFParameters.__init__, str(other)) is None for c in locator_classes)
     (tmp_path / "copy.py").write_text("x = 1\n")  # the stamp is of the kernel folder's files only
     assert jit._kernel_sources_stamp() == stamp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 16, 37, 300])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_both_nonzero_scans_list_the_entries_of_numpy_nonzero(dtype, size, index_dtype):
+    """The compress-store scan (AVX-512 CPUs) and the table scan (any CPU) list the same entries,
+    in order, with their values; -0.0 counts as an entry (it adds 0 x w, as the dense product)."""
+    from neuromem.neurons.functional import nonzero
+
+    @jit.numba.njit
+    def scans(row, bits, indices, values):
+        counts = np.empty(4, dtype=np.int64)
+        counts[0] = nonzero._compressed_bits(bits, indices[0])
+        counts[1] = nonzero._tabled_bits(bits, indices[1])
+        counts[2] = nonzero._compressed_entries_and_values(row, bits, indices[2], values[0])
+        counts[3] = nonzero._tabled_entries_and_values(row, bits, indices[3], values[1])
+        return counts
+
+    generator = np.random.default_rng(size)
+    row = np.where(generator.random(size) < 0.3, generator.standard_normal(size), 0).astype(dtype)
+    row[size // 2] = -0.0
+    bits = row.view(np.uint32 if dtype == np.float32 else np.uint64)
+    indices, values = np.full((4, size), -1, dtype=index_dtype), np.zeros((2, size), dtype=dtype)
+    expected = np.flatnonzero(bits)
+    counts = scans(row, bits, indices, values)
+    assert list(counts) == [expected.size] * 4
+    for listed in indices:
+        assert np.array_equal(listed[:expected.size], expected)
+    for listed in values:
+        assert np.array_equal(listed[:expected.size].view(bits.dtype), bits[expected])
