@@ -35,6 +35,7 @@ from neuromem.neurons.functional.sparse import (
     conv_taps,
     packable,
     remember_nonzeros,
+    window_pairs,
 )
 
 try:
@@ -43,14 +44,14 @@ try:
 
     from neuromem.neurons.functional.lif import _kernel, _lif_row_backward, _lif_row_first, _lif_row_forward
     from neuromem.neurons.functional.nonzero import nonzero_entries
-    from neuromem.neurons.functional.sparse import _rows_in_order, _scatter_frame, _window_tables
+    from neuromem.neurons.functional.sparse import _rows_in_order, _scatter_frame
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
 
 if _numba is not None:
     @_kernel
     def _conv_lif_forward_kernel(
-        row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
+        row_starts, positions, values, pairs, counts, taps_per_channel,
         tap_rows, bias, current, membranes, spikes, beta, threshold, zero_reset, spike_counts, spike_offsets, found,
     ):
         # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
@@ -73,8 +74,8 @@ if _numba is not None:
                 for i in range(size):
                     x[i] = bias_frame[i]
                 _scatter_frame(
-                    row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
-                    kernel_height, kernel_width, current, tap_rows, False,
+                    row_starts[n], row_starts[n + 1], positions, values, pairs, counts, taps_per_channel, current,
+                    tap_rows, False,
                 )
                 if t > 0:
                     _lif_row_forward(x, membranes[t - 1, b], membranes[t, b], spikes[t, b], beta, threshold, zero_reset)
@@ -86,7 +87,7 @@ if _numba is not None:
 
     @_kernel
     def _conv_lif_backward_kernel(
-        row_starts, positions, values, tables, stride, padding, out_width, kernel_height, kernel_width,
+        row_starts, positions, values, pairs, counts, taps_per_channel,
         membranes, grad_spikes, carry, grad_taps, grad_bias, beta, threshold, slope, atan, zero_reset,
     ):
         # Sample by sample, its steps from the last. carry (2, 1, OH * OW * O): gd_t in carry[t % 2],
@@ -110,8 +111,8 @@ if _numba is not None:
                     bias_sums[i] += g[i]
                 n = t * batch + b
                 _scatter_frame(
-                    row_starts[n], row_starts[n + 1], positions, values, tables, stride, padding, out_width,
-                    kernel_height, kernel_width, g.reshape(plane, channels_out), grad_taps, True,
+                    row_starts[n], row_starts[n + 1], positions, values, pairs, counts, taps_per_channel,
+                    g.reshape(plane, channels_out), grad_taps, True,
                 )
         for i in range(size):
             grad_bias[i % channels_out] += bias_sums[i]
@@ -127,8 +128,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         channels_out, _, kernel_height, kernel_width = weight.shape
         batch = (row_starts.shape[0] - 1) // steps
         dtype = np.dtype(str(weight.dtype).removeprefix("torch.")).type
-        tables = _window_tables(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
-        frame = (stride, padding, out_width, kernel_height, kernel_width)
+        frame = (*window_pairs(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding), kernel_height * kernel_width)
         shape = (steps, batch, out_height, out_width, channels_out)
         membranes, spikes = buffers.empty(shape, weight.dtype), buffers.empty(shape, weight.dtype)
         bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
@@ -136,7 +136,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         spike_counts, spike_offsets = np.empty(frames, dtype=np.int64), np.empty(frames, dtype=np.int64)
         found = np.empty(spikes.numel(), dtype=np.int32)  # pages beyond the spikes stay unmapped
         _conv_lif_forward_kernel(
-            row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
+            row_starts.numpy(), positions.numpy(), values.numpy(), *frame,
             conv_taps(weight).numpy().reshape(-1, channels_out),
             bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
             membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
@@ -147,7 +147,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         _rows_in_order(spike_counts, spike_offsets, found, spike_row_starts.numpy(), spike_positions)
         remember_nonzeros(spikes, spike_row_starts, spike_positions)
         ctx.save_for_backward(weight, membranes, row_starts, positions, values)
-        ctx.kernel_arguments = (tables, frame, dtype, options)
+        ctx.kernel_arguments = (frame, (stride, padding), dtype, options)
         ctx.has_bias = bias is not None
         ctx.input_shape = inputs.shape
         return spikes
@@ -155,7 +155,7 @@ class _ConvLIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         weight, membranes, row_starts, positions, values = ctx.saved_tensors
-        tables, frame, dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
+        frame, (stride, padding), dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
         steps, batch = membranes.shape[:2]
         channels_out, channels_in, kernel_height, kernel_width = weight.shape
         grad_taps = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
@@ -164,14 +164,13 @@ class _ConvLIFSequence(torch.autograd.Function):
         # the currents' gradient: all of it for the input gradient, else one sample's last two steps
         carry = buffers.empty(membranes.shape, weight.dtype) if input_grad else weight.new_empty(2, 1, membranes[0, 0].numel())
         _conv_lif_backward_kernel(
-            row_starts.numpy(), positions.numpy(), values.numpy(), tables, *frame,
+            row_starts.numpy(), positions.numpy(), values.numpy(), *frame,
             membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
             carry.numpy().reshape(carry.shape[0], carry.shape[1], -1), grad_taps.numpy().reshape(-1, channels_out),
             grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
         )
         grad_inputs = None
         if input_grad:
-            stride, padding = frame[:2]
             frames_shape = (steps * batch, *ctx.input_shape[2:])
             grad_inputs = conv_input_grad(carry.view(steps * batch, *membranes.shape[2:]), weight, frames_shape, stride, padding)
             grad_inputs = grad_inputs.reshape(ctx.input_shape)
