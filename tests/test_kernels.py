@@ -56,10 +56,10 @@ def test_both_nonzero_scans_list_the_entries_of_numpy_nonzero(dtype, size, index
     @jit.numba.njit
     def scans(row, bits, indices, values):
         counts = np.empty(4, dtype=np.int64)
-        counts[0] = nonzero._compressed_bits(bits, indices[0])
-        counts[1] = nonzero._tabled_bits(bits, indices[1])
-        counts[2] = nonzero._compressed_entries_and_values(row, bits, indices[2], values[0])
-        counts[3] = nonzero._tabled_entries_and_values(row, bits, indices[3], values[1])
+        counts[0] = nonzero._compressed_entries(bits, indices[0], row, None)
+        counts[1] = nonzero._tabled_entries(bits, indices[1], row, None)
+        counts[2] = nonzero._compressed_entries(bits, indices[2], row, values[0])
+        counts[3] = nonzero._tabled_entries(bits, indices[3], row, values[1])
         return counts
 
     generator = np.random.default_rng(size)

@@ -131,25 +131,31 @@ if _numba is not None:
         return signature, lambda context, builder, sig, arguments: _compress_codegen(context, builder, sig, arguments, True)
 
     @inline_kernel
-    def _compressed_bits(bits, active):
-        size = bits.shape[0]
-        full = size - size % COMPRESS_BLOCK
-        n = 0
-        for j0 in range(0, full, COMPRESS_BLOCK):
-            n += _compress_block(bits, j0, n, active)
-        for j in range(full, size):
-            active[n] = j
+    def _rest_of_row(bits, indices, row, values, first, n):
+        # entries first.. one at a time (the row's end, short of a block), after n listed
+        for j in range(first, bits.shape[0]):
+            indices[n] = j
+            if values is not None:
+                values[n] = row[j]
             n += bits[j] != 0
         return n
 
     @inline_kernel
-    def _nonzero_bits(bits, active):
-        if COMPRESS_STORE:
-            return _compressed_bits(bits, active)
-        return _tabled_bits(bits, active)
+    def _compressed_entries(bits, indices, row, values):
+        # the scan by compress-store; values None: indices only (the branch is resolved when compiled)
+        size = bits.shape[0]
+        full = size - size % COMPRESS_BLOCK
+        n = 0
+        for j0 in range(0, full, COMPRESS_BLOCK):
+            if values is None:
+                n += _compress_block(bits, j0, n, indices)
+            else:
+                n += _compress_block_and_values(bits, j0, n, indices, row, values)
+        return _rest_of_row(bits, indices, row, values, full, n)
 
     @inline_kernel
-    def _tabled_bits(bits, active):
+    def _tabled_entries(bits, indices, row, values):
+        # the scan by set-bit table; values None: indices only
         size = bits.shape[0]
         full = size - size % BLOCK
         n = 0
@@ -157,57 +163,29 @@ if _numba is not None:
             mask = _mask_of_block(bits, j0)
             if mask != 0:
                 for k in range(BLOCK):  # n <= j0: all 8 in bounds whatever follows
-                    active[n + k] = j0 + _SET_BITS[mask, k]
+                    j = j0 + _SET_BITS[mask, k]
+                    indices[n + k] = j
+                    if values is not None:
+                        values[n + k] = row[j]
                 n += _SET_BIT_COUNT[mask]
-        for j in range(full, size):
-            active[n] = j
-            n += bits[j] != 0
-        return n
+        return _rest_of_row(bits, indices, row, values, full, n)
+
+    @inline_kernel
+    def _entries(bits, indices, row, values):
+        if COMPRESS_STORE:
+            return _compressed_entries(bits, indices, row, values)
+        return _tabled_entries(bits, indices, row, values)
 
     @inline_kernel
     def nonzero_entries(row, active):
         """The indices of the non-zero entries of a contiguous float row, into `active` (as long as
         the row); returns their count."""
         if row.itemsize == 4:
-            return _nonzero_bits(row.view(np.uint32), active)
-        return _nonzero_bits(row.view(np.uint64), active)
+            return _entries(row.view(np.uint32), active, row, None)
+        return _entries(row.view(np.uint64), active, row, None)
 
     @inline_kernel
     def nonzero_entries_and_values(row, bits, indices, values):
         """`nonzero_entries` that also copies the entries' values; bits: the row as unsigned integers
         of its width. indices/values as long as the row."""
-        if COMPRESS_STORE:
-            return _compressed_entries_and_values(row, bits, indices, values)
-        return _tabled_entries_and_values(row, bits, indices, values)
-
-    @inline_kernel
-    def _compressed_entries_and_values(row, bits, indices, values):
-        size = row.shape[0]
-        full = size - size % COMPRESS_BLOCK
-        n = 0
-        for j0 in range(0, full, COMPRESS_BLOCK):
-            n += _compress_block_and_values(bits, j0, n, indices, row, values)
-        for j in range(full, size):
-            indices[n] = j
-            values[n] = row[j]
-            n += bits[j] != 0
-        return n
-
-    @inline_kernel
-    def _tabled_entries_and_values(row, bits, indices, values):
-        size = row.shape[0]
-        full = size - size % BLOCK
-        n = 0
-        for j0 in range(0, full, BLOCK):
-            mask = _mask_of_block(bits, j0)
-            if mask != 0:
-                for k in range(BLOCK):
-                    j = j0 + _SET_BITS[mask, k]
-                    indices[n + k] = j
-                    values[n + k] = row[j]
-                n += _SET_BIT_COUNT[mask]
-        for j in range(full, size):
-            indices[n] = j
-            values[n] = row[j]
-            n += bits[j] != 0
-        return n
+        return _entries(bits, indices, row, values)
