@@ -128,7 +128,8 @@ class _ConvLIFSequence(torch.autograd.Function):
         channels_out, _, kernel_height, kernel_width = weight.shape
         batch = (row_starts.shape[0] - 1) // steps
         dtype = np.dtype(str(weight.dtype).removeprefix("torch.")).type
-        frame = (*window_pairs(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding), kernel_height * kernel_width)
+        pairs = window_pairs(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
+        scatter_tables = (*pairs, kernel_height * kernel_width)
         shape = (steps, batch, out_height, out_width, channels_out)
         membranes, spikes = buffers.empty(shape, weight.dtype), buffers.empty(shape, weight.dtype)
         bias_values = bias.detach() if bias is not None else weight.new_zeros(channels_out)
@@ -136,7 +137,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         spike_counts, spike_offsets = np.empty(frames, dtype=np.int64), np.empty(frames, dtype=np.int64)
         found = np.empty(spikes.numel(), dtype=np.int32)  # pages beyond the spikes stay unmapped
         _conv_lif_forward_kernel(
-            row_starts.numpy(), positions.numpy(), values.numpy(), *frame,
+            row_starts.numpy(), positions.numpy(), values.numpy(), *scatter_tables,
             conv_taps(weight).numpy().reshape(-1, channels_out),
             bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
             membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
@@ -147,7 +148,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         _rows_in_order(spike_counts, spike_offsets, found, spike_row_starts.numpy(), spike_positions)
         remember_nonzeros(spikes, spike_row_starts, spike_positions)
         ctx.save_for_backward(weight, membranes, row_starts, positions, values)
-        ctx.kernel_arguments = (frame, (stride, padding), dtype, options)
+        ctx.kernel_arguments = (scatter_tables, (stride, padding), dtype, options)
         ctx.has_bias = bias is not None
         ctx.input_shape = inputs.shape
         return spikes
@@ -155,7 +156,7 @@ class _ConvLIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         weight, membranes, row_starts, positions, values = ctx.saved_tensors
-        frame, (stride, padding), dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
+        scatter_tables, (stride, padding), dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
         steps, batch = membranes.shape[:2]
         channels_out, channels_in, kernel_height, kernel_width = weight.shape
         grad_taps = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
@@ -164,7 +165,7 @@ class _ConvLIFSequence(torch.autograd.Function):
         # the currents' gradient: all of it for the input gradient, else one sample's last two steps
         carry = buffers.empty(membranes.shape, weight.dtype) if input_grad else weight.new_empty(2, 1, membranes[0, 0].numel())
         _conv_lif_backward_kernel(
-            row_starts.numpy(), positions.numpy(), values.numpy(), *frame,
+            row_starts.numpy(), positions.numpy(), values.numpy(), *scatter_tables,
             membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
             carry.numpy().reshape(carry.shape[0], carry.shape[1], -1), grad_taps.numpy().reshape(-1, channels_out),
             grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
