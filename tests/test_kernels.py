@@ -74,20 +74,3 @@ def test_both_nonzero_scans_list_the_entries_of_numpy_nonzero(dtype, size, index
         assert np.array_equal(listed[:expected.size], expected)
     for listed in values:
         assert np.array_equal(listed[:expected.size].view(bits.dtype), bits[expected])
-
-
-def test_stream_row_copies_whole_cache_lines():
-    """Non-temporal row copies (values as a plain copy), only where rows are whole aligned lines."""
-    from neuromem.neurons.functional import buffers, simd
-
-    @jit.numba.njit
-    def stream(target, source):
-        for row in range(target.shape[0]):
-            simd.stream_row(target, row, source, target.shape[0] - 1 - row)
-        simd.store_fence()
-
-    source = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
-    target = buffers.empty((5, 16), dtype=__import__("torch").float32).numpy()
-    assert simd.streamable(target) and not simd.streamable(np.zeros((5, 3), dtype=np.float32))
-    stream(target, source)
-    assert np.array_equal(target, source[::-1])

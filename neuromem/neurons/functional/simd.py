@@ -61,42 +61,19 @@ if numba is not None:
 
         return signature, codegen
 
-    def _copy_intrinsic(non_temporal):
-        @intrinsic
-        def copy_lanes(typingctx, target, target_start, source, source_start):
-            # target.flat[target_start + i] = source.flat[source_start + i], i < LANES, one vector
-            # move; non-temporal: past the caches, to a target aligned to the vector's size
-            if not _lanes_of(target, source):
-                return None
-            signature = types.none(target, types.intp, source, types.intp)
-
-            def codegen(context, builder, signature, arguments):
-                vector, alignment, target_pointer, source_pointer = _vector_pointers(
-                    context, builder, signature, *arguments
-                )
-                lanes = builder.load(source_pointer, align=alignment)
-                if not non_temporal:
-                    builder.store(lanes, target_pointer, align=alignment)
-                    return context.get_dummy_value()
-                store = builder.store(lanes, target_pointer, align=alignment * LANES)
-                store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-                return context.get_dummy_value()
-
-            return signature, codegen
-
-        return copy_lanes
-
-    _copy_lanes, _stream_lanes = _copy_intrinsic(False), _copy_intrinsic(True)
-
     @intrinsic
-    def store_fence(typingctx):
-        """Orders the non-temporal stores before everything after (they are weakly ordered)."""
+    def _copy_lanes(typingctx, target, target_start, source, source_start):
+        # target.flat[target_start + i] = source.flat[source_start + i], i < LANES, one vector move
+        if not _lanes_of(target, source):
+            return None
+        signature = types.none(target, types.intp, source, types.intp)
 
         def codegen(context, builder, signature, arguments):
-            builder.fence("seq_cst")
+            _, alignment, target_pointer, source_pointer = _vector_pointers(context, builder, signature, *arguments)
+            builder.store(builder.load(source_pointer, align=alignment), target_pointer, align=alignment)
             return context.get_dummy_value()
 
-        return types.none(), codegen
+        return signature, codegen
 
     @inline_kernel
     def add_scaled(target, target_row, source, source_row, scale):
@@ -120,22 +97,3 @@ if numba is not None:
             _copy_lanes(target, target_start + offset, source, source_start + offset)
         for column in range(full, width):
             target[target_row, column] = source[source_row, column]
-
-    @inline_kernel
-    def stream_row(target, target_row, source, source_row):
-        """target[target_row] = source[source_row] by non-temporal stores: for output written once
-        and read only by a later kernel, the stores skip the read-for-ownership of each line. Rows
-        must be whole cache lines and the target aligned to them (`streamable`); `store_fence`
-        before the target is read."""
-        width = target.shape[1]
-        target_start, source_start = target_row * width, source_row * width
-        for offset in range(0, width, LANES):
-            _stream_lanes(target, target_start + offset, source, source_start + offset)
-
-
-CACHE_LINE = 64
-
-
-def streamable(array) -> bool:
-    """Whether `stream_row` may write the rows of 2-d C-contiguous numpy `array`."""
-    return array.ctypes.data % CACHE_LINE == 0 and (array.shape[-1] * array.itemsize) % CACHE_LINE == 0
