@@ -6,7 +6,8 @@ import torch
 pytest.importorskip("snntorch")
 pytest.importorskip("norse")
 
-from neuromem.bench.core_speed import run_benchmark  # noqa: E402
+from conftest import run_cli  # noqa: E402
+from neuromem.bench.core_speed import check_arguments, run_benchmark  # noqa: E402
 from neuromem.bench.networks import FRAMEWORKS, build_network, nmnist_config, quick_config_for_tests  # noqa: E402
 from neuromem.bench.peak_memory import measure  # noqa: E402
 
@@ -81,3 +82,27 @@ def test_peak_memory_measure_in_process():
     config = quick_config_for_tests(nmnist_config())
     result = measure(config, "neuromem", torch.device("cpu"), steps=1)
     assert result["peak_mb"] >= result["rss_before_mb"] > 0 and result["extra_mb"] >= 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--configs", "nope"], "--configs: unknown configuration(s) nope; valid: shd-feedforward"),
+        (["--inputs", "spec,nope"], "--inputs: unknown input kind(s) nope; valid: spec, data"),
+        (["--device", "tpu"], "--device: unknown device 'tpu'; valid: auto, cpu"),
+    ],
+)
+def test_bad_bench_flags_get_one_line_errors(args, message):
+    """Refused before anything runs: one line naming the flag, the value and what is valid."""
+    result = run_cli("bench", "--quick", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cuda_device_refused_where_there_is_none():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="--device: device 'cuda' is not on this machine; valid: auto, cpu"):
+        check_arguments("spec", "cuda", None)

@@ -30,13 +30,15 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, help="write the Markdown results table here"),
     ) -> None:
         """Time training and inference of the same spiking networks in neuromem, snnTorch and Norse."""
-        from neuromem.bench.core_speed import INPUT_KINDS, parse_inputs, run_benchmark
+        from neuromem.bench.core_speed import INPUT_KINDS, check_arguments, parse_inputs, run_benchmark
         from neuromem.errors import NeuromemError
 
+        config_names = configs.split(",") if configs else None
         try:
-            kinds = parse_inputs(inputs)
+            check_arguments(inputs, device, config_names)
         except ValueError as error:
-            raise NeuromemError(f"--inputs: {error}") from None  # the CLI's one-line error
+            raise NeuromemError(str(error)) from None  # the CLI's one-line error
+        kinds = parse_inputs(inputs)
         command = ("neuromem bench" + (" --quick" if quick else "") + (f" --configs {configs}" if configs else "")
                    + (f" --data {data}" if data != "auto" else "")
                    + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else "")
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
                    + (f" --block {block}" if block else ""))
         _, markdown = run_benchmark(
             quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup, inputs=kinds,
-            config_names=configs.split(",") if configs else None, peak_memory=memory, out=out, command=command,
+            config_names=config_names, peak_memory=memory, out=out, command=command,
             threads=threads, block=block, log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(markdown)

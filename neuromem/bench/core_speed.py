@@ -86,9 +86,47 @@ def input_kinds_for(config: BenchConfig, kinds: tuple[str, ...]) -> tuple[str, .
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """auto: CUDA when present, else the CPU; cpu, cuda, cuda:N as asked (ValueError if not here)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    valid = "auto, cpu" + (", cuda, cuda:N" if torch.cuda.is_available() else " (no CUDA device here)")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; valid: {valid}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; valid: {valid}")
+    if resolved.type == "cuda" and (
+        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ValueError(f"device {device!r} is not on this machine; valid: {valid}")
+    return resolved
+
+
+def select_configs(config_names: list[str] | None) -> list[BenchConfig]:
+    """The named configurations (all by default); ValueError naming the unknown ones."""
+    configs = default_configs()
+    if not config_names:
+        return configs
+    known = {c.name: c for c in configs}
+    unknown = [n for n in config_names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    return [known[n] for n in config_names]
+
+
+def check_arguments(inputs: str, device: str, config_names: list[str] | None) -> None:
+    """What a run would refuse, refused before anything runs: ValueError naming the flag, the value
+    and what would be valid (the command lines turn it into their one-line error)."""
+    for flag, check in (
+        ("--inputs", lambda: parse_inputs(inputs)),
+        ("--device", lambda: resolve_device(device)),
+        ("--configs", lambda: select_configs(config_names)),
+    ):
+        try:
+            check()
+        except ValueError as error:
+            raise ValueError(f"{flag}: {error}") from None
 
 
 def default_configs(memories: list[str] | None = None) -> list[BenchConfig]:
@@ -538,13 +576,7 @@ def run_benchmark(
     if threads:
         torch.set_num_threads(threads)
     load_before = _load_average()
-    configs = default_configs()
-    if config_names:
-        known = {c.name: c for c in configs}
-        unknown = [n for n in config_names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown configuration(s) {', '.join(unknown)}; valid: {', '.join(known)}")
-        configs = [known[n] for n in config_names]
+    configs = select_configs(config_names)
     if quick:
         configs = [quick_config_for_tests(c) for c in configs]
     block = max(1, block or (1 if quick else 3))
@@ -614,15 +646,15 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=default_out, help="write the Markdown table here")
     args = parser.parse_args(argv)
+    config_names = args.configs.split(",") if args.configs else None
     try:
-        kinds = parse_inputs(args.inputs)
+        check_arguments(args.inputs, args.device, config_names)
     except ValueError as error:
         parser.error(str(error))
     _, markdown = run_benchmark(
         quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
-        block=args.block,
-        config_names=args.configs.split(",") if args.configs else None, peak_memory=not args.no_memory,
-        out=args.out, threads=args.threads, inputs=kinds,
+        block=args.block, config_names=config_names, peak_memory=not args.no_memory,
+        out=args.out, threads=args.threads, inputs=parse_inputs(args.inputs),
         command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
     )
     print(markdown)
