@@ -210,3 +210,13 @@ def test_listed_spikes_are_taken_only_while_the_tensor_is_unchanged(monkeypatch)
     modified = sparse_input_conv2d(frames, weight, None, 2, 1)
     assert recalled[-1] is None
     torch.testing.assert_close(modified, torch.nn.functional.conv2d(frames, weight, None, 2, 1))
+
+
+def test_empty_batches_take_the_dense_ops():
+    """No frames, no rows: the sparse kernels step aside (they index per frame) and torch's ops answer."""
+    weight = torch.randn(16, 2, 5, 5, requires_grad=True)
+    out = sparse_input_conv2d(torch.zeros(0, 2, 34, 34), weight, None, 2, 2)
+    assert out.shape == (0, 16, 17, 17)
+    out.sum().backward()
+    assert torch.count_nonzero(weight.grad) == 0
+    assert sparse_input_linear(torch.zeros(0, 700), torch.randn(256, 700)).shape == (0, 256)

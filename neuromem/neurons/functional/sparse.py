@@ -129,9 +129,10 @@ if _numba is not None:
         # `_scatter_linear`, each frame's outputs are filled with the bias just before its
         # scatter (forward), or summed into it while in cache (weight gradient: bias zeroed by the
         # caller).
-        plane = output_rows.shape[0] // (row_starts.shape[0] - 1)
+        frames = row_starts.shape[0] - 1
+        plane = output_rows.shape[0] // frames if frames else 0
         channels_out = output_rows.shape[1]
-        for n in range(row_starts.shape[0] - 1):
+        for n in range(frames):
             frame = output_rows[n * plane:(n + 1) * plane]
             for p in range(plane):
                 for o in range(channels_out):
@@ -236,7 +237,8 @@ def window_pairs(
                 for ox, kx in columns[x] if ox >= 0
             ]
             counts[y, x] = len(covering)
-            pairs[y, x, :len(covering)] = covering if covering else 0
+            if covering:
+                pairs[y, x, :len(covering)] = covering
     pairs.flags.writeable = counts.flags.writeable = False
     return pairs, counts
 
@@ -302,6 +304,7 @@ def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
         and weight.device.type == "cpu"
         and inputs.dtype in (torch.float32, torch.float64)
         and inputs.dtype == weight.dtype
+        and inputs.numel() > 0  # an empty batch: the dense op handles it
     )
 
 
