@@ -56,10 +56,10 @@ def test_both_nonzero_scans_list_the_entries_of_numpy_nonzero(dtype, size, index
     @jit.numba.njit
     def scans(row, bits, indices, values):
         counts = np.empty(4, dtype=np.int64)
-        counts[0] = nonzero._compressed_entries(bits, indices[0], row, None)
-        counts[1] = nonzero._tabled_entries(bits, indices[1], row, None)
-        counts[2] = nonzero._compressed_entries(bits, indices[2], row, values[0])
-        counts[3] = nonzero._tabled_entries(bits, indices[3], row, values[1])
+        counts[0] = nonzero._scan(bits, indices[0], row, None, True)
+        counts[1] = nonzero._scan(bits, indices[1], row, None, False)
+        counts[2] = nonzero._scan(bits, indices[2], row, values[0], True)
+        counts[3] = nonzero._scan(bits, indices[3], row, values[1], False)
         return counts
 
     generator = np.random.default_rng(size)

@@ -131,9 +131,40 @@ if _numba is not None:
         return signature, lambda context, builder, sig, arguments: _compress_codegen(context, builder, sig, arguments, True)
 
     @inline_kernel
-    def _rest_of_row(bits, indices, row, values, first, n):
-        # entries first.. one at a time (the row's end, short of a block), after n listed
-        for j in range(first, bits.shape[0]):
+    def _compressed_block(bits, j0, n, indices, row, values):
+        # bits[j0:j0 + 16] by one compress-store; values None: indices only (resolved when compiled)
+        if values is None:
+            return _compress_block(bits, j0, n, indices)
+        return _compress_block_and_values(bits, j0, n, indices, row, values)
+
+    @inline_kernel
+    def _tabled_block(bits, j0, n, indices, row, values):
+        # bits[j0:j0 + 8] by the set-bit table of its lane mask
+        mask = _mask_of_block(bits, j0)
+        if mask == 0:
+            return 0
+        for k in range(BLOCK):  # n <= j0: all 8 in bounds whatever follows
+            j = j0 + _SET_BITS[mask, k]
+            indices[n + k] = j
+            if values is not None:
+                values[n + k] = row[j]
+        return _SET_BIT_COUNT[mask]
+
+    @inline_kernel
+    def _scan(bits, indices, row, values, compress):
+        # the non-zero entries of bits, a block at a time (compress: 16 per compress-store, else 8
+        # per table lookup; a constant where it is called, so one branch is compiled), the row's
+        # end one by one; their values too unless values is None
+        width = COMPRESS_BLOCK if compress else BLOCK
+        size = bits.shape[0]
+        full = size - size % width
+        n = 0
+        for j0 in range(0, full, width):
+            if compress:
+                n += _compressed_block(bits, j0, n, indices, row, values)
+            else:
+                n += _tabled_block(bits, j0, n, indices, row, values)
+        for j in range(full, size):
             indices[n] = j
             if values is not None:
                 values[n] = row[j]
@@ -141,51 +172,15 @@ if _numba is not None:
         return n
 
     @inline_kernel
-    def _compressed_entries(bits, indices, row, values):
-        # the scan by compress-store; values None: indices only (the branch is resolved when compiled)
-        size = bits.shape[0]
-        full = size - size % COMPRESS_BLOCK
-        n = 0
-        for j0 in range(0, full, COMPRESS_BLOCK):
-            if values is None:
-                n += _compress_block(bits, j0, n, indices)
-            else:
-                n += _compress_block_and_values(bits, j0, n, indices, row, values)
-        return _rest_of_row(bits, indices, row, values, full, n)
-
-    @inline_kernel
-    def _tabled_entries(bits, indices, row, values):
-        # the scan by set-bit table; values None: indices only
-        size = bits.shape[0]
-        full = size - size % BLOCK
-        n = 0
-        for j0 in range(0, full, BLOCK):
-            mask = _mask_of_block(bits, j0)
-            if mask != 0:
-                for k in range(BLOCK):  # n <= j0: all 8 in bounds whatever follows
-                    j = j0 + _SET_BITS[mask, k]
-                    indices[n + k] = j
-                    if values is not None:
-                        values[n + k] = row[j]
-                n += _SET_BIT_COUNT[mask]
-        return _rest_of_row(bits, indices, row, values, full, n)
-
-    @inline_kernel
-    def _entries(bits, indices, row, values):
-        if COMPRESS_STORE:
-            return _compressed_entries(bits, indices, row, values)
-        return _tabled_entries(bits, indices, row, values)
-
-    @inline_kernel
     def nonzero_entries(row, active):
         """The indices of the non-zero entries of a contiguous float row, into `active` (as long as
         the row); returns their count."""
         if row.itemsize == 4:
-            return _entries(row.view(np.uint32), active, row, None)
-        return _entries(row.view(np.uint64), active, row, None)
+            return _scan(row.view(np.uint32), active, row, None, COMPRESS_STORE)
+        return _scan(row.view(np.uint64), active, row, None, COMPRESS_STORE)
 
     @inline_kernel
     def nonzero_entries_and_values(row, bits, indices, values):
         """`nonzero_entries` that also copies the entries' values; bits: the row as unsigned integers
         of its width. indices/values as long as the row."""
-        return _entries(bits, indices, row, values)
+        return _scan(bits, indices, row, values, COMPRESS_STORE)

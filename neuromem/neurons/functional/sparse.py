@@ -129,8 +129,8 @@ if _numba is not None:
         # `_scatter_linear`, each frame's outputs are filled with the bias just before its
         # scatter (forward), or summed into it while in cache (weight gradient: bias zeroed by the
         # caller).
-        frames = row_starts.shape[0] - 1
-        plane = output_rows.shape[0] // frames if frames else 0
+        frames = row_starts.shape[0] - 1  # at least one: empty batches take the dense op
+        plane = output_rows.shape[0] // frames
         channels_out = output_rows.shape[1]
         for n in range(frames):
             frame = output_rows[n * plane:(n + 1) * plane]
