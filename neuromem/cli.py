@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -240,18 +240,97 @@ def _register_commands() -> None:
             app.add_typer(module.app, name=module_name.split(".")[-2])
 
 
+def _click_exception_classes(name: str) -> tuple[type, ...]:
+    """`name` (e.g. 'ClickException') from every click the installed typer may raise from: its vendored
+    `typer._click` (typer >= 0.24) and the standalone `click` package (older typer)."""
+    found = []
+    for module_name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _given_value(param, args: list[str]) -> str | None:
+    """The text the user gave for `param` on the command line (for naming it in the error)."""
+    for opt in getattr(param, "opts", []) or []:
+        for position, arg in enumerate(args):
+            if arg == opt and position + 1 < len(args):
+                return args[position + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1:]
+    return None
+
+
+def _usage_line(error, args: list[str]) -> str:
+    """A click usage error as one line: the flag, the value given, what is valid, where to look."""
+    ctx = getattr(error, "ctx", None)
+    command = ctx.command_path if ctx is not None else "neuromem"
+    param = getattr(error, "param", None)
+    kind = type(error).__name__
+    message = " ".join(str(getattr(error, "message", error)).split())
+    if kind == "MissingParameter":
+        text = " ".join(error.format_message().split())
+    elif kind == "BadParameter" and param is not None:
+        flag = "/".join(getattr(param, "opts", []) or [param.name or "?"])
+        given = _given_value(param, args)
+        text = f"{flag} {given!r}: {message}" if given is not None else f"{flag}: {message}"
+    elif kind == "NoSuchOption":
+        close = sorted(getattr(error, "possibilities", None) or [])
+        text = message + (f" (did you mean {' or '.join(close)}?)" if close else "")
+    elif kind == "UsageError" and message.startswith("No such command") and ctx is not None:
+        valid = ", ".join(ctx.command.list_commands(ctx)) if hasattr(ctx.command, "list_commands") else ""
+        text = f"{message.rstrip('.')}; valid: {valid}" if valid else message
+    else:
+        text = " ".join(error.format_message().split())
+    return f"{text} (see `{command} --help`)"
+
+
+def _say_error(text: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/] {escape(' '.join(str(text).split()))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    _register_commands()
+    """The console entry point: every failure leaves as one line and an exit code (2: bad input, 1: failure,
+    130: interrupted); `--debug` anywhere on the line (or NEUROMEM_DEBUG=1) re-raises with the traceback."""
+    args = sys.argv[1:]
+    debug = "--debug" in args or os.environ.get("NEUROMEM_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    click_errors = _click_exception_classes("ClickException")
+    no_args_help = _click_exception_classes("NoArgsIsHelpError")
+    exits = (typer.Exit, *_click_exception_classes("Exit"))
+    aborts = (typer.Abort, *_click_exception_classes("Abort"))
     try:
-        app(standalone_mode=False)
+        _register_commands()
+        code = app(args=args, prog_name="neuromem", standalone_mode=False)
     except NeuromemError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        if debug:
+            raise
+        _say_error(error)
         sys.exit(2)
-    except click.exceptions.Abort:
-        console.print("[red]interrupted[/]")
+    except no_args_help as error:  # bare `neuromem` / `neuromem data`: the help is the answer
+        typer.echo(error.ctx.get_help() if getattr(error, "ctx", None) is not None else error.format_message())
+        sys.exit(0)
+    except click_errors as error:
+        if debug:
+            raise
+        _say_error(_usage_line(error, args) if getattr(error, "exit_code", 1) == 2 else error.format_message())
+        sys.exit(getattr(error, "exit_code", 1) or 1)
+    except exits as exit_:
+        sys.exit(getattr(exit_, "exit_code", 0))
+    except (KeyboardInterrupt, *aborts):
+        _say_error("interrupted")
         sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as exit_:
-        sys.exit(exit_.exit_code)
+    except Exception as error:  # a bug, not bad input: still one line unless asked for the traceback
+        if debug:
+            raise
+        _say_error(f"internal error: {type(error).__name__}: {error} (re-run with --debug for the traceback)")
+        sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool):
+        sys.exit(code)
