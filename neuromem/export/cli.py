@@ -74,9 +74,7 @@ def refuse_unexportable(config: dict, source: str) -> None:
 
 def load_for_export(run_or_checkpoint: Path):
     """A LoihiNetwork from a checkpoint file, or from the single exportable cell of a run directory."""
-    import torch
-
-    from neuromem.export.model import CHECKPOINT_KIND, load_checkpoint, model_from_checkpoint_dict
+    from neuromem.export.model import CHECKPOINT_KIND, load_checkpoint, model_from_checkpoint_dict, read_checkpoint_file
 
     path = Path(run_or_checkpoint)
     if path.is_dir():
@@ -89,10 +87,7 @@ def load_for_export(run_or_checkpoint: Path):
         path = cells[0]
     if not path.is_file():
         raise NeuromemError(f"{path} does not exist; give a run directory or a model checkpoint (.pt)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
+    checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or "config" not in checkpoint:
         raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
     if checkpoint.get("kind") == CHECKPOINT_KIND:

@@ -7,10 +7,11 @@ counts per bin are clipped to 1. Decisions: argmax of the final readout voltage.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -199,14 +200,25 @@ def model_from_checkpoint_dict(checkpoint: dict, source: str) -> LoihiNetwork:
     return model
 
 
+def read_checkpoint_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, so a crafted file cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        text = " ".join(str(err).split())
+        if "Weights only load failed" in text:
+            found = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text, re.IGNORECASE)
+            what = f" ({found.group(1) or found.group(2)})" if found else ""
+            raise NeuromemError(f"{path}: refused: the file asks to load Python objects{what}, not only weights; "
+                                "neuromem reads checkpoints it wrote (tensors and plain values) and never runs code from one") from None
+        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
+
+
 def load_checkpoint(path: str | Path) -> LoihiNetwork:
     path = Path(path)
     if not path.is_file():
         raise NeuromemError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
+    checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict):
         raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
     return model_from_checkpoint_dict(checkpoint, str(path))
