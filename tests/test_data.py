@@ -267,17 +267,17 @@ def test_resolve_data_root(tmp_path, tiny_root, monkeypatch):
 
 
 def test_embedded_default_is_synthesized_on_first_use(tmp_path, monkeypatch):
-    import neuromem.data.synth as synth_module
+    import neuromem.data.embedded as embedded
 
     calls = []
-    real_synthesize = synth_module.synthesize
+    real_synthesize = embedded.synthesize
+    tiny = {f"{name}_{split}_per_class": 1 for name, spec in MODALITY_SPECS.items() for split in spec.splits}
 
-    def small_synthesize(root, seed=0, **kwargs):  # the real generator, at tiny sizes
+    def small_synthesize(root, seed=0, datasets=None, **kwargs):  # the real generator, at tiny sizes
         calls.append(seed)
-        return real_synthesize(root, seed=seed, shd_train_per_class=1, shd_test_per_class=1,
-                                       nmnist_train_per_class=1, nmnist_test_per_class=1)
+        return real_synthesize(root, seed=seed, datasets=datasets, **tiny)
 
-    monkeypatch.setattr(synth_module, "synthesize", small_synthesize)
+    monkeypatch.setattr(embedded, "synthesize", small_synthesize)
     root, source = resolve_data_root(None)
     assert root == default_embedded_root() == tmp_path / "home" / "embedded" and source == "synthetic"
     assert (root / "SHD" / "shd_train.h5").is_file() and calls == [0]

@@ -4,64 +4,103 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from neuromem.data.embedded import synthesize
 from neuromem.data.fetch import fetch as fetch_dataset
-from neuromem.data.specs import MODALITY_SPECS, get_spec
-from neuromem.data.synth import synthesize
+from neuromem.data.registry import dataset_names, get_dataset
 from neuromem.errors import NeuromemError
 
-app = typer.Typer(help="Data sets: write the embedded synthetic SHD/N-MNIST in the real formats, or fetch the real ones.",
+app = typer.Typer(help="Data sets: write the embedded synthetic stand-ins in the real formats, or fetch the real ones.",
                   no_args_is_help=True)
 console = Console()
 
 
-def _modalities(text: str) -> list[str]:
+def _datasets(text: str | None) -> list[str]:
+    if text is None:
+        return dataset_names()
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if not names:
-        raise NeuromemError(f"--modality is empty; valid modalities: {', '.join(MODALITY_SPECS)}")
-    return [get_spec(name).name for name in names]
+        raise NeuromemError(f"--modality is empty; valid data sets: {', '.join(dataset_names())}")
+    return [get_dataset(name).name for name in names]
+
+
+def _sizes(pairs: list[str], names: list[str]) -> dict[str, int]:
+    """--size shd.train=10 (or train=10 for every data set chosen) -> {"shd_train_per_class": 10}."""
+    sizes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        target, dot, split = key.strip().rpartition(".")
+        if not sep or not value.strip().isdigit():
+            raise NeuromemError(f"--size {pair!r}: expected DATASET.SPLIT=N or SPLIT=N with N a positive integer "
+                                "(e.g. ssc.train=10)")
+        for name in ([target] if dot else names):
+            splits = get_dataset(name).spec.splits
+            if split not in splits:
+                raise NeuromemError(f"--size {pair!r}: {name} has no split {split!r}; valid splits: {', '.join(splits)}")
+            sizes[f"{name}_{split}_per_class"] = int(value)
+    return sizes
 
 
 @app.command()
 def synth(
-    root: Path = typer.Option(..., "--root", help="tonic save_to root: writes ROOT/SHD/*.h5 and ROOT/NMNIST/{Train,Test}/"),
+    root: Path = typer.Option(..., "--root", help="tonic save_to root: writes each data set's files in its real layout (ROOT/SHD/*.h5, ROOT/NMNIST/{Train,Test}/, ROOT/SSC/*.h5)"),
     seed: int = typer.Option(0, "--seed", help="same seed -> byte-identical files"),
-    modality: str = typer.Option("shd,nmnist", "--modality", help="comma-separated: shd, nmnist"),
-    shd_train: int = typer.Option(100, "--shd-train", help="SHD-like training samples per class (20 classes)"),
-    shd_test: int = typer.Option(30, "--shd-test", help="SHD-like test samples per class"),
-    nmnist_train: int = typer.Option(200, "--nmnist-train", help="N-MNIST-like training samples per class (10 classes)"),
-    nmnist_test: int = typer.Option(50, "--nmnist-test", help="N-MNIST-like test samples per class"),
+    modality: Optional[str] = typer.Option(None, "--modality", help="comma-separated data sets (default: all registered)"),
+    kind: Optional[str] = typer.Option(None, "--kind", help="stand-in kind, for every data set chosen (default: each one's own; `neuromem data kinds` lists them)"),
+    size: List[str] = typer.Option([], "--size", help="samples per class, DATASET.SPLIT=N or SPLIT=N (repeatable), e.g. ssc.train=10"),
+    shd_train: Optional[int] = typer.Option(None, "--shd-train", help="SHD-like training samples per class (20 classes)"),
+    shd_test: Optional[int] = typer.Option(None, "--shd-test", help="SHD-like test samples per class"),
+    nmnist_train: Optional[int] = typer.Option(None, "--nmnist-train", help="N-MNIST-like training samples per class (10 classes)"),
+    nmnist_test: Optional[int] = typer.Option(None, "--nmnist-test", help="N-MNIST-like test samples per class"),
 ) -> None:
     """Write the embedded default data (synthetic, in the real on-disk formats) under ROOT."""
     started = time.perf_counter()
-    marker = synthesize(root, seed=seed, modalities=_modalities(modality), shd_train_per_class=shd_train,
-                        shd_test_per_class=shd_test, nmnist_train_per_class=nmnist_train,
-                        nmnist_test_per_class=nmnist_test)
+    names = _datasets(modality)
+    sizes = _sizes(size, names)
+    for key, value in (("shd_train_per_class", shd_train), ("shd_test_per_class", shd_test),
+                       ("nmnist_train_per_class", nmnist_train), ("nmnist_test_per_class", nmnist_test)):
+        if value is not None:
+            sizes[key] = value
+    kinds = {name: kind for name in names} if kind else None
+    marker = synthesize(root, seed=seed, datasets=names, kinds=kinds, **sizes)
     table = Table(title=f"synthetic data under {root} (seed {seed})")
-    for column in ("modality", "split", "samples", "events", "events/sample", "written to"):
+    for column in ("data set", "kind", "split", "samples", "events", "events/sample", "written to"):
         table.add_column(column, justify="right" if column in ("samples", "events", "events/sample") else "left")
     for name, info in marker["modalities"].items():
-        if "seconds" not in info:
+        if name not in names:
             continue  # written by an earlier call, listed in the marker only
         for split, counts in info["splits"].items():
-            where = f"SHD/shd_{split}.h5" if name == "shd" else f"NMNIST/{'Train' if split == 'train' else 'Test'}/<digit>/*.bin"
-            table.add_row(name, split, str(counts["samples"]), f"{counts['events']:,}",
-                          f"{counts['events'] / max(counts['samples'], 1):,.0f}", where)
+            table.add_row(name, info.get("kind", ""), split, str(counts["samples"]), f"{counts['events']:,}",
+                          f"{counts['events'] / max(counts['samples'], 1):,.0f}", get_dataset(name).layout(split))
     console.print(table)
     console.print(f"marker: {Path(root) / 'NEUROMEM_SYNTHETIC.json'}; {time.perf_counter() - started:.1f} s")
 
 
 @app.command()
+def kinds() -> None:
+    """List the registered data sets and the stand-in kinds each one offers."""
+    table = Table(title="data sets")
+    for column in ("data set", "classes", "front end", "stand-in kinds (default first)", "description"):
+        table.add_column(column)
+    for name in dataset_names():
+        data_set = get_dataset(name)
+        order = [data_set.default_stand_in, *(k for k in data_set.stand_ins if k != data_set.default_stand_in)]
+        table.add_row(name, str(data_set.spec.num_classes), data_set.front_end, ", ".join(order), data_set.spec.description)
+    console.print(table)
+
+
+@app.command()
 def fetch(
     root: Path = typer.Option(..., "--root", help="tonic save_to root for the real data"),
-    modality: str = typer.Option("shd,nmnist", "--modality", help="comma-separated: shd, nmnist"),
+    modality: Optional[str] = typer.Option(None, "--modality", help="comma-separated data sets (default: all registered)"),
 ) -> None:
-    """Download the real SHD / N-MNIST with tonic's downloaders (needs internet)."""
-    for name in _modalities(modality):
+    """Download the real data sets with tonic's downloaders (needs internet)."""
+    for name in _datasets(modality):
         started = time.perf_counter()
         paths = fetch_dataset(root, name)
         console.print(f"[green]{name}[/green]: {', '.join(str(p) for p in paths)} ({time.perf_counter() - started:.1f} s)")

@@ -10,12 +10,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from neuromem.data import formats
 from neuromem.data.batching import time_major_batch
 from neuromem.data.binning import FixedWindowFrames
 from neuromem.data.cache import build_entry, cache_key, file_identity, load_entry
-from neuromem.data.roots import default_cache_dir, source_of
-from neuromem.data.specs import ModalitySpec, check_split, get_spec
+from neuromem.data.paths import default_cache_dir, fix_hint, source_of
+from neuromem.data.registry import get_dataset
 from neuromem.errors import NeuromemError
 
 
@@ -28,15 +27,19 @@ class BinnedDataset:
     """
 
     def __init__(self, inputs: np.ndarray, labels: np.ndarray, *, num_classes: int, time_bins: int,
-                 source: str, modality: str, index: np.ndarray | None = None, meta: dict | None = None):
+                 source: str, dataset: str, index: np.ndarray | None = None, meta: dict | None = None):
         self._inputs = inputs
         self._labels = np.asarray(labels, dtype=np.int64)
         self._index = None if index is None else np.asarray(index, dtype=np.int64)
         self.num_classes = num_classes
         self.time_bins = time_bins
         self.source = source
-        self.modality = modality
+        self.dataset = dataset  # the registered data set's name
         self.meta = dict(meta or {})
+
+    @property
+    def modality(self) -> str:  # the old name of `dataset`
+        return self.dataset
 
     # -- arrays ---------------------------------------------------------------
     @property
@@ -90,53 +93,37 @@ class BinnedDataset:
             raise IndexError(f"subset indices must lie in 0..{len(self) - 1}")
         rows = self._rows(positions % max(len(self), 1))
         return BinnedDataset(self._inputs, self._labels, num_classes=self.num_classes, time_bins=self.time_bins,
-                             source=self.source, modality=self.modality, index=rows, meta=self.meta)
+                             source=self.source, dataset=self.dataset, index=rows, meta=self.meta)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
 
     def __repr__(self) -> str:
-        return (f"BinnedDataset({self.modality}, n={len(self)}, T={self.time_bins}, "
+        return (f"BinnedDataset({self.dataset}, n={len(self)}, T={self.time_bins}, "
                 f"input_shape={self.input_shape}, source={self.source})")
 
 
-def _sources(spec: ModalitySpec, root: Path, split: str):
-    """(identity files, labels, per-sample event reader) for one split."""
-    if spec.name == "shd":
-        shd = formats.read_shd(root, split)
-        return [shd.path], shd.labels, shd.events
-    files, labels = formats.list_nmnist(root, split)
-    return files, labels, lambda i: formats.read_nmnist_events(files[i])
-
-
-def load_split(modality: str, root: str | os.PathLike, split: str, time_bins: int | None = None,
+def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int | None = None,
                cache_dir: str | os.PathLike | None = None, window_us: int | None = None) -> BinnedDataset:
-    """Bin one split of `modality` under a tonic `save_to` root (cached) and return it.
+    """Bin one split of a registered data set under a tonic `save_to` root (cached) and return it.
 
-    time_bins / window_us default to MODALITY_SPECS[modality]; events at or after
+    time_bins / window_us default to the data set's spec; events at or after
     window_us are dropped. Counts above 255 in one bin are clipped (uint8 cache).
     """
-    spec = get_spec(modality)
-    check_split(split)
+    data_set = get_dataset(dataset)
+    spec = data_set.spec
+    spec.check_split(split)
     time_bins = spec.time_bins if time_bins is None else int(time_bins)
     window_us = spec.window_us if window_us is None else int(window_us)
     if time_bins < 1 or window_us < 1:
         raise NeuromemError(f"time_bins ({time_bins}) and window_us ({window_us}) must be positive integers")
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise NeuromemError(
-            f"data root {root} does not exist; write the embedded data with `neuromem data synth --root {root}` "
-            f"or fetch the real data with `neuromem data fetch --root {root}`"
-        )
+        raise NeuromemError(f"data root {root} does not exist; {fix_hint(root)}")
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     source = source_of(root)
-    if spec.name == "shd":
-        shd_file = formats.shd_path(root, split)
-        if not shd_file.is_file():
-            formats.read_shd(root, split)  # raises the missing-file error
-        identity_files = [shd_file]
-    else:
-        identity_files, _ = formats.list_nmnist(root, split)
+    identity_files = data_set.files(root, split)  # raises the missing-file error
+    # "modality" is the key's old name for the data set; kept so existing cache entries stay valid
     params = {"modality": spec.name, "split": split, "time_bins": time_bins, "window_us": window_us,
               "sensor_size": list(spec.sensor_size)}
     key = cache_key(file_identity(identity_files), params)
@@ -146,7 +133,8 @@ def load_split(modality: str, root: str | os.PathLike, split: str, time_bins: in
     if cached is None:
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
-        _, labels, read_events = _sources(spec, root, split)
+        source_split = data_set.read(root, split)
+        labels, read_events = source_split.labels, source_split.events
         to_frames = FixedWindowFrames(spec.sensor_size, time_bins, window_us)
 
         def fill(inputs: np.ndarray) -> dict:
@@ -172,4 +160,4 @@ def load_split(modality: str, root: str | os.PathLike, split: str, time_bins: in
     inputs, labels, meta = cached
     meta["cache_entry"] = str(entry)
     return BinnedDataset(inputs, labels, num_classes=spec.num_classes, time_bins=time_bins, source=source,
-                         modality=spec.name, meta=meta)
+                         dataset=spec.name, meta=meta)

@@ -1,7 +1,8 @@
-"""The real on-disk formats of SHD and N-MNIST: writers, and readers built on tonic / h5py.
+"""The real on-disk formats of the event data sets: writers, and readers built on tonic / h5py.
 
 Layouts under a tonic `save_to` root:
   ROOT/SHD/shd_{train,test}.h5         HDF5 as published by Cramer et al. (2020)
+  ROOT/SSC/ssc_{train,valid,test}.h5   the same HDF5 layout (Spiking Speech Commands, same paper)
   ROOT/NMNIST/{Train,Test}/<digit>/*.bin  40-bit event records as published by Orchard et al. (2015)
 
 Reading goes through tonic (`tonic.io.read_mnist_file`) and h5py with tonic's
@@ -22,6 +23,7 @@ from tonic.datasets.hsd import HSD
 from tonic.datasets.nmnist import NMNIST
 from tonic.io import make_structured_array
 
+from neuromem.data.paths import fix_hint as _fix_hint
 from neuromem.errors import NeuromemError
 
 SHD_CHANNELS = 700
@@ -32,11 +34,7 @@ NMNIST_SPLIT_FOLDERS = {"train": "Train", "test": "Test"}
 _MAX_TIMESTAMP_US = 2**23 - 1  # 23-bit timestamps in a .bin record, no overflow events written
 
 
-def _fix_hint(root: Path | str) -> str:
-    return f"write the embedded data with `neuromem data synth --root {root}` or fetch the real data with `neuromem data fetch --root {root}`"
-
-
-# ---------------------------------------------------------------------------- SHD
+# ---------------------------------------------------------------------------- SHD / SSC (Heidelberg HDF5)
 
 
 def shd_path(root: str | os.PathLike, split: str) -> Path:
@@ -44,22 +42,25 @@ def shd_path(root: str | os.PathLike, split: str) -> Path:
 
 
 @dataclass
-class SHDFile:
-    """One SHD split held as the raw vlen arrays (float16 seconds, uint16 channels)."""
+class HeidelbergFile:
+    """One split of a Heidelberg spiking data set (SHD, SSC) held as the raw vlen arrays."""
 
     path: Path
     times: np.ndarray  # object array of float16 arrays, seconds
     units: np.ndarray  # object array of uint16 arrays, channel 0..699
     labels: np.ndarray  # int64 (N,)
     speakers: np.ndarray | None
-    keys: list[str]
+    keys: list[str]  # extra/keys: the class names, label -> word
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def events(self, index: int) -> np.ndarray:
-        """Sample `index` as tonic's SHD does it: t in µs, x = channel, constant polarity."""
+        """Sample `index` as tonic's SHD / SSC do it: t in µs, x = channel, constant polarity."""
         return shd_events(self.times[index], self.units[index])
+
+
+SHDFile = HeidelbergFile
 
 
 def shd_events(times_s: np.ndarray, units: np.ndarray) -> np.ndarray:
@@ -67,18 +68,29 @@ def shd_events(times_s: np.ndarray, units: np.ndarray) -> np.ndarray:
     return make_structured_array(np.asarray(times_s).astype(np.float64) * 1e6, np.asarray(units), 1, dtype=HSD.dtype)
 
 
-def read_shd(root: str | os.PathLike, split: str) -> SHDFile:
-    path = shd_path(root, split)
+def read_shd(root: str | os.PathLike, split: str) -> HeidelbergFile:
+    return read_heidelberg(root, shd_path(root, split), "SHD", SHD_CLASSES, "ROOT/SHD/shd_train.h5 and shd_test.h5")
+
+
+def require_file(root: str | os.PathLike, path: Path, name: str, expected: str) -> Path:
+    """`path`, or the one-line error naming the missing file, the expected layout and how to get it."""
     if not path.is_file():
         if not Path(root).is_dir():
             raise NeuromemError(f"data root {root} does not exist; {_fix_hint(root)}")
-        raise NeuromemError(f"missing SHD file {path} (expected ROOT/SHD/shd_train.h5 and shd_test.h5); {_fix_hint(root)}")
+        raise NeuromemError(f"missing {name} file {path} (expected {expected}); {_fix_hint(root)}")
+    return path
+
+
+def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes: int, expected: str,
+                    channels: int = SHD_CHANNELS) -> HeidelbergFile:
+    """Read and check one split in the Heidelberg layout (spikes/times, spikes/units, labels, extra/...)."""
+    require_file(root, path, name, expected)
     try:
         with h5py.File(path, "r") as file:
             missing = [key for key in ("spikes/times", "spikes/units", "labels") if key not in file]
             if missing:
                 raise NeuromemError(
-                    f"{path} is not an SHD file: missing dataset(s) {', '.join(missing)} "
+                    f"{path} is not an {name} file: missing dataset(s) {', '.join(missing)} "
                     "(valid: spikes/times, spikes/units, labels, extra/keys, extra/speaker)"
                 )
             times = file["spikes/times"][()]
@@ -90,24 +102,24 @@ def read_shd(root: str | os.PathLike, split: str) -> SHDFile:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise NeuromemError(f"{path} is not a readable SHD HDF5 file (truncated or corrupt?): {reason}; {_fix_hint(Path(root))}") from None
+        raise NeuromemError(f"{path} is not a readable {name} HDF5 file (truncated or corrupt?): {reason}; {_fix_hint(Path(root))}") from None
     if not (len(times) == len(units) == len(labels)):
         raise NeuromemError(f"{path}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels ({len(labels)}) must have one entry per sample")
     if len(labels) == 0:
         raise NeuromemError(f"{path} holds no samples (empty split); {_fix_hint(root)}")
-    if labels.min() < 0 or labels.max() >= SHD_CLASSES:
-        raise NeuromemError(f"{path}: labels must lie in 0..{SHD_CLASSES - 1}, found {labels.min()}..{labels.max()}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise NeuromemError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
     for index, (t, u) in enumerate(zip(times, units)):
         if len(t) != len(u):
             raise NeuromemError(f"{path}: sample {index} has {len(t)} spike times but {len(u)} units; they must match")
-        if len(u) and int(u.max()) >= SHD_CHANNELS:
-            raise NeuromemError(f"{path}: sample {index} has unit {int(u.max())}; valid units are 0..{SHD_CHANNELS - 1}")
-    return SHDFile(path, times, units, labels, speakers, keys)
+        if len(u) and int(u.max()) >= channels:
+            raise NeuromemError(f"{path}: sample {index} has unit {int(u.max())}; valid units are 0..{channels - 1}")
+    return HeidelbergFile(path, times, units, labels, speakers, keys)
 
 
-def write_shd(path: str | os.PathLike, times: list[np.ndarray], units: list[np.ndarray], labels: np.ndarray,
-              speakers: np.ndarray, keys: list[str]) -> None:
-    """Write one split in the published SHD layout; the file appears atomically."""
+def write_heidelberg(path: str | os.PathLike, times: list[np.ndarray], units: list[np.ndarray], labels: np.ndarray,
+                     speakers: np.ndarray, keys: list[str]) -> None:
+    """Write one split in the published SHD / SSC layout; the file appears atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -125,6 +137,9 @@ def write_shd(path: str | os.PathLike, times: list[np.ndarray], units: list[np.n
         extra.create_dataset("keys", data=np.array([k.encode() for k in keys]), track_times=False)
         extra.create_dataset("speaker", data=np.asarray(speakers, dtype=np.uint16), track_times=False)
     os.replace(tmp, path)
+
+
+write_shd = write_heidelberg
 
 
 # ---------------------------------------------------------------------------- N-MNIST

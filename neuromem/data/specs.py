@@ -1,4 +1,4 @@
-"""What each modality looks like once binned: a small frozen record per data set."""
+"""What a data set looks like once binned: a small frozen record per data set (held by its registry entry)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from neuromem.errors import NeuromemError
 
+SPLITS = ("train", "test")  # the splits every data set has; some publish more (SSC: valid)
+
 
 @dataclass(frozen=True)
-class ModalitySpec:
+class DatasetSpec:
     name: str
     num_classes: int
     input_shape: tuple[int, ...]  # per time bin, after binning
@@ -17,40 +19,19 @@ class ModalitySpec:
     window_us: int  # default binning window from t = 0; later events are dropped
     folder: str  # sub-folder of a tonic `save_to` root
     description: str
+    splits: tuple[str, ...] = SPLITS  # the published splits; training and testing use "train" and "test"
+
+    def __post_init__(self) -> None:
+        if not set(SPLITS) <= set(self.splits):
+            raise ValueError(f"data set {self.name!r}: splits {self.splits} must include {', '.join(SPLITS)}")
+
+    def check_split(self, split: str) -> str:
+        if split not in self.splits:
+            raise NeuromemError(f"unknown split {split!r} for {self.name}; valid splits: {', '.join(self.splits)}")
+        return split
 
 
-MODALITY_SPECS: dict[str, ModalitySpec] = {
-    "shd": ModalitySpec(
-        name="shd",
-        num_classes=20,
-        input_shape=(700,),
-        sensor_size=(700, 1, 1),
-        time_bins=100,
-        window_us=1_400_000,  # 100 bins of 14 ms; SHD words last <= ~1.4 s
-        folder="SHD",
-        description="Spiking Heidelberg Digits: 700 cochlear channels, 20 spoken digits (EN 0-9, DE 10-19)",
-    ),
-    "nmnist": ModalitySpec(
-        name="nmnist",
-        num_classes=10,
-        input_shape=(2, 34, 34),
-        sensor_size=(34, 34, 2),
-        time_bins=30,
-        window_us=315_000,  # 30 bins of 10.5 ms; three saccades of 105 ms each
-        folder="NMNIST",
-        description="N-MNIST: event-camera digits, 2 polarities x 34 x 34, three saccades",
-    ),
-}
-
-SPLITS = ("train", "test")
-
-
-def get_spec(modality: str) -> ModalitySpec:
-    try:
-        return MODALITY_SPECS[modality]
-    except KeyError:
-        valid = ", ".join(MODALITY_SPECS)
-        raise NeuromemError(f"unknown modality {modality!r}; valid modalities: {valid}") from None
+ModalitySpec = DatasetSpec  # the old name: "modality" now means a task (--modality), not a data set
 
 
 def check_split(split: str) -> str:

@@ -90,12 +90,25 @@ class VisualFrontEnd(nn.Module):
         return self.dense(self.convs(inputs))
 
 
-FRONT_ENDS: dict[str, type[nn.Module]] = {"shd": AudioFrontEnd, "nmnist": VisualFrontEnd}
+# front-end networks by kind; a data set's registry entry names the kind that reads it (`front_end`)
+FRONT_ENDS: dict[str, type[nn.Module]] = {"audio": AudioFrontEnd, "visual": VisualFrontEnd}
 
 
-def build_front_end(modality: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+def register_front_end(kind: str, cls: type[nn.Module]) -> None:
+    """Another front-end network, for data sets whose entry names `kind`; cls(input_shape, hidden=, neuron=, ...)."""
+    if kind in FRONT_ENDS:
+        raise ValueError(f"front end {kind!r} is already registered ({FRONT_ENDS[kind].__name__})")
+    FRONT_ENDS[kind] = cls
+
+
+def build_front_end(dataset: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
+    """The front end the registered data set `dataset` names, for inputs of `input_shape` per time bin."""
+    from neuromem.data.registry import get_dataset  # on use: building a front end needs the registry, importing models does not
+
+    kind = get_dataset(dataset).front_end
     try:
-        cls = FRONT_ENDS[modality]
+        cls = FRONT_ENDS[kind]
     except KeyError:
-        raise KeyError(f"no front end for modality {modality!r}; valid: {', '.join(FRONT_ENDS)}") from None
+        raise KeyError(f"data set {dataset!r} names front end {kind!r}, which is not registered; "
+                       f"valid: {', '.join(FRONT_ENDS)}") from None
     return cls(input_shape, **kwargs)

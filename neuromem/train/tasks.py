@@ -1,19 +1,27 @@
 """Modalities a cell can train on, as data: which data sets feed it, and how.
 
-- a single data set ("shd", "nmnist"): one network, the data set's own labels;
+- a single data set (every registered one: "shd", "nmnist", "ssc", ...): one
+  network, the data set's own labels;
 - "joint": one network with both front ends and one shared memory, trained on
   pairs (visual digit d, spoken digit d) — labels are concepts (digits);
 - "parallel": two separate networks, one per data set, with concept labels,
   for comparison with "joint".
 - "trimodal": the dense text/image/audio memory network (`neuromem.dense`).
-Spoken SHD labels 0-9 are English digits and 10-19 German ones: concept = label % 10.
+Concepts come from each data set's registry entry (`concepts`): SHD's English
+and German digit d are both concept d, N-MNIST's digit d is concept d; a class
+that names no concept (SSC's "dog") is NO_CONCEPT, so a concept-labelled task
+takes only data sets whose every class is a concept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from neuromem.data.base import NO_CONCEPT, NUM_CONCEPTS
+from neuromem.data.registry import dataset_names, get_dataset
 
 
 @dataclass(frozen=True)
@@ -24,21 +32,43 @@ class Task:
     shared_network: bool  # one network over all data sets (else one per data set)
 
 
-TASKS: dict[str, Task] = {
-    "shd": Task("shd", ("shd",), concept_labels=False, shared_network=True),
-    "nmnist": Task("nmnist", ("nmnist",), concept_labels=False, shared_network=True),
+# tasks over more than one data set; each registered data set is also a task of its own
+CROSS_MODAL_TASKS: dict[str, Task] = {
     "joint": Task("joint", ("nmnist", "shd"), concept_labels=True, shared_network=True),
     "parallel": Task("parallel", ("nmnist", "shd"), concept_labels=True, shared_network=False),
 }
+
+
+class _Tasks(Mapping):
+    """name -> Task: one per registered data set (read live, so a data set registered later is a task too),
+    then the cross-modal ones."""
+
+    def _all(self) -> dict[str, Task]:
+        own = {name: Task(name, (name,), concept_labels=False, shared_network=True) for name in dataset_names()}
+        return {**own, **CROSS_MODAL_TASKS}
+
+    def __getitem__(self, name: str) -> Task:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+TASKS: Mapping[str, Task] = _Tasks()
 
 # Modalities trained by their own runner (dense paths): name -> "module:function" with the
 # signature of `neuromem.dense.trimodal.run_trimodal_cell`, returning flat metrics.
 EXTERNAL_TASKS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal:run_trimodal_cell"}
 EXTERNAL_TASK_DATASETS: dict[str, tuple[str, ...]] = {"trimodal": ("shd",)}  # images come from scikit-learn
 
-NUM_CONCEPTS = 10
-
 
 def concept_of(dataset: str, labels: np.ndarray) -> np.ndarray:
-    """Digit concept of each label: N-MNIST labels are digits; SHD labels 10-19 are German 0-9."""
-    return labels % NUM_CONCEPTS if dataset == "shd" else labels.copy()
+    """Concept id of each label of `dataset`, from its registry entry (NO_CONCEPT where a class names none)."""
+    return get_dataset(dataset).concepts(np.asarray(labels))
+
+
+__all__ = ["Task", "TASKS", "CROSS_MODAL_TASKS", "EXTERNAL_TASKS", "EXTERNAL_TASK_DATASETS", "NUM_CONCEPTS",
+           "NO_CONCEPT", "concept_of"]
