@@ -1,7 +1,7 @@
 """Dense modality encoders: each maps its raw input to one embedding (batch, dim).
 
 - text: a Transformer over token ids (learned token and position embeddings,
-  a [CLS] token whose final state is the embedding);
+  projected to the model width, a [CLS] token whose final state is the embedding);
 - images: a ViT — non-overlapping patches, linearly embedded, [CLS] + learned
   positions, Transformer layers;
 - audio: a CNN over a (1, freq, time) spectrogram, conv + batch norm + GELU
@@ -27,25 +27,31 @@ def transformer(dim: int, layers: int, heads: int, mlp_ratio: float, dropout: fl
 
 
 class TextEncoder(nn.Module):
-    """Token ids (B, L) with `pad_id` padding -> (B, dim)."""
+    """Token ids (B, L) with `pad_id` padding, L <= max_length -> (B, dim).
 
-    def __init__(self, vocab_size: int, max_length: int, dim: int, layers: int, heads: int,
+    Tokens are embedded at `embed_dim` (with learned positions) and projected
+    to the Transformer's width `dim` when the two differ."""
+
+    def __init__(self, vocab_size: int, max_length: int, embed_dim: int, dim: int, layers: int, heads: int,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, pad_id: int = 0) -> None:  # fmt: skip
         super().__init__()
-        self.pad_id, self.max_length = pad_id, max_length
-        self.tokens = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.positions = nn.Parameter(torch.randn(1, max_length + 1, dim) * 0.02)
+        self.pad_id, self.max_length, self.vocab_size = pad_id, max_length, vocab_size
+        self.tokens = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.cls = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.positions = nn.Parameter(torch.randn(1, max_length + 1, embed_dim) * 0.02)
+        self.project = nn.Identity() if embed_dim == dim else nn.Linear(embed_dim, dim)
         self.body = transformer(dim, layers, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        if token_ids.ndim != 2 or token_ids.dtype.is_floating_point:
+            raise ValueError(f"text must be integer token ids (B, seq_len); got {tuple(token_ids.shape)} {token_ids.dtype}")
         batch, length = token_ids.shape
         if length > self.max_length:
-            raise ValueError(f"text of {length} tokens is longer than max_text_length={self.max_length}")
+            raise ValueError(f"text of {length} tokens is longer than text_seq_len={self.max_length}")
         x = torch.cat([self.cls.expand(batch, -1, -1), self.tokens(token_ids)], dim=1) + self.positions[:, : length + 1]
         padding = torch.cat([token_ids.new_zeros(batch, 1, dtype=torch.bool), token_ids == self.pad_id], dim=1)
-        return self.norm(self.body(x, src_key_padding_mask=padding)[:, 0])
+        return self.norm(self.body(self.project(x), src_key_padding_mask=padding)[:, 0])
 
 
 class ViTEncoder(nn.Module):
@@ -73,12 +79,14 @@ class ViTEncoder(nn.Module):
 
 
 class SpectrogramEncoder(nn.Module):
-    """Spectrograms (B, 1, freq, time) -> (B, dim) through len(channels) conv blocks with batch norm."""
+    """Spectrograms (B, in_channels, freq, time), any freq and time -> (B, dim), through len(widths)
+    conv blocks with batch norm."""
 
-    def __init__(self, channels: tuple[int, ...], dim: int) -> None:
+    def __init__(self, widths: tuple[int, ...], dim: int, in_channels: int = 1) -> None:
         super().__init__()
-        blocks, previous = [], 1
-        for width in channels:
+        self.in_channels = in_channels
+        blocks, previous = [], in_channels
+        for width in widths:
             blocks += [nn.Conv2d(previous, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.GELU()]
             previous = width
         self.body = nn.Sequential(*blocks)
@@ -86,6 +94,6 @@ class SpectrogramEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)
 
     def forward(self, spectrograms: torch.Tensor) -> torch.Tensor:
-        if spectrograms.ndim != 4 or spectrograms.shape[1] != 1:
-            raise ValueError(f"spectrograms must be (B, 1, freq, time); got {tuple(spectrograms.shape)}")
+        if spectrograms.ndim != 4 or spectrograms.shape[1] != self.in_channels:
+            raise ValueError(f"spectrograms must be (B, {self.in_channels}, freq, time); got {tuple(spectrograms.shape)}")
         return self.norm(self.project(self.body(spectrograms).mean((2, 3))))

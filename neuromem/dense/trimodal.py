@@ -11,13 +11,21 @@ three together (z_all). The loss is
   + classify * mean over z_m, z_all of CE(digit head)      (gives test_accuracy)
   + the central memory's own auxiliary loss (registry modules such as cmhan)
 
-with same-digit pairs as InfoNCE positives. `schedule="phased"` trains in four
-phases — encoders and decoders, then modality memories, then central memory
-and feedback, then the TTT meta-parameters (write networks) — each over an
-equal share of the epochs, training only its own parameters. In the TTT phase
-(and, with `audio_noise_prob`, throughout) whole batches get a random level of
-background noise on the audio, so the unrolled writes learn to adapt a memory
-to a shifted stream.
+with same-digit pairs as InfoNCE positives. `schedule="phased"` is the design
+document's training strategy, four phases over equal shares of the epochs,
+each unfreezing more of the network:
+
+  1. "encoders": encoders, decoders (and the digit head); memories frozen and
+     not written; each modality alone (no fused forward);
+  2. "fusion": + the fusion module and the modality memories; paired batches;
+  3. "central": + the central memory and the feedback network;
+  4. "ttt": + the TTT meta-parameters (the write networks), with the unrolled
+     test-time writes on during training.
+
+`schedule="joint"` trains everything at once with the unrolled writes on. In
+the TTT phase (and, with `audio_noise_prob`, throughout) whole batches get a
+random level of background noise on the audio, so the unrolled writes learn to
+adapt a memory to a shifted stream.
 
 Retrieval (`evaluate_retrieval`): for each of the six directions, the query
 modality alone predicts the target modality's embedding
@@ -43,13 +51,15 @@ from torch import nn
 
 from neuromem.dense.data import NUM_DIGITS, TriModalDigits, load_trimodal
 from neuromem.dense.losses import info_nce, reconstruction_loss
-from neuromem.dense.network import MODALITIES, MultiModalMemoryNetwork
+from neuromem.dense.network import KEYWORDS, MODALITIES, MultiModalConfig, MultiModalMemoryNetwork
 from neuromem.dense.network import preset as network_preset
+from neuromem.errors import NeuromemError
 from neuromem.memory.base import build_memory
 from neuromem.memory.ttt import TTTMemoryBlock
 from neuromem.metrics.retrieval import retrieval_metrics
 
-PHASES = ("encoders", "modality_memories", "central", "ttt")
+PHASES = ("encoders", "fusion", "central", "ttt")
+PRESET_NAMES = ("small", "default", "large")
 SCHEDULES = ("joint", "phased")
 
 
@@ -85,24 +95,40 @@ class TriModalModel(nn.Module):
     def __init__(self, network: MultiModalMemoryNetwork) -> None:
         super().__init__()
         self.network = network
-        self.head = nn.Linear(network.config.dim, NUM_DIGITS)
+        self.head = nn.Linear(network.config.latent_dim, NUM_DIGITS)
+
+
+WRITE_PARTS = ("value_net", "gate_net", "decoder")  # a TTT block's write networks (gradient mode: its decoder)
+
+
+def is_write_parameter(name: str) -> bool:
+    head, _, rest = name.partition(".")
+    return head.endswith("_memory") and any(f".{w}." in f".{rest}" for w in WRITE_PARTS)
+
+
+def phase_groups(model: TriModalModel) -> dict[str, list[nn.Parameter]]:
+    """The parameters each phase unfreezes (disjoint; phase k trains groups 1..k)."""
+    groups: dict[str, list[nn.Parameter]] = {phase: [] for phase in PHASES}
+    for name, p in model.network.named_parameters():
+        head = name.split(".")[0]
+        if is_write_parameter(name):
+            groups["ttt"].append(p)
+        elif head.endswith(("_encoder", "_decoder")):
+            groups["encoders"].append(p)
+        elif head in ("fusion", "text_memory", "image_memory", "audio_memory"):
+            groups["fusion"].append(p)
+        else:  # central_memory, central_out, feedback_network
+            groups["central"].append(p)
+    groups["encoders"] += list(model.head.parameters())
+    return groups
 
 
 def phase_parameters(model: TriModalModel, phase: str) -> list[nn.Parameter]:
-    """The parameters a phase of the phased schedule trains."""
-    net = model.network
-    write_parts = ("value_net", "gate_net", "decoder")
-    if phase == "encoders":
-        modules = [net.encoders, net.decoders, model.head]
-        return [p for m in modules for p in m.parameters()]
-    if phase == "modality_memories":
-        return [p for n, p in net.memories.named_parameters() if not n.split(".")[1] in write_parts]
-    if phase == "central":
-        central = [net.feedback, net.central] if net.central_memory is None else [net.feedback, net.central_memory, net.central_out]
-        return [p for m in central for n, p in m.named_parameters() if not any(f".{w}." in f".{n}" for w in write_parts)]
-    if phase == "ttt":
-        return [p for n, p in net.named_parameters() if any(f".{w}." in n for w in write_parts)]
-    raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+    """The parameters a phase of the phased schedule trains: its own group and every earlier one."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+    groups = phase_groups(model)
+    return [p for earlier in PHASES[: PHASES.index(phase) + 1] for p in groups[earlier]]
 
 
 def ttt_blocks(module: nn.Module) -> list[TTTMemoryBlock]:
@@ -110,30 +136,49 @@ def ttt_blocks(module: nn.Module) -> list[TTTMemoryBlock]:
 
 
 @contextlib.contextmanager
-def memory_writes(module: nn.Module, enabled: bool) -> Iterator[None]:
-    """Turn test-time writes of every TTT block inside `module` on or off for a while."""
+def _block_flag(module: nn.Module, flag: str, enabled: bool) -> Iterator[None]:
     blocks = ttt_blocks(module)
-    before = [b.test_time_writes for b in blocks]
+    before = [getattr(b, flag) for b in blocks]
     for b in blocks:
-        b.test_time_writes = enabled
+        setattr(b, flag, enabled)
     try:
         yield
     finally:
-        for b, flag in zip(blocks, before):
-            b.test_time_writes = flag
+        for b, value in zip(blocks, before):
+            setattr(b, flag, value)
 
 
-def batch_loss(model: TriModalModel, batch: dict[str, torch.Tensor], recipe: TriModalRecipe) -> tuple[torch.Tensor, float]:
-    """The recipe's loss on one paired batch, and the digit accuracy of the fused latent."""
+def memory_writes(module: nn.Module, enabled: bool):
+    """Turn test-time writes of every TTT block inside `module` on or off for a while."""
+    return _block_flag(module, "test_time_writes", enabled)
+
+
+def unrolled_writes(module: nn.Module, enabled: bool):
+    """Turn the training-time (unrolled, differentiable) writes of every TTT block on or off for a while."""
+    return _block_flag(module, "unrolled_writes", enabled)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def batch_loss(model: TriModalModel, batch: dict[str, torch.Tensor], recipe: TriModalRecipe,
+               together: bool = True) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """The recipe's loss on one paired batch, and the digit accuracy of the fused latent (of the
+    last single modality without `together`: then no term sees the three modalities fused)."""
     net, digits = model.network, batch["digits"]
-    out = net(text=batch["text"], images=batch["images"], audio=batch["audio"], decode_to=MODALITIES)
-    embeddings, latents = out["embeddings"], out["modality_latents"]
+    if together:
+        out = net(text=batch["text"], images=batch["images"], audio=batch["audio"], decode_to=MODALITIES)
+        embeddings, latents = out["embeddings"], out["modality_latents"]
+    else:
+        embeddings = {m: net.embed(m, batch[KEYWORDS[m]]) for m in MODALITIES}
+        latents = {m: net.modality_latent(m, e) for m, e in embeddings.items()}
     singles, aux = {}, []
     for m in MODALITIES:
         singles[m], memory_output = net.fuse({m: latents[m]})
         if memory_output is not None:
             aux.append(net.central_memory.auxiliary_loss(memory_output, digits))
-    if out["memory_output"] is not None:
+    if together and out["memory_output"] is not None:
         aux.append(net.central_memory.auxiliary_loss(out["memory_output"], digits))
     pairs = list(itertools.combinations(MODALITIES, 2))
     align = sum(info_nce(singles[a], singles[b], digits, recipe.temperature) for a, b in pairs) / len(pairs)
@@ -142,10 +187,11 @@ def batch_loss(model: TriModalModel, batch: dict[str, torch.Tensor], recipe: Tri
         info_nce(net.decode(singles[a], b), embeddings[b], digits, recipe.temperature) for a, b in directed
     ) / len(directed)
     recon = sum(
-        reconstruction_loss(net.decode(singles[m], m), embeddings[m]) + reconstruction_loss(out["decoded"][m], embeddings[m])
+        reconstruction_loss(net.decode(singles[m], m), embeddings[m])
+        + (reconstruction_loss(out["decoded"][m], embeddings[m]) if together else 0.0)
         for m in MODALITIES
     ) / len(MODALITIES)
-    logits = [model.head(z) for z in (*singles.values(), out["central_latent"])]
+    logits = [model.head(z) for z in (*singles.values(), *([out["central_latent"]] if together else []))]
     classify = sum(F.cross_entropy(l, digits) for l in logits) / len(logits)
     loss = recipe.align * align + recipe.predict * predict + recipe.recon * recon + recipe.classify * classify
     if aux:
@@ -173,38 +219,43 @@ def train_trimodal(
         per_phase = [1] * len(phases)  # every phase gets at least one epoch
     history: list[float] = []
     steps = max(1, len(train_set) // recipe.batch_size)
-    for phase, phase_epochs in zip(phases, per_phase):
-        params = list(model.parameters()) if phase == "all" else phase_parameters(model, phase)
-        trainable = {id(p) for p in params}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in trainable)
-        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-        total = phase_epochs * steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
-        for epoch in range(phase_epochs):
-            model.train()
-            if phase not in ("all", "encoders"):
-                # frozen encoders keep their batch-norm statistics (shifted TTT-phase batches must not move them)
-                model.network.encoders.eval()
-            if progress is not None:
-                progress.phase(f"trimodal {phase} epoch {epoch + 1}/{phase_epochs}", steps)
-            order = torch.randperm(len(train_set), generator=generator).numpy()
-            losses = []
-            for step in range(steps):
-                rows = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-                shifted = phase == "ttt" or torch.rand((), generator=generator).item() < recipe.audio_noise_prob
-                noise = recipe.audio_noise_max * torch.rand((), generator=generator).item() if shifted else 0.0
-                batch = train_set.batch(rows, config.image_size, config.image_channels, noise, generator)
-                loss, accuracy = batch_loss(model, batch, recipe)
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-                optimizer.step()
-                schedule.step()
-                losses.append(loss.item())
+    device = next(model.parameters()).device
+    with unrolled_writes(model, True):  # restored afterwards, whatever happens
+        for phase, phase_epochs in zip(phases, per_phase):
+            params = list(model.parameters()) if phase == "all" else phase_parameters(model, phase)
+            for block in ttt_blocks(model):  # the document: TTT is enabled during training in the last phase only
+                block.unrolled_writes = phase in ("all", "ttt")
+            trainable = {id(p) for p in params}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in trainable)
+            optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+            total = phase_epochs * steps
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+            for epoch in range(phase_epochs):
+                model.train()
+                if phase == "ttt":
+                    # shifted TTT-phase batches must not move the encoders' batch-norm statistics
+                    for encoder in model.network.encoders.values():
+                        encoder.eval()
                 if progress is not None:
-                    progress.advance(loss.item(), accuracy)
-            history.append(float(np.mean(losses)))
+                    progress.phase(f"trimodal {phase} epoch {epoch + 1}/{phase_epochs}", steps)
+                order = torch.randperm(len(train_set), generator=generator).numpy()
+                losses = []
+                for step in range(steps):
+                    rows = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+                    shifted = phase == "ttt" or torch.rand((), generator=generator).item() < recipe.audio_noise_prob
+                    noise = recipe.audio_noise_max * torch.rand((), generator=generator).item() if shifted else 0.0
+                    batch = to_device(train_set.batch(rows, config.image_size, config.image_channels, noise, generator), device)
+                    loss, accuracy = batch_loss(model, batch, recipe, together=phase != "encoders")
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                    optimizer.step()
+                    schedule.step()
+                    losses.append(loss.item())
+                    if progress is not None:
+                        progress.advance(loss.item(), accuracy)
+                history.append(float(np.mean(losses)))
     for p in model.parameters():
         p.requires_grad_(True)
     return history
@@ -215,13 +266,13 @@ def embed_all(model: TriModalModel, data: TriModalDigits, modality: str, batch_s
               seed: int = 0) -> torch.Tensor:  # fmt: skip
     """Encoder embeddings (N, dim) of one modality for the whole set (memories untouched)."""
     net, config = model.network, model.network.config
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    keyword = {"text": "text", "image": "images", "audio": "audio"}[modality]
     chunks = []
     for start in range(0, len(data), batch_size):
         batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
                            config.image_channels, audio_noise, generator)  # fmt: skip
-        chunks.append(net.embed(modality, batch[keyword]))
+        chunks.append(net.embed(modality, batch[KEYWORDS[modality]].to(device)).cpu())
     return torch.cat(chunks)
 
 
@@ -239,7 +290,7 @@ def evaluate_retrieval(
     `completion_<src>_to_<dst>_cosine`, plus digit accuracy of each modality alone and fused."""
     model.eval()
     net, config = model.network, model.network.config
-    keyword = {"text": "text", "image": "images", "audio": "audio"}
+    device = next(model.parameters()).device
     digits = torch.from_numpy(data.digits)
     galleries = {m: embed_all(model, data, m, batch_size, audio_noise, seed) for m in MODALITIES}
     metrics: dict[str, float] = {}
@@ -252,7 +303,7 @@ def evaluate_retrieval(
             for start in range(0, len(data), batch_size):
                 batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
                                    config.image_channels, audio_noise, generator)  # fmt: skip
-                predicted.append(net.cross_modal_retrieval(source, batch[keyword[source]], target))
+                predicted.append(net.cross_modal_retrieval(source, batch[KEYWORDS[source]].to(device), target).cpu())
             predicted = torch.cat(predicted)
             scores = retrieval_metrics(predicted, galleries[target], digits, digits)
             metrics.update({f"retrieval_{source}_to_{target}_{k}": v for k, v in scores.items()})
@@ -263,6 +314,7 @@ def evaluate_retrieval(
         for start in range(0, len(data), batch_size):
             batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
                                config.image_channels, audio_noise, generator)  # fmt: skip
+            batch = to_device(batch, device)
             out = net(text=batch["text"], images=batch["images"], audio=batch["audio"])
             correct["fused"] += (model.head(out["central_latent"]).argmax(1) == batch["digits"]).sum().item()
             for m, latent in out["modality_latents"].items():
@@ -274,13 +326,54 @@ def evaluate_retrieval(
     return metrics
 
 
+# `--memory ttt --memory-option key=value` on the tri-modal path: the registry TTT module's option names,
+# mapped onto the network's own memories
+TTT_OPTIONS = {
+    "mode": "ttt_mode", "num_slots": "modality_memory_size", "central_slots": "memory_size",
+    "feedback_steps": "feedback_steps", "write_hidden": "write_hidden", "beta": "read_beta",
+    "write_rate": "write_rate", "grad_steps": "grad_steps", "grad_lr": "grad_lr", "unroll_chunks": "unroll_chunks",
+    "drift_compensation": "drift_compensation",
+}  # fmt: skip
+OWN_MEMORY = "ttt"  # this memory name trains the network with its own TTT memories
+
+
+def network_config(memory: str, preset_name: str, memory_options: dict[str, Any],
+                   network_options: dict[str, Any] | None = None) -> MultiModalConfig:  # fmt: skip
+    """The network's configuration: a preset, neuromem options, and (memory "ttt") the TTT memory options."""
+    if preset_name not in PRESET_NAMES:
+        raise NeuromemError(f"--preset {preset_name!r} is not known; valid: {', '.join(PRESET_NAMES)}")
+    overrides = dict(network_options or {})
+    if memory == OWN_MEMORY:
+        unknown = set(memory_options) - set(TTT_OPTIONS)
+        if unknown:
+            raise NeuromemError(f"--memory-option {', '.join(sorted(unknown))} does not apply to the tri-modal network's "
+                                f"own TTT memories; valid: {', '.join(TTT_OPTIONS)}")  # fmt: skip
+        overrides.update({TTT_OPTIONS[k]: v for k, v in memory_options.items()})
+    try:
+        return network_preset(preset_name, **overrides)
+    except ValueError as error:
+        raise NeuromemError(f"tri-modal network: {error}") from None
+
+
 def build_model(memory: str, preset_name: str, seed: int, memory_options: dict[str, Any],
                 network_options: dict[str, Any] | None = None) -> TriModalModel:  # fmt: skip
-    """The tri-modal network whose central memory is the registry module `memory`."""
+    """The documented network with its own central and per-modality TTT memories (memory "ttt"), or
+    with the registry module `memory` as its central memory."""
     torch.manual_seed(seed)
-    config = network_preset(preset_name, **(network_options or {}))
-    central = build_memory(memory, {m: config.dim for m in MODALITIES}, **memory_options)
-    return TriModalModel(MultiModalMemoryNetwork(config, central_memory=central))
+    config = network_config(memory, preset_name, memory_options, network_options)
+    central = None
+    if memory != OWN_MEMORY:
+        central = build_memory(memory, {m: config.latent_dim for m in MODALITIES}, **memory_options)
+    return TriModalModel(MultiModalMemoryNetwork.from_config(config, central_memory=central))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_preset() -> str:
+    """The document's default configuration where a GPU is present, the small one on CPU."""
+    return "default" if torch.cuda.is_available() else "small"
 
 
 def run_trimodal_cell(
@@ -289,38 +382,46 @@ def run_trimodal_cell(
     epochs: int,
     data_root: str | os.PathLike,
     preset: str = "small",
+    schedule: str = "joint",
     progress=None,
     recipe: TriModalRecipe | None = None,
     network_options: dict[str, Any] | None = None,
     train_limit: int | None = None,
+    device: str | None = None,
     **memory_options,
 ) -> dict[str, Any]:
     """One ablation cell on the tri-modal digits: train `epochs`, return flat metrics.
 
-    The central memory is `build_memory(memory, {"text": d, "image": d, "audio": d}, **memory_options)`;
-    it sees each modality's latent as a length-1 sequence (1, B, d). Same seed -> same numbers.
+    Memory "ttt": `MultiModalMemoryNetwork` with its own TTT memories (`memory_options` use the registry
+    TTT module's names: mode, num_slots, central_slots, ...). Any other registered memory replaces the
+    central memory: `build_memory(memory, {"text": d, "image": d, "audio": d}, **memory_options)`, seeing
+    each modality's latent as a length-1 sequence (1, B, d). Same seed -> same numbers (on one device).
     """
     recipe = recipe or TriModalRecipe()
-    config = network_preset(preset, **(network_options or {}))
-    train_set = load_trimodal(data_root, "train", config.audio_freq, config.audio_time, config.max_text_length, seed)
-    test_set = load_trimodal(data_root, "test", config.audio_freq, config.audio_time, config.max_text_length, seed)
+    if schedule != recipe.schedule:
+        recipe = TriModalRecipe(**{**recipe.__dict__, "schedule": schedule})
+    config = network_config(memory, preset, dict(memory_options), network_options)
+    train_set = load_trimodal(data_root, "train", config.audio_freq, config.audio_time, config.text_seq_len, seed)
+    test_set = load_trimodal(data_root, "test", config.audio_freq, config.audio_time, config.text_seq_len, seed)
     if train_limit is not None and train_limit < len(train_set):
         # a seeded random subset: the SHD files are ordered by class, so a prefix would miss digits
         train_set = subset(train_set, np.sort(np.random.default_rng(seed).permutation(len(train_set))[:train_limit]))
     return train_and_evaluate(memory, seed, epochs, train_set, test_set, preset, progress, recipe, network_options,
-                              memory_options)  # fmt: skip
+                              memory_options, device)  # fmt: skip
 
 
 def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="small", progress=None, recipe=None,
-                       network_options=None, memory_options=None) -> dict[str, Any]:  # fmt: skip
+                       network_options=None, memory_options=None, device=None) -> dict[str, Any]:  # fmt: skip
     """The cell's body on in-memory data sets (`run_trimodal_cell` loads them from disk)."""
     recipe = recipe or TriModalRecipe()
-    model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options)
+    device = device or default_device()
+    model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options).to(device)
     history = train_trimodal(model, train_set, recipe, epochs, seed, progress)
     metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed)
     if recipe.eval_audio_noise > 0:
         metrics.update(shifted_audio_metrics(model, test_set, recipe.eval_audio_noise, seed))
     metrics.update(
+        model.network.describe(), preset=preset_name, schedule=recipe.schedule, device=str(device),
         final_train_loss=history[-1] if history else math.nan, parameters=sum(p.numel() for p in model.parameters()),
         train_samples=len(train_set), test_samples=len(test_set), epochs=epochs,
     )  # fmt: skip

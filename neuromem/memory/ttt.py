@@ -50,7 +50,6 @@ from neuromem.memory.functional.ttt import (
     TTTParameters,
     gated_write,
     gradient_write,
-    pair_slots_with_summary,
     read_slots,
     reconstruction_loss,
 )
@@ -142,12 +141,38 @@ class TTTMemoryBlock(nn.Module):
         """New slots after writing the batch's queries (B, dim); pure (returns, does not store)."""
         if self.mode == "gradient":
             return gradient_write(slots, queries, self.parameters_, self.decoder, differentiable)
-        pairs = pair_slots_with_summary(slots, queries)  # (B, S, 2D)
-        values = queries.unsqueeze(1) + self.value_net(pairs)  # stored value: the query, corrected per slot
-        gates = self.parameters_.write_rate * torch.sigmoid(self.gate_net(pairs).squeeze(-1))
-        return gated_write(slots, weights, values, gates)
+        pairs = [slots.unsqueeze(0), queries.unsqueeze(1)]  # every (sample, slot) pair: (B, S, D) each
+        return gated_write(slots, weights, self.update_network(pairs), self.gate_network(pairs).squeeze(-1))
 
-    def read(self, queries: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # --- the design document's names for the pieces of the attention write -------------------
+    @property
+    def memory(self) -> torch.Tensor:
+        """The slots as they are now (num_slots, dim): the trained ones plus any test-time writes."""
+        return self.current_slots()
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature of the read: attention = softmax(query @ memory.T / temperature)."""
+        return math.sqrt(self.dim) / self.parameters_.beta
+
+    def update_network(self, slot_and_summary) -> torch.Tensor:
+        """The value a write stores, from [memory slot, input summary] (broadcast to one shape, ..., dim):
+        the summary, corrected per slot by a small network."""
+        slot, summary = torch.broadcast_tensors(*slot_and_summary)
+        return summary + self.value_net(torch.cat([slot, summary], dim=-1))
+
+    def gate_network(self, slot_and_summary) -> torch.Tensor:
+        """The write gate (..., 1) in [0, write_rate] from [memory slot, input summary]."""
+        slot, summary = torch.broadcast_tensors(*slot_and_summary)
+        return self.parameters_.write_rate * torch.sigmoid(self.gate_net(torch.cat([slot, summary], dim=-1)))
+
+    def read(self, summary: torch.Tensor) -> torch.Tensor:
+        """summary + what the memory recalls for it (B, dim), without writing (the feedback loop's re-read)."""
+        output, _ = self.forward(summary, write=False)
+        return summary + output
+
+    def attend(self, queries: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read-out (B, dim) and attention (B, num_slots) of already projected queries over `slots`."""
         read, weights = read_slots(queries, slots, self.parameters_.beta)
         output = self.out(read)
         if self.drift_compensation and slots is not self.slots:
@@ -160,19 +185,19 @@ class TTTMemoryBlock(nn.Module):
         if self.training:
             batch = queries.shape[0]
             if not (self.unrolled_writes and write and batch >= 2):
-                return self.read(queries, self.slots)
+                return self.attend(queries, self.slots)
             # the batch as a short stream: each chunk is read, then written, like successive eval batches
             chunks = queries.split(math.ceil(batch / min(self.unroll_chunks, batch)))
             slots, outputs, weights = self.slots, [], []
             for i, chunk in enumerate(chunks):
-                output, chunk_weights = self.read(chunk, slots)
+                output, chunk_weights = self.attend(chunk, slots)
                 outputs.append(output)
                 weights.append(chunk_weights)
                 if i < len(chunks) - 1:
                     slots = self.write(slots, chunk, chunk_weights, differentiable=True)
             return torch.cat(outputs), torch.cat(weights)
         slots = self.current_slots()
-        output, weights = self.read(queries, slots)
+        output, weights = self.attend(queries, slots)
         if write and self.test_time_writes:
             with torch.no_grad():
                 self.adapted = self.write(slots.detach(), queries.detach(), weights.detach(), differentiable=False)
