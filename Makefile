@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LAVA_VENV := .venv-lava
 DEMO_OUT := runs/demo
 
-.PHONY: install lava browser demo test bench clean
+.PHONY: install lava browser espeak demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -40,13 +40,20 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) || \
 		echo "chromium not installed: the browser test will be skipped"
 
+# Debian's espeak-ng speaks the digits of the speech stand-in (`neuromem data synth --kind speech`);
+# its test skips (and says so) where espeak-ng cannot be installed (not root, no apt).
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null)) || \
+		echo "espeak-ng not installed (needs apt and root): the speech stand-in cannot be built and its test will be skipped"
+
 # With no --data-root and no real data in $$NEUROMEM_DATA, ablate writes the embedded
 # default ($$NEUROMEM_HOME/embedded, default ~/.cache/neuromem/embedded) on first use.
 demo: install
 	$(BIN)/neuromem ablate --modality shd,nmnist --memory hopfield --threads 2 --out $(DEMO_OUT)
 	@echo "Report: $(DEMO_OUT)/report.md"
 
-test: install lava browser
+test: install lava browser espeak
 	$(BIN)/python -m pytest tests
 
 bench: install
