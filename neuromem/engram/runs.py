@@ -9,7 +9,10 @@ A run directory holds `results.json` and `cells/<cell_id>/cell.json`
 Comparisons: every cell holding both modalities (a joint network, or a
 "parallel" cell with two separately trained networks) is compared within
 itself; single-modality cells are paired across all given runs by (memory, seed,
-neuron, memory options) — an "nmnist" cell with an "shd" cell.
+neuron, memory options) — an "nmnist" cell with an "shd" cell, or any two cells of
+different data sets. Within a comparison the data sets are in name order. Samples
+whose class names no shared concept (digits == -1, e.g. SSC's "dog") are left out:
+the report compares engrams of the same concepts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from neuromem.errors import NeuromemError
 
-MODALITIES = ("nmnist", "shd")
+NO_CONCEPT = -1  # neuromem.data.base.NO_CONCEPT: a class that names no shared concept
 ARRAYS = ("representations", "labels", "digits")
 
 
@@ -101,7 +104,9 @@ def _load_cell(run_dir: Path, cell_dir: Path) -> Cell:
                     f"{npz_path}: {modality}/representations must be (N, D) with N = len(digits) = len(labels) > 0, "
                     f"got {reps.shape}, {digits.shape}, {labels.shape}"
                 )
-            cell.modalities[modality] = ModalityEngrams(modality, reps, labels, digits, cell)
+            named = digits != NO_CONCEPT
+            if named.any():
+                cell.modalities[modality] = ModalityEngrams(modality, reps[named], labels[named], digits[named], cell)
     if not cell.modalities:
         raise NeuromemError(
             f"{npz_path}: holds no <modality>/representations arrays; the report needs them for nmnist and shd"
@@ -148,25 +153,28 @@ def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
     comparisons: list[Comparison] = []
     singles: list[Cell] = []
     for cell in cells:
-        if all(m in cell.modalities for m in MODALITIES):
+        if len(cell.modalities) >= 2:
             kind = "parallel" if cell.config.get("modality") == "parallel" else "joint"
-            first, second = (cell.modalities[m] for m in MODALITIES)
+            first, second = (cell.modalities[m] for m in sorted(cell.modalities)[:2])
             comparisons.append(Comparison(cell.label, kind, first, second))
         else:
             singles.append(cell)
     unpaired: list[Cell] = []
     used: set[int] = set()
-    for position, cell in enumerate(singles):
-        if position in used or MODALITIES[0] not in cell.modalities:
+    order = sorted(range(len(singles)), key=lambda i: next(iter(singles[i].modalities)))  # data sets in name order
+    for position in order:
+        if position in used:
             continue
+        cell = singles[position]
+        (modality,) = cell.modalities
         key = _pairing_key(cell)
         partner = next(
             (
                 index
-                for index, other in enumerate(singles)
+                for index in order
                 if index not in used
-                and MODALITIES[1] in other.modalities
-                and _pairing_key(other) == key
+                and next(iter(singles[index].modalities)) > modality
+                and _pairing_key(singles[index]) == key
             ),
             None,
         )
@@ -175,14 +183,15 @@ def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:
         used.update({position, partner})
         other = singles[partner]
         label = f"{cell.label} + {other.label}"
-        comparisons.append(Comparison(label, "parallel", cell.modalities[MODALITIES[0]], other.modalities[MODALITIES[1]]))
+        comparisons.append(Comparison(label, "parallel", cell.modalities[modality], next(iter(other.modalities.values()))))
     unpaired = [cell for index, cell in enumerate(singles) if index not in used]
     if not comparisons:
         found = sorted({m for cell in cells for m in cell.modalities})
         raise NeuromemError(
             f"only modality {', '.join(found)} found in {', '.join(c.label for c in cells)}; the engram report needs "
-            "both nmnist and shd representations: a joint/parallel cell, or an nmnist cell and an shd cell "
-            "with the same memory, seed, neuron and memory options"
+            "two data sets' representations of shared concepts (it needs both nmnist and shd, for instance): a "
+            "joint/parallel cell, or two cells of different data sets with the same memory, seed, neuron and "
+            "memory options"
         )
     for comparison in comparisons:
         _check_classes(comparison.first, comparison.second)
