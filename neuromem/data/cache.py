@@ -4,6 +4,10 @@ An entry is a folder <cache_dir>/<modality>-<split>-<key>/ with inputs.npy
 (memory-mapped on load), labels.npy and meta.json. It is built in a temporary
 folder and renamed into place, so readers never see half an entry and two
 processes binning the same data at once both end with one complete entry.
+
+The cache is bounded: after an entry is built, the least recently used entries
+are removed until the total is under NEUROMEM_CACHE_MAX_BYTES (default 2 GiB).
+`neuromem data cache` shows it, `neuromem data cache --clear` empties it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from neuromem.errors import NeuromemError
+
 CACHE_FORMAT_VERSION = 1
+DEFAULT_MAX_BYTES = 2 * 1024**3
+MAX_BYTES_ENV = "NEUROMEM_CACHE_MAX_BYTES"
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def file_identity(paths: Iterable[Path]) -> list[list]:
@@ -47,6 +57,10 @@ def load_entry(entry: Path) -> tuple[np.ndarray, np.ndarray, dict] | None:
         return None  # a damaged entry is rebuilt rather than trusted
     if inputs.shape[0] != labels.shape[0]:
         return None
+    try:
+        os.utime(entry)  # last use, for least-recently-used eviction
+    except OSError:
+        pass
     return inputs, labels, meta
 
 
@@ -71,3 +85,104 @@ def build_entry(entry: Path, shape: tuple[int, ...], labels: np.ndarray, fill: C
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    evict(entry.parent, max_cache_bytes(), keep=entry)
+
+
+def max_cache_bytes() -> int:
+    """The size cap: $NEUROMEM_CACHE_MAX_BYTES (bytes, or with a K/M/G/T suffix), else 2 GiB."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    number, unit = text.rstrip("bBiI"), ""
+    if number and number[-1].lower() in _UNITS:
+        number, unit = number[:-1], number[-1].lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise NeuromemError(f"${MAX_BYTES_ENV}={text!r} is not a size; valid: a number of bytes >= 0, "
+                            "optionally with K, M, G or T (e.g. 500M, 2G)")
+    return int(value)
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def cache_entries(cache_dir: Path) -> list[tuple[Path, int, float]]:
+    """(entry, bytes, last use) of every complete entry, least recently used first."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    entries = []
+    for entry in cache_dir.iterdir():
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        try:
+            last_used = entry.stat().st_mtime
+        except OSError:
+            continue
+        entries.append((entry, _tree_bytes(entry), last_used))
+    return sorted(entries, key=lambda item: item[2])
+
+
+def evict(cache_dir: Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Remove least recently used entries until the cache holds at most `max_bytes` (never `keep`).
+    Unfinished temporary folders of processes that are gone for a day are removed too."""
+    removed = []
+    cache_dir = Path(cache_dir)
+    if cache_dir.is_dir():
+        for tmp in cache_dir.glob(".tmp-*"):
+            try:
+                if time.time() - tmp.stat().st_mtime > 86400:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except OSError:
+                pass
+    entries = cache_entries(cache_dir)
+    total = sum(size for _, size, _ in entries)
+    for entry, size, _ in entries:
+        if total <= max_bytes:
+            break
+        if keep is not None and entry == keep:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)  # a reader's memory map stays valid until it closes
+        total -= size
+        removed.append(entry)
+    return removed
+
+
+def clear(cache_dir: Path) -> tuple[int, int]:
+    """Remove every entry; (entries, bytes) removed."""
+    entries = cache_entries(cache_dir)
+    for entry, _, _ in entries:
+        shutil.rmtree(entry, ignore_errors=True)
+    for tmp in Path(cache_dir).glob(".tmp-*") if Path(cache_dir).is_dir() else []:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return len(entries), sum(size for _, size, _ in entries)
+
+
+def root_fingerprint(root: str | os.PathLike) -> str:
+    """Identity of a data root: its resolved path and the relative path, size and mtime of every data file
+    under it (dot-files aside), 16 hex digits. Other data, or the same files changed, give another value."""
+    resolved = Path(root).expanduser().resolve()
+    rows = []
+    for folder, dirs, files in os.walk(resolved):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            rows.append(f"{os.path.relpath(path, resolved)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha256(f"{resolved}\0{chr(10).join(rows)}".encode()).hexdigest()[:16]

@@ -18,9 +18,12 @@ the report compares engrams of the same concepts.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -74,6 +77,18 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise NeuromemError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
+@contextmanager
+def _open_npz(path: Path) -> Iterator[Any]:
+    """np.load of a cell's arrays; a truncated or damaged file (found on opening or on reading) is one line."""
+    try:
+        with np.load(path) as arrays:
+            yield arrays
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise NeuromemError(f"{path}: not a readable .npz ({reason}); the file is truncated or damaged: "
+                            f"delete {path.parent} and re-run the ablation to train that cell again") from None
+
+
 def _load_cell(run_dir: Path, cell_dir: Path) -> Cell:
     cell_json = cell_dir / "cell.json"
     if not cell_json.is_file():
@@ -86,7 +101,7 @@ def _load_cell(run_dir: Path, cell_dir: Path) -> Cell:
             f"{npz_path}: missing; the engram report needs the memory-layer representations saved per cell "
             "(<modality>/representations, /labels, /digits on the test split) — re-run the ablation with them saved"
         )
-    with np.load(npz_path) as arrays:
+    with _open_npz(npz_path) as arrays:
         names = set(arrays.files)
         present = sorted({name.split("/")[0] for name in names if "/" in name})
         for modality in present:
@@ -118,8 +133,9 @@ def load_run(run_dir: Path) -> list[Cell]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NeuromemError(f"{run_dir}: no such run directory")
-    cells_dir = run_dir / "cells"
-    cell_dirs = sorted(p for p in cells_dir.iterdir() if p.is_dir()) if cells_dir.is_dir() else []
+    from neuromem.train.store import finished_cell_dirs
+
+    cell_dirs = finished_cell_dirs(run_dir)  # no staging folders of a killed run, no cells without an ok row
     if not cell_dirs:
         raise NeuromemError(
             f"{run_dir}: no cells/<cell_id>/ directories; the engram report needs a run written by `neuromem ablate`"

@@ -38,7 +38,10 @@ def _load_data(data_root: Path, split: str, samples: int | None, time_bins: int 
 
 
 def _cell_checkpoints(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "cells").glob("*/model.pt"))
+    """model.pt of each finished cell (never a killed run's staging folder)."""
+    from neuromem.train.store import finished_cell_dirs
+
+    return [cell / "model.pt" for cell in finished_cell_dirs(run_dir) if (cell / "model.pt").is_file()]
 
 
 def refuse_unexportable(config: dict, source: str) -> None:

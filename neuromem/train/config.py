@@ -22,6 +22,7 @@ class CellConfig:
     max_train_samples: int | None = None  # per data set; None: the whole split
     threads: int = 1  # torch intra-op threads: fixed so that results match across executors
     memory_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    data_fingerprint: str = ""  # the data root it learns from (neuromem.data.cache.root_fingerprint): other data, other cell
 
     @property
     def cell_id(self) -> str:

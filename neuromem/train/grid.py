@@ -2,7 +2,8 @@
 
 Workers only compute: each cell is `execute_cell(config, data_root)`, a pure
 function returning plain data. The driver alone writes the store, one cell at
-a time as results arrive, so the store never sees concurrent writers.
+a time as results arrive, each under the cell's claim, so two runs sharing an
+output folder never train or save the same cell at once.
 """
 
 from __future__ import annotations
@@ -57,26 +58,71 @@ def run_grid(
     cpus_per_cell: float = 1.0,
     progress: ProgressSink | None = None,
     on_cell_done: Callable[[CellConfig, dict[str, Any]], None] = lambda config, result: None,
+    on_cell_elsewhere: Callable[[CellConfig, str], None] = lambda config, note: None,
 ) -> None:
+    """Run `configs`, each under its claim in the store: a cell another live run has claimed is waited
+    for, and only trained here if that run did not finish it (`on_cell_elsewhere` hears about both)."""
     if executor not in EXECUTORS:
         raise NeuromemError(f"--executor {executor!r} is not known; valid: {', '.join(EXECUTORS)}")
+    store.remove_orphans()
+    since = store.opened_at  # an ok row newer than this was written by another run on the same --out
+    claims: dict[str, Any] = {}
+
+    def take(config: CellConfig, wait: bool) -> bool:
+        claim = store.claim(config.cell_id, wait=wait)
+        if claim is None:
+            return False
+        if store.finished_since(config.cell_id, since):
+            claim.release()
+            on_cell_elsewhere(config, "finished by another run on this --out")
+        else:
+            claims[config.cell_id] = claim
+        return True
+
+    def done(result: dict[str, Any]) -> None:
+        config = _record(store, result)
+        claim = claims.pop(config.cell_id, None)
+        if claim is not None:
+            claim.release()
+        on_cell_done(config, result)
+
+    busy: list[CellConfig] = []
+    try:
+        if executor == "local" and workers <= 1:
+            for config in configs:  # claimed one at a time, so concurrent runs share the work
+                if not take(config, wait=False):
+                    busy.append(config)
+                elif config.cell_id in claims:
+                    done(execute_cell(config.to_dict(), str(data_root), progress))
+        else:
+            busy = [c for c in configs if not take(c, wait=False)]
+            mine = [c for c in configs if c.cell_id in claims]
+            _run_batch(mine, data_root, executor, workers, address, cpus_per_cell, done)
+        for config in busy:  # claimed by another live run: wait for it, take over what it did not finish
+            on_cell_elsewhere(config, f"claimed by another run (pid {store.claim_owner(config.cell_id)}); waiting for it")
+            take(config, wait=True)
+            if config.cell_id in claims:
+                done(execute_cell(config.to_dict(), str(data_root), progress))
+    finally:
+        for claim in claims.values():
+            claim.release()
+
+
+def _run_batch(configs, data_root, executor, workers, address, cpus_per_cell, done) -> None:
+    if not configs:
+        return
     if executor == "ray":
-        _run_ray(configs, data_root, store, address, cpus_per_cell, on_cell_done)
-    elif workers <= 1:
-        for config in configs:
-            result = execute_cell(config.to_dict(), str(data_root), progress)
-            on_cell_done(_record(store, result), result)
-    else:
-        # spawn: fresh interpreters, no inherited torch thread pools or locks
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(execute_cell, c.to_dict(), str(data_root)) for c in configs]
-            for future in as_completed(futures):
-                result = future.result()
-                on_cell_done(_record(store, result), result)
+        _run_ray(configs, data_root, address, cpus_per_cell, done)
+        return
+    # spawn: fresh interpreters, no inherited torch thread pools or locks
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(execute_cell, c.to_dict(), str(data_root)) for c in configs]
+        for future in as_completed(futures):
+            done(future.result())
 
 
-def _run_ray(configs, data_root, store, address, cpus_per_cell, on_cell_done) -> None:
+def _run_ray(configs, data_root, address, cpus_per_cell, done) -> None:
     try:
         import ray
     except ImportError:
@@ -92,9 +138,8 @@ def _run_ray(configs, data_root, store, address, cpus_per_cell, on_cell_done) ->
         # the data root must be readable at the same path on every node of the cluster
         pending = [remote_cell.remote(c.to_dict(), str(data_root)) for c in configs]
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            result = ray.get(done[0])
-            on_cell_done(_record(store, result), result)
+            finished, pending = ray.wait(pending, num_returns=1)
+            done(ray.get(finished[0]))
     finally:
         if started_here:
             ray.shutdown()

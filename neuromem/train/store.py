@@ -1,13 +1,21 @@
 """The results store of an ablation run: SQLite in the output folder, one row per finished cell.
 
 A row is written in one transaction only after the cell's artifacts are in
-place (written to a temporary folder and renamed), so a crash or `kill -9`
-loses at most the cells that were still running, and a re-run skips every
-cell that has a row.
+place (written to a staging folder `cells/.<cell_id>.<random>/` and renamed), so
+a crash or `kill -9` loses at most the cells that were still running, and a
+re-run skips every cell that has an ok row. A killed run's staging folders are
+removed by the next run; readers (engram, export) never look at dot-folders.
+
+Several processes may share one output folder: a cell is trained only by the
+process holding its claim, an flock on `.claims/<cell_id>.lock` (released by
+the kernel when the process dies, so a killed run's claims are simply taken
+over), and an ok row is never replaced by a failed one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
 import os
@@ -15,12 +23,12 @@ import shutil
 import sqlite3
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-import numpy as np
-import torch
-
+from neuromem.errors import NeuromemError
 from neuromem.train.config import CellConfig
 
 SCHEMA = """
@@ -33,17 +41,60 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+STORE_NAME = "results.sqlite"
+CLAIMS_DIR = ".claims"
+
+# an ok row is only ever replaced by another ok row
+UPSERT = """
+INSERT INTO cells VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(cell_id) DO UPDATE SET config = excluded.config, metrics = excluded.metrics,
+    status = excluded.status, finished_at = excluded.finished_at
+WHERE excluded.status = 'ok' OR cells.status != 'ok'
+"""
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets (mkstemp's 0600 would hide results from the user's group)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or " ".join(str(error).split()) or type(error).__name__
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Replace `path` by `payload` all at once; on failure (disk full, read-only) the old file stays
+    and no temporary file is left."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise NeuromemError(f"cannot write {path} ({_reason(error)}); choose a writable folder") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
+            os.fchmod(handle.fileno(), file_mode())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise NeuromemError(f"cannot write {path} ({_reason(error)}); the previous version, if any, is kept") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,34 +104,128 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def staging_cell_id(name: str) -> str | None:
+    """The cell a `cells/.<cell_id>.<suffix>` staging (or replaced) folder belongs to; None for other names."""
+    if not name.startswith(".") or "." not in name[1:]:
+        return None
+    return name[1:].split(".", 1)[0] or None
+
+
+def finished_cell_dirs(run_dir: Path) -> list[Path]:
+    """The `cells/<cell_id>/` folders of finished cells, sorted: never a dot-folder (staging, claims), and
+    where the run has a results store, only cells whose row says ok. Reads only; creates nothing."""
+    cells_dir = Path(run_dir) / "cells"
+    if not cells_dir.is_dir():
+        return []
+    dirs = sorted(p for p in cells_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ok = _ok_ids_read_only(Path(run_dir) / STORE_NAME)
+    return dirs if ok is None else [p for p in dirs if p.name in ok]
+
+
+def _ok_ids_read_only(path: Path) -> set[str] | None:
+    """Cell ids with an ok row; None when there is no store or it cannot be opened read-only here."""
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        return {row[0] for row in db.execute("SELECT cell_id FROM cells WHERE status = 'ok'")}
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error) or "unable to open" in str(error) or "readonly" in str(error):
+            return None
+        raise _unreadable(path, error) from None
+    except sqlite3.DatabaseError as error:
+        raise _unreadable(path, error) from None
+    finally:
+        db.close()
+
+
+def _unreadable(path: Path, error: BaseException) -> NeuromemError:
+    text = " ".join(str(error).split())
+    if isinstance(error, sqlite3.OperationalError) and "locked" in text:
+        return NeuromemError(f"{path}: the results store stayed locked by another process for 30 s ({text}); "
+                             "wait for the other run or choose another --out")
+    if isinstance(error, sqlite3.OperationalError) and ("full" in text or "readonly" in text or "I/O" in text):
+        return NeuromemError(f"{path}: cannot write the results store ({text}); free space or choose another --out, "
+                             "then re-run the same command to resume")
+    return NeuromemError(f"{path}: not a readable results store ({text}); move it away "
+                         f"(e.g. mv {path} {path}.broken) to start a new store there, or choose another --out")
+
+
+class CellClaim:
+    """This process's exclusive right to train and save one cell (an flock, released on close or death)."""
+
+    def __init__(self, key: tuple[str, str], fd: int) -> None:
+        self.key, self.fd = key, fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            _HELD.pop(self.key, None)
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
+
+
+_HELD: dict[tuple[str, str], CellClaim] = {}  # claims this process holds: flock is per open file, not per process
+
+
 class ResultStore:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / "results.sqlite"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        self.path = self.out_dir / STORE_NAME
+        self.opened_at = time.time()  # rows finished after this were written by another run
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise NeuromemError(f"--out {self.out_dir}: cannot write there ({_reason(error)}); choose a writable folder") from None
+        with self._db() as db:
             db.executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection that commits on success and always closes; a damaged store is one line."""
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                with db:
+                    yield db
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as error:
+            raise _unreadable(self.path, error) from None
 
     # run-level facts (data source, data root)
     def set_run_info(self, **info: str) -> None:
-        with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO run VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+        """Record run-level facts; a value that differs from the stored one is added to it (`a; b`), so
+        cells computed on an earlier data root are never relabelled with a later one."""
+        with self._db() as db:
+            stored = dict(db.execute("SELECT key, value FROM run").fetchall())
+            merged = {}
+            for key, value in info.items():
+                values = [v for v in stored.get(key, "").split("; ") if v]
+                if str(value) not in values:
+                    values.append(str(value))
+                merged[key] = "; ".join(values)
+            db.executemany("INSERT OR REPLACE INTO run VALUES (?, ?)", list(merged.items()))
 
     def run_info(self) -> dict[str, str]:
-        with self._connect() as db:
+        with self._db() as db:
             return dict(db.execute("SELECT key, value FROM run").fetchall())
 
     def finished_ids(self) -> set[str]:
-        with self._connect() as db:
+        with self._db() as db:
             return {row[0] for row in db.execute("SELECT cell_id FROM cells WHERE status = 'ok'")}
 
+    def finished_since(self, cell_id: str, since: float) -> bool:
+        """Whether an ok row for `cell_id` was written after `since` (by another run, if not by us)."""
+        with self._db() as db:
+            row = db.execute("SELECT finished_at FROM cells WHERE cell_id = ? AND status = 'ok'", (cell_id,)).fetchone()
+        return row is not None and row[0] > since
+
     def rows(self) -> list[dict[str, Any]]:
-        with self._connect() as db:
+        with self._db() as db:
             rows = db.execute("SELECT cell_id, config, metrics, status, finished_at FROM cells ORDER BY cell_id").fetchall()
         return [
             {"cell_id": c, "config": json.loads(cfg), "metrics": json.loads(m), "status": s, "finished_at": t}
@@ -90,39 +235,118 @@ class ResultStore:
     def cell_dir(self, cell_id: str) -> Path:
         return self.out_dir / "cells" / cell_id
 
+    # claims: one process per cell at a time
+    def claim(self, cell_id: str, wait: bool = False) -> CellClaim | None:
+        """Take the cell's claim (waiting for it with `wait`); None if another live process holds it.
+        A claim already held by this process is handed out again."""
+        key = (str(self.out_dir.resolve()), cell_id)
+        if key in _HELD:
+            return _HELD[key]
+        claims = self.out_dir / CLAIMS_DIR
+        try:
+            claims.mkdir(exist_ok=True)
+            fd = os.open(claims / f"{cell_id}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise NeuromemError(f"--out {self.out_dir}: cannot write there ({_reason(error)}); choose a writable folder") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        claim = _HELD[key] = CellClaim(key, fd)
+        return claim
+
+    def claim_owner(self, cell_id: str) -> str:
+        """The process id written by the claim's holder ('?' if unknown)."""
+        try:
+            return (self.out_dir / CLAIMS_DIR / f"{cell_id}.lock").read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    @contextmanager
+    def _holding(self, cell_id: str) -> Iterator[None]:
+        key = (str(self.out_dir.resolve()), cell_id)
+        if key in _HELD:
+            yield
+            return
+        claim = self.claim(cell_id, wait=True)
+        try:
+            yield
+        finally:
+            claim.release()
+
+    def remove_orphans(self) -> list[Path]:
+        """Remove staging folders left by killed runs (those of cells no live process is saving)."""
+        cells_dir = self.out_dir / "cells"
+        removed = []
+        if not cells_dir.is_dir():
+            return removed
+        for entry in sorted(cells_dir.iterdir()):
+            cell_id = staging_cell_id(entry.name)
+            if cell_id is None or not entry.is_dir():
+                continue
+            claim = self.claim(cell_id, wait=False)
+            if claim is None:
+                continue  # another run is saving this cell right now
+            try:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            finally:
+                claim.release()
+        return removed
+
     def record(
         self,
         config: CellConfig,
         metrics: dict[str, Any],
         status: str = "ok",
-        representations: dict[str, np.ndarray] | None = None,
+        representations: dict[str, Any] | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
-        """Write the cell's artifacts atomically, then its row."""
-        if status == "ok":
-            self._write_artifacts(config, metrics, representations or {}, state or {})
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?)",
-                (config.cell_id, json.dumps(config.to_dict(), sort_keys=True), json.dumps(metrics), status, time.time()),
-            )
+        """Write the cell's artifacts atomically, then its row (under the cell's claim)."""
+        with self._holding(config.cell_id):
+            if status == "ok":
+                self._write_artifacts(config, metrics, representations or {}, state or {})
+            with self._db() as db:
+                db.execute(UPSERT, (config.cell_id, json.dumps(config.to_dict(), sort_keys=True), json.dumps(metrics),
+                                    status, time.time()))
 
     def _write_artifacts(self, config, metrics, representations, state) -> None:
+        import numpy as np
+        import torch
+
         final = self.cell_dir(config.cell_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{config.cell_id}."))
+        staging: Path | None = None
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{config.cell_id}."))
+            os.chmod(staging, dir_mode())
             (staging / "cell.json").write_text(json.dumps({"config": config.to_dict(), "metrics": metrics}, indent=2))
             buffer = io.BytesIO()
             np.savez(buffer, **representations)
             (staging / "representations.npz").write_bytes(buffer.getvalue())
             torch.save({"config": config.to_dict(), "state_dict": state}, staging / "model.pt")
-            if final.exists():  # left by an interrupted earlier attempt without a row
-                shutil.rmtree(final)
+            replaced = None
+            if final.exists():  # an earlier attempt's complete folder (no row, or re-trained): moved aside first
+                replaced = final.with_name(f".{config.cell_id}.replaced-{uuid.uuid4().hex[:8]}")
+                os.replace(final, replaced)
             os.replace(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            staging = None
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+            reason = _reason(error) if isinstance(error, OSError) else f"torch.save failed: {_reason(error)[:160]}; is the disk full?"
+            raise NeuromemError(
+                f"cannot save cell {config.cell_id} in {final.parent} ({reason}); nothing of it was kept: "
+                "free space (or choose another --out) and re-run the same command to resume"
+            ) from None
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 def configs_to_run(store: ResultStore, configs: Iterable[CellConfig]) -> list[CellConfig]:
