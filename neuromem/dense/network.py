@@ -11,9 +11,11 @@
 - `fusion` is learned: a projection and a type embedding per modality,
   attention pooling over the present ones (absent ones are zeros and masked
   out, so a lone modality is not diluted) and a residual MLP;
-- the central latent is `central_memory(fused)` (read, then write at test
-  time), then `feedback_steps` times `latent = latent + feedback_network(latent);
-  latent = central_memory.read(latent)` (re-reads do not write).
+- the central latent is `fused + central_memory(fused)`, then `feedback_steps`
+  times `latent = latent + feedback_network(latent); latent =
+  central_memory.read(latent)`; at test time the batch is written into the
+  central memory after that loop (every read of a batch sees only what earlier
+  batches wrote).
 
 Every memory is a `TTTMemoryBlock` (`neuromem.memory.ttt`): attention-gated
 writes (``ttt_mode="attention"``) or gradient writes (``"gradient"``). Under
@@ -292,7 +294,9 @@ class MultiModalMemoryNetwork(nn.Module):
         memory_output = None
         if self.has_ttt_central:
             fused = self.fusion(latents)
-            read, _ = self.central_memory(fused)
+            # eval: the batch is written after the feedback loop, so its re-reads (like its first read) see only
+            # what earlier batches wrote; training: the forward's unrolled writes
+            read, _ = self.central_memory(fused, write=self.training)
             latent = fused + read
         else:
             memory_output = self.central_memory({m: z.unsqueeze(0) for m, z in latents.items()})
@@ -301,6 +305,8 @@ class MultiModalMemoryNetwork(nn.Module):
             latent = latent + self.feedback_network(latent)
             if self.has_ttt_central:
                 latent = self.central_memory.read(latent)
+        if self.has_ttt_central:
+            self.central_memory.remember(fused)
         return latent, memory_output
 
     def decode(self, latent: torch.Tensor, modality: str) -> torch.Tensor:

@@ -198,11 +198,24 @@ class TTTMemoryBlock(nn.Module):
             return torch.cat(outputs), torch.cat(weights)
         slots = self.current_slots()
         output, weights = self.attend(queries, slots)
-        if write and self.test_time_writes:
+        if write:
+            self._keep_write(slots, queries, weights)
+        return output, weights
+
+    def remember(self, summary: torch.Tensor) -> None:
+        """Eval mode: write a batch that was read earlier (with ``write=False``), as its forward would have."""
+        if self.training:
+            return  # nothing persists in training; the unrolled writes happen inside forward
+        queries = self.query(summary)
+        slots = self.current_slots()
+        _, weights = self.attend(queries, slots)
+        self._keep_write(slots, queries, weights)
+
+    def _keep_write(self, slots: torch.Tensor, queries: torch.Tensor, weights: torch.Tensor) -> None:
+        if self.test_time_writes:
             with torch.no_grad():
                 self.adapted = self.write(slots.detach(), queries.detach(), weights.detach(), differentiable=False)
                 self.writes += 1
-        return output, weights
 
     def self_supervised_loss(self, summary: torch.Tensor) -> torch.Tensor:
         """Gradient mode: the reconstruction loss the inner loop descends (train it so it means something)."""
