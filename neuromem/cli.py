@@ -62,6 +62,77 @@ def parse_memory_options(options: list[str], memories: list[str]) -> dict[str, d
     return parsed
 
 
+_OPTION_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _option_type_ok(kind: str, value: Any) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    return True
+
+
+def _probe_memory(name: str, options: dict[str, Any]) -> None:
+    """Build the module on a tiny input and run it forward once: raises whatever construction or use raises."""
+    import torch
+
+    from neuromem.memory import build_memory
+
+    memory = build_memory(name, {"probe": 8}, **options)
+    spikes = (torch.rand(3, 2, 8, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    with torch.no_grad():
+        output = memory({"probe": spikes})
+    features = output.representations["probe"]
+    if features.numel() == 0:
+        raise ValueError(f"its representation has shape {tuple(features.shape)} (no features)")
+
+
+def check_memory_options(name: str, options: dict[str, Any]) -> None:
+    """--memory-option values for one memory module, before any training: each key must be a parameter of
+    the module, each value of the parameter's type, and the module must build and run with it. The
+    message names the key, the value and what is valid."""
+    import inspect
+    import warnings
+
+    from neuromem.memory import memory_info
+
+    parameters = dict(inspect.signature(memory_info(name).cls.__init__).parameters)
+    parameters.pop("self", None)
+    parameters.pop("input_sizes", None)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    named = {k: p for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    for key, value in options.items():
+        parameter = named.get(key)
+        if parameter is None:
+            if takes_any:
+                continue
+            raise NeuromemError(f"--memory-option for {name!r}: no option {key!r}; valid: {', '.join(named)}")
+        kind = parameter.annotation if isinstance(parameter.annotation, str) else getattr(parameter.annotation, "__name__", "")
+        if kind in _OPTION_TYPES and not _option_type_ok(kind, value):
+            raise NeuromemError(f"--memory-option for {name!r}: {key} must be {_OPTION_TYPES[kind]}, got {json.dumps(value)} "
+                                f"(default {json.dumps(parameter.default, default=str)})")
+    for subset in [{key: value} for key, value in options.items()] + ([options] if len(options) > 1 else []):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _probe_memory(name, subset)
+        except Exception as error:  # construction errors come as ValueError, TypeError or torch's RuntimeError
+            shown = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in subset.items())
+            if len(subset) == 1:
+                (key, value), = subset.items()
+                default = getattr(named.get(key), "default", None)
+                if (isinstance(value, int) and not isinstance(value, bool) and value <= 0
+                        and isinstance(default, int) and not isinstance(default, bool) and default > 0):
+                    raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value}") from None
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise NeuromemError(f"--memory-option for {name!r}: {shown} is not valid ({reason})") from None
+
+
 class RichProgress:
     """Renders trainer progress: one bar per epoch with loss and accuracy."""
 
@@ -133,10 +204,7 @@ def ablate(
         raise NeuromemError(f"--neuron {neuron!r} is not known; valid: {', '.join(n for n in NEURON_LAYERS if n != 'dense')}")
     options = parse_memory_options(memory_option, memories)
     for name in memories:  # fail on a bad option before any training starts
-        try:
-            build_memory(name, {"probe": 8}, **options[name])
-        except (TypeError, ValueError) as error:
-            raise NeuromemError(f"--memory-option for {name!r}: {error}") from None
+        check_memory_options(name, options[name])
     _check_writable(out)
 
     root, source = resolve_data_root(data_root)
@@ -151,6 +219,7 @@ def ablate(
         )
         for m in modalities for mem in memories for s in range(seeds)
     ]
+    configs = _with_data_fingerprint(configs, root)
     store = ResultStore(out)
     store.set_run_info(data=source, data_root=str(root))
     pending = configs_to_run(store, configs)
@@ -162,10 +231,13 @@ def ablate(
         console=console, transient=True,
     ) as progress:
         sink = RichProgress(progress, "")
+        failed: list[str] = []
 
         def done(config, result) -> None:
             sink.close()
             metrics = result["metrics"]
+            if result["status"] != "ok":
+                failed.append(config.cell_id)
             if result["status"] == "ok":
                 shown = [f"{key.replace('_', ' ')} {metrics[key]:.4f}" for key in SUMMARY_METRICS if key in metrics]
                 console.print(f"[green]✓[/] {config.cell_id}: {', '.join(shown)}, {metrics['wall_seconds']:.0f} s")
@@ -173,15 +245,32 @@ def ablate(
                 console.print(f"[red]✗[/] {config.cell_id}: {metrics['error']}")
             write_reports(store)
 
+        def elsewhere(config, note) -> None:
+            console.print(f"[cyan]=[/] {config.cell_id}: {note}", highlight=False)
+
         try:
             run_grid(pending, root, store, executor=executor, workers=workers, address=address,
-                     cpus_per_cell=cpus_per_cell, progress=sink, on_cell_done=done)
+                     cpus_per_cell=cpus_per_cell, progress=sink, on_cell_done=done, on_cell_elsewhere=elsewhere)
         except KeyboardInterrupt:
             write_reports(store)
             raise NeuromemError(f"interrupted: finished cells are kept in {out}; re-run the same command to resume") from None
     paths = write_reports(store)
     _print_summary(store)
     console.print(f"report: {paths['report']}  (also {paths['csv'].name}, {paths['json'].name})")
+    if failed:  # the grid went on, but the run did not do what was asked
+        console.print(f"[red]error:[/] {len(failed)} of {len(pending)} cells failed ({', '.join(failed[:3])}"
+                      f"{', ...' if len(failed) > 3 else ''}); their errors are in {paths['report']}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _with_data_fingerprint(configs: list, root: Path) -> list:
+    """The cells' identity includes the data they learn from: another data root (or changed files) is another cell."""
+    from dataclasses import replace
+
+    from neuromem.data.cache import root_fingerprint
+
+    fingerprint = root_fingerprint(root)
+    return [replace(config, data_fingerprint=fingerprint) for config in configs]
 
 
 def _check_data(modalities: list[str], root: Path, time_bins: int | None) -> None:
