@@ -23,12 +23,12 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """Both data sets, a handful of samples per class (seconds to write)."""
+    """Every registered data set, a handful of samples per class (seconds to write)."""
     from neuromem.data import synthesize
 
     root = tmp_path_factory.mktemp("tiny-data")
     synthesize(root, seed=0, shd_train_per_class=6, shd_test_per_class=3, nmnist_train_per_class=8,
-               nmnist_test_per_class=4)
+               nmnist_test_per_class=4, ssc_train_per_class=2, ssc_valid_per_class=1, ssc_test_per_class=1)
     return root
 
 

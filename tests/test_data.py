@@ -27,7 +27,8 @@ from neuromem.data import (
 from neuromem.data.formats import read_nmnist_events
 from neuromem.errors import NeuromemError
 
-TINY = dict(shd_train_per_class=3, shd_test_per_class=1, nmnist_train_per_class=3, nmnist_test_per_class=1)
+TINY = dict(shd_train_per_class=3, shd_test_per_class=1, nmnist_train_per_class=3, nmnist_test_per_class=1,
+            ssc_train_per_class=1, ssc_valid_per_class=1, ssc_test_per_class=1)
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +97,8 @@ def test_synthetic_nmnist_reads_with_tonic(tiny_root):
 
 
 def test_synthesis_is_deterministic_and_seeded(tmp_path):
-    small = dict(shd_train_per_class=1, shd_test_per_class=1, nmnist_train_per_class=1, nmnist_test_per_class=1)
+    small = dict(shd_train_per_class=1, shd_test_per_class=1, nmnist_train_per_class=1, nmnist_test_per_class=1,
+                 ssc_train_per_class=1, ssc_valid_per_class=1, ssc_test_per_class=1)
     synthesize(tmp_path / "a", seed=5, **small)
     synthesize(tmp_path / "b", seed=5, **small)
     synthesize(tmp_path / "c", seed=6, **small)
@@ -104,6 +106,7 @@ def test_synthesis_is_deterministic_and_seeded(tmp_path):
     assert a == b
     assert a["SHD/shd_train.h5"] != c["SHD/shd_train.h5"]
     assert a["NMNIST/Train/3/00000.bin"] != c["NMNIST/Train/3/00000.bin"]
+    assert a["SSC/ssc_valid.h5"] != c["SSC/ssc_valid.h5"]
     marker = json.loads((tmp_path / "a" / "NEUROMEM_SYNTHETIC.json").read_text())
     assert marker["seed"] == 5 and marker["modalities"]["shd"]["splits"]["train"]["samples"] == 20
 

@@ -6,3 +6,4 @@ subclass under `@register_dataset`, see `neuromem.data.base`) and import it here
 
 from neuromem.data.sets import shd  # noqa: F401  (registers "shd")
 from neuromem.data.sets import nmnist  # noqa: F401  (registers "nmnist")
+from neuromem.data.sets import ssc  # noqa: F401  (registers "ssc")

@@ -40,16 +40,21 @@ FORMANTS = {
     "y": ((280, 1650, 2200), 0.10, 1.0), "@": ((500, 1450, 2450), 0.07, 0.8),
     "r": ((350, 1250, 1700), 0.06, 0.6), "l": ((360, 1000, 2600), 0.06, 0.6), "w": ((300, 650, 2200), 0.05, 0.6),
     "n": ((250, 1300, 2500), 0.07, 0.45), "v": ((300, 1400, 2400), 0.06, 0.3),
+    # used by the SSC stand-in's words only (SHD's digits do not contain them)
+    "m": ((250, 1100, 2300), 0.07, 0.45), "j": ((280, 2200, 3000), 0.05, 0.6),
 }
+NOT_VOWELS = {"r", "l", "w", "n", "v", "m", "j"}  # liquids, glides and nasals: never a word's first vowel
 # noise: (low Hz, high Hz, duration s, relative rate, voiced)
 NOISES = {
     "s": (4000, 8000, 0.10, 1.0, False), "z": (3800, 8000, 0.08, 0.8, True), "f": (1500, 8000, 0.09, 0.35, False),
     "th": (2000, 8000, 0.08, 0.3, False), "x": (1000, 2600, 0.10, 0.7, False), "v": (1500, 6000, 0.06, 0.25, True),
+    "sh": (2000, 7000, 0.10, 0.9, False), "h": (500, 4000, 0.07, 0.3, False),
 }
 # plosives: (closure s, burst s, burst low Hz, burst high Hz, voiced)
 PLOSIVES = {
     "t": (0.04, 0.02, 2500, 8000, False), "d": (0.03, 0.015, 1500, 6000, True),
     "k": (0.04, 0.025, 1200, 3500, False), "b": (0.03, 0.015, 200, 3000, True),
+    "g": (0.03, 0.02, 1000, 3000, True), "p": (0.04, 0.02, 300, 3500, False),
 }
 # the digits as phoneme strings ("ai" etc. are written as two vowel targets: the track glides between them)
 WORDS = [
@@ -97,7 +102,7 @@ def _segments(word: str, speaker: dict, rng: np.random.Generator, cfg: SHDSynthC
     segments = []
     previous = None
     symbols = word.split()
-    first_vowel = next(i for i, sym in enumerate(symbols) if sym in FORMANTS and sym not in "rlwnv")
+    first_vowel = next(i for i, sym in enumerate(symbols) if sym in FORMANTS and sym not in NOT_VOWELS)
     for index, symbol in enumerate(symbols):
         if index != first_vowel and len(symbols) > 2 and rng.random() < cfg.phoneme_drop:
             continue
@@ -190,24 +195,32 @@ def sample_spikes(word: str, speaker: dict, rng: np.random.Generator, cfg: SHDSy
     return times[order], units[order]
 
 
-def write_shd(root: str | Path, seed: int = 0, cfg: SHDSynthConfig = SHDSynthConfig()) -> dict:
-    """Write ROOT/SHD/shd_{train,test}.h5; returns counts per split."""
-    people = speakers(tract_range=cfg.tract_range)
+def write_words(path_of_split, words: list[str], keys: list[str], per_class: dict[str, int],
+                speaker_pools: dict[str, list[int]], seed: int, stream: int, cfg: SHDSynthConfig) -> dict:
+    """Write one Heidelberg-layout file per split: `per_class[split]` utterances of each word (label = index),
+    spoken by the speakers of `speaker_pools[split]`; `stream` keeps data sets' random draws apart."""
+    people = speakers(count=max(i for pool in speaker_pools.values() for i in pool) + 1, tract_range=cfg.tract_range)
     summary = {}
-    for split_index, split in enumerate(("train", "test")):
-        per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
-        pool = TRAIN_SPEAKERS if split == "train" else TRAIN_SPEAKERS + TEST_ONLY_SPEAKERS
+    for split_index, (split, count) in enumerate(per_class.items()):
+        pool = np.asarray(speaker_pools[split])
         times, units, labels, who = [], [], [], []
-        for label, (_, word) in enumerate(WORDS):
-            rng = np.random.default_rng([seed, 0, split_index, label])
+        for label, word in enumerate(words):
+            rng = np.random.default_rng([seed, stream, split_index, label])
             # every speaker says every word about equally often, as in the real recordings
-            order = np.concatenate([rng.permutation(pool) for _ in range(-(-per_class // pool))])[:per_class]
+            order = np.concatenate([rng.permutation(pool) for _ in range(-(-count // len(pool)))])[:count]
             for speaker_id in order:
                 t, u = sample_spikes(word, people[speaker_id], rng, cfg)
                 times.append(t)
                 units.append(u)
                 labels.append(label)
                 who.append(speaker_id)
-        formats.write_shd(formats.shd_path(root, split), times, units, np.array(labels), np.array(who), KEYS)
+        formats.write_heidelberg(path_of_split(split), times, units, np.array(labels), np.array(who), keys)
         summary[split] = {"samples": len(labels), "events": int(sum(len(t) for t in times))}
     return summary
+
+
+def write_shd(root: str | Path, seed: int = 0, cfg: SHDSynthConfig = SHDSynthConfig()) -> dict:
+    """Write ROOT/SHD/shd_{train,test}.h5; returns counts per split. Two speakers appear only in the test split."""
+    pools = {"train": list(range(TRAIN_SPEAKERS)), "test": list(range(TRAIN_SPEAKERS + TEST_ONLY_SPEAKERS))}
+    return write_words(lambda split: formats.shd_path(root, split), [word for _, word in WORDS], KEYS,
+                       {"train": cfg.train_per_class, "test": cfg.test_per_class}, pools, seed, 0, cfg)
