@@ -104,3 +104,26 @@ def fetch(
         started = time.perf_counter()
         paths = fetch_dataset(root, name)
         console.print(f"[green]{name}[/green]: {', '.join(str(p) for p in paths)} ({time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
+def cache(
+    clear: bool = typer.Option(False, "--clear", help="remove every binned entry (they are rebuilt when next needed)"),
+) -> None:
+    """Show the binned-data cache ($NEUROMEM_HOME/cache): entries, size and cap; --clear empties it."""
+    from neuromem.data import default_cache_dir
+    from neuromem.data.cache import MAX_BYTES_ENV, cache_entries, clear as clear_cache, max_cache_bytes
+
+    where = default_cache_dir()
+    cap = max_cache_bytes()
+    if clear:
+        count, size = clear_cache(where)
+        console.print(f"removed {count} entries ({size / 1024**2:.1f} MiB) from {where}")
+        return
+    entries = cache_entries(where)
+    total = sum(size for _, size, _ in entries)
+    console.print(f"{where}: {len(entries)} entries, {total / 1024**2:.1f} MiB; cap {cap / 1024**2:.0f} MiB "
+                  f"(${MAX_BYTES_ENV}), least recently used entries removed beyond it", highlight=False)
+    for entry, size, last_used in reversed(entries):
+        console.print(f"  {entry.name}  {size / 1024**2:.1f} MiB  last used {time.strftime('%Y-%m-%d %H:%M', time.localtime(last_used))}",
+                      highlight=False)

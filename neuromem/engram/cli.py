@@ -17,6 +17,10 @@ def register(app: typer.Typer) -> None:
         max_pairs_per_digit: int = typer.Option(50, "--max-pairs-per-digit", help="digit-matched pairs per digit for CKA/CCA"),
     ) -> None:
         """Cross-modal alignment of memory engrams (cosine, CKA, RSA, CCA with permutation p-values)."""
+        from neuromem.errors import check_writable_file
+
+        check_writable_file(out, "--out", "engram_report.html")  # before the statistics, not after
+        check_writable_file(Path(out).parent / "engram.json", "--out (engram.json beside it)")
         from neuromem.engram.report import build_report  # matplotlib only when the command runs
 
         document = build_report(run_dirs, out, permutations, seed, max_pairs_per_digit)
@@ -31,4 +35,6 @@ def register(app: typer.Typer) -> None:
                 f"RSA {entry['rsa']['spearman_r']:.3f} (p={entry['rsa']['p_value']:.3g}), "
                 f"CCA {entry['cca']['mean_canonical_correlation']:.3f} (p={entry['cca']['p_value']:.3g})"
             )
+        for warning in document.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"report: {out}  numbers: {Path(out).parent / 'engram.json'}")

@@ -98,6 +98,24 @@ def projection_figure(comparison: Comparison, result: AlignmentResult) -> str:
     return _png(figure)
 
 
+# spread across samples below this fraction of the values' size: the engrams carry (almost) no information
+CONSTANT_SPREAD = 1e-3
+
+
+def constant_warning(engrams) -> str | None:
+    """A warning when one modality's representations are constant across samples, or nearly so (a collapsed
+    model): every alignment statistic is then at chance (e.g. 0.000 with p = 1) and says nothing."""
+    reps = np.asarray(engrams.representations, dtype=np.float64)
+    spread = float(np.sqrt(np.mean(reps.var(axis=0)))) if reps.size else 0.0
+    scale = float(np.sqrt(np.mean(reps**2))) if reps.size else 0.0
+    if spread > CONSTANT_SPREAD * scale and spread > 1e-12:
+        return None
+    what = "constant" if spread <= 1e-12 else "nearly constant"
+    return (f"{engrams.cell.label}: the {engrams.modality} representations are {what} across its {len(reps)} samples "
+            f"(spread {spread:.3g} vs size {scale:.3g}); the model has collapsed, so the statistics for it are "
+            "meaningless; train longer or on more samples")
+
+
 def _layer_sparsity(cell: Cell) -> dict[str, float]:
     metrics = cell.metrics
     if isinstance(metrics.get("layer_sparsity"), dict):
@@ -208,7 +226,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1150px;margin:24px auto;color:#222;padding:0 12px}
 table{border-collapse:collapse;margin:8px 0 16px;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:8px 0}
-.note{color:#555;font-size:13px}pre{background:#f7f7f7;padding:8px;font-size:12px;white-space:pre-wrap}
+.note{color:#555;font-size:13px}.warning{color:#a4262c;font-size:14px}pre{background:#f7f7f7;padding:8px;font-size:12px;white-space:pre-wrap}
 section{border-top:2px solid #ddd;margin-top:18px}
 """
 
@@ -295,6 +313,7 @@ def build_report(
             permutations=permutations, seed=seed, max_pairs_per_digit=max_pairs_per_digit,
         )
         entry = _result_dict(comparison, result)
+        entry["warnings"] = [w for engrams in (first, second) if (w := constant_warning(engrams)) is not None]
         results.append(entry)
         figures = [
             ("class x class similarity", similarity_figure(comparison, result)),
@@ -317,8 +336,9 @@ def build_report(
             if comparison.kind == "parallel"
             else "<p class='note'>One network with both modalities: cosine compares engrams in its shared memory space.</p>"
         )
+        warning_note = "".join(f"<p class='warning'><b>warning:</b> {html.escape(w)}</p>" for w in entry["warnings"])
         sections.append(
-            f"<section><h2>{html.escape(comparison.label)} ({comparison.kind})</h2>{kind_note}"
+            f"<section><h2>{html.escape(comparison.label)} ({comparison.kind})</h2>{warning_note}{kind_note}"
             f"{_summary_table([entry])}{_cells_table(comparison.cells)}"
             f"<h3>energy assumptions</h3>{_assumptions(comparison.cells)}{body}</section>"
         )
@@ -328,7 +348,9 @@ def build_report(
         "comparisons": results,
         "cells": [_cell_summary(cell) for cell in cells],
         "unpaired_cells": [cell.label for cell in unpaired],
+        "warnings": [w for entry in results for w in entry["warnings"]],
     }
+    warnings_html = "".join(f"<p class='warning'><b>warning:</b> {html.escape(w)}</p>" for w in document["warnings"])
     unpaired_note = (
         f"<p class='note'>Not compared (no partner with the other modality, same memory, seed, neuron and options): "
         f"{html.escape(', '.join(c.label for c in unpaired))}</p>" if unpaired else ""
@@ -342,16 +364,16 @@ def build_report(
         "with the k-th in the other); CCA after PCA to 3 components per modality. RSA: Spearman r between the two "
         "modalities' class RDMs. p-values: permutation tests in which the digit labels of one modality are permuted (for paired samples, whole digits are re-paired); each value is shown with its chance level (the mean under that null), "
         f"{permutations} permutations, seed {seed}.</p>"
-        f"<h2>Summary</h2>{_summary_table(results)}{unpaired_note}{''.join(sections)}"
+        f"<h2>Summary</h2>{warnings_html}{_summary_table(results)}{unpaired_note}{''.join(sections)}"
         f"<script>{CHECK_SCRIPT}</script></body></html>"
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
     # strict JSON: non-finite numbers (e.g. a baseline cell's missing energy) become null
-    (out.parent / "engram.json").write_text(
-        json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
-    )
+    numbers = json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
+    from neuromem.train.store import atomic_write_text  # whole file or the old one: never half a report
+
+    atomic_write_text(out, page)
+    atomic_write_text(out.parent / "engram.json", numbers)
     return document
 
 

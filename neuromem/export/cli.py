@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from neuromem.errors import NeuromemError
+from neuromem.errors import NeuromemError, check_writable_file
 
 EXPORT_TARGETS = ("lava", "nir")
 
@@ -111,15 +111,23 @@ def register(app: typer.Typer) -> None:
         """Export a trained Loihi network to Lava (netx HDF5) or NIR."""
         if to not in EXPORT_TARGETS:
             raise NeuromemError(f"--to {to!r} is not known; valid: {', '.join(EXPORT_TARGETS)}")
+        check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
         model = load_for_export(run_or_checkpoint)
-        if to == "lava":
-            from neuromem.export.lava import export_lava
+        existed = out.exists()
+        try:
+            if to == "lava":
+                from neuromem.export.lava import export_lava
 
-            path = export_lava(model, out)
-        else:
-            from neuromem.export.nir import write_nir
+                path = export_lava(model, out)
+            else:
+                from neuromem.export.nir import write_nir
 
-            path = write_nir(model, out)
+                path = write_nir(model, out)
+        except OSError as error:  # e.g. the disk filled while writing
+            if not existed:
+                out.unlink(missing_ok=True)  # no half-written network left behind
+            raise NeuromemError(f"--out {out}: writing failed ({error.strerror or ' '.join(str(error).split())}); "
+                                "free space or choose another path") from None
         layers = " -> ".join(str(l.out_features) + ("r" if l.recurrent is not None else "") for l in model.layers)
         typer.echo(f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)")
         from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
@@ -153,13 +161,19 @@ def register(app: typer.Typer) -> None:
             sizes = tuple(int(h) for h in hidden.split(","))
         except ValueError:
             raise NeuromemError(f"--hidden {hidden!r}: expected comma-separated integers, e.g. 128,128") from None
+        check_writable_file(out, "--out", "loihi.pt")  # before training, not after
         train_x, train_y = _load_data(data_root, "train", samples)
         test_x, test_y = _load_data(data_root, "test", None)
         result = train_loihi_model(
             train_x, train_y, test_x, test_y, hidden_sizes=sizes, epochs=epochs, batch_size=batch_size,
             lr=lr, seed=seed, log=lambda e: typer.echo(json.dumps(e)),
         )
-        save_checkpoint(result.model, out, {"history": result.history})
+        try:
+            save_checkpoint(result.model, out, {"history": result.history})
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+            out.unlink(missing_ok=True)
+            raise NeuromemError(f"--out {out}: saving the checkpoint failed ({' '.join(str(error).split())[:160]}); "
+                                "free space or choose another path") from None
         typer.echo(f"wrote {out}: test accuracy {100 * (result.test_accuracy or 0):.2f}% ({result.seconds:.0f} s)")
 
     @hw.command("run")
@@ -193,6 +207,8 @@ def register(app: typer.Typer) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, and accuracy."""
         from neuromem.export.hardware import verify_on_lava
 
+        if json_out is not None:
+            check_writable_file(json_out, "--json", "verify.json")
         inputs, labels = _load_data(data_root, split, samples)
         report = verify_on_lava(net, inputs, labels)
         _echo(report.lines())
