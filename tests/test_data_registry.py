@@ -333,3 +333,24 @@ def test_a_stand_in_with_its_own_marker_runs_alone(clicks_registered, tmp_path):
     assert marker["generator"] == "a-cached-build" and marker["modalities"]["clicks"]["splits"]["train"]["samples"] == 6
     with pytest.raises(NeuromemError, match="writes a folder of its own"):
         synthesize(tmp_path / "two", datasets=["clicks", "shd"], kinds={"clicks": "cached"})
+
+
+def test_embedded_default_gains_a_newly_registered_data_set(tmp_path, monkeypatch):
+    from neuromem.data.paths import default_embedded_root
+    from neuromem.data.roots import resolve_data_root
+
+    monkeypatch.setenv("NEUROMEM_HOME", str(tmp_path / "home"))
+    root = default_embedded_root()
+    sizes = {key: value for name in dataset_names() for key, value in _one_per_class(name).items()}
+    synthesize(root, seed=0, **sizes)  # an embedded default written before the new data set existed
+    shd_file = root / "SHD" / "shd_train.h5"
+    before = shd_file.stat().st_mtime_ns
+    assert resolve_data_root(None) == (root, "synthetic")
+    register_dataset(Clicks)
+    try:
+        assert resolve_data_root(None) == (root, "synthetic")
+        marker = json.loads((root / "NEUROMEM_SYNTHETIC.json").read_text())
+        assert set(marker["modalities"]) == {*dataset_names()} and (root / "CLICKS" / "train.npz").is_file()
+        assert shd_file.stat().st_mtime_ns == before  # the others are kept, not rewritten
+    finally:
+        unregister_dataset("clicks")
