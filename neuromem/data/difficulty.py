@@ -1,7 +1,7 @@
 """How hard is a data set? Linear-classifier baselines on binned counts (a difficulty proxy).
 
 `python -m neuromem.data.difficulty --root ROOT` fits scikit-learn's logistic
-regression on each modality's training split and scores the test split, on
+regression on each data set's training split and scores the test split, on
 (a) all bins flattened and (b) counts summed over time. A linear read-out of
 raw counts is a floor that a spiking network with memory should clear; a
 number near 100 % means the task cannot separate models.
@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from neuromem.data.dataset import load_split
+from neuromem.data.registry import dataset_names
 
 
 def _features(inputs: np.ndarray, collapse_time: bool) -> np.ndarray:
@@ -23,22 +24,22 @@ def _features(inputs: np.ndarray, collapse_time: bool) -> np.ndarray:
     return np.log1p(x.reshape(len(x), -1).astype(np.float32))  # log1p tames the heavy tail of counts
 
 
-def logistic_baselines(root, modality: str, cache_dir=None, time_bins: int | None = None, max_iter: int = 300,
+def logistic_baselines(root, dataset: str, cache_dir=None, time_bins: int | None = None, max_iter: int = 300,
                        seed: int = 0, threads: int = 1) -> dict:
     from threadpoolctl import threadpool_limits
 
     # BLAS threads fighting over a small shared machine cost more than they give
     with threadpool_limits(limits=threads):
-        return _logistic_baselines(root, modality, cache_dir, time_bins, max_iter, seed)
+        return _logistic_baselines(root, dataset, cache_dir, time_bins, max_iter, seed)
 
 
-def _logistic_baselines(root, modality, cache_dir, time_bins, max_iter, seed) -> dict:
+def _logistic_baselines(root, dataset, cache_dir, time_bins, max_iter, seed) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    train = load_split(modality, root, "train", time_bins=time_bins, cache_dir=cache_dir)
-    test = load_split(modality, root, "test", time_bins=time_bins, cache_dir=cache_dir)
-    results = {"modality": modality, "train_samples": len(train), "test_samples": len(test),
+    train = load_split(dataset, root, "train", time_bins=time_bins, cache_dir=cache_dir)
+    test = load_split(dataset, root, "test", time_bins=time_bins, cache_dir=cache_dir)
+    results = {"dataset": dataset, "train_samples": len(train), "test_samples": len(test),
                "time_bins": train.time_bins, "source": train.source}
     for name, collapse in (("flattened_bins", False), ("time_collapsed", True)):
         started = time.perf_counter()
@@ -56,11 +57,13 @@ def _logistic_baselines(root, modality, cache_dir, time_bins, max_iter, seed) ->
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True)
-    parser.add_argument("--modality", default="shd,nmnist")
+    parser.add_argument("--dataset", "--modality", dest="datasets", default=None,
+                        help="comma-separated data sets (default: every registered one)")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
-    for modality in args.modality.split(","):
-        print(json.dumps(logistic_baselines(args.root, modality.strip(), cache_dir=args.cache_dir)))
+    names = args.datasets.split(",") if args.datasets else dataset_names()
+    for name in names:
+        print(json.dumps(logistic_baselines(args.root, name.strip(), cache_dir=args.cache_dir)))
 
 
 if __name__ == "__main__":
