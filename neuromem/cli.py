@@ -26,7 +26,7 @@ app = typer.Typer(
 
 # sub-commands living next to the code they drive; each module exposes register(app)
 SUMMARY_METRICS = ("test_accuracy", "activation_sparsity", "energy_ratio", "retrieval_image_to_audio_recall@1")
-COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.engram.cli", "neuromem.bench.cli")
+COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.engram.cli", "neuromem.bench.cli", "neuromem.train.cli")
 
 
 def _split(value: str, flag: str, valid: list[str]) -> list[str]:
@@ -172,13 +172,16 @@ def ablate(
     data_root: Optional[Path] = typer.Option(None, help="tonic save_to root with SHD/ and NMNIST/; default: real data in $NEUROMEM_DATA, else the embedded default."),
     out: Path = typer.Option(Path("runs/ablate"), help="Output folder (results store, csv, json, report.md, per-cell artifacts)."),
     dense: bool = typer.Option(False, "--dense", help="Train the ANN-equivalent (ReLU) graph instead of the spiking one."),
-    neuron: str = typer.Option("lif", help="Neuron model of the spiking front ends."),
-    hidden: int = typer.Option(256, min=1, help="Front-end width."),
+    neuron: str = typer.Option("lif", help="Neuron model of the spiking front ends (a comma list is a sweep axis)."),
+    hidden: str = typer.Option("256", help="Front-end width (a comma list is a sweep axis, e.g. 64,128)."),
     batch_size: int = typer.Option(64, min=1),
-    learning_rate: float = typer.Option(2e-3, min=0.0),
-    time_bins: Optional[int] = typer.Option(None, min=1, help="Time bins per sample (default: the data set's)."),
+    learning_rate: str = typer.Option("2e-3", help="Peak learning rate (a comma list is a sweep axis)."),
+    time_bins: Optional[str] = typer.Option(None, help="Time bins per sample (default: the data set's; a comma list is a sweep axis)."),
     max_train_samples: Optional[int] = typer.Option(None, min=1, help="Cap on training samples per data set."),
-    memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable)."),
+    memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable); key=v1,v2,v3 is a sweep axis."),
+    energy_profile: str = typer.Option("horowitz-45nm", help="Energy profile pricing the cells (finished cells priced otherwise are re-priced, not retrained)."),
+    rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code, version or data changed (default: keep them)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells the grid would run, one line each, and stop."),
     executor: str = typer.Option("local", help="local or ray."),
     workers: int = typer.Option(1, min=1, help="Local worker processes (executor local)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray); default: start Ray here."),
@@ -189,41 +192,54 @@ def ablate(
     from neuromem.data import resolve_data_root
     from neuromem.memory import build_memory, memory_names
     from neuromem.models.frontends import NEURON_LAYERS
-    from neuromem.train.config import CellConfig
+    from neuromem.accounting.energy import PROFILES
+    from neuromem.train import sweep
     from neuromem.train.grid import EXECUTORS, run_grid
     from neuromem.train.report import write_reports
-    from neuromem.train.store import ResultStore, configs_to_run
+    from neuromem.train.store import ResultStore
     from neuromem.train.tasks import EXTERNAL_TASKS, TASKS
 
     modalities = _split(modality, "--modality", [*TASKS, *EXTERNAL_TASKS])
     memories = _split(memory, "--memory", memory_names())
     if executor not in EXECUTORS:
         raise NeuromemError(f"--executor {executor!r} is not known; valid: {', '.join(EXECUTORS)}")
-    neuron = "dense" if dense else neuron
-    if neuron not in NEURON_LAYERS:
-        raise NeuromemError(f"--neuron {neuron!r} is not known; valid: {', '.join(n for n in NEURON_LAYERS if n != 'dense')}")
-    options = parse_memory_options(memory_option, memories)
+    neurons = ["dense"] if dense else _split(neuron, "--neuron", [n for n in NEURON_LAYERS if n != "dense"])
+    axes = {
+        "neuron": neurons,
+        "hidden": sweep.parse_axis(hidden, "--hidden", int, "positive integers, e.g. 64,128", lambda v: v >= 1),
+        "learning_rate": sweep.parse_axis(learning_rate, "--learning-rate", float, "numbers >= 0, e.g. 1e-3,2e-3", lambda v: v >= 0),
+        "time_bins": sweep.parse_axis(time_bins, "--time-bins", int, "positive integers, e.g. 50,100", lambda v: v >= 1),
+    }
+    if energy_profile not in PROFILES:
+        raise NeuromemError(f"--energy-profile {energy_profile!r} is not known; valid: {', '.join(PROFILES)}")
+    if rerun not in (None, "stale"):
+        raise NeuromemError(f"--rerun {rerun!r} is not known; valid: stale")
+    option_axes = sweep.parse_memory_option_axes(memory_option, memories)
     for name in memories:  # fail on a bad option before any training starts
-        check_memory_options(name, options[name])
+        for options in sweep.option_combinations(option_axes[name]):
+            check_memory_options(name, options)
+    fixed = dict(epochs=epochs, batch_size=batch_size, max_train_samples=max_train_samples, threads=threads,
+                 energy_profile=energy_profile)
+    configs = sweep.expand_grid(modalities, memories, seeds, axes, option_axes, fixed,
+                                neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n)
+    if dry_run:
+        sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
+        return
     _check_writable(out)
 
     root, source = resolve_data_root(data_root)
     console.print(f"data: [bold]{source}[/] at {root}" + ("  (embedded default: no real data found)" if data_root is None and source == "synthetic" else ""))
-    _check_data(modalities, root, time_bins)
-
-    configs = [
-        CellConfig(
-            modality=m, memory=mem, seed=s, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            hidden=hidden, neuron="dense" if m in EXTERNAL_TASKS else neuron, time_bins=time_bins, max_train_samples=max_train_samples, threads=threads,
-            memory_options=tuple(sorted(options[mem].items())),
-        )
-        for m in modalities for mem in memories for s in range(seeds)
-    ]
+    for bins in axes["time_bins"]:
+        _check_data(modalities, root, bins)
     configs = _with_data_fingerprint(configs, root)
+
     store = ResultStore(out)
     store.set_run_info(data=source, data_root=str(root))
-    pending = configs_to_run(store, configs)
-    console.print(f"{len(configs)} cells: {len(configs) - len(pending)} already finished, {len(pending)} to run ({executor})")
+    plan = sweep.plan_run(store, configs, rerun_stale=rerun == "stale")
+    for line in plan.messages(executor):
+        console.print(line, highlight=False)
+    sweep.reprice_finished(store, plan, energy_profile, console.print)
+    pending = plan.pending
 
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+# Fields that price a trained cell but do not change what is trained: left out of the digest
+# (a cell priced under another profile is the same trained cell; `neuromem reprice` re-prices it).
+PRICING_FIELDS = ("energy_profile",)
+# Fields a variant label names when they differ from the defaults (memory options are always named).
+VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate")
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class CellConfig:
     max_train_samples: int | None = None  # per data set; None: the whole split
     threads: int = 1  # torch intra-op threads: fixed so that results match across executors
     memory_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    energy_profile: str = "horowitz-45nm"  # neuromem.accounting.energy.PROFILES
     data_fingerprint: str = ""  # the data root it learns from (neuromem.data.cache.root_fingerprint): other data, other cell
 
     @property
@@ -30,8 +37,26 @@ class CellConfig:
         return f"{self.modality}-{self.memory}{kind}-s{self.seed}-{self.digest()[:8]}"
 
     def digest(self) -> str:
-        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        identity = {k: v for k, v in self.to_dict().items() if k not in PRICING_FIELDS}
+        canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def variant_digest(self) -> str:
+        """Identity of the configuration without its seed: cells with the same variant digest
+        are repetitions of one configuration and may be averaged; others never are."""
+        identity = {k: v for k, v in self.to_dict().items() if k not in (*PRICING_FIELDS, "seed")}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def variant(self) -> str:
+        """A readable label of what this configuration sets: its memory options and the swept
+        hyperparameters that differ from the defaults, e.g. "coupling=0" or "hidden=64 beta=4";
+        "default" when nothing is set."""
+        defaults = {f.name: f.default for f in fields(self)}
+        parts = [f"{name}={_short(getattr(self, name))}" for name in VARIANT_FIELDS
+                 if getattr(self, name) != defaults[name] and not (name == "neuron" and self.neuron == "dense")]
+        parts += [f"{key}={_short(value)}" for key, value in self.memory_options]
+        return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -43,3 +68,13 @@ class CellConfig:
         data = dict(data)
         data["memory_options"] = tuple(sorted(dict(data.get("memory_options") or {}).items()))
         return cls(**data)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from neuromem.errors import NeuromemError
 from neuromem.train.config import CellConfig
+from neuromem.train.provenance import current_provenance
 from neuromem.train.store import ResultStore
 from neuromem.train.trainer import ProgressSink, run_cell
 
@@ -36,7 +37,7 @@ def execute_cell(config_data: dict[str, Any], data_root: str, progress: Progress
     return {
         "config": config_data,
         "status": "ok",
-        "metrics": outcome.metrics,
+        "metrics": {**outcome.metrics, "provenance": current_provenance()},  # what the cell was computed with
         "representations": outcome.representations,
         "state": outcome.state,
     }

@@ -1,104 +1,247 @@
-"""results.csv, results.json and report.md, regenerated from the store after every cell."""
+"""results.csv, results.json and report.md, regenerated from the store after every cell
+(and by `neuromem report R` from the store alone).
+
+Cells are grouped by (modality, memory, variant): a variant is one configuration without its
+seed (`CellConfig.variant_digest`), labelled readably (`CellConfig.variant`). Means are taken
+only within a group, over its seeds, and every mean says its n.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from neuromem.train.config import VARIANT_FIELDS, CellConfig
+from neuromem.train.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
 from neuromem.train.store import ResultStore, atomic_write_text
 
 # leading columns, in this order; every other metric follows alphabetically
 LEADING_COLUMNS = [
-    "cell_id", "modality", "memory", "neuron", "seed", "status",
+    "cell_id", "modality", "memory", "variant", "neuron", "seed", "status",
     "test_accuracy", "train_accuracy", "activation_sparsity",
     "synops_per_sample", "dense_macs_per_sample", "energy_pj_per_sample", "ann_energy_pj_per_sample", "energy_ratio",
-    "epochs", "wall_seconds",
+    "energy_profile", "epochs", "hidden", "learning_rate", "time_bins", "batch_size", "max_train_samples", "wall_seconds",
 ]
-HIDDEN_METRICS = {"traceback"}
+CONFIG_COLUMNS = ("modality", "memory", "neuron", "seed", "epochs", "hidden", "learning_rate", "time_bins",
+                  "batch_size", "max_train_samples", "threads")
+PROVENANCE_COLUMNS = ("neuromem_version", "code_fingerprint", "data_fingerprint")
+HIDDEN_METRICS = {"traceback", "provenance"}
+OPTION_PREFIX = "option."
 VISUAL, AUDITORY = "nmnist", "shd"
 
 
 def flat_rows(store: ResultStore) -> list[dict[str, Any]]:
+    """One row per stored cell: config fields, `variant`, one `option.<key>` column per memory
+    option, provenance, and the metrics (nested ones too; the CSV keeps only scalars)."""
     rows = []
     for record in store.rows():
         config, metrics = record["config"], record["metrics"]
-        row = {"cell_id": record["cell_id"], "status": record["status"]}
-        row.update({k: config[k] for k in ("modality", "memory", "neuron", "seed", "epochs")})
+        cell = CellConfig.from_dict(config)
+        row = {"cell_id": record["cell_id"], "status": record["status"], "variant": cell.variant,
+               "variant_key": cell.variant_digest()[:12]}
+        row.update({k: config.get(k) for k in CONFIG_COLUMNS})
+        row.update({f"{OPTION_PREFIX}{k}": v for k, v in cell.memory_options})
+        row.update({k: v for k, v in (metrics.get("provenance") or {}).items() if k in PROVENANCE_COLUMNS})
         row.update({k: v for k, v in metrics.items() if k not in HIDDEN_METRICS})
+        row.setdefault("energy_profile", config.get("energy_profile"))
         rows.append(row)
     return rows
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    present = {k for row in rows for k in row}
-    lead = [c for c in LEADING_COLUMNS if c in present or c in LEADING_COLUMNS[:9]]
-    return lead + sorted(present - set(lead))
+    present = {k for row in rows for k in row if _is_scalar(row[k])}
+    lead = [c for c in LEADING_COLUMNS if c in present or c in LEADING_COLUMNS[:10]]
+    options = sorted(k for k in present if k.startswith(OPTION_PREFIX))
+    provenance = [c for c in PROVENANCE_COLUMNS if c in present]
+    return lead + options + sorted(present - set(lead) - set(options) - set(provenance)) + provenance
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+@dataclass
+class Group:
+    """The cells of one configuration (all its seeds)."""
+
+    modality: str
+    memory: str
+    variant: str  # readable label, unique within (modality, memory)
+    key: str  # variant digest
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.memory} [{self.variant}]"
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        return {int(r["seed"]): float(r[metric]) for r in self.rows if _number(r.get(metric)) is not None}
+
+    def summary(self, metric: str):
+        return summarize(list(self.by_seed(metric).values()))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def groups_of(rows: list[dict[str, Any]]) -> list[Group]:
+    """Finished cells grouped by (modality, memory, variant digest); labels that would collide
+    (configurations differing outside the usual variant fields) name the fields that differ."""
+    found: dict[tuple, Group] = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        key = (row["modality"], row["memory"], row["variant_key"])
+        found.setdefault(key, Group(row["modality"], row["memory"], row["variant"], row["variant_key"])).rows.append(row)
+    by_label: dict[tuple, list[Group]] = defaultdict(list)
+    for group in found.values():
+        by_label[(group.modality, group.memory, group.variant)].append(group)
+    for clashing in by_label.values():
+        if len(clashing) > 1:
+            fields = [f for f in (*CONFIG_COLUMNS, *VARIANT_FIELDS) if f != "seed"
+                      and len({str(g.rows[0].get(f)) for g in clashing}) > 1]
+            for group in clashing:
+                extra = " ".join(f"{f}={group.rows[0].get(f)}" for f in fields) or group.key
+                group.variant = extra if group.variant == "default" else f"{group.variant} {extra}"
+    return sorted(found.values(), key=lambda g: (g.modality, g.memory, g.variant))
+
+
+def _pct(value: float) -> str:
+    return "" if not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _mean_std(summary) -> str:
+    if summary.n == 0:
         return ""
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}"
+    if summary.n == 1:
+        return _pct(summary.mean)
+    return f"{_pct(summary.mean)} ± {_pct(summary.std)}"
 
 
-def _accuracy_table(rows: list[dict[str, Any]]) -> str:
-    """memory x modality, mean ± std of test accuracy over seeds, and the visual - auditory gap."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    variants = sorted({(r["memory"], r["neuron"]) for r in ok})
-    modalities = sorted({r["modality"] for r in ok})
-    cells: dict[tuple, list[float]] = defaultdict(list)
-    per_sense: dict[tuple, list[float]] = defaultdict(list)
-    for r in ok:
-        cells[(r["memory"], r["neuron"], r["modality"])].append(r["test_accuracy"])
-        for sense in (VISUAL, AUDITORY):
-            if f"test_accuracy_{sense}" in r:
-                per_sense[(r["memory"], r["neuron"], sense)].append(r[f"test_accuracy_{sense}"])
-    header = ["memory", "neuron", *modalities, "visual − auditory (points)"]
+def _interval(summary) -> str:
+    return f"[{_pct(summary.ci_low)}, {_pct(summary.ci_high)}]" if summary.n >= 2 else "n/a (n = 1)"
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for memory, neuron in variants:
-        visual, auditory = per_sense.get((memory, neuron, VISUAL)), per_sense.get((memory, neuron, AUDITORY))
-        gap = f"{100 * (np.mean(visual) - np.mean(auditory)):+.2f}" if visual and auditory else ""
-        values = [_mean_std(cells.get((memory, neuron, m), [])) for m in modalities]
-        lines.append("| " + " | ".join([memory, neuron, *values, gap]) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
-def _cost_table(rows: list[dict[str, Any]]) -> str:
+def _accuracy_table(groups: list[Group]) -> str:
+    """One row per (modality, memory, variant): n, mean ± std, 95% interval, per-sense accuracy."""
+    senses = [s for s in (VISUAL, AUDITORY) if any(g.by_seed(f"test_accuracy_{s}") for g in groups
+                                                  if g.modality not in (VISUAL, AUDITORY))]
+    header = ["modality", "memory", "variant", "n", "test accuracy, mean ± std", f"{100 * CONFIDENCE:.0f}% CI",
+              *(f"{s} (joint/parallel)" for s in senses), "seeds"]
+    body = []
+    for g in groups:
+        summary = g.summary("test_accuracy")
+        per_sense = [_mean_std(g.summary(f"test_accuracy_{s}")) if g.modality not in (VISUAL, AUDITORY) else ""
+                     for s in senses]
+        body.append([g.modality, g.memory, g.variant, str(summary.n), _mean_std(summary), _interval(summary),
+                     *per_sense, ",".join(str(s) for s in sorted(g.by_seed("test_accuracy")))])
+    return _table(header, body)
+
+
+def _retrieval_table(groups: list[Group]) -> str:
+    keys = sorted({k for g in groups for r in g.rows for k in r if k.startswith("retrieval_") and k.endswith("recall@1")})
+    if not keys:
+        return ""
+    header = ["modality", "memory", "variant", "n", *(k.removeprefix("retrieval_").replace("_", " ") for k in keys)]
+    body = [[g.modality, g.memory, g.variant, str(g.summary("test_accuracy").n),
+             *(_mean_std(g.summary(k)) for k in keys)] for g in groups if any(g.by_seed(k) for k in keys)]
+    return _table(header, body)
+
+
+def comparisons(groups: list[Group], metric: str = "test_accuracy") -> list[dict[str, Any]]:
+    """Every pair of configurations on the same modality, paired over the seeds both have."""
+    out = []
+    for a, b in combinations(groups, 2):
+        if a.modality != b.modality:
+            continue
+        result = paired(a.by_seed(metric), b.by_seed(metric))
+        if result.n == 0:
+            continue
+        out.append({"modality": a.modality, "a": a.label, "b": b.label, "metric": metric, **result.__dict__})
+    return out
+
+
+def _comparison_table(rows: list[dict[str, Any]]) -> str:
+    header = ["modality", "A", "B", "n (seeds)", "A − B (points)", f"{100 * CONFIDENCE:.0f}% CI", "t", "p"]
+    body = []
+    for c in rows:
+        interval = f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]" if c["n"] >= 2 else "n/a (n = 1)"
+        if c["n"] >= 2 and math.isfinite(c["p"]):
+            t, p = f"{c['t']:.3f}", f"{c['p']:.3g}"
+        else:
+            t, p = "", "n/a (n < 2)" if c["n"] < 2 else "n/a (identical differences)"
+        body.append([c["modality"], c["a"], c["b"], str(c["n"]), f"{100 * c['mean_difference']:+.2f}", interval, t, p])
+    return _table(header, body)
+
+
+def _cost_table(groups: list[Group]) -> str:
     keys = ["activation_sparsity", "synops_per_sample", "energy_pj_per_sample", "ann_energy_pj_per_sample", "energy_ratio"]
-    ok = [r for r in rows if r["status"] == "ok"]
-    present = [k for k in keys if any(k in r for r in ok)]
-    header = ["cell", *present]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in ok:
-        lines.append("| " + " | ".join([r["cell_id"], *(_fmt(r.get(k)) for k in present)]) + " |")
-    return "\n".join(lines)
+    present = [k for k in keys if any(g.by_seed(k) for g in groups)]
+    header = ["modality", "memory", "variant", "n", "energy profile", *present]
+    body = []
+    for g in groups:
+        profiles = ",".join(sorted({str(r.get("energy_profile")) for r in g.rows}))
+        body.append([g.modality, g.memory, g.variant, str(g.summary("test_accuracy").n), profiles,
+                     *(_fmt(g.summary(k).mean) for k in present)])
+    return _table(header, body)
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "" if not math.isfinite(value) else f"{value:.4g}"
     return "" if value is None else str(value)
 
 
-def write_reports(store: ResultStore) -> dict[str, Path]:
+def _provenance_lines(rows: list[dict[str, Any]]) -> list[str]:
+    ok = [r for r in rows if r["status"] == "ok"]
+    fingerprints = defaultdict(int)
+    for r in ok:
+        fingerprints[(r.get("neuromem_version") or "?", r.get("code_fingerprint") or "not recorded")] += 1
+    if not fingerprints:
+        return []
+    lines = ["## Provenance", "", "Cells per (neuromem version, model-code fingerprint):", ""]
+    lines += [f"- {version}, `{fingerprint}`: {count}" for (version, fingerprint), count in sorted(fingerprints.items())]
+    if len(fingerprints) > 1:
+        lines += ["", "Cells were computed with different model code: `neuromem ablate ... --rerun stale` re-trains the stale ones."]
+    return lines + [""]
+
+
+def build_report(store: ResultStore) -> dict[str, Any]:
+    """Everything the report shows, as data (also written to results.json under "study")."""
     rows = flat_rows(store)
+    groups = groups_of(rows)
+    return {"rows": rows, "groups": groups, "comparisons": comparisons(groups)}
+
+
+def write_reports(store: ResultStore) -> dict[str, Path]:
+    study = build_report(store)
+    rows, groups = study["rows"], study["groups"]
     info = store.run_info()
     out = store.out_dir
     columns = _columns(rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows([{k: v for k, v in row.items() if _is_scalar(v)} for row in rows])
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_text(out / "results.json", json.dumps({**info, "cells": rows}, indent=2, default=float))
+    summaries = [{"modality": g.modality, "memory": g.memory, "variant": g.variant, "variant_key": g.key,
+                  **{f"test_accuracy_{k}": v for k, v in g.summary("test_accuracy").__dict__.items()}} for g in groups]
+    payload = {**info, "cells": rows, "study": {"groups": summaries, "comparisons": study["comparisons"],
+                                                "paired_test": PAIRED_TEST}}
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=_json_default))
     failed = [r for r in rows if r["status"] != "ok"]
     report = [
         "# neuromem ablation report",
@@ -106,16 +249,39 @@ def write_reports(store: ResultStore) -> dict[str, Path]:
         f"Data: **{info.get('data', '?')}** ({info.get('data_root', '?')}). Cells finished: "
         f"{len(rows) - len(failed)}; failed: {len(failed)}.",
         "",
-        "## Test accuracy (%), mean ± std over seeds",
+        "## Test accuracy (%) per configuration",
         "",
-        _accuracy_table(rows),
+        f"One row per (modality, memory, variant); n is the number of seeds behind each mean; std is the sample "
+        f"standard deviation; the {100 * CONFIDENCE:.0f}% interval of the mean is Student's t with n − 1 degrees of "
+        "freedom. Different variants are never averaged together.",
         "",
-        "## Cost",
-        "",
-        _cost_table(rows),
+        _accuracy_table(groups),
         "",
     ]
+    retrieval = _retrieval_table(groups)
+    if retrieval:
+        report += ["## Cross-modal recall@1, mean ± std over seeds", "", retrieval, ""]
+    if study["comparisons"]:
+        report += [
+            "## Paired comparisons of test accuracy",
+            "",
+            f"Every pair of configurations on the same modality, over the seeds both have. Test: {PAIRED_TEST}; "
+            f"the {100 * CONFIDENCE:.0f}% interval is that of the mean difference (Student's t, n − 1 df). Seed k fixes "
+            "the training subset and batch order, so both configurations of a pair saw the same data. "
+            "p-values are not corrected for multiple comparisons.",
+            "",
+            _comparison_table(study["comparisons"]),
+            "",
+        ]
+    report += ["## Cost, mean over seeds", "", _cost_table(groups), ""]
+    report += _provenance_lines(rows)
     if failed:
         report += ["## Failed cells", ""] + [f"- `{r['cell_id']}`: {r.get('error', '')}" for r in failed] + [""]
     atomic_write_text(out / "report.md", "\n".join(report))
     return {"csv": out / "results.csv", "json": out / "results.json", "report": out / "report.md"}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return float(value)

@@ -315,6 +315,17 @@ class ResultStore:
                 db.execute(UPSERT, (config.cell_id, json.dumps(config.to_dict(), sort_keys=True), json.dumps(metrics),
                                     status, time.time()))
 
+    def update_metrics(self, config: CellConfig, metrics: dict[str, Any]) -> None:
+        """Replace a finished cell's config and metrics (re-pricing: same trained cell, same id) in its
+        row and its cell.json; the trained artifacts stay as they are."""
+        with self._holding(config.cell_id):
+            cell_json = self.cell_dir(config.cell_id) / "cell.json"
+            if cell_json.is_file():
+                atomic_write_text(cell_json, json.dumps({"config": config.to_dict(), "metrics": metrics}, indent=2))
+            with self._db() as db:
+                db.execute("UPDATE cells SET config = ?, metrics = ? WHERE cell_id = ?",
+                           (json.dumps(config.to_dict(), sort_keys=True), json.dumps(metrics), config.cell_id))
+
     def _write_artifacts(self, config, metrics, representations, state) -> None:
         import numpy as np
         import torch

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics
+from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics, energy_profile
 from neuromem.data import load_split
 from neuromem.data.batching import time_major_batch
 from neuromem.errors import NeuromemError
@@ -188,7 +188,8 @@ def _cross_modal_retrieval(
     return {f"retrieval_{cue.name}_to_{target_name}_{k}": v for k, v in scores.items()}
 
 
-def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test: Mapping[str, SplitData]) -> dict[str, Any]:
+def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test: Mapping[str, SplitData],
+             profile_name: str = "horowitz-45nm") -> dict[str, Any]:
     """Accounting columns (NeuroBench definitions) of the trained network and of its
     ANN-equivalent twin on the same test samples, each modality fed alone. The twin is
     untrained: under the dense-MAC assumption its cost depends only on its architecture."""
@@ -198,7 +199,7 @@ def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test
     with torch.no_grad():
         for d in group:
             x, _ = test[d].take(np.arange(min(ACCOUNTING_SAMPLES, len(test[d].labels))))
-            per_modality[d] = accounting_metrics(network, twin, [{d: x}], batch_dim=0)
+            per_modality[d] = accounting_metrics(network, twin, [{d: x}], profile=energy_profile(profile_name), batch_dim=0)
     merged: dict[str, Any] = {c: float(np.mean([per_modality[d][c] for d in group])) for c in ABLATION_COLUMNS}
     merged["layer_sparsity"] = {k: v for d in group for k, v in per_modality[d]["layer_sparsity"].items()}
     merged["energy_assumptions"] = [f"[{d}] {line}" for d in group for line in per_modality[d]["energy_assumptions"]]
@@ -206,6 +207,7 @@ def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test
     for d in group:
         merged.update({f"{c}_{d}": per_modality[d][c] for c in ABLATION_COLUMNS})
         merged[f"accounting_{d}"] = per_modality[d]["accounting"]
+        merged[f"ann_accounting_{d}"] = per_modality[d]["ann_accounting"]  # `neuromem reprice` prices these counts
     return merged
 
 
@@ -271,7 +273,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         for cue, target in itertools.permutations(group, 2):
             metrics.update(_cross_modal_retrieval(network, test[cue], target,
                                                   outcome.representations[f"{target}/representations"], test[target].labels))
-        accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test))
+        accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
+                                 config.energy_profile))
     for split_name in ("train", "test"):
         metrics[f"{split_name}_accuracy"] = float(np.mean([metrics[f"{split_name}_accuracy_{d}"] for d in task.datasets]))
     metrics.update(_merge_accounts(accounts))

@@ -1,0 +1,65 @@
+"""What a stored cell was computed with: neuromem's version and a fingerprint of the code that
+defines the model, so that a re-run can tell which finished cells are stale.
+
+The fingerprint hashes the source of the packages whose change can change a cell's numbers:
+neurons (and their kernels), memory modules, network builders, the dense tri-modal networks,
+the trainer, and the data's binning, batching and encoders. Reports, the CLI, the store and
+accounting are left out (energy is re-priced from stored counts, `neuromem reprice`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import neuromem
+
+MODEL_SOURCES = (
+    "neurons", "memory", "models", "dense",
+    "train/trainer.py", "data/binning.py", "data/batching.py", "data/encoders.py",
+)
+
+
+def _package_root() -> Path:
+    return Path(neuromem.__file__).resolve().parent
+
+
+def model_source_files(root: Path | None = None) -> list[Path]:
+    root = root or _package_root()
+    files: list[Path] = []
+    for entry in MODEL_SOURCES:
+        path = root / entry
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+    return files
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """sha256 over the model-defining source files (relative path and bytes of each), 16 hex digits."""
+    root = _package_root()
+    digest = hashlib.sha256()
+    for path in model_source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def current_provenance(data_fingerprint: str | None = None) -> dict[str, Any]:
+    """The provenance a newly trained cell is stored with."""
+    out = {"neuromem_version": neuromem.__version__, "code_fingerprint": code_fingerprint()}
+    if data_fingerprint:
+        out["data_fingerprint"] = data_fingerprint
+    return out
+
+
+def stale_reason(stored: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
+    """Why a finished cell's stored provenance does not match the current one (None: it matches)."""
+    if not stored:
+        return "recorded without a code fingerprint"
+    reasons = []
+    for key, what in (("code_fingerprint", "model code"), ("neuromem_version", "neuromem version"),
+                      ("data_fingerprint", "data")):
+        if key in current and stored.get(key) != current[key]:
+            reasons.append(f"{what} {stored.get(key, '?')} -> {current[key]}")
+    return "; ".join(reasons) or None
