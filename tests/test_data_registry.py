@@ -25,7 +25,7 @@ from neuromem.data.base import (
     register_dataset,
     unregister_dataset,
 )
-from neuromem.data.fetch import fetch
+from neuromem.data.download import fetch
 from neuromem.data.registry import DATASET_SPECS, dataset_names, get_dataset
 from neuromem.data.specs import DatasetSpec
 from neuromem.errors import NeuromemError
@@ -354,3 +354,13 @@ def test_embedded_default_gains_a_newly_registered_data_set(tmp_path, monkeypatc
         assert shd_file.stat().st_mtime_ns == before  # the others are kept, not rewritten
     finally:
         unregister_dataset("clicks")
+
+
+def test_lazy_package_names_are_not_submodule_names():
+    import neuromem.data as data
+
+    package = Path(data.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
+    assert not set(data.__all__) & submodules  # `from neuromem.data import x` would give the module once imported
+    for name in data.__all__:
+        assert getattr(data, name) is not None

@@ -2,7 +2,8 @@
 embedded synthetic default, binning with tonic, an on-disk cache of binned tensors, and encoders.
 
 Names are loaded on first use, so `import neuromem.data.<module>` runs only what that module needs
-(and no module of this package imports the package itself back).
+(and no module of this package imports the package itself back). No exported name may also be a
+submodule's name: once that submodule is imported, the package attribute would be the module.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 _EXPORTS = {
     "BinnedDataset": "neuromem.data.dataset", "load_split": "neuromem.data.dataset",
     "RateEncoder": "neuromem.data.encoders", "LatencyEncoder": "neuromem.data.encoders",
-    "DeltaEncoder": "neuromem.data.encoders", "fetch": "neuromem.data.fetch",
+    "DeltaEncoder": "neuromem.data.encoders", "fetch": "neuromem.data.download",
     "MARKER_NAME": "neuromem.data.paths", "default_cache_dir": "neuromem.data.paths",
     "default_embedded_root": "neuromem.data.paths", "neuromem_home": "neuromem.data.paths",
     "resolve_data_root": "neuromem.data.roots", "synthesize": "neuromem.data.embedded",

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neuromem.data.embedded import synthesize
-from neuromem.data.fetch import fetch as fetch_dataset
+from neuromem.data.download import fetch as fetch_dataset
 from neuromem.data.registry import dataset_names, get_dataset
 from neuromem.errors import NeuromemError
 
