@@ -264,15 +264,16 @@ def train_trimodal(
 @torch.no_grad()
 def embed_all(model: TriModalModel, data: TriModalDigits, modality: str, batch_size: int, audio_noise: float = 0.0,
               seed: int = 0) -> torch.Tensor:  # fmt: skip
-    """Encoder embeddings (N, dim) of one modality for the whole set (memories untouched)."""
+    """Encoder embeddings (N, dim) of one modality for the whole set, on the model's device (memories untouched).
+    The audio noise is drawn from `seed`, batch after batch, so it is the same stream every time."""
     net, config = model.network, model.network.config
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     chunks = []
     for start in range(0, len(data), batch_size):
         batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
-                           config.image_channels, audio_noise, generator)  # fmt: skip
-        chunks.append(net.embed(modality, batch[KEYWORDS[modality]].to(device)).cpu())
+                           config.image_channels, audio_noise if modality == "audio" else 0.0, generator)  # fmt: skip
+        chunks.append(net.embed(modality, batch[KEYWORDS[modality]].to(device)))
     return torch.cat(chunks)
 
 
@@ -285,41 +286,42 @@ def evaluate_retrieval(
     audio_noise: float = 0.0,
     seed: int = 0,
     directions: list[tuple[str, str]] | None = None,
+    embeddings: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Cross-modal retrieval and completion metrics, flat: `retrieval_<src>_to_<dst>_<metric>` and
-    `completion_<src>_to_<dst>_cosine`, plus digit accuracy of each modality alone and fused."""
+    `completion_<src>_to_<dst>_cosine`, plus digit accuracy of each modality alone and fused.
+
+    Each modality is encoded once (`embeddings`, computed here unless given for this `audio_noise`); the
+    queries then stream through memories, fusion and decoder batch by batch, exactly as
+    `cross_modal_retrieval` would, and are ranked against the target modality's embeddings."""
     model.eval()
-    net, config = model.network, model.network.config
-    device = next(model.parameters()).device
+    net = model.network
     digits = torch.from_numpy(data.digits)
-    galleries = {m: embed_all(model, data, m, batch_size, audio_noise, seed) for m in MODALITIES}
+    embeddings = embeddings or {m: embed_all(model, data, m, batch_size, audio_noise, seed) for m in MODALITIES}
+    batches = [slice(start, min(start + batch_size, len(data))) for start in range(0, len(data), batch_size)]
     metrics: dict[str, float] = {}
     directions = directions or list(itertools.permutations(MODALITIES, 2))
     with memory_writes(net, adapt):
         for source, target in directions:
             net.reset()
-            generator = torch.Generator().manual_seed(seed)
             predicted = []
-            for start in range(0, len(data), batch_size):
-                batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
-                                   config.image_channels, audio_noise, generator)  # fmt: skip
-                predicted.append(net.cross_modal_retrieval(source, batch[KEYWORDS[source]].to(device), target).cpu())
-            predicted = torch.cat(predicted)
-            scores = retrieval_metrics(predicted, galleries[target], digits, digits)
+            for rows in batches:
+                latent, _ = net.fuse({source: net.modality_latent(source, embeddings[source][rows])})
+                predicted.append(net.decode(latent, target))
+            predicted, gallery = torch.cat(predicted).cpu(), embeddings[target].cpu()
+            scores = retrieval_metrics(predicted, gallery, digits, digits)
             metrics.update({f"retrieval_{source}_to_{target}_{k}": v for k, v in scores.items()})
-            metrics[f"completion_{source}_to_{target}_cosine"] = F.cosine_similarity(predicted, galleries[target]).mean().item()
+            metrics[f"completion_{source}_to_{target}_cosine"] = F.cosine_similarity(predicted, gallery).mean().item()
         net.reset()
         correct = {m: 0 for m in (*MODALITIES, "fused")}
-        generator = torch.Generator().manual_seed(seed)
-        for start in range(0, len(data), batch_size):
-            batch = data.batch(np.arange(start, min(start + batch_size, len(data))), config.image_size,
-                               config.image_channels, audio_noise, generator)  # fmt: skip
-            batch = to_device(batch, device)
-            out = net(text=batch["text"], images=batch["images"], audio=batch["audio"])
-            correct["fused"] += (model.head(out["central_latent"]).argmax(1) == batch["digits"]).sum().item()
-            for m, latent in out["modality_latents"].items():
+        for rows in batches:
+            truth = digits[rows].to(embeddings["text"].device)
+            latents = {m: net.modality_latent(m, embeddings[m][rows]) for m in MODALITIES}
+            fused, _ = net.fuse(latents)
+            correct["fused"] += (model.head(fused).argmax(1) == truth).sum().item()
+            for m, latent in latents.items():
                 z, _ = net.fuse({m: latent})
-                correct[m] += (model.head(z).argmax(1) == batch["digits"]).sum().item()
+                correct[m] += (model.head(z).argmax(1) == truth).sum().item()
         net.reset()
     metrics["test_accuracy"] = correct["fused"] / len(data)
     metrics.update({f"test_accuracy_{m}": correct[m] / len(data) for m in MODALITIES})
@@ -417,9 +419,11 @@ def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="s
     device = device or default_device()
     model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options).to(device)
     history = train_trimodal(model, train_set, recipe, epochs, seed, progress)
-    metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed)
+    model.eval()
+    clean = {m: embed_all(model, test_set, m, 128, 0.0, seed) for m in MODALITIES}
+    metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed, embeddings=clean)
     if recipe.eval_audio_noise > 0:
-        metrics.update(shifted_audio_metrics(model, test_set, recipe.eval_audio_noise, seed))
+        metrics.update(shifted_audio_metrics(model, test_set, recipe.eval_audio_noise, seed, clean))
     metrics.update(
         model.network.describe(), preset=preset_name, schedule=recipe.schedule, device=str(device),
         final_train_loss=history[-1] if history else math.nan, parameters=sum(p.numel() for p in model.parameters()),
@@ -428,14 +432,18 @@ def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="s
     return metrics
 
 
-def shifted_audio_metrics(model: TriModalModel, data: TriModalDigits, noise: float, seed: int) -> dict[str, float]:
+def shifted_audio_metrics(model: TriModalModel, data: TriModalDigits, noise: float, seed: int,
+                          clean: dict[str, torch.Tensor] | None = None) -> dict[str, float]:  # fmt: skip
     """TTT in action: audio -> image / text retrieval on a noisier audio stream, memories frozen vs adapting.
 
     Keys `shifted_audio_to_<dst>_<metric>_frozen` / `_adapted` for recall@1 and MRR."""
     directions = [("audio", "image"), ("audio", "text")]
     out: dict[str, float] = {"shifted_audio_noise": noise}
+    embeddings = dict(clean or {m: embed_all(model, data, m, 128, 0.0, seed) for m in ("text", "image")})
+    embeddings["audio"] = embed_all(model, data, "audio", 128, noise, seed)  # only the audio shifts
     for tag, adapt in (("frozen", False), ("adapted", True)):
-        scores = evaluate_retrieval(model, data, adapt=adapt, audio_noise=noise, seed=seed, directions=directions)
+        scores = evaluate_retrieval(model, data, adapt=adapt, audio_noise=noise, seed=seed, directions=directions,
+                                    embeddings=embeddings)  # fmt: skip
         for source, target in directions:
             for metric in ("recall@1", "mrr"):
                 out[f"shifted_{source}_to_{target}_{metric}_{tag}"] = scores[f"retrieval_{source}_to_{target}_{metric}"]
@@ -445,3 +453,12 @@ def shifted_audio_metrics(model: TriModalModel, data: TriModalDigits, noise: flo
 def subset(data: TriModalDigits, rows: np.ndarray) -> TriModalDigits:
     return TriModalDigits(data.text[rows], data.images[rows], data.audio[rows], data.digits[rows], data.languages[rows],
                           data.cells_per_bin)  # fmt: skip
+
+
+def summary_parts(metrics: dict[str, Any]) -> list[str]:
+    """One cell's result in words: the network that ran, then Recall@1 in all six directions."""
+    network = (f"{metrics['network']} preset {metrics['preset']} ({metrics['parameters'] / 1e6:.1f}M), central memory "
+               f"{metrics['central_memory']}, modality memories {metrics['modality_memories']}, ttt mode "
+               f"{metrics['ttt_mode']}, schedule {metrics['schedule']}, {metrics['device']}")  # fmt: skip
+    recalls = [f"{a}->{b} {metrics[f'retrieval_{a}_to_{b}_recall@1']:.3f}" for a, b in itertools.permutations(MODALITIES, 2)]
+    return [network, f"Recall@1 {' '.join(recalls)}", f"test accuracy {metrics['test_accuracy']:.3f}"]
