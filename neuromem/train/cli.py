@@ -4,6 +4,7 @@ store without retraining."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -48,6 +49,44 @@ def reprice(
     write_reports(store)
 
 
+def evaluate(
+    run: Path = typer.Argument(..., help="The --out folder of an ablate run."),
+    robustness: str = typer.Option("", help="Comma list of robustness evaluations: noise, dropout, jitter."),
+    completion: str = typer.Option("", help="Comma list of pattern-completion evaluations: drop, mask, window."),
+    data_root: Optional[Path] = typer.Option(None, help="Data root the cells were trained on (default: the run's, if it used one)."),
+) -> None:
+    """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
+    levels; curves go into the store, the report and one figure per evaluation."""
+    from neuromem.train.evaluate import evaluate_store, parse_evaluations
+    from neuromem.train.perturb import COMPLETION, ROBUSTNESS
+    from neuromem.train.report import write_reports
+
+    chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
+    if not chosen:
+        raise NeuromemError(f"nothing to evaluate: give --robustness ({', '.join(ROBUSTNESS)}) and/or --completion ({', '.join(COMPLETION)})")
+    store = _open_store(run)
+    if data_root is None:
+        roots = [r for r in store.run_info().get("data_root", "").split("; ") if r]
+        if len(roots) != 1:
+            raise NeuromemError(f"{run}: the run used {len(roots) or 'no'} data roots ({'; '.join(roots)}); give --data-root")
+        data_root = Path(roots[0])
+    if not data_root.is_dir():
+        raise NeuromemError(f"--data-root {data_root}: not a folder; give the data root the cells were trained on")
+
+    def show(cell_id, results, skipped) -> None:
+        if skipped:
+            console.print(f"[yellow]-[/] {cell_id}: not evaluated: {skipped}", highlight=False)
+            return
+        worst = {r["evaluation"]: r["metrics"]["accuracy"] for r in results}
+        console.print(f"[green]✓[/] {cell_id}: accuracy at the strongest level " +
+                      ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
+
+    count = evaluate_store(store, data_root, chosen, show)
+    paths = write_reports(store)
+    console.print(f"evaluated {count} cells ({', '.join(chosen)}); report: {paths['report']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
     app.command("reprice")(reprice)
+    app.command("evaluate")(evaluate)

@@ -1,5 +1,5 @@
 """results.csv, results.json and report.md, regenerated from the store after every cell
-(and by `neuromem report R` from the store alone).
+(and by `neuromem report R` from the store alone), with figures and report.html.
 
 Cells are grouped by (modality, memory, variant): a variant is one configuration without its
 seed (`CellConfig.variant_digest`), labelled readably (`CellConfig.variant`). Means are taken
@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from neuromem.train.config import VARIANT_FIELDS, CellConfig
+from neuromem.train.evaluate import load_evaluations
+from neuromem.train.figures import write_figures
+from neuromem.train.perturb import EVALUATIONS
 from neuromem.train.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
 from neuromem.train.store import ResultStore, atomic_write_text
 
@@ -226,7 +229,9 @@ def build_report(store: ResultStore) -> dict[str, Any]:
     return {"rows": rows, "groups": groups, "comparisons": comparisons(groups)}
 
 
-def write_reports(store: ResultStore) -> dict[str, Path]:
+def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
+    """Regenerate every output from the store; `figures=False` (between cells of a running grid) keeps
+    the figures of the last full write instead of redrawing them."""
     study = build_report(store)
     rows, groups = study["rows"], study["groups"]
     info = store.run_info()
@@ -240,7 +245,7 @@ def write_reports(store: ResultStore) -> dict[str, Path]:
     summaries = [{"modality": g.modality, "memory": g.memory, "variant": g.variant, "variant_key": g.key,
                   **{f"test_accuracy_{k}": v for k, v in g.summary("test_accuracy").__dict__.items()}} for g in groups]
     payload = {**info, "cells": rows, "study": {"groups": summaries, "comparisons": study["comparisons"],
-                                                "paired_test": PAIRED_TEST}}
+                                                "paired_test": PAIRED_TEST, "evaluations": load_evaluations(store)}}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=_json_default))
     failed = [r for r in rows if r["status"] != "ok"]
     report = [
@@ -274,11 +279,98 @@ def write_reports(store: ResultStore) -> dict[str, Path]:
             "",
         ]
     report += ["## Cost, mean over seeds", "", _cost_table(groups), ""]
+    evaluations = load_evaluations(store)
+    report += _evaluation_lines(groups, evaluations)
+    figures = write_figures(out, groups, evaluations) if figures else []
+    if figures:
+        report += ["## Figures", ""]
+        report += [f"![{title}]({path.relative_to(out).as_posix()})" for title, path in figures] + [""]
     report += _provenance_lines(rows)
     if failed:
         report += ["## Failed cells", ""] + [f"- `{r['cell_id']}`: {r.get('error', '')}" for r in failed] + [""]
     atomic_write_text(out / "report.md", "\n".join(report))
-    return {"csv": out / "results.csv", "json": out / "results.json", "report": out / "report.md"}
+    atomic_write_text(out / "report.html", markdown_to_html(report, "neuromem ablation report"))
+    return {"csv": out / "results.csv", "json": out / "results.json", "report": out / "report.md",
+            "html": out / "report.html"}
+
+
+def _evaluation_lines(groups: list[Group], evaluations: list[dict[str, Any]]) -> list[str]:
+    """One table per evaluation: accuracy (%) per configuration and level, mean over seeds (n)."""
+    if not evaluations:
+        return []
+    label_of = {r["cell_id"]: g for g in groups for r in g.rows}
+    lines = ["## Robustness and pattern completion", "",
+             "Accuracy (%) on perturbed test inputs (each data set perturbed alone, mean over data sets), "
+             "mean ± std over seeds (n); recall@1 of perturbed cues for two-sense cells is in results.json "
+             "(`study.evaluations`) and in the figures. Perturbations: `neuromem.train.perturb`.", ""]
+    names = sorted({e["evaluation"] for e in evaluations}, key=lambda n: (EVALUATIONS[n].kind, n) if n in EVALUATIONS else ("", n))
+    for name in names:
+        rows = [e for e in evaluations if e["evaluation"] == name and e["cell_id"] in label_of]
+        levels = sorted({e["level"] for e in rows})
+        spec = EVALUATIONS.get(name)
+        lines += [f"### {spec.kind if spec else 'evaluation'}: {name} ({spec.level_name if spec else 'level'})", ""]
+        body = []
+        for g in groups:
+            mine = [e for e in rows if label_of[e["cell_id"]] is g]
+            if not mine:
+                continue
+            cells = [_mean_std(summarize([e["accuracy"] for e in mine if e["level"] == lvl])) for lvl in levels]
+            body.append([g.modality, g.memory, g.variant, str(len({e["cell_id"] for e in mine})), *cells])
+        lines += [_table(["modality", "memory", "variant", "n", *(f"{lvl:g}" for lvl in levels)], body), ""]
+    return lines
+
+
+HTML_CHECK_SCRIPT = """
+window.addEventListener('load',function(){var imgs=document.images,ok=0;
+for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0)ok++;}
+document.body.setAttribute('data-figures',ok+'/'+imgs.length);});
+"""
+HTML_STYLE = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:24px auto;color:#222;padding:0 12px}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
+th{background:#f0f0f0}img{max-width:100%;display:block;margin:8px 0}code{background:#f4f4f4}"""
+
+
+def markdown_to_html(lines: list[str], title: str) -> str:
+    """The report's own markdown (headings, paragraphs, lists, pipe tables, images) as one HTML page;
+    figures are embedded by relative path, and <body data-figures="loaded/total"> is set once they load."""
+    import html
+    import re
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+    body, table = [], []
+
+    def flush() -> None:
+        if table:
+            rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table if not set(line) <= set("|-")]
+            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+                        + "</table>")
+            table.clear()
+
+    for line in "\n".join(lines).splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())
+        if image:
+            body.append(f'<figure><img src="{html.escape(image.group(2))}" alt="{html.escape(image.group(1))}">'
+                        f"<figcaption>{inline(image.group(1))}</figcaption></figure>")
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body)
+            + f"\n<script>{HTML_CHECK_SCRIPT}</script></body></html>\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,150 @@
+"""Robustness and pattern-completion curves of finished cells, from their saved weights.
+
+Each finished cell's `model.pt` is read with `torch.load(weights_only=True)`, its networks are
+rebuilt exactly as the trainer built them, and its test split is evaluated under each
+perturbation of `neuromem.train.perturb` at increasing levels: every data set perturbed alone,
+accuracy per data set and their mean (as `test_accuracy`); for cells holding two senses, the
+cross-modal recall@1 of a perturbed cue against the clean target's test representations. The
+perturbation is seeded by (cell seed, evaluation, level): same cell, same curve.
+
+Results go into the store's `evaluations` table (one row per cell, evaluation and level), from
+which the report draws its curves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import zlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from neuromem.errors import NeuromemError
+from neuromem.train.config import CellConfig
+from neuromem.train.perturb import EVALUATIONS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+    cell_id TEXT NOT NULL,
+    evaluation TEXT NOT NULL,
+    level REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (cell_id, evaluation, level)
+);
+"""
+
+
+def _connect(store) -> sqlite3.Connection:
+    db = sqlite3.connect(store.path, timeout=30)
+    db.executescript(SCHEMA)
+    return db
+
+
+def load_evaluations(store) -> list[dict[str, Any]]:
+    """Every stored evaluation row: cell_id, evaluation, kind, level, metrics (empty if none)."""
+    if not Path(store.path).is_file():
+        return []
+    db = sqlite3.connect(store.path, timeout=30)
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "evaluations" not in tables:
+            return []
+        rows = db.execute("SELECT cell_id, evaluation, level, metrics FROM evaluations ORDER BY cell_id, evaluation, level").fetchall()
+    finally:
+        db.close()
+    return [{"cell_id": c, "evaluation": e, "kind": EVALUATIONS[e].kind if e in EVALUATIONS else "?", "level": lvl,
+             **json.loads(m)} for c, e, lvl, m in rows]
+
+
+def _seed(config: CellConfig, evaluation: str, level: float) -> int:
+    return zlib.crc32(f"{config.seed}/{evaluation}/{level!r}".encode())
+
+
+def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
+    """Curves of one finished cell: one dict per (evaluation, level)."""
+    from neuromem.export.model import read_checkpoint_file
+    from neuromem.train import trainer
+    from neuromem.train.tasks import TASKS
+
+    task = TASKS.get(config.modality)
+    if task is None:
+        raise NeuromemError(f"{config.modality} cells have no spiking test inputs to perturb")
+    torch.set_num_threads(config.threads)
+    saved = read_checkpoint_file(checkpoint)
+    train, test = trainer._load(task, config, data_root, "train"), trainer._load(task, config, data_root, "test")
+    classes = trainer._num_classes(task, train)
+    networks = {}
+    for group in trainer._groups(task):
+        network = trainer._build(config, group, train, classes)
+        network.load_state_dict(saved["state_dict"]["+".join(group)])
+        network.eval()
+        networks[tuple(group)] = network
+    clean = {d: trainer._evaluate(net, test[d])["representations"] for group, net in networks.items() for d in group}
+    results = []
+    for name in evaluations:
+        spec = EVALUATIONS[name]
+        for level in spec.levels:
+            rng = np.random.default_rng(_seed(config, name, level))
+            perturb = spec.make(level)
+            metrics: dict[str, Any] = {}
+            for group, network in networks.items():
+                perturbed = {d: replace(test[d], inputs=perturb(np.asarray(test[d].inputs), rng)) for d in group}
+                for d in group:
+                    predictions = trainer._evaluate(network, perturbed[d])["predictions"]
+                    metrics[f"accuracy_{d}"] = float((predictions == test[d].labels).mean())
+                for cue, target in itertools.permutations(group, 2):
+                    scores = trainer._cross_modal_retrieval(network, perturbed[cue], target, clean[target], test[target].labels)
+                    metrics.update({k.removeprefix("retrieval_"): v for k, v in scores.items() if k.endswith("recall@1")})
+            metrics["accuracy"] = float(np.mean([metrics[f"accuracy_{d}"] for d in task.datasets]))
+            results.append({"evaluation": name, "level": float(level), "metrics": metrics})
+    return results
+
+
+def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
+                   on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None) -> int:
+    """Evaluate every finished cell of the store; returns how many cells were evaluated."""
+    from neuromem.data.cache import root_fingerprint
+
+    fingerprint = root_fingerprint(data_root)
+    count = 0
+    for row in store.rows():
+        if row["status"] != "ok":
+            continue
+        config = CellConfig.from_dict(row["config"])
+        checkpoint = store.cell_dir(row["cell_id"]) / "model.pt"
+        if config.data_fingerprint and config.data_fingerprint != fingerprint:
+            on_cell(row["cell_id"], None, f"trained on other data (fingerprint {config.data_fingerprint}, {data_root} is {fingerprint})")
+            continue
+        if not checkpoint.is_file():
+            on_cell(row["cell_id"], None, "no model.pt")
+            continue
+        try:
+            results = evaluate_cell(config, checkpoint, data_root, evaluations)
+        except NeuromemError as error:
+            on_cell(row["cell_id"], None, str(error))
+            continue
+        db = _connect(store)
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?)",
+                               [(row["cell_id"], r["evaluation"], r["level"], json.dumps(r["metrics"])) for r in results])
+        finally:
+            db.close()
+        count += 1
+        on_cell(row["cell_id"], results, None)
+    return count
+
+
+def parse_evaluations(text: str | None, flag: str, valid: Sequence[str]) -> list[str]:
+    if not text:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise NeuromemError(f"{flag} {', '.join(unknown) or repr(text)} is not known; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
