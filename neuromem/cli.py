@@ -164,6 +164,8 @@ def ablate(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray); default: start Ray here."),
     cpus_per_cell: float = typer.Option(1.0, min=0.1, help="CPUs reserved per cell on Ray."),
     threads: int = typer.Option(1, min=1, help="Torch threads per cell (part of the config: same threads, same numbers)."),
+    preset: Optional[str] = typer.Option(None, help="Tri-modal network size: small, default or large (the design document's configurations); default: default where a GPU is present, else small."),
+    trimodal_schedule: str = typer.Option("joint", help="Tri-modal training: joint (everything at once) or phased (the design document's four phases)."),
 ) -> None:
     """Train and evaluate the modality x memory x seed grid; resumable."""
     from neuromem.data import resolve_data_root
@@ -199,6 +201,7 @@ def ablate(
                  energy_profile=energy_profile)
     configs = sweep.expand_grid(modalities, memories, seeds, axes, option_axes, fixed,
                                 neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n)
+    configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
     if dry_run:
         sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
         return
@@ -233,6 +236,10 @@ def ablate(
                 failed.append(config.cell_id)
             if result["status"] == "ok":
                 shown = [f"{key.replace('_', ' ')} {metrics[key]:.4f}" for key in SUMMARY_METRICS if key in metrics]
+                if "central_memory" in metrics:  # the tri-modal network: which one ran, Recall@1 in six directions
+                    from neuromem.dense.trimodal import summary_parts
+
+                    shown = summary_parts(metrics)
                 console.print(f"[green]✓[/] {config.cell_id}: {', '.join(shown)}, {metrics['wall_seconds']:.0f} s")
             else:
                 console.print(f"[red]✗[/] {config.cell_id}: {metrics['error']}")
@@ -254,6 +261,26 @@ def ablate(
         console.print(f"[red]error:[/] {len(failed)} of {len(pending)} cells failed ({', '.join(failed[:3])}"
                       f"{', ...' if len(failed) > 3 else ''}); their errors are in {paths['report']}", highlight=False)
         raise typer.Exit(1)
+
+
+def _with_trimodal_options(configs: list, modalities: list[str], preset: str | None, schedule: str) -> list:
+    """--preset and --trimodal-schedule become part of each trimodal cell's identity (resolved: the preset chosen
+    for this machine is recorded, not "auto")."""
+    from dataclasses import replace
+
+    from neuromem.dense.trimodal import PRESET_NAMES, SCHEDULES, default_preset
+
+    if "trimodal" not in modalities:
+        for flag, value, default in (("--preset", preset, None), ("--trimodal-schedule", schedule, "joint")):
+            if value != default:
+                raise NeuromemError(f"{flag} applies to --modality trimodal only")
+        return configs
+    if preset is not None and preset not in PRESET_NAMES:
+        raise NeuromemError(f"--preset {preset!r} is not known; valid: {', '.join(PRESET_NAMES)}")
+    if schedule not in SCHEDULES:
+        raise NeuromemError(f"--trimodal-schedule {schedule!r} is not known; valid: {', '.join(SCHEDULES)}")
+    options = (("preset", preset or default_preset()), ("schedule", schedule))
+    return [replace(c, task_options=options) if c.modality == "trimodal" else c for c in configs]
 
 
 def _with_data_fingerprint(configs: list, root: Path) -> list:

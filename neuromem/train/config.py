@@ -29,6 +29,8 @@ class CellConfig:
     threads: int = 1  # torch intra-op threads: fixed so that results match across executors
     memory_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     energy_profile: str = "horowitz-45nm"  # neuromem.accounting.energy.PROFILES
+    # settings of an externally run task (trimodal: preset, schedule); left out of the identity when empty
+    task_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     data_fingerprint: str = ""  # the data root it learns from (neuromem.data.cache.root_fingerprint): other data, other cell
 
     @property
@@ -55,18 +57,23 @@ class CellConfig:
         defaults = {f.name: f.default for f in fields(self)}
         parts = [f"{name}={_short(getattr(self, name))}" for name in VARIANT_FIELDS
                  if getattr(self, name) != defaults[name] and not (name == "neuron" and self.neuron == "dense")]
-        parts += [f"{key}={_short(value)}" for key, value in self.memory_options]
+        parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options)]
         return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["memory_options"] = dict(self.memory_options)
+        if self.task_options:
+            data["task_options"] = dict(self.task_options)
+        else:  # cells without task options keep the identity they had before the field existed
+            del data["task_options"]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CellConfig":
         data = dict(data)
         data["memory_options"] = tuple(sorted(dict(data.get("memory_options") or {}).items()))
+        data["task_options"] = tuple(sorted(dict(data.get("task_options") or {}).items()))
         return cls(**data)
 
 

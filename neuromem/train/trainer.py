@@ -231,7 +231,8 @@ def _run_external(config: CellConfig, data_root: Path, progress: ProgressSink) -
     runner = getattr(importlib.import_module(module_name), function_name)
     started = time.perf_counter()
     metrics = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root,
-                     progress=progress, train_limit=config.max_train_samples, **dict(config.memory_options))
+                     progress=progress, train_limit=config.max_train_samples, **dict(config.task_options),
+                     **dict(config.memory_options))
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     return CellOutcome(metrics)
 
