@@ -184,3 +184,16 @@ def test_train_limit_caps_training_samples(tiny_data):
     metrics = run_trimodal_cell("hopfield", seed=0, epochs=1, data_root=tiny_data, network_options=TINY,
                                 recipe=TriModalRecipe(batch_size=32, eval_audio_noise=0.0), train_limit=40)  # fmt: skip
     assert metrics["train_samples"] == 40 and "shifted_audio_noise" not in metrics
+
+
+def test_cli_records_preset_and_schedule_and_refuses_bad_ones(tmp_path):
+    from conftest import run_cli
+
+    env = {"NEUROMEM_HOME": str(tmp_path / "home")}
+    dry = run_cli("ablate", "--modality", "trimodal", "--memory", "ttt,cmhan", "--preset", "small",
+                  "--trimodal-schedule", "phased", "--dry-run", "--out", str(tmp_path / "out"), env=env)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("variant='preset=small schedule=phased'") == 2
+    bad = run_cli("ablate", "--modality", "trimodal", "--memory", "ttt", "--preset", "huge", "--out", str(tmp_path / "o"), env=env)
+    assert bad.returncode == 2 and "--preset 'huge' is not known; valid: small, default, large" in bad.stderr
+    assert "Traceback" not in bad.stderr
