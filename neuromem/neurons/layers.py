@@ -1,4 +1,4 @@
-"""Spiking layers: a synapse (linear or conv) followed by LIF/CUBA neurons.
+"""Spiking layers: a synapse (linear or conv) followed by neurons of any registered model.
 
 Every spiking layer takes and returns (T, batch, ...) tensors. The synaptic
 projection runs once over all T*batch inputs (hoisted out of the time loop);
@@ -14,26 +14,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from typing import Any
+
 from neuromem.neurons.functional.conv_lif import conv_lif_sequence
-from neuromem.neurons.functional.lif import (
-    CUBAParameters,
-    LIFParameters,
-    cuba_sequence,
-    fast_path_enabled,
-    lif_sequence,
-)
+from neuromem.neurons.functional.neuron import fast_path_enabled, neuron_sequence
+from neuromem.neurons.models import get_neuron, neuron_names, neuron_of
 from neuromem.neurons.synapses import SparseInputConv2d, SparseInputLinear
 
-NEURON_KINDS = ("lif", "cuba")
 
-
-def make_parameters(kind: str, **overrides) -> LIFParameters:
-    if kind == "lif":
-        overrides.pop("alpha", None)
-        return LIFParameters(**overrides)
-    if kind == "cuba":
-        return CUBAParameters(**overrides)
-    raise ValueError(f"unknown neuron kind {kind!r}; valid: {', '.join(NEURON_KINDS)}")
+def make_parameters(kind: str, **overrides) -> Any:
+    """The parameter record of the registered neuron model `kind`; overrides that are fields of
+    another model only (e.g. CUBA's alpha given to every layer of a grid) are dropped."""
+    model = get_neuron(kind)
+    fields = model.parameters.__dataclass_fields__
+    foreign = {
+        name for other in neuron_names() for name in get_neuron(other).parameters.__dataclass_fields__
+    } - set(fields)
+    return model.make_parameters(**{k: v for k, v in overrides.items() if k not in foreign})
 
 
 class SpikingLayer(nn.Module):
@@ -41,9 +38,10 @@ class SpikingLayer(nn.Module):
 
     synapse: nn.Module
 
-    def __init__(self, parameters: LIFParameters, recurrent_size: int | None = None) -> None:
+    def __init__(self, parameters: Any, recurrent_size: int | None = None) -> None:
         super().__init__()
         self.parameters_ = parameters
+        self.model = neuron_of(parameters)  # the registry entry: every dispatch below reads it
         self.recurrent = None
         if recurrent_size is not None:
             self.recurrent = nn.Parameter(torch.empty(recurrent_size, recurrent_size))
@@ -51,7 +49,7 @@ class SpikingLayer(nn.Module):
             nn.init.orthogonal_(self.recurrent, gain=0.5)
 
     @property
-    def neuron(self) -> LIFParameters:
+    def neuron(self) -> Any:
         return self.parameters_
 
     # Convolutions over all T*batch frames at once need workspace (im2col, backward buffers)
@@ -74,10 +72,7 @@ class SpikingLayer(nn.Module):
         # sparse convolution) rather than copying to the logical order, and hand back spikes in it
         order = _memory_order(currents)
         currents = currents.permute(order)
-        if isinstance(self.parameters_, CUBAParameters):
-            spikes, _ = cuba_sequence(currents, self.parameters_, self.recurrent)
-        else:
-            spikes, _ = lif_sequence(currents, self.parameters_, self.recurrent)
+        spikes, _ = neuron_sequence(self.model, currents, self.parameters_, self.recurrent)
         return spikes.permute(_inverse(order))
 
 
@@ -130,13 +125,16 @@ class SpikingConv2d(SpikingLayer):
         return spikes if spikes is not None else super().forward(inputs)
 
     def _fused(self, inputs: torch.Tensor) -> torch.Tensor | None:
-        """Synapse and neurons in one pass per frame (`functional/conv_lif.py`), where it applies: LIF,
-        and nothing observes the synapse on its own (hooks, e.g. operation counting, run unfused)."""
+        """Synapse and neurons in one pass per frame (`functional/conv_lif.py`), where it applies: a
+        model with a fused kernel (its registry entry says so), and nothing observes the synapse on
+        its own (hooks, e.g. operation counting, run unfused)."""
         synapse = self.synapse
         if (
-            isinstance(self.parameters_, CUBAParameters)
+            not self.model.fused_conv
             or synapse._forward_pre_hooks or synapse._forward_hooks
             or not synapse._plain()
         ):
             return None
-        return conv_lif_sequence(inputs, synapse.weight, synapse.bias, synapse.stride[0], synapse.padding[0], self.parameters_)
+        return conv_lif_sequence(
+            inputs, synapse.weight, synapse.bias, synapse.stride[0], synapse.padding[0], self.model, self.parameters_
+        )

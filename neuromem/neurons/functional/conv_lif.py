@@ -6,27 +6,30 @@ then of 32 x 9 x 9). Unfused, those currents go to memory (35 / 20 MB) and come
 back for the neurons; on the way back the current gradient is written once and
 read twice (weight gradient, bias gradient). Fused, one frame's currents (a few
 KB) stay in a scratch buffer between the scatter (`sparse._scatter_frame`) and
-the neuron update (`lif._lif_row_forward`), and one frame's current gradient
-between the neuron backward (`lif._lif_row_backward`) and the weight-gradient
-scatter. A layer whose input needs a gradient (any but the first) keeps the
+the neuron update (`neuron_kernels`' row forward), and one frame's current gradient
+between the neuron backward (its row backward) and the weight-gradient scatter. A layer whose input needs a gradient (any but the first) keeps the
 whole current gradient for the input gradient (`sparse.conv_input_grad`).
 
 The float operations are the unfused path's, in the same order per value:
 spikes and membranes are equal bit for bit; the weight, bias and input
 gradients are summed in another order (equal to float rounding).
 
-Covers LIF (subtract or zero reset, atan or fast-sigmoid surrogate) without a
-recurrent weight, from the zero state, on inputs sparse enough for the scatter;
-`conv_lif_sequence` returns None otherwise and the caller runs the layer
-unfused.
+Covers the neuron models that declare `fused_conv` (template models without an
+aux trace: `lif`), any registered surrogate and either reset, without a recurrent
+weight, from the zero state, on inputs sparse enough for the scatter; the kernels
+are compiled per (model, surrogate) like the neuron kernels. `conv_lif_sequence`
+returns None otherwise and the caller runs the layer unfused.
 """
 
 from __future__ import annotations
 
 import torch
 
+import functools
+
 from neuromem.neurons.functional import buffers
-from neuromem.neurons.functional.lif import LIFParameters, fast_path_enabled
+from neuromem.neurons.functional.neuron import fast_path_enabled
+from neuromem.neurons.surrogates import get_surrogate
 from neuromem.neurons.functional.sparse import (
     SPARSE_CONV_DENSITY_LIMIT,
     _compress_frames,
@@ -42,17 +45,20 @@ try:
     import numba as _numba
     import numpy as np
 
-    from neuromem.neurons.functional.lif import _kernel, _lif_row_backward, _lif_row_first, _lif_row_forward
+    from neuromem.neurons.functional import neuron_kernels
+    from neuromem.neurons.functional.jit import specialize
     from neuromem.neurons.functional.nonzero import nonzero_entries
     from neuromem.neurons.functional.sparse import _rows_in_order, _scatter_frame
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
 
+_row_forward = _row_backward = None  # template globals: one model's (and surrogate's) row kernels
+
+
 if _numba is not None:
-    @_kernel
-    def _conv_lif_forward_kernel(
+    def _conv_lif_forward_template(
         row_starts, positions, values, pairs, counts, taps_per_channel,
-        tap_rows, bias, current, membranes, spikes, beta, threshold, zero_reset, spike_counts, spike_offsets, found,
+        tap_rows, bias, current, membranes, spikes, c, zero_reset, spike_counts, spike_offsets, found,
     ):
         # membranes, spikes: (T, B, OH * OW * O) channels-last; frame n = t * B + b of the compressed
         # input; current: (OH * OW, O) scratch for one frame's currents. The spikes' positions in
@@ -64,6 +70,7 @@ if _numba is not None:
         steps, batch, size = membranes.shape
         x = current.reshape(size)
         zeros = np.zeros(size, dtype=membranes.dtype)  # the initial state
+        no_aux, no_trace = np.zeros(1, dtype=membranes.dtype), np.zeros(1, dtype=membranes.dtype)  # no aux trace
         listed = 0
         bias_frame = np.empty_like(x)  # the bias at every position: one long copy per frame
         for i in range(size):
@@ -78,17 +85,16 @@ if _numba is not None:
                     tap_rows, False,
                 )
                 if t > 0:
-                    _lif_row_forward(x, membranes[t - 1, b], membranes[t, b], spikes[t, b], beta, threshold, zero_reset)
+                    _row_forward(x, membranes[t - 1, b], zeros, no_aux, no_trace, membranes[t, b], spikes[t, b], c, zero_reset, False)
                 else:
-                    _lif_row_first(x, zeros, zeros, membranes[0, b], spikes[0, b], beta, threshold, zero_reset)
+                    _row_forward(x, zeros, zeros, no_aux, no_trace, membranes[0, b], spikes[0, b], c, zero_reset, True)
                 spike_offsets[n] = listed
                 spike_counts[n] = nonzero_entries(spikes[t, b], found[listed:])
                 listed += spike_counts[n]
 
-    @_kernel
-    def _conv_lif_backward_kernel(
+    def _conv_lif_backward_template(
         row_starts, positions, values, pairs, counts, taps_per_channel,
-        membranes, grad_spikes, carry, grad_taps, grad_bias, beta, threshold, slope, atan, zero_reset,
+        membranes, grad_spikes, carry, grad_taps, grad_bias, c, sc, zero_reset,
     ):
         # Sample by sample, its steps from the last. carry (2, 1, OH * OW * O): gd_t in carry[t % 2],
         # gd_{t+1} in the other (distinct arrays: the row kernel vectorises only when they do not
@@ -100,12 +106,13 @@ if _numba is not None:
         plane = size // channels_out
         bias_sums = np.zeros(size, dtype=membranes.dtype)  # per position: one long add per frame
         periods, samples = carry.shape[0], carry.shape[1]
+        no_trace = np.zeros(1, dtype=membranes.dtype)
         for b in range(batch):
             for t in range(steps - 1, -1, -1):
                 g = carry[t % periods, b % samples]
-                _lif_row_backward(
-                    membranes[t, b], grad_spikes[t, b], carry[(t + 1) % periods, b % samples], g, t == steps - 1,
-                    beta, threshold, slope, atan, zero_reset,
+                _row_backward(
+                    membranes[t, b], no_trace, grad_spikes[t, b], carry[(t + 1) % periods, b % samples], g, t == steps - 1,
+                    c, sc, zero_reset,
                 )
                 for i in range(size):
                     bias_sums[i] += g[i]
@@ -117,17 +124,27 @@ if _numba is not None:
         for i in range(size):
             grad_bias[i % channels_out] += bias_sums[i]
 
+    @functools.lru_cache(maxsize=None)
+    def _forward_kernel(model):
+        row_forward = neuron_kernels.forward_kernels(model).row_forward
+        return specialize(_conv_lif_forward_template, model.name, _row_forward=row_forward)
+
+    @functools.lru_cache(maxsize=None)
+    def _backward_kernel(model, surrogate):
+        row_backward = neuron_kernels.backward_kernels(model, surrogate).row_backward
+        return specialize(_conv_lif_backward_template, f"{model.name}__{surrogate.name}", _row_backward=row_backward)
+
 
 class _ConvLIFSequence(torch.autograd.Function):
     """Spikes (T, B, OH, OW, O) of LIF neurons driven by conv2d of compressed (T * B) frames."""
 
     @staticmethod
     def forward(ctx, inputs, weight, bias, steps, geometry, compressed, options):
-        (in_height, in_width, out_height, out_width, stride, padding), (beta, threshold, zero_reset, atan, slope) = geometry, options
+        (in_height, in_width, out_height, out_width, stride, padding), (model, c, zero_reset, surrogate, slope) = geometry, options
         row_starts, positions, values = compressed
         channels_out, _, kernel_height, kernel_width = weight.shape
         batch = (row_starts.shape[0] - 1) // steps
-        dtype = np.dtype(str(weight.dtype).removeprefix("torch.")).type
+        dtype = buffers._numpy_dtype(weight.dtype).type
         pairs = window_pairs(in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride, padding)
         scatter_tables = (*pairs, kernel_height * kernel_width)
         shape = (steps, batch, out_height, out_width, channels_out)
@@ -136,12 +153,12 @@ class _ConvLIFSequence(torch.autograd.Function):
         frames = steps * batch
         spike_counts, spike_offsets = np.empty(frames, dtype=np.int64), np.empty(frames, dtype=np.int64)
         found = np.empty(spikes.numel(), dtype=np.int32)  # pages beyond the spikes stay unmapped
-        _conv_lif_forward_kernel(
+        _forward_kernel(model)(
             row_starts.numpy(), positions.numpy(), values.numpy(), *scatter_tables,
             conv_taps(weight).numpy().reshape(-1, channels_out),
             bias_values.numpy(), np.empty((out_height * out_width, channels_out), dtype=dtype),
             membranes.numpy().reshape(steps, batch, -1), spikes.numpy().reshape(steps, batch, -1),
-            dtype(beta), dtype(threshold), zero_reset, spike_counts, spike_offsets, found,
+            tuple(dtype(value) for value in c), zero_reset, spike_counts, spike_offsets, found,
         )
         spike_row_starts = torch.empty(frames + 1, dtype=torch.int64)
         spike_positions = np.empty(int(spike_counts.sum()), dtype=np.int32)
@@ -156,7 +173,7 @@ class _ConvLIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         weight, membranes, row_starts, positions, values = ctx.saved_tensors
-        scatter_tables, (stride, padding), dtype, (beta, threshold, zero_reset, atan, slope) = ctx.kernel_arguments
+        scatter_tables, (stride, padding), dtype, (model, c, zero_reset, surrogate, slope) = ctx.kernel_arguments
         steps, batch = membranes.shape[:2]
         channels_out, channels_in, kernel_height, kernel_width = weight.shape
         grad_taps = weight.new_zeros(channels_in, kernel_height, kernel_width, channels_out)
@@ -164,11 +181,12 @@ class _ConvLIFSequence(torch.autograd.Function):
         input_grad = ctx.needs_input_grad[0]
         # the currents' gradient: all of it for the input gradient, else one sample's last two steps
         carry = buffers.empty(membranes.shape, weight.dtype) if input_grad else weight.new_empty(2, 1, membranes[0, 0].numel())
-        _conv_lif_backward_kernel(
+        _backward_kernel(model, surrogate)(
             row_starts.numpy(), positions.numpy(), values.numpy(), *scatter_tables,
             membranes.numpy().reshape(steps, batch, -1), grad_spikes.contiguous().numpy().reshape(steps, batch, -1),
             carry.numpy().reshape(carry.shape[0], carry.shape[1], -1), grad_taps.numpy().reshape(-1, channels_out),
-            grad_bias.numpy(), dtype(beta), dtype(threshold), dtype(slope), atan, zero_reset,
+            grad_bias.numpy(), tuple(dtype(value) for value in c), tuple(dtype(value) for value in surrogate.constants(slope)),
+            zero_reset,
         )
         grad_inputs = None
         if input_grad:
@@ -180,15 +198,21 @@ class _ConvLIFSequence(torch.autograd.Function):
 
 
 def conv_lif_sequence(
-    inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int, p: LIFParameters
+    inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int, model, p
 ) -> torch.Tensor | None:
-    """LIF spikes (T, B, O, OH, OW) (channels-last in memory) of conv2d(inputs) over (T, B, C, H, W)
-    inputs, fused per frame; None where the fused path does not apply (see the module doc)."""
+    """Spikes (T, B, O, OH, OW) (channels-last in memory) of `model`'s neurons (a `NeuronModel` that
+    declares `fused_conv`) driven by conv2d(inputs) over (T, B, C, H, W) inputs, fused per frame;
+    None where the fused path does not apply (see the module doc)."""
+    if not model.fused_conv:
+        from neuromem.neurons.models import get_neuron, neuron_names
+
+        fused = ", ".join(name for name in neuron_names() if get_neuron(name).fused_conv)
+        raise ValueError(f"neuron model {model.name!r} has no fused convolution kernel; models with one: {fused}")
+    model.check(p)
     applies = (
         _numba is not None
         and fast_path_enabled()
         and inputs.dim() == 5
-        and p.surrogate in ("atan", "fast_sigmoid")
         and packable(inputs)
         and _kernels_apply(inputs, weight)
     )
@@ -203,6 +227,6 @@ def conv_lif_sequence(
         height, width, (height + 2 * padding - kernel_height) // stride + 1, (width + 2 * padding - kernel_width) // stride + 1,
         int(stride), int(padding),
     )
-    options = (float(p.beta), float(p.threshold), p.reset == "zero", p.surrogate == "atan", float(p.surrogate_slope))
+    options = (model, model.dynamics.constants(p), p.reset == "zero", get_surrogate(p.surrogate), float(p.surrogate_slope))
     spikes = _ConvLIFSequence.apply(inputs, weight, bias, steps, geometry, compressed, options)
     return spikes.permute(0, 1, 4, 2, 3)

@@ -10,12 +10,21 @@ numba's disk cache checks only the source file of the function it compiled, but 
 inline kernels of sibling files (the fused conv + LIF inlines the sparse scatter and the LIF
 rows). Edit one file and a stale copy of it would live on inside the others' cached code: seen
 while measuring, the kernels of an unchanged file kept running the old version of a changed
-one. So the cache entries of these files are stamped with the contents of all of them.
+one. So the cache entries of these files are stamped with the contents of all of them, and of
+the neuron-model and surrogate files whose functions the kernels inline (`neuromem/neurons/models`,
+`neuromem/neurons/surrogates`).
+
+`specialize(template, suffix, **names)`: a kernel written once as a template (a plain function
+whose helpers are module globals) compiled for one choice of those helpers, e.g. one neuron
+model's update and one surrogate's derivative. numba reads a function's globals at compile time,
+so the choice is a compile-time constant (inlined, no branch, no indirect call); the copy gets
+its own name (`<template>__<suffix>`), so each choice is cached on disk under its own entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import types
 from pathlib import Path
 
 try:
@@ -24,12 +33,15 @@ except ImportError:  # pragma: no cover - numba comes with tonic
     numba = None
 
 _KERNEL_DIR = Path(__file__).resolve().parent
+# files whose plain functions the kernels inline (neuron models, surrogates): part of the stamp
+_INLINED_DIRS = (_KERNEL_DIR.parent / "models", _KERNEL_DIR.parent / "surrogates")
 
 
 def _kernel_sources_stamp() -> str:
     digest = hashlib.sha256()
-    for path in sorted(_KERNEL_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for folder in (_KERNEL_DIR, *_INLINED_DIRS):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(folder.name.encode() + b"/" + path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -77,3 +89,14 @@ if numba is not None:
     inline_kernel = numba.njit(cache=_cache, nogil=True, error_model="numpy", inline="always")
 else:  # pragma: no cover
     kernel = inline_kernel = None
+
+
+def specialize(template, suffix: str, inline: bool = False, **names):
+    """`template` compiled with the module globals `names` replaced (see the module doc)."""
+    function = types.FunctionType(
+        template.__code__, {**template.__globals__, **names}, f"{template.__name__}__{suffix}",
+        template.__defaults__, template.__closure__,
+    )
+    function.__qualname__ = f"{template.__qualname__}__{suffix}"
+    function.__module__ = template.__module__
+    return (inline_kernel if inline else kernel)(function)

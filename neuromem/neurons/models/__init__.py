@@ -1,0 +1,176 @@
+"""Neuron models, one file each, behind one registry (after SpikingJelly's kernel template).
+
+A model is defined once, in its own file: a validated parameter record, a state
+record, and the update written as plain arithmetic (`MembraneDynamics`) that runs
+unchanged on torch tensors and, compiled by numba, on scalars. Every execution
+path is generated from that one definition (`neuromem.neurons.functional.neuron`):
+
+- the reference step (`model.step`, autograd through every step: the test oracle);
+- the torch loop (the fast path off CPU or without numba; one autograd node per
+  sequence, the backward through time written once for all models);
+- the numba forward/backward kernels (`functional/neuron_kernels.py`: the loops
+  written once, each (model, surrogate) pair compiled into its own kernels);
+- the fused convolution + neuron kernels, for models that declare `fused_conv`.
+
+The template: state = membrane v, spikes s and at most one auxiliary trace `aux`
+(CUBA's synaptic current, ALIF's adaptation). Per step, with drive d_t (input plus
+recurrent s_{t-1} W^T) and the previous spike s_{t-1} detached (snnTorch's reset):
+
+    aux_t = aux_update(aux_{t-1}, d_t, s_{t-1}, c)          (models with an aux trace)
+    v_t   = charge(d_t, v_{t-1}, s_{t-1}, aux_t, c, zero_reset)
+    s_t   = H(v_t - threshold(aux_t, c))                     (surrogate gradient)
+
+`c` is the tuple `constants(p)` of the parameter record (floats for torch, the
+membranes' dtype in the kernels: write the functions with these constants only, no
+float literals, so float32 stays float32). The backward pieces, the derivatives the
+hand-written backward needs (the reset and the threshold see only detached spikes):
+
+    leak(s_t, c, zero_reset) = dv_{t+1}/dv_t
+    dv_t/dd_t = 1, or, with `drive_decay` (the aux trace is a linear filter of the
+    drive, CUBA: i_t = alpha i_{t-1} + d_t, v_t reads i_t): dv_t/di_t = 1 and
+    di_{t+1}/di_t = drive_decay(c)
+    an `adaptive` model's threshold depends on aux (not on the drive): its aux
+    trace is kept for the backward, and no gradient flows through the threshold.
+
+The tests check every registered model's fast paths against its reference step
+(autograd through `charge`/`aux_update`), so a wrong backward piece fails there.
+
+A model that does not fit the template (the Loihi fixed-point neuron: integer
+decays, wraps, clips) registers with `dynamics=None`, its own `step` and
+`initial_state`: it runs the reference loop on every device, and nothing else.
+
+Adding a model is one file here plus one registration line (the import at the end
+of this file); see `alif.py`. To register a model that needs its own layers (e.g.
+Loihi's `LoihiLinear`), give `layers=` a callable `(kind) -> factory` (kind is
+"linear" or "conv2d"; return None where unsupported) and set `spiking_layers=True`:
+the front ends (`models/frontends.py` NEURON_LAYERS) and the CLI's `--neuron`
+choices are read from this registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class MembraneDynamics:
+    """The template pieces of a model (see the module doc); plain Python, torch and numba alike."""
+
+    constants: Callable[[Any], tuple[float, ...]]  # parameter record -> c
+    charge: Callable  # (drive, v_prev, s_prev, aux, c, zero_reset) -> v
+    threshold: Callable  # (aux, c) -> the spike threshold
+    leak: Callable  # (s, c, zero_reset) -> dv_{t+1}/dv_t
+    aux_update: Callable | None = None  # (aux_prev, drive, s_prev, c) -> aux; None: no aux trace
+    drive_decay: Callable | None = None  # c -> d aux_{t+1} / d aux_t, when aux filters the drive
+    adaptive: bool = False  # the threshold reads aux (which then carries no gradient)
+
+    def __post_init__(self) -> None:
+        if (self.drive_decay is not None or self.adaptive) and self.aux_update is None:
+            raise ValueError("drive_decay / adaptive need an aux trace (aux_update)")
+        if self.drive_decay is not None and self.adaptive:
+            raise ValueError("a model's aux trace either filters the drive or adapts the threshold, not both")
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    name: str
+    parameters: type  # the validated, immutable parameter record
+    state: type  # NamedTuple: (aux field, if any,) membrane, spikes
+    dynamics: MembraneDynamics | None  # None: a model outside the template (own step, reference loop only)
+    aux_field: str | None = None  # the state field holding the aux trace
+    step: Callable | None = None  # (x, state, p) -> (spikes, state); generated for template models
+    initial_state: Callable | None = None  # like -> zero state; generated for template models
+    fused_conv: bool = False  # the fused convolution + neuron kernels cover it (no aux trace)
+    spiking_layers: bool = True  # SpikingLinear / SpikingConv2d (or `layers`) build front ends with it
+    layers: Callable[[str], Any] | None = None  # kind -> layer factory, for models with their own layers
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dynamics is None and (self.step is None or self.initial_state is None):
+            raise ValueError(f"neuron model {self.name!r}: without dynamics it needs its own step and initial_state")
+        if self.dynamics is not None and (self.dynamics.aux_update is None) != (self.aux_field is None):
+            raise ValueError(f"neuron model {self.name!r}: an aux trace needs aux_field and aux_update together")
+        if self.fused_conv and (self.dynamics is None or self.dynamics.aux_update is not None):
+            raise ValueError(f"neuron model {self.name!r}: the fused convolution covers template models without aux")
+
+    @property
+    def has_kernels(self) -> bool:
+        """Whether the numba kernels (and the generic torch loop) are generated for it."""
+        return self.dynamics is not None
+
+    def make_parameters(self, **fields) -> Any:
+        names = self.parameters.__dataclass_fields__
+        unknown = [k for k in fields if k not in names]
+        if unknown:
+            raise ValueError(
+                f"neuron {self.name!r} has no parameter {', '.join(unknown)}; valid: {', '.join(names)}"
+            )
+        return self.parameters(**fields)
+
+    def check(self, p: Any) -> None:
+        if type(p) is not self.parameters:
+            raise TypeError(f"neuron {self.name!r} takes {self.parameters.__name__}, got {type(p).__name__}")
+
+
+_MODELS: dict[str, NeuronModel] = {}
+
+
+def register_neuron(model: NeuronModel) -> NeuronModel:
+    if model.name in _MODELS:
+        raise ValueError(f"neuron model {model.name!r} is already registered")
+    if any(m.parameters is model.parameters for m in _MODELS.values()):
+        raise ValueError(f"neuron model {model.name!r}: its parameter record belongs to another model")
+    if model.dynamics is not None:
+        from neuromem.neurons.functional.neuron import template_initial_state, template_step
+
+        model = _replace(model, step=model.step or template_step(model), initial_state=model.initial_state or template_initial_state(model))
+    _MODELS[model.name] = model
+    return model
+
+
+def _replace(model: NeuronModel, **changes) -> NeuronModel:
+    import dataclasses
+
+    return dataclasses.replace(model, **changes)
+
+
+def neuron_names() -> tuple[str, ...]:
+    return tuple(_MODELS)
+
+
+def get_neuron(name: str) -> NeuronModel:
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown neuron model {name!r}; valid: {', '.join(_MODELS)}") from None
+
+
+def neuron_of(p: Any) -> NeuronModel:
+    """The registered model whose parameter record `p` is (exact type: no subclass stands in)."""
+    for model in _MODELS.values():
+        if type(p) is model.parameters:
+            return model
+    raise TypeError(f"{type(p).__name__} is no registered neuron model's parameter record; models: {', '.join(_MODELS)}")
+
+
+def check_reset_and_surrogate(reset: str, surrogate: str) -> None:
+    """The shared validation of the template records' reset and surrogate fields."""
+    from neuromem.neurons.surrogates import get_surrogate
+
+    if reset not in ("subtract", "zero"):
+        raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
+    get_surrogate(surrogate)
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+
+
+__all__ = [
+    "MembraneDynamics", "NeuronModel", "register_neuron", "neuron_names", "get_neuron", "neuron_of",
+]
+
+# registration: one import per model file
+from neuromem.neurons.models import lif, cuba, alif, loihi  # noqa: E402,F401
