@@ -1,0 +1,269 @@
+"""The ablation study as a researcher runs it: sweep axes, variants that never blur, statistics,
+stale cells, re-pricing, robustness / completion curves and the report's figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+FAST = ["--epochs", "1", "--hidden", "24", "--batch-size", "16", "--max-train-samples", "32", "--threads", "1"]
+GRID = ["--modality", "joint", "--memory", "hopfield,cmhan", "--memory-option", "cmhan.coupling=0,1", "--seeds", "2"]
+ENERGY_KEYS = ("energy_pj_per_sample", "ann_energy_pj_per_sample", "energy_ratio")
+
+
+_REGISTERED = []
+
+
+def _invoke(*args: str) -> str:
+    """The CLI in this process (so a monkeypatch reaches it), as `neuromem ARGS`: (exit code, output
+    with line wrapping undone)."""
+    from typer.testing import CliRunner
+
+    from neuromem.cli import _register_commands, app
+
+    if not _REGISTERED:
+        _register_commands()
+        _REGISTERED.append(True)
+    result = CliRunner().invoke(app, list(args))
+    text = result.output + (getattr(result, "stderr", "") if getattr(result, "stderr_bytes", None) else "")
+    return result.exit_code, " ".join(text.split()) if "--dry-run" not in args else text, result.exception
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _rows(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["cells"]
+
+
+@pytest.fixture(scope="module")
+def grid(tiny_data, tmp_path_factory) -> Path:
+    """hopfield x 2 seeds and cmhan coupling 0 / 1 x 2 seeds, all joint: 6 cells."""
+    out = tmp_path_factory.mktemp("study") / "run"
+    result = run_cli("ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *FAST)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_sweep_axes_are_a_product_and_dry_run_lists_each_cell(tiny_data, tmp_path):
+    out = tmp_path / "dry"
+    code, output, error = _invoke("ablate", "--modality", "shd", "--memory", "hopfield,cmhan", "--memory-option",
+                                  "hopfield.beta=1,4,16", "--hidden", "16,24", "--learning-rate", "1e-3", "--seeds", "2",
+                                  "--data-root", str(tiny_data), "--out", str(out), "--dry-run")
+    assert code == 0, (output, error)
+    lines = [line for line in output.splitlines() if line.startswith(("run ", "done"))]
+    assert len(lines) == 3 * 2 * 2 + 2 * 2  # hopfield: beta x hidden x seeds; cmhan: hidden x seeds
+    hopfield = [line for line in lines if "memory=hopfield" in line]
+    assert {re.search(r"variant='([^']*)'", line).group(1) for line in hopfield} == {
+        f"hidden={h} learning_rate=0.001 beta={b}" for h in (16, 24) for b in (1, 4, 16)}
+    assert all("variant='hidden=" in line and "beta" not in line for line in lines if "memory=cmhan" in line)
+    assert len({line.split()[1] for line in lines}) == len(lines)  # distinct cell ids
+    assert not out.exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hidden", "16,abc"], "--hidden 'abc' is not valid"),
+    (["--learning-rate", "-1"], "--learning-rate '-1' is not valid"),
+    (["--time-bins", "0"], "--time-bins '0' is not valid"),
+    (["--neuron", "lif,nope"], "--neuron nope is not known"),
+    (["--energy-profile", "tpu"], "--energy-profile 'tpu' is not known; valid: horowitz-45nm, loihi"),
+    (["--rerun", "all"], "--rerun 'all' is not known; valid: stale"),
+    (["--memory-option", "beta=1,,4"], "empty value in the comma list"),
+])
+def test_bad_sweep_values_are_one_line_errors(tiny_data, tmp_path, args, message):
+    result = run_cli("ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
+                     "--out", str(tmp_path / "bad"), "--dry-run", *args)
+    assert result.returncode == 2
+    assert message in _one_line(result.stderr) and "Traceback" not in result.stderr
+
+
+def test_variants_never_blur(grid):
+    rows = list(csv.DictReader((grid / "results.csv").open()))
+    assert len(rows) == 6
+    variants = {(r["memory"], r["variant"], r["option.coupling"]) for r in rows}
+    assert variants == {("hopfield", "hidden=24", ""), ("cmhan", "hidden=24 coupling=0", "0"), ("cmhan", "hidden=24 coupling=1", "1")}
+    for column in ("code_fingerprint", "neuromem_version", "energy_profile"):
+        assert all(r[column] for r in rows), column
+    report = (grid / "report.md").read_text()
+    table = report.split("## Test accuracy")[1].split("##")[0]
+    body = [line for line in table.splitlines() if line.startswith("| joint")]
+    assert len(body) == 3  # one row per (modality, memory, variant), never one averaged row
+    for line in body:
+        assert line.split("|")[4].strip() == "2"  # n = seeds behind the mean
+    by_variant = {}
+    for r in rows:
+        by_variant.setdefault((r["memory"], r["variant"]), []).append(float(r["test_accuracy"]))
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        values = by_variant[(cells[1], cells[2])]
+        mean = 100 * sum(values) / 2
+        assert cells[4].startswith(f"{mean:.2f}")
+    comparisons = report.split("## Paired comparisons")[1].split("##")[0]
+    assert "scipy.stats.ttest_rel" in comparisons
+    assert len([line for line in comparisons.splitlines() if line.startswith("| joint")]) == 3  # 3 choose 2
+
+
+def test_statistics_match_a_hand_computation():
+    from neuromem.train.stats import paired, summarize
+
+    summary = summarize([0.5, 0.6, 0.7])
+    t_975_2df = 4.302652729911275  # Student t quantile, 2 degrees of freedom
+    assert summary.n == 3 and summary.mean == pytest.approx(0.6) and summary.std == pytest.approx(0.1)
+    assert summary.ci_low == pytest.approx(0.6 - t_975_2df * 0.1 / math.sqrt(3))
+    assert summary.ci_high == pytest.approx(0.6 + t_975_2df * 0.1 / math.sqrt(3))
+    # differences 0.1, 0.0, 0.2: mean 0.1, sd 0.1, t = 0.1 / (0.1 / sqrt 3) = sqrt 3; with 2 df the t
+    # distribution's cdf is 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - sqrt(3) / sqrt(5)
+    result = paired({0: 0.5, 1: 0.6, 2: 0.8, 7: 0.9}, {0: 0.4, 1: 0.6, 2: 0.6})
+    assert result.n == 3 and result.seeds == (0, 1, 2)
+    assert result.mean_difference == pytest.approx(0.1) and result.t == pytest.approx(math.sqrt(3))
+    assert result.p == pytest.approx(1 - math.sqrt(3) / math.sqrt(5))
+    assert result.ci_low == pytest.approx(0.1 - t_975_2df * 0.1 / math.sqrt(3))
+    single = summarize([0.4])
+    assert single.n == 1 and math.isnan(single.ci_low)
+
+
+def test_report_rebuilds_from_the_store_alone(grid, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(grid, copy)
+    for name in ("report.md", "results.csv", "results.json", "report.html"):
+        (copy / name).unlink()
+    result = run_cli("report", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert (copy / "report.md").read_text() == (grid / "report.md").read_text()
+    assert list(csv.DictReader((copy / "results.csv").open())) == list(csv.DictReader((grid / "results.csv").open()))
+    missing = run_cli("report", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no results.sqlite" in missing.stderr
+
+
+def test_stale_cells_are_listed_kept_and_rerun_exactly(grid, tiny_data, tmp_path, monkeypatch):
+    import neuromem.train.provenance as provenance
+
+    out = tmp_path / "stale"
+    shutil.copytree(grid, out)
+    monkeypatch.setattr(provenance, "code_fingerprint", lambda: "changed-code")
+    with sqlite3.connect(out / "results.sqlite") as db:  # four cells as if trained with the changed code
+        rows = db.execute("SELECT cell_id, metrics, finished_at FROM cells ORDER BY cell_id").fetchall()
+        fresh = {cell_id for cell_id, _, _ in rows[:4]}
+        for cell_id, metrics, _ in rows[:4]:
+            data = json.loads(metrics)
+            data["provenance"]["code_fingerprint"] = "changed-code"
+            db.execute("UPDATE cells SET metrics = ? WHERE cell_id = ?", (json.dumps(data), cell_id))
+    before = {cell_id: finished for cell_id, _, finished in rows}
+    stale = set(before) - fresh
+    code, kept, error = _invoke("ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *FAST)
+    assert code == 0, (kept, error)
+    assert "6 already finished, 0 to run" in kept and "2 finished cells were computed with other code" in kept
+    listed = kept.split("computed with other code")[1]
+    assert all(cell_id in listed for cell_id in stale) and not any(cell_id in listed for cell_id in fresh)
+    code, rerun, error = _invoke("ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *FAST, "--rerun", "stale")
+    assert code == 0, (rerun, error)
+    assert "4 already finished, 2 to run" in rerun
+    with sqlite3.connect(out / "results.sqlite") as db:
+        after = dict(db.execute("SELECT cell_id, finished_at FROM cells").fetchall())
+        fingerprints = {c: json.loads(m)["provenance"]["code_fingerprint"] for c, m in db.execute("SELECT cell_id, metrics FROM cells")}
+    assert {c for c in after if after[c] != before[c]} == stale  # exactly the stale cells re-trained
+    assert set(fingerprints.values()) == {"changed-code"}
+
+
+def test_reprice_changes_energy_and_nothing_else(grid, tiny_data, tmp_path):
+    out = tmp_path / "reprice"
+    shutil.copytree(grid, out)
+    result = run_cli("reprice", str(out), "--profile", "loihi")
+    assert result.returncode == 0, result.stderr
+    before = {r["cell_id"]: r for r in _rows(grid)}
+    after = {r["cell_id"]: r for r in _rows(out)}
+    assert before.keys() == after.keys()
+    for cell_id, row in after.items():
+        changed = {k for k in row if row[k] != before[cell_id].get(k)}
+        assert changed, cell_id
+        assert all(k.startswith(ENERGY_KEYS) or k in ("energy_assumptions", "energy_profile") for k in changed), changed
+        assert row["test_accuracy"] == before[cell_id]["test_accuracy"] and row["energy_profile"] == "loihi"
+    # the same cell trained under loihi from the start has the re-priced numbers
+    direct = tmp_path / "direct"
+    one = ["--modality", "joint", "--memory", "hopfield", "--seeds", "1"]
+    trained = run_cli("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST, "--energy-profile", "loihi")
+    assert trained.returncode == 0, trained.stderr
+    (row,) = _rows(direct)
+    for key in (k for k in row if k.startswith(ENERGY_KEYS)):
+        assert row[key] == pytest.approx(after[row["cell_id"]][key], rel=1e-9), key
+    # asking ablate for another profile re-prices finished cells instead of retraining them
+    again = run_cli("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST)
+    assert again.returncode == 0, again.stderr
+    assert "0 to run" in again.stderr and "re-priced 1 finished cells under horowitz-45nm" in _one_line(again.stderr)
+    (back,) = _rows(direct)
+    assert back["energy_profile"] == "horowitz-45nm"
+    assert back["energy_pj_per_sample"] == pytest.approx(before[row["cell_id"]]["energy_pj_per_sample"], rel=1e-9)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_evaluate_writes_curves_figures_and_an_html_report(grid, tmp_path):
+    out = tmp_path / "evaluate"
+    shutil.copytree(grid, out)
+    result = run_cli("evaluate", str(out), "--robustness", "noise", "--completion", "window")
+    assert result.returncode == 0, result.stderr
+    assert "evaluated 6 cells" in _one_line(result.stderr)
+    cells = {r["cell_id"]: r for r in _rows(out)}
+    evaluations = json.loads((out / "results.json").read_text())["study"]["evaluations"]
+    assert {(e["cell_id"], e["evaluation"]) for e in evaluations} == {(c, n) for c in cells for n in ("noise", "window")}
+    for e in evaluations:
+        assert {"accuracy", "accuracy_nmnist", "accuracy_shd", "nmnist_to_shd_recall@1", "shd_to_nmnist_recall@1"} <= set(e)
+        if e["level"] == 0:  # the unperturbed level reproduces the stored test accuracy: the weights reloaded
+            assert e["accuracy"] == pytest.approx(cells[e["cell_id"]]["test_accuracy"])
+    window_full = [e for e in evaluations if e["evaluation"] == "window" and e["level"] == 0.75]
+    assert len(window_full) == 6
+    report = (out / "report.md").read_text()
+    assert "### robustness: noise" in report and "### completion: window" in report
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert set(figures) == {"figures/accuracy.png", "figures/pareto.png", "figures/robustness-noise.png",
+                            "figures/completion-window.png"}
+    assert all((out / f).stat().st_size > 1000 for f in figures)
+    html = (out / "report.html").read_text()
+    assert all(f'src="{f}"' in html for f in figures)
+    bad = run_cli("evaluate", str(out), "--robustness", "fog")
+    assert bad.returncode == 2 and "--robustness fog is not known; valid: noise, dropout, jitter" in _one_line(bad.stderr)
+    if _chromium() is None:
+        pytest.skip("chromium is not installed: the browser check of the figures is skipped")
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
+               "--dump-dom", (out / "report.html").resolve().as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-figures="(\d+)/(\d+)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    assert int(match.group(2)) == len(figures) and int(match.group(1)) == len(figures)  # every figure loaded
+
+
+def test_perturbations_are_composable_and_keep_shape():
+    import numpy as np
+
+    from neuromem.train.perturb import Compose, CutWindow, EventDropout, EventNoise, MaskRegion, TimeJitter
+
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(0.4, (3, 12, 2, 8, 8)).astype(np.uint8)
+    channels = rng.poisson(0.4, (3, 12, 40)).astype(np.uint8)
+    assert TimeJitter(2.0)(frames, rng).sum() == frames.sum()  # events move, none appear or vanish
+    assert EventDropout(0.5)(frames, rng).sum() < frames.sum() < EventNoise(0.5)(frames, rng).sum()
+    masked = MaskRegion(0.25)(frames, rng)
+    assert masked[:, :, :, 2:6, 2:6].sum() == 0 and (masked[:, :, :, :2] == frames[:, :, :, :2]).all()
+    band = MaskRegion(0.5)(channels, rng)
+    assert band[:, :, 10:30].sum() == 0 and (band[:, :, :10] == channels[:, :, :10]).all()
+    cut = CutWindow(0.25)(channels, rng)
+    assert cut[:, 9:].sum() == 0 and (cut[:, :9] == channels[:, :9]).all()
+    both = Compose((CutWindow(0.5), MaskRegion(0.5)))(channels, np.random.default_rng(1))
+    assert both.shape == channels.shape and both.dtype == channels.dtype and both[:, 6:].sum() == 0
+    for level_zero in (EventNoise(0), EventDropout(0), TimeJitter(0), MaskRegion(0), CutWindow(0)):
+        assert (level_zero(frames, rng) == frames).all()
