@@ -331,7 +331,7 @@ def list_memories() -> None:
     table.add_column("Loihi")
     for name in memory_names():
         info = memory_info(name)
-        table.add_row(name, info.summary, "yes" if info.loihi_exportable else "no")
+        table.add_row(name, info.summary, "yes (train with --neuron loihi)" if info.loihi_exportable else info.loihi)
     Console().print(table)
 
 

@@ -16,5 +16,7 @@ from neuromem.memory import hgrn  # noqa: F401  (registers "hgrn")
 from neuromem.memory import scl  # noqa: F401  (registers "scl")
 from neuromem.memory import cmhan  # noqa: F401  (registers "cmhan")
 from neuromem.memory import ttt  # noqa: F401  (registers "ttt")
+from neuromem.memory import hopfield_spiking  # noqa: F401  (registers "hopfield-spiking")
+from neuromem.memory import scl_spiking  # noqa: F401  (registers "scl-spiking")
 
 __all__ = ["MemoryModule", "MemoryOutput", "build_memory", "memory_info", "memory_names", "register_memory"]

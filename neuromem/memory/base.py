@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 
+OUTPUT_SPIKES = "output_spikes"
+
+
 @dataclass
 class MemoryOutput:
     representations: dict[str, torch.Tensor]  # modality -> (batch, output_size)
@@ -30,6 +33,9 @@ class MemoryModule(nn.Module):
     name: ClassVar[str] = ""
     # modules that learn at test time (writes under no_grad in eval mode) say so
     adapts_at_test_time: ClassVar[bool] = False
+    # spiking modules build their layers from the network's neuron model (their constructor takes
+    # `neuron`) and return their output spike trains (T, batch, output_size) in extras[OUTPUT_SPIKES]
+    spiking: ClassVar[bool] = False
 
     def __init__(self, input_sizes: Mapping[str, int], **options: Any) -> None:
         super().__init__()
@@ -60,28 +66,50 @@ class MemoryModule(nn.Module):
         """Restore memories written at test time; no-op for modules that do not adapt."""
 
 
+TEST_TIME_WRITES = "writes its memories at test time (Loihi runs fixed synaptic weights)"
+FLOAT_MATH = "float math on pooled firing rates"
+
+
 @dataclass(frozen=True)
 class MemoryInfo:
     name: str
     cls: type[MemoryModule]
     summary: str
     loihi_exportable: bool = False
+    loihi_reason: str = ""  # why it cannot run on Loihi: one clause; empty when it can
+
+    @property
+    def loihi(self) -> str:
+        """'yes' or 'no: <reason>', as `neuromem memories` and export refusals say it."""
+        return "yes" if self.loihi_exportable else f"no: {self.loihi_reason}"
 
 
 _REGISTRY: dict[str, MemoryInfo] = {}
 
 
-def register_memory(name: str, summary: str, loihi_exportable: bool = False):
-    """Class decorator: make a memory module available by name to the trainer, CLI and reports."""
+def register_memory(name: str, summary: str, loihi_exportable: bool = False, loihi_reason: str = ""):
+    """Class decorator: make a memory module available by name to the trainer, CLI and reports.
+
+    `loihi_exportable`: the module is a chain of Loihi-mappable spiking layers (`spiking`, with
+    `chip_layers`); otherwise `loihi_reason` says, in one clause, what Loihi cannot run."""
 
     def decorate(cls: type[MemoryModule]) -> type[MemoryModule]:
         if name in _REGISTRY:
             raise ValueError(f"memory {name!r} registered twice")
+        if loihi_exportable and not cls.spiking:
+            raise ValueError(f"memory {name!r}: only spiking modules can be Loihi-exportable")
+        reason = "" if loihi_exportable else (
+            loihi_reason or (TEST_TIME_WRITES if cls.adapts_at_test_time else FLOAT_MATH))
         cls.name = name
-        _REGISTRY[name] = MemoryInfo(name, cls, summary, loihi_exportable)
+        _REGISTRY[name] = MemoryInfo(name, cls, summary, loihi_exportable, reason)
         return cls
 
     return decorate
+
+
+def loihi_memory_names() -> list[str]:
+    """The registered modules that can run on Loihi (trained with neuron 'loihi')."""
+    return [n for n, info in _REGISTRY.items() if info.loihi_exportable]
 
 
 def memory_names() -> list[str]:

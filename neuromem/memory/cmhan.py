@@ -51,7 +51,8 @@ ABSENT_INITS = ("prior", "zeros")
 ALIASES = {"lambda": "coupling", "tau": "temperature", "eta": "step_size"}
 
 
-@register_memory("cmhan", "cross-modal harmonic associative network: coupled per-modality Hopfield energies settled by gradient descent")
+@register_memory("cmhan", "cross-modal harmonic associative network: coupled per-modality Hopfield energies settled by gradient descent",
+                 loihi_reason="iterative energy descent (gradient steps on float states at inference)")
 class CMHANMemory(MemoryModule):
     def __init__(
         self,

@@ -53,7 +53,8 @@ class HGRNLayer(nn.Module):
         return x, forget
 
 
-@register_memory("hgrn", "hierarchically gated linear recurrence, forget-gate lower bound rising with depth (Qin et al. 2023)")
+@register_memory("hgrn", "hierarchically gated linear recurrence, forget-gate lower bound rising with depth (Qin et al. 2023)",
+                 loihi_reason="input-dependent multiplicative gates (a product of two activity-driven signals)")
 class HGRNMemory(MemoryModule):
     def __init__(
         self,

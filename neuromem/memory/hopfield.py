@@ -20,7 +20,8 @@ from neuromem.memory.functional.hopfield import hopfield_retrieve
 from neuromem.memory.functional.pooling import binned_rates
 
 
-@register_memory("hopfield", "modern continuous Hopfield retrieval over learned stored patterns (Ramsauer et al. 2020)")
+@register_memory("hopfield", "modern continuous Hopfield retrieval over learned stored patterns (Ramsauer et al. 2020)",
+                 loihi_reason="softmax retrieval and LayerNorm on pooled float rates (the spiking form is hopfield-spiking)")
 class HopfieldMemory(MemoryModule):
     def __init__(
         self,

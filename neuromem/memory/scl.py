@@ -35,7 +35,8 @@ def labels_for(labels: torch.Tensor | Mapping[str, torch.Tensor], modality: str)
     return labels[modality] if isinstance(labels, Mapping) else labels
 
 
-@register_memory("scl", "supervised contrastive embedding with projection head; CE, SupCon or both (Khosla et al. 2020)")
+@register_memory("scl", "supervised contrastive embedding with projection head; CE, SupCon or both (Khosla et al. 2020)",
+                 loihi_reason="LayerNorm MLP encoder on pooled float rates (the spiking form is scl-spiking)")
 class SupConMemory(MemoryModule):
     def __init__(
         self,

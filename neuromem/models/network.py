@@ -8,8 +8,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from neuromem.memory import MemoryModule, MemoryOutput, build_memory
-from neuromem.models.frontends import build_front_end
+from neuromem.memory import MemoryModule, MemoryOutput, build_memory, memory_info
+from neuromem.memory.base import OUTPUT_SPIKES
+from neuromem.models.frontends import build_front_end, layer_kinds
 
 
 @dataclass
@@ -20,11 +21,16 @@ class NetworkOutput:
 
 
 class MemoryNetwork(nn.Module):
-    def __init__(self, front_ends: Mapping[str, nn.Module], memory: MemoryModule, num_classes: Mapping[str, int]) -> None:
+    def __init__(self, front_ends: Mapping[str, nn.Module], memory: MemoryModule, num_classes: Mapping[str, int],
+                 spike_readout=None) -> None:
+        """`spike_readout`: a layer factory (in, classes) reading the memory's output spike train
+        (a spiking memory on a chip's neurons); None: nn.Linear on the memory's representation."""
         super().__init__()
         self.front_ends = nn.ModuleDict(front_ends)
         self.memory = memory
-        self.readouts = nn.ModuleDict({m: nn.Linear(memory.output_size, n) for m, n in num_classes.items()})
+        self.reads_spikes = spike_readout is not None
+        readout = spike_readout or nn.Linear
+        self.readouts = nn.ModuleDict({m: readout(memory.output_size, n) for m, n in num_classes.items()})
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -37,7 +43,8 @@ class MemoryNetwork(nn.Module):
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetworkOutput:
         spikes = self.encode(inputs)
         memory_output = self.memory(spikes)
-        logits = {m: self.readouts[m](r) for m, r in memory_output.representations.items()}
+        sources = memory_output.extras[OUTPUT_SPIKES] if self.reads_spikes else memory_output.representations
+        logits = {m: self.readouts[m](r) for m, r in sources.items()}
         return NetworkOutput(logits, memory_output, spikes)
 
 
@@ -55,5 +62,10 @@ def build_network(
         m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **dict(neuron_params or {}))
         for m, shape in modalities.items()
     }
-    memory_module = build_memory(memory, {m: f.output_size for m, f in front_ends.items()}, **dict(memory_options or {}))
-    return MemoryNetwork(front_ends, memory_module, num_classes)
+    options = dict(memory_options or {})
+    spiking = memory_info(memory).cls.spiking
+    if spiking:  # a spiking memory's neurons are the network's
+        options["neuron"] = neuron
+    memory_module = build_memory(memory, {m: f.output_size for m, f in front_ends.items()}, **options)
+    spike_readout = layer_kinds(neuron).spike_readout if spiking else None
+    return MemoryNetwork(front_ends, memory_module, num_classes, spike_readout)

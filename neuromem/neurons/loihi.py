@@ -6,6 +6,11 @@ spikes) and runs exactly the arithmetic Lava's `Loihi2SimCfg(select_tag=
 `neuromem.neurons.functional.loihi`). Every layer adds Lava's one-step
 synaptic delay: layer l's spikes at step t reach layer l+1 at step t+1.
 
+`LoihiConv2d` is the same neuron behind an 8-bit convolution (on Lava: a
+`Sparse` process holding the unrolled kernel). Every layer sees its input as
+single spikes (Lava's Dense/Sparse take unary spikes): event counts > 1 are
+clipped to 1 in the forward pass, with the gradient passed straight through.
+
 `LoihiReadout` is a `LoihiLinear` whose neurons never fire (threshold at the
 17-bit maximum, which the saturating voltage can pass only at its very top):
 it integrates its input and the class decision is the argmax of the readout
@@ -28,14 +33,31 @@ from neuromem.neurons.functional.loihi import (
 )
 from neuromem.neurons.layers import SpikingLayer
 
+# Neuron settings of the front ends and memories the ablation grid trains with neuron "loihi":
+# current keeps 7/8 per step, voltage 15/16, threshold 1024 << 6 (at the default initialisation
+# about 5-15% of neurons fire per step on 5% input activity, so no layer starts silent);
+# the readout integrates without firing (see LoihiReadout).
+HIDDEN_DEFAULTS = {"du": 511, "dv": 256, "vth": 1024}
+READOUT_DEFAULTS = {"du": 4095, "dv": 16}
+LOGIT_SCALE = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
 
-class QuantizedDense(nn.Module):
-    """Float weights in [-1, 1) seen through Loihi's 8-bit mixed-sign synapse and shared exponent."""
+
+def unary_spikes(inputs: torch.Tensor) -> torch.Tensor:
+    """Counts -> single spikes (x > 0) in float64; the gradient passes straight through."""
+    x = inputs.to(torch.float64)
+    return x + ((x > 0).to(torch.float64) - x).detach()
+
+
+class QuantizedDense(nn.Linear):
+    """Float weights in [-1, 1) seen through Loihi's 8-bit mixed-sign synapse and shared exponent.
+
+    An `nn.Linear` without bias (so operation counters see it as the layer's synapse); also takes
+    frames (rows, C, H, W) with C*H*W = in_features, flattened in (C, H, W) order."""
 
     def __init__(self, in_features: int, out_features: int, weight_exp: int, init_scale: float) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.uniform_(self.weight, -init_scale, init_scale)
+        super().__init__(in_features, out_features, bias=False)
+        with torch.no_grad():
+            nn.init.uniform_(self.weight, -init_scale, init_scale)
         self.weight_exp = weight_exp
 
     def integer_weight(self) -> torch.Tensor:
@@ -43,7 +65,59 @@ class QuantizedDense(nn.Module):
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         """Binary spikes (..., in) -> the integer activation Lava's Dense accumulates and shifts."""
+        if spikes.dim() == 4 and spikes[0].numel() == self.in_features:
+            spikes = spikes.flatten(1)
         accumulated = spikes.to(torch.float64) @ self.integer_weight().to(torch.float64).t()
+        return shift_activation(accumulated, self.weight_exp)
+
+    def transposed(self) -> "TransposedQuantizedDense":
+        return TransposedQuantizedDense(self)
+
+
+class TransposedQuantizedDense(nn.Linear):
+    """The transpose of another `QuantizedDense`'s integer weights (tied: no weight of its own).
+
+    On Lava this is a Dense process with weights `source.integer_weight().T` and the same exponent."""
+
+    def __init__(self, source: QuantizedDense) -> None:
+        super().__init__(1, 1, bias=False)
+        del self.weight
+        object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
+        self.in_features, self.out_features = source.out_features, source.in_features
+        self.weight_exp = source.weight_exp
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._source.weight.t()
+
+    def integer_weight(self) -> torch.Tensor:
+        return self._source.integer_weight().t()
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        accumulated = spikes.to(torch.float64) @ self._source.integer_weight().to(torch.float64)
+        return shift_activation(accumulated, self.weight_exp)
+
+
+class QuantizedConv2d(nn.Conv2d):
+    """An 8-bit mixed-sign convolution (no bias) with a shared exponent, on frames (rows, C, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                 weight_exp: int, init_scale: float) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
+        with torch.no_grad():
+            nn.init.uniform_(self.weight, -init_scale, init_scale)
+        self.weight_exp = weight_exp
+
+    def integer_weight(self) -> torch.Tensor:
+        return quantize_weight(self.weight)
+
+    def forward(self, spikes: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        weight = self.integer_weight().to(torch.float64)
+        frames = spikes.to(torch.float64)
+        chunks = frames.split(chunk_frames) if chunk_frames else (frames,)
+        accumulated = torch.cat([
+            nn.functional.conv2d(c, weight, None, self.stride, self.padding) for c in chunks
+        ])
         return shift_activation(accumulated, self.weight_exp)
 
 
@@ -65,7 +139,7 @@ class LoihiLinear(SpikingLayer):
         recurrent_exp: int | None = None,
         **params,
     ) -> None:
-        loihi_params = LoihiParameters(**params)
+        loihi_params = LoihiParameters(**{**HIDDEN_DEFAULTS, **params})
         super().__init__(loihi_params, out_features if recurrent else None)
         scale = init_scale if init_scale is not None else min(1.0, 4.0 / in_features**0.5)
         self.synapse = QuantizedDense(in_features, out_features, loihi_params.weight_exp, scale)
@@ -82,8 +156,8 @@ class LoihiLinear(SpikingLayer):
         return self.synapse.integer_weight(), recurrent
 
     def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs (T, batch, in) binary spikes -> (spikes, voltages), each (T, batch, out), float64."""
-        activations = delay_one_step(self.project(inputs))
+        """inputs (T, batch, in) spikes (counts are clipped to 1) -> (spikes, voltages), each (T, batch, out), float64."""
+        activations = delay_one_step(self.project(unary_spikes(inputs)))
         recurrent = quantize_weight(self.recurrent).to(torch.float64) if self.recurrent is not None else None
         spikes, voltages, _ = loihi_sequence(activations, self.parameters_, recurrent, self.recurrent_exp)
         return spikes, voltages
@@ -93,10 +167,36 @@ class LoihiLinear(SpikingLayer):
         return self.run(inputs)[0].to(inputs.dtype)
 
 
+class LoihiConv2d(SpikingLayer):
+    """8-bit convolution + Loihi CUBA-LIF neurons, one neuron per output position and channel."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 init_scale: float | None = None, **params) -> None:
+        loihi_params = LoihiParameters(**{**HIDDEN_DEFAULTS, **params})
+        super().__init__(loihi_params)
+        fan_in = in_channels * kernel_size * kernel_size
+        scale = init_scale if init_scale is not None else min(1.0, 4.0 / fan_in**0.5)
+        self.synapse = QuantizedConv2d(in_channels, out_channels, kernel_size, stride, padding, loihi_params.weight_exp, scale)
+
+    @property
+    def neuron(self) -> LoihiParameters:
+        return self.parameters_
+
+    def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (T, batch, C, H, W) -> (spikes, voltages), each (T, batch, C', H', W'), float64."""
+        activations = delay_one_step(self.project(unary_spikes(inputs)))
+        spikes, voltages, _ = loihi_sequence(activations, self.parameters_)
+        return spikes, voltages
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.run(inputs)[0].to(inputs.dtype)
+
+
 class LoihiReadout(LoihiLinear):
     """Non-firing integrating readout: forward returns voltages (T, batch, classes); decide by the last one."""
 
-    def __init__(self, in_features: int, out_features: int, du: int = 4095, dv: int = 16, **params) -> None:
+    def __init__(self, in_features: int, out_features: int, du: int = READOUT_DEFAULTS["du"],
+                 dv: int = READOUT_DEFAULTS["dv"], **params) -> None:
         params.setdefault("vth", MAX_VTH)
         super().__init__(in_features, out_features, recurrent=False, du=du, dv=dv, **params)
 
@@ -108,3 +208,17 @@ class LoihiReadout(LoihiLinear):
     def decide(voltages: torch.Tensor) -> torch.Tensor:
         """Class per sample: argmax of the final readout voltage (ties -> lowest index, as numpy)."""
         return voltages[-1].argmax(dim=-1)
+
+
+class LoihiSpikeReadout(LoihiReadout):
+    """The ablation grid's Loihi readout: a memory's output spike train (T, batch, in) -> logits
+    (batch, classes), the final readout voltage times `LOGIT_SCALE` (argmax: the chip's decision)."""
+
+    reads_spikes = True
+
+    def __init__(self, in_features: int, out_features: int, **params) -> None:
+        super().__init__(in_features, out_features, **params)
+        self.logit_scale = LOGIT_SCALE
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return (self.run(inputs)[1][-1] * self.logit_scale).to(inputs.dtype)

@@ -1,0 +1,81 @@
+"""`hopfield-spiking`: a Hopfield memory built of spiking neurons, mappable to Loihi.
+
+The float `hopfield` retrieves by a softmax over query-pattern similarities on
+pooled firing rates. Here every step is a layer of the network's own neurons
+(lif, cuba or loihi), so the memory runs on a chip as three layers:
+
+    query     : front-end spikes -> `dim` query neurons (one per modality)
+    patterns  : query spikes -> `num_patterns` pattern neurons; the stored patterns
+                are this layer's synaptic weights (row k = pattern k), so the drive
+                of pattern neuron k is the similarity <xi_k, q> of the query's spikes
+                to pattern k; fixed lateral inhibition (every pattern neuron inhibits
+                every other with weight -`inhibition`, a recurrent synapse) makes the
+                best-matching patterns silence the rest: a soft winner-take-all
+                standing in for the softmax
+    retrieved : pattern spikes -> `dim` neurons through the *transpose* of the
+                pattern weights (tied, not a second matrix): the retrieved state is
+                the sum of the winning patterns, xi^T s, as in xi^T softmax(beta xi q)
+
+The representation is the retrieved neurons' firing rate (batch, dim); the
+readout reads their spike train (on neuron "loihi": a Loihi integrating
+readout, so the whole cell is one chain of chip layers, `chip_layers`).
+Everything trains end to end with surrogate gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.spiking_layers import lateral_inhibition, layer_kinds, tie_transposed
+
+
+@register_memory(
+    "hopfield-spiking",
+    "Hopfield memory of spiking neurons: stored patterns as synapses, lateral-inhibition winner-take-all, "
+    "retrieval through the patterns' transpose",
+    loihi_exportable=True,
+)
+class SpikingHopfieldMemory(MemoryModule):
+    spiking = True
+
+    def __init__(
+        self,
+        input_sizes: Mapping[str, int],
+        dim: int = 128,
+        num_patterns: int = 64,
+        inhibition: float = 0.25,
+        neuron: str = "lif",
+    ) -> None:
+        super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition, neuron=neuron)
+        for option, value in (("dim", dim), ("num_patterns", num_patterns)):
+            if int(value) != value or int(value) < 2:
+                raise ValueError(f"hopfield-spiking option {option} must be an integer >= 2, got {value}")
+        if not 0.0 <= float(inhibition) < 1.0:
+            raise ValueError(f"hopfield-spiking option inhibition must be in [0, 1), got {inhibition}")
+        kinds = layer_kinds(neuron)
+        dim, num_patterns = int(dim), int(num_patterns)
+        self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in input_sizes.items()})
+        self.patterns = kinds.linear(dim, num_patterns, recurrent=True)
+        lateral_inhibition(self.patterns, float(inhibition))
+        self.retrieval = kinds.linear(num_patterns, dim)
+        tie_transposed(self.retrieval, self.patterns)
+        self.output_size = dim
+
+    def chip_layers(self, modality: str) -> list[nn.Module]:
+        """The memory's layers in signal order for one modality: each feeds the next."""
+        return [self.queries[modality], self.patterns, self.retrieval]
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
+        representations, spikes, pattern_rates = {}, {}, {}
+        for modality, x in inputs.items():
+            query = self.queries[modality](x)
+            winners = self.patterns(query)
+            retrieved = self.retrieval(winners)
+            spikes[modality] = retrieved
+            representations[modality] = retrieved.mean(0)
+            pattern_rates[modality] = winners.mean(0)
+        return MemoryOutput(representations, {OUTPUT_SPIKES: spikes, "pattern_rates": pattern_rates})

@@ -1,0 +1,89 @@
+"""`scl-spiking`: the supervised contrastive memory with spiking projection layers, mappable to Loihi.
+
+Each modality's front-end spikes drive two layers of the network's neurons
+(lif, cuba or loihi): `hidden` then `dim` neurons, whose firing rate (batch,
+dim) is the representation and whose spike train the readout reads. The
+SupCon objective (Khosla et al. 2020) is computed during training only, on a
+float projection head over those rates; it shapes the spiking layers and is
+not part of the deployed network (in eval the head is not run).
+
+`loss` as in `scl`: "ce", "supcon" (readout input detached) or "both".
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.functional.scl import supcon_loss
+from neuromem.memory.scl import LOSSES, labels_for
+from neuromem.memory.spiking_layers import layer_kinds
+
+
+@register_memory(
+    "scl-spiking",
+    "supervised contrastive memory of spiking layers; the SupCon projection head is training-only",
+    loihi_exportable=True,
+)
+class SpikingSupConMemory(MemoryModule):
+    spiking = True
+
+    def __init__(
+        self,
+        input_sizes: Mapping[str, int],
+        dim: int = 128,
+        hidden: int = 256,
+        projection_dim: int = 64,
+        temperature: float = 0.1,
+        loss: str = "both",
+        supcon_weight: float = 1.0,
+        neuron: str = "lif",
+    ) -> None:
+        super().__init__(
+            input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,
+            loss=loss, supcon_weight=supcon_weight, neuron=neuron,
+        )
+        for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
+            if int(value) != value or int(value) < 1:
+                raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
+        if not float(temperature) > 0:
+            raise ValueError(f"scl-spiking option temperature must be > 0, got {temperature}")
+        if loss not in LOSSES:
+            raise ValueError(f"scl-spiking option loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if not float(supcon_weight) >= 0:
+            raise ValueError(f"scl-spiking option supcon_weight must be >= 0, got {supcon_weight}")
+        kinds = layer_kinds(neuron)
+        dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
+        self.encoders = nn.ModuleDict(
+            {m: nn.Sequential(kinds.linear(size, hidden), kinds.linear(hidden, dim)) for m, size in input_sizes.items()}
+        )
+        self.projection_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, projection_dim))
+        self.temperature, self.loss, self.supcon_weight = float(temperature), loss, float(supcon_weight)
+        self.output_size = dim
+
+    def chip_layers(self, modality: str) -> list[nn.Module]:
+        return list(self.encoders[modality])
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
+        representations, spikes, projections = {}, {}, {}
+        for modality, x in inputs.items():
+            out = self.encoders[modality](x)
+            rates = out.mean(0)
+            if self.training and self.loss != "ce":
+                projections[modality] = F.normalize(self.projection_head(rates.float()), dim=-1)
+            detach = self.loss == "supcon"
+            spikes[modality] = out.detach() if detach else out
+            representations[modality] = rates.detach() if detach else rates
+        return MemoryOutput(representations, {OUTPUT_SPIKES: spikes, "projections": projections})
+
+    def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
+        projections = output.extras["projections"]
+        if not projections:
+            return next(iter(output.representations.values())).new_zeros(())
+        stacked = torch.cat([projections[m] for m in projections])
+        stacked_labels = torch.cat([labels_for(labels, m) for m in projections])
+        return self.supcon_weight * supcon_loss(stacked, stacked_labels, self.temperature)
