@@ -133,9 +133,13 @@ class RichProgress:
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".neuromem-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        import tempfile
+
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".neuromem-write-test.")  # unique: runs may share --out
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise NeuromemError(f"--out {out}: cannot write there (a file is in the way); choose a writable folder") from None
     except OSError as error:
         raise NeuromemError(f"--out {out}: cannot write there ({error.strerror or error}); choose a writable folder") from None
 
@@ -335,7 +339,13 @@ def list_memories() -> None:
     Console().print(table)
 
 
+_registered: list[str] = []
+
+
 def _register_commands() -> None:
+    if _registered:  # main() may run more than once in one interpreter (tests)
+        return
+    _registered.append("yes")
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)

@@ -179,21 +179,32 @@ class ResultStore:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise NeuromemError(f"--out {self.out_dir}: cannot write there ({_reason(error)}); choose a writable folder") from None
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        for attempt in range(100):  # two runs creating one store at once: switching to WAL may be refused
+            try:
+                with self._db(wal=True) as db:
+                    db.executescript(SCHEMA)
+                break
+            except NeuromemError:
+                if attempt == 99 or not self._busy:
+                    raise
+                time.sleep(0.1)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """A connection that commits on success and always closes; a damaged store is one line."""
+    def _db(self, wal: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection that commits on success and always closes; a damaged store is one line.
+        WAL mode is set once, when the store is opened: it stays with the file."""
+        self._busy = False
         try:
             db = sqlite3.connect(self.path, timeout=30)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                if wal:
+                    db.execute("PRAGMA journal_mode=WAL")
                 with db:
                     yield db
             finally:
                 db.close()
         except sqlite3.DatabaseError as error:
+            self._busy = isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
             raise _unreadable(self.path, error) from None
 
     # run-level facts (data source, data root)
