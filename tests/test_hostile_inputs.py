@@ -261,6 +261,36 @@ def test_cc3_failed_row_never_replaces_an_ok_row(tmp_path):
     assert row["status"] == "ok" and row["metrics"] == {"test_accuracy": 0.5}
 
 
+def _hold_claim(out: str, cell_id: str, ready) -> None:
+    from neuromem.train.store import ResultStore
+
+    assert ResultStore(Path(out)).claim(cell_id) is not None
+    ready.set()
+    import time
+
+    time.sleep(120)  # killed long before
+
+
+def test_claims_of_a_killed_run_are_taken_over(tmp_path):
+    import signal
+
+    from neuromem.train.store import ResultStore
+
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold_claim, args=(str(tmp_path), "shd-hopfield-s0-0", ready))
+    holder.start()
+    assert ready.wait(60)
+    store = ResultStore(tmp_path)
+    assert store.claim("shd-hopfield-s0-0") is None  # a live run holds it
+    assert store.claim_owner("shd-hopfield-s0-0") == str(holder.pid)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    claim = store.claim("shd-hopfield-s0-0")
+    assert claim is not None
+    claim.release()
+
+
 def test_concurrent_runs_train_each_cell_once(tiny_data, tmp_path, finished_run):
     out = tmp_path / "shared"
     args = [sys.executable, "-m", "neuromem", "ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *TINY]
