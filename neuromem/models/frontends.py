@@ -1,10 +1,8 @@
 """Spiking front ends: one per sensory modality, each mapping (T, batch, *input_shape)
 to a spike train (T, batch, features) that a memory module reads.
 
-The neuron kind is a parameter: "lif" and "cuba" give spiking layers,
-"loihi" Loihi 2 fixed-point CUBA-LIF layers behind 8-bit weights (bit-exact
-with Lava, `neuromem.neurons.loihi`), "dense" the ANN-equivalent (ReLU) graph
-with the same synapses.
+The neuron kind is a parameter: each registered spiking model ("lif", "cuba", "alif", ...) gives spiking layers,
+"dense" gives the ANN-equivalent (ReLU) graph with the same synapses.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from torch import nn
 
 from neuromem.models.dense_layers import DenseConv2d, DenseLinear
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
-from neuromem.neurons.loihi import LoihiConv2d, LoihiLinear, LoihiSpikeReadout
+from neuromem.neurons.models import get_neuron, neuron_names
 
 
 @dataclass(frozen=True)
@@ -25,9 +23,6 @@ class LayerKinds:
     linear: Callable[..., nn.Module]
     conv2d: Callable[..., nn.Module]
     spiking: bool
-    # readout of a spiking memory's output spike train (T, batch, in) -> logits; None: nn.Linear on the
-    # memory's representation (a chip's readout must be its own neurons, a float one is not)
-    spike_readout: Callable[..., nn.Module] | None = None
 
 
 def _spiking(neuron: str) -> LayerKinds:
@@ -39,9 +34,8 @@ def _spiking(neuron: str) -> LayerKinds:
 
 
 NEURON_LAYERS: dict[str, LayerKinds] = {
-    "lif": _spiking("lif"),
-    "cuba": _spiking("cuba"),
-    "loihi": LayerKinds(linear=LoihiLinear, conv2d=LoihiConv2d, spiking=True, spike_readout=LoihiSpikeReadout),
+    # every registered neuron model that the spiking layers run (neuromem.neurons.models)
+    **{name: _spiking(name) for name in neuron_names() if get_neuron(name).spiking_layers},
     "dense": LayerKinds(linear=DenseLinear, conv2d=DenseConv2d, spiking=False),
 }
 
