@@ -2,7 +2,9 @@
 to a spike train (T, batch, features) that a memory module reads.
 
 The neuron kind is a parameter: each registered spiking model ("lif", "cuba", "alif", ...) gives spiking layers,
-"dense" gives the ANN-equivalent (ReLU) graph with the same synapses.
+"loihi" Loihi 2 fixed-point CUBA-LIF layers behind 8-bit weights (bit-exact
+with Lava, `neuromem.neurons.loihi`), "dense" the ANN-equivalent (ReLU) graph
+with the same synapses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from neuromem.models.dense_layers import DenseConv2d, DenseLinear
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 from neuromem.neurons.models import get_neuron, neuron_names
+from neuromem.neurons.loihi import LoihiConv2d, LoihiLinear, LoihiSpikeReadout
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class LayerKinds:
     linear: Callable[..., nn.Module]
     conv2d: Callable[..., nn.Module]
     spiking: bool
+    # readout of a spiking memory's output spike train (T, batch, in) -> logits; None: nn.Linear on the
+    # memory's representation (a chip's readout must be its own neurons, a float one is not)
+    spike_readout: Callable[..., nn.Module] | None = None
 
 
 def _spiking(neuron: str) -> LayerKinds:
@@ -36,6 +42,7 @@ def _spiking(neuron: str) -> LayerKinds:
 NEURON_LAYERS: dict[str, LayerKinds] = {
     # every registered neuron model that the spiking layers run (neuromem.neurons.models)
     **{name: _spiking(name) for name in neuron_names() if get_neuron(name).spiking_layers},
+    "loihi": LayerKinds(linear=LoihiLinear, conv2d=LoihiConv2d, spiking=True, spike_readout=LoihiSpikeReadout),
     "dense": LayerKinds(linear=DenseLinear, conv2d=DenseConv2d, spiking=False),
 }
 
