@@ -51,8 +51,10 @@ def _rows(out: Path) -> list[dict]:
 def grid(tiny_data, tmp_path_factory) -> Path:
     """hopfield x 2 seeds and cmhan coupling 0 / 1 x 2 seeds, all joint: 6 cells."""
     out = tmp_path_factory.mktemp("study") / "run"
-    result = run_cli("ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *FAST)
-    assert result.returncode == 0, result.stderr
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test home fixture is not active yet
+        patch.setenv("NEUROMEM_HOME", str(tmp_path_factory.getbasetemp() / "neuromem-home"))
+        code, output, error = _invoke("ablate", *GRID, "--data-root", str(tiny_data), "--out", str(out), *FAST)
+    assert code == 0, (output, error)
     return out
 
 
@@ -73,7 +75,7 @@ def test_sweep_axes_are_a_product_and_dry_run_lists_each_cell(tiny_data, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--hidden", "16,abc"], "--hidden 'abc' is not valid"),
+    (["--hidden", "16,0"], "--hidden '0' is not valid"),
     (["--learning-rate", "-1"], "--learning-rate '-1' is not valid"),
     (["--time-bins", "0"], "--time-bins '0' is not valid"),
     (["--neuron", "lif,nope"], "--neuron nope is not known"),
@@ -81,11 +83,19 @@ def test_sweep_axes_are_a_product_and_dry_run_lists_each_cell(tiny_data, tmp_pat
     (["--rerun", "all"], "--rerun 'all' is not known; valid: stale"),
     (["--memory-option", "beta=1,,4"], "empty value in the comma list"),
 ])
-def test_bad_sweep_values_are_one_line_errors(tiny_data, tmp_path, args, message):
+def test_bad_sweep_values_are_refused_naming_flag_and_value(tiny_data, tmp_path, args, message):
+    from neuromem.errors import NeuromemError
+
+    code, output, error = _invoke("ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
+                                  "--out", str(tmp_path / "bad"), "--dry-run", *args)
+    assert isinstance(error, NeuromemError) and message in str(error)
+
+
+def test_a_bad_sweep_value_is_one_line_and_exit_2(tiny_data, tmp_path):
     result = run_cli("ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
-                     "--out", str(tmp_path / "bad"), "--dry-run", *args)
-    assert result.returncode == 2
-    assert message in _one_line(result.stderr) and "Traceback" not in result.stderr
+                     "--out", str(tmp_path / "bad"), "--dry-run", "--hidden", "16,abc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--hidden 'abc' is not valid in '16,abc'; expected positive integers" in _one_line(result.stderr)
 
 
 def test_variants_never_blur(grid):
@@ -138,12 +148,12 @@ def test_report_rebuilds_from_the_store_alone(grid, tmp_path):
     shutil.copytree(grid, copy)
     for name in ("report.md", "results.csv", "results.json", "report.html"):
         (copy / name).unlink()
-    result = run_cli("report", str(copy))
-    assert result.returncode == 0, result.stderr
+    code, output, error = _invoke("report", str(copy))
+    assert code == 0, (output, error)
     assert (copy / "report.md").read_text() == (grid / "report.md").read_text()
     assert list(csv.DictReader((copy / "results.csv").open())) == list(csv.DictReader((grid / "results.csv").open()))
-    missing = run_cli("report", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no results.sqlite" in missing.stderr
+    code, output, error = _invoke("report", str(tmp_path / "nowhere"))
+    assert "no results.sqlite" in str(error) and not (tmp_path / "nowhere").exists()
 
 
 def test_stale_cells_are_listed_kept_and_rerun_exactly(grid, tiny_data, tmp_path, monkeypatch):
@@ -179,8 +189,8 @@ def test_stale_cells_are_listed_kept_and_rerun_exactly(grid, tiny_data, tmp_path
 def test_reprice_changes_energy_and_nothing_else(grid, tiny_data, tmp_path):
     out = tmp_path / "reprice"
     shutil.copytree(grid, out)
-    result = run_cli("reprice", str(out), "--profile", "loihi")
-    assert result.returncode == 0, result.stderr
+    code, output, error = _invoke("reprice", str(out), "--profile", "loihi")
+    assert code == 0, (output, error)
     before = {r["cell_id"]: r for r in _rows(grid)}
     after = {r["cell_id"]: r for r in _rows(out)}
     assert before.keys() == after.keys()
@@ -192,15 +202,16 @@ def test_reprice_changes_energy_and_nothing_else(grid, tiny_data, tmp_path):
     # the same cell trained under loihi from the start has the re-priced numbers
     direct = tmp_path / "direct"
     one = ["--modality", "joint", "--memory", "hopfield", "--seeds", "1"]
-    trained = run_cli("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST, "--energy-profile", "loihi")
-    assert trained.returncode == 0, trained.stderr
+    code, output, error = _invoke("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST,
+                                  "--energy-profile", "loihi")
+    assert code == 0, (output, error)
     (row,) = _rows(direct)
     for key in (k for k in row if k.startswith(ENERGY_KEYS)):
         assert row[key] == pytest.approx(after[row["cell_id"]][key], rel=1e-9), key
     # asking ablate for another profile re-prices finished cells instead of retraining them
-    again = run_cli("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST)
-    assert again.returncode == 0, again.stderr
-    assert "0 to run" in again.stderr and "re-priced 1 finished cells under horowitz-45nm" in _one_line(again.stderr)
+    code, again, error = _invoke("ablate", *one, "--data-root", str(tiny_data), "--out", str(direct), *FAST)
+    assert code == 0, (again, error)
+    assert "0 to run" in again and "re-priced 1 finished cells under horowitz-45nm" in again
     (back,) = _rows(direct)
     assert back["energy_profile"] == "horowitz-45nm"
     assert back["energy_pj_per_sample"] == pytest.approx(before[row["cell_id"]]["energy_pj_per_sample"], rel=1e-9)
@@ -213,9 +224,9 @@ def _chromium() -> str | None:
 def test_evaluate_writes_curves_figures_and_an_html_report(grid, tmp_path):
     out = tmp_path / "evaluate"
     shutil.copytree(grid, out)
-    result = run_cli("evaluate", str(out), "--robustness", "noise", "--completion", "window")
-    assert result.returncode == 0, result.stderr
-    assert "evaluated 6 cells" in _one_line(result.stderr)
+    code, output, error = _invoke("evaluate", str(out), "--robustness", "noise", "--completion", "window")
+    assert code == 0, (output, error)
+    assert "evaluated 6 cells" in output
     cells = {r["cell_id"]: r for r in _rows(out)}
     evaluations = json.loads((out / "results.json").read_text())["study"]["evaluations"]
     assert {(e["cell_id"], e["evaluation"]) for e in evaluations} == {(c, n) for c in cells for n in ("noise", "window")}
@@ -233,8 +244,8 @@ def test_evaluate_writes_curves_figures_and_an_html_report(grid, tmp_path):
     assert all((out / f).stat().st_size > 1000 for f in figures)
     html = (out / "report.html").read_text()
     assert all(f'src="{f}"' in html for f in figures)
-    bad = run_cli("evaluate", str(out), "--robustness", "fog")
-    assert bad.returncode == 2 and "--robustness fog is not known; valid: noise, dropout, jitter" in _one_line(bad.stderr)
+    code, output, error = _invoke("evaluate", str(out), "--robustness", "fog")
+    assert "--robustness fog is not known; valid: noise, dropout, jitter" in str(error)
     if _chromium() is None:
         pytest.skip("chromium is not installed: the browser check of the figures is skipped")
     command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
