@@ -1,7 +1,7 @@
 """`scl`: supervised contrastive memory (Khosla et al. 2020) with a linear readout.
 
 Each modality's spike train is pooled to firing rates in `time_bins` windows
-(default 10: on the speech SHD stand-in 1 / 4 / 10 / 25 bins gave test 0.50 / 0.70 / 0.77 / 0.79 at
+(default 10: on the speech SHD stand-in 1 / 4 / 10 / 25 bins gave test 0.50 / 0.70 / 0.79 / 0.77 at
 5 epochs, datasets/README.md; 1 is the plain rate code) and encoded by a small per-modality MLP into a shared
 embedding of size `dim` — the representation the readout classifies. A shared
 projection head maps embeddings to L2-normalized `projection_dim` vectors on
