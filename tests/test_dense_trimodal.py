@@ -166,12 +166,15 @@ def test_same_seed_same_numbers():
     assert runs[0] == runs[1]
 
 
-@pytest.mark.parametrize("memory", ["ttt", "cmhan"])
-def test_run_trimodal_cell_on_shd_format_data(tiny_data, memory):
+@pytest.mark.parametrize("memory,schedule", [("ttt", "phased"), ("cmhan", "joint")])
+def test_run_trimodal_cell_on_shd_format_data(tiny_data, memory, schedule):
     if memory not in memory_names():
         pytest.skip(f"{memory} is not registered")
-    metrics = run_trimodal_cell(memory, seed=0, epochs=1, data_root=tiny_data, preset="small", network_options=TINY,
-                                recipe=TriModalRecipe(batch_size=32))  # fmt: skip
+    metrics = run_trimodal_cell(memory, seed=0, epochs=1, data_root=tiny_data, preset="small", schedule=schedule,
+                                network_options=TINY, recipe=TriModalRecipe(batch_size=32))  # fmt: skip
+    assert metrics["network"] == "MultiModalMemoryNetwork" and metrics["schedule"] == schedule
+    assert metrics["preset"] == "small" and metrics["ttt_mode"] == "attention"
+    assert metrics["central_memory"] == ("ttt 16x32" if memory == "ttt" else "cmhan (registry module)")
     for source, target in DIRECTIONS:
         for k in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"):
             assert 0.0 <= metrics[f"retrieval_{source}_to_{target}_{k}"] <= 1.0

@@ -41,7 +41,7 @@ import contextlib
 import itertools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -401,7 +401,7 @@ def run_trimodal_cell(
     """
     recipe = recipe or TriModalRecipe()
     if schedule != recipe.schedule:
-        recipe = TriModalRecipe(**{**recipe.__dict__, "schedule": schedule})
+        recipe = replace(recipe, schedule=schedule)
     config = network_config(memory, preset, dict(memory_options), network_options)
     train_set = load_trimodal(data_root, "train", config.audio_freq, config.audio_time, config.text_seq_len, seed)
     test_set = load_trimodal(data_root, "test", config.audio_freq, config.audio_time, config.text_seq_len, seed)
