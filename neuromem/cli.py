@@ -18,7 +18,7 @@ from neuromem.errors import NeuromemError
 
 console = Console(stderr=True)
 app = typer.Typer(
-    help="Memory in spiking neural networks across senses.",
+    help="Memory in spiking neural networks across senses. Errors are one line; add --debug (or set NEUROMEM_DEBUG=1) for the traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
