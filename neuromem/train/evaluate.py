@@ -110,7 +110,10 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
     """Evaluate every finished cell of the store; returns how many cells were evaluated."""
     from neuromem.data.cache import root_fingerprint
 
+    from neuromem.train.provenance import current_provenance, stale_reason
+
     fingerprint = root_fingerprint(data_root)
+    current = current_provenance()
     count = 0
     for row in store.rows():
         if row["status"] != "ok":
@@ -123,10 +126,17 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
         if not checkpoint.is_file():
             on_cell(row["cell_id"], None, "no model.pt")
             continue
+        stale = stale_reason(row["metrics"].get("provenance"), current)
+        if stale:  # rebuilt from today's code, the saved weights may not fit (or mean something else)
+            on_cell(row["cell_id"], None, f"stale ({stale}); re-train it with `neuromem ablate ... --rerun stale`")
+            continue
         try:
             results = evaluate_cell(config, checkpoint, data_root, evaluations)
         except NeuromemError as error:
             on_cell(row["cell_id"], None, str(error))
+            continue
+        except RuntimeError as error:  # load_state_dict: the saved weights do not fit the rebuilt network
+            on_cell(row["cell_id"], None, f"saved weights do not fit the network built today ({' '.join(str(error).split())[:200]})")
             continue
         db = _connect(store)
         try:
