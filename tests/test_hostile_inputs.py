@@ -438,13 +438,21 @@ def test_z07_export_onto_read_only_file_system(monkeypatch, capsys, tmp_path):
     assert code == 2 and "Read-only file system" in one_error_line(err)
 
 
-def test_ht02_hw_train_out_checked_before_training(monkeypatch, capsys, tiny_data):
+def test_ht02_training_out_checked_before_training(monkeypatch, capsys, tiny_data):
+    """`hw train --out` where that command exists; Loihi models trained by `ablate` otherwise: either way
+    an unwritable --out is refused before any training."""
     import neuromem.export.model as model
+    import neuromem.train.grid as grid
 
-    monkeypatch.setattr(model, "train_loihi_model", lambda *a, **k: pytest.fail("trained before --out was checked"))
+    if hasattr(model, "train_loihi_model"):
+        monkeypatch.setattr(model, "train_loihi_model", lambda *a, **k: pytest.fail("trained before --out was checked"))
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: pytest.fail("trained before --out was checked"))
     code, _, err = main_in_process(monkeypatch, capsys, "hw", "train", "--data-root", str(tiny_data),
                                    "--out", "/proc/neuromem-missing/loihi.pt", "--epochs", "1")
-    assert code == 2 and "/proc/neuromem-missing/loihi.pt" in one_error_line(err)
+    if "No such command 'train'" in err:
+        code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                       "--data-root", str(tiny_data), "--out", "/proc/neuromem-missing/run", *TINY)
+    assert code == 2 and "/proc/neuromem-missing/" in one_error_line(err) and "cannot write there" in err
 
 
 # ---- security
