@@ -65,23 +65,26 @@ class LavaRun:
 
 
 def run_on_lava(
-    h5_path: str | Path, inputs: np.ndarray, record_voltages: bool = False, timeout: float | None = 3600
+    h5_path: str | Path, inputs: np.ndarray, record_voltages: bool = False, timeout: float | None = 3600,
+    parallel: int = 1,
 ) -> LavaRun:
-    """Run `inputs` (samples, T, channels), counts or binary, through the network in `h5_path` on
-    Lava's Loihi2SimCfg(select_tag='fixed_pt'); counts are clipped to single spikes."""
+    """Run `inputs` (samples, T, *input_shape), counts or binary, through the network in `h5_path` on
+    Lava's Loihi2SimCfg(select_tag='fixed_pt'); counts are clipped to single spikes. `parallel`
+    samples run at once, in side-by-side copies of the network (block-diagonal synapses)."""
     python = lava_python()
     h5_path = Path(h5_path).resolve()
     if not h5_path.is_file():
         raise NeuromemError(f"network file {h5_path} does not exist")
     inputs = np.asarray(inputs)
-    if inputs.ndim != 3:
-        raise NeuromemError(f"inputs must be (samples, T, channels), got shape {inputs.shape}")
+    if inputs.ndim < 3:
+        raise NeuromemError(f"inputs must be (samples, T, *input_shape), got shape {inputs.shape}")
     with tempfile.TemporaryDirectory(prefix="neuromem-lava-") as tmp:
         in_path, out_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         np.savez(in_path, spikes=(inputs > 0).astype(np.uint8))
         command = [str(python), "-m", "neuromem_lava", "run", str(h5_path), str(in_path), str(out_path)]
         if record_voltages:
             command.append("--record-voltages")
+        command += ["--parallel", str(int(parallel))]
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "hardware"))
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)

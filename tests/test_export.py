@@ -71,12 +71,12 @@ def test_truncated_and_corrupt_h5(model, tmp_path):
 
 
 def test_h5_from_another_tool_names_the_unsupported_layer(tmp_path):
-    path = tmp_path / "conv.h5"
-    with h5py.File(path, "w") as f:  # what lava-dl's slayer writes for a conv block
+    path = tmp_path / "pool.h5"
+    with h5py.File(path, "w") as f:  # what lava-dl's slayer writes for a pooling block
         f.create_dataset("layer/0/type", (1,), "S10", [b"input"])
         f.create_dataset("layer/0/shape", data=np.array([34, 34, 2]))
-        f.create_dataset("layer/1/type", (1,), "S10", [b"conv"])
-    with pytest.raises(NeuromemError, match="layer 1 is 'conv'.*'input' and 'dense'"):
+        f.create_dataset("layer/1/type", (1,), "S10", [b"pool"])
+    with pytest.raises(NeuromemError, match="layer 1 is 'pool'.*'input', 'conv' and 'dense'"):
         read_lava(path)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
@@ -91,7 +91,7 @@ def test_cells_with_unexportable_memory_are_refused(tmp_path):
     torch.save({"config": {"modality": "shd", "memory": "hopfield", "neuron": "lif"}, "state_dict": {}}, cell)
     import neuromem.memory.hopfield  # noqa: F401  (registers the module)
 
-    with pytest.raises(NeuromemError, match=r"memory module 'hopfield'.*Loihi cannot run.*softmax"):
+    with pytest.raises(NeuromemError, match=r"memory module 'hopfield' cannot run on Loihi: softmax.*hopfield-spiking"):
         load_for_export(tmp_path / "run")
 
 

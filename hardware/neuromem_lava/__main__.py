@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     run.add_argument("inputs")
     run.add_argument("out")
     run.add_argument("--record-voltages", action="store_true")
+    run.add_argument("--parallel", type=int, default=1, help="copies of the network run side by side, one sample each")
     sub.add_parser("version", help="print lava-nc's version")
     args = parser.parse_args(argv)
     if args.command == "version":
@@ -38,12 +39,13 @@ def main(argv=None) -> int:
                 spikes = np.asarray(data["spikes"])
         except (OSError, KeyError, ValueError) as err:
             raise NetFileError(f"{args.inputs}: cannot read input spikes ({err})") from None
-        if spikes.ndim != 3:
-            raise NetFileError(f"{args.inputs}: spikes must be (samples, T, inputs), got shape {spikes.shape}")
+        if spikes.ndim < 3:
+            raise NetFileError(f"{args.inputs}: spikes must be (samples, T, *input_shape), got shape {spikes.shape}")
         from neuromem_lava.runner import run_network
 
         try:
-            results = run_network(input_size, layers, spikes, record_voltages=args.record_voltages)
+            results = run_network(input_size, layers, spikes, record_voltages=args.record_voltages,
+                                  parallel=args.parallel)
         except ValueError as err:
             raise NetFileError(str(err)) from None
         np.savez_compressed(args.out, **results)

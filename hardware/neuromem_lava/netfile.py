@@ -5,7 +5,9 @@ with sub-groups "0", "1", ...; each has `type` (b"input" / b"dense"), `shape`,
 `weight` (out, in) integer synaptic weights, and a `neuron` group with `type`
 b"CUBA", `iDecay` (= Lava LIF du + 1), `vDecay` (= dv), `vThMant` (= vth),
 `refDelay`, `gradedSpike`. neuromem adds (ignored by netx): `weightExponent`,
-`recurrentWeight`, `recurrentWeightExponent`, `neuron/biasMant`, `neuron/biasExp`.
+`recurrentWeight`, `recurrentWeightExponent`, `neuron/biasMant`, `neuron/biasExp`,
+and `conv` layers: `weight` (out, in, k, k), `inShape` (C, H, W), `shape` (C', H', W'),
+`stride`, `padding`; they are run as the equivalent sparse matrix (`conv_matrix`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class NetFileError(Exception):
 @dataclass
 class DenseLayer:
     index: int
-    weight: np.ndarray  # (out, in) int32
+    weight: np.ndarray  # (out, in) int32: dense, or a scipy csr matrix for a convolution
     weight_exp: int
     du: int
     dv: int
@@ -54,6 +56,30 @@ def _int(group, key, default=None) -> int:
     return int(np.asarray(group[key][()]).reshape(-1)[0])
 
 
+def conv_matrix(kernel: np.ndarray, in_shape: tuple, stride: int, padding: int):
+    """A zero-padded strided convolution as a csr matrix (out C'*H'*W', in C*H*W), both flattened in
+    (C, H, W) order: row (o, y, x) holds kernel[o, c, ky, kx] at column (c, y*stride - padding + ky, ...)."""
+    from scipy.sparse import csr_matrix
+
+    out_channels, in_channels, k, _ = kernel.shape
+    channels, height, width = in_shape
+    if channels != in_channels:
+        raise NetFileError(f"a conv layer's kernel takes {in_channels} channels, its input has {channels}")
+    out_h, out_w = (height + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1
+    o, c, ky, kx, y, x = np.meshgrid(np.arange(out_channels), np.arange(in_channels), np.arange(k), np.arange(k),
+                                     np.arange(out_h), np.arange(out_w), indexing="ij")
+    iy, ix = y * stride - padding + ky, x * stride - padding + kx
+    inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
+    rows = ((o * out_h + y) * out_w + x)[inside]
+    cols = ((c * height + iy) * width + ix)[inside]
+    values = kernel[o, c, ky, kx][inside]
+    keep = values != 0
+    matrix = csr_matrix((values[keep].astype(np.int32), (rows[keep], cols[keep])),
+                        shape=(out_channels * out_h * out_w, channels * height * width))
+    matrix.sum_duplicates()
+    return matrix
+
+
 def read_network(path: str) -> tuple[int, list[DenseLayer]]:
     """(input size, dense layers in order)."""
     try:
@@ -72,13 +98,16 @@ def read_network(path: str) -> tuple[int, list[DenseLayer]]:
             if kind == "input":
                 input_size = int(np.prod(group["shape"][()]))
                 continue
-            if kind != "dense":
-                raise NetFileError(f"{path}: layer {key} has type '{kind}'; this backend runs 'input' and 'dense' layers")
+            if kind not in ("dense", "conv"):
+                raise NetFileError(f"{path}: layer {key} has type '{kind}'; this backend runs 'input', 'conv' and 'dense' layers")
             neuron = group["neuron"]
             neuron_type = _text(neuron["type"])
             if neuron_type not in ("CUBA", "LOIHI"):
                 raise NetFileError(f"{path}: layer {key} neuron type '{neuron_type}'; this backend runs CUBA")
             weight = np.asarray(group["weight"][()]).astype(np.int64)
+            if kind == "conv":
+                in_shape = tuple(int(d) for d in np.asarray(group["inShape"][()]))
+                weight = conv_matrix(weight, in_shape, _int(group, "stride"), _int(group, "padding"))
             recurrent = np.asarray(group["recurrentWeight"][()]).astype(np.int64) if "recurrentWeight" in group else None
             bias_mant = _int(neuron, "biasMant", 0)
             bias_exp = _int(neuron, "biasExp", 0)
@@ -87,7 +116,7 @@ def read_network(path: str) -> tuple[int, list[DenseLayer]]:
             layers.append(
                 DenseLayer(
                     index=len(layers),
-                    weight=weight.astype(np.int32),
+                    weight=weight.astype(np.int32) if isinstance(weight, np.ndarray) else weight,
                     weight_exp=_int(group, "weightExponent", 0),
                     du=_int(neuron, "iDecay") - 1,
                     dv=_int(neuron, "vDecay"),

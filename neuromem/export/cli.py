@@ -1,4 +1,7 @@
-"""`neuromem export` and `neuromem hw {train,run,verify}`: Loihi 2 / Lava deployment and NIR interchange."""
+"""`neuromem export` and `neuromem hw {run,verify}`: Loihi 2 / Lava deployment and NIR interchange.
+
+Loihi models are trained by the ablation grid (`neuromem ablate --neuron loihi` with a Loihi-exportable
+memory); a cell's front end, memory and readout are exported as one chain of Loihi layers."""
 
 from __future__ import annotations
 
@@ -19,15 +22,17 @@ def _echo(lines) -> None:
         typer.echo(line)
 
 
-def _load_data(data_root: Path, split: str, samples: int | None, time_bins: int | None = None):
+def _load_data(data_root: Path, split: str, samples: int | None, time_bins: int | None = None, name: str = "shd"):
     try:
-        from neuromem.data import load_split
+        from neuromem.data import load_split, resolve_data_root
     except ImportError as err:
         raise NeuromemError(f"the data layer (neuromem.data) is not available: {err}") from None
-    dataset = load_split("shd", data_root, split, time_bins=time_bins)
+    if data_root is None:
+        data_root, _ = resolve_data_root(None)
+    dataset = load_split(name, data_root, split, time_bins=time_bins)
     inputs, labels = np.asarray(dataset.inputs), np.asarray(dataset.labels)
     if len(labels) == 0:
-        raise NeuromemError(f"the SHD {split} split under {data_root} is empty")
+        raise NeuromemError(f"the {name} {split} split under {data_root} is empty")
     if samples is not None:
         if samples < 1:
             raise NeuromemError(f"--samples must be >= 1, got {samples}")
@@ -45,41 +50,35 @@ def _cell_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def refuse_unexportable(config: dict, source: str) -> None:
-    """Checkpoints of the ablation grid: name the module Loihi cannot run and what to use instead."""
-    from neuromem.memory.base import memory_info, memory_names
+    """Checkpoints of the ablation grid: name what Loihi cannot run (the module's own reason) and what to use instead."""
+    from neuromem.memory.base import loihi_memory_names, memory_info
 
+    exportable = loihi_memory_names()
+    instead = (f"Loihi-exportable memories: {', '.join(exportable)} "
+               f"(`neuromem ablate --neuron loihi --memory {exportable[0] if exportable else '...'}`)")
     memory = config.get("memory")
     if memory:
         try:
             info = memory_info(memory)
         except KeyError:
-            info = None
-        if info is None or not info.loihi_exportable:
-            exportable = [n for n in memory_names() if memory_info(n).loihi_exportable]
-            what = f" ({info.summary})" if info else ""
-            instead = (
-                f"use a Loihi-exportable memory ({', '.join(exportable)})"
-                if exportable
-                else "no registered memory module is Loihi-exportable yet; deploy the memory-free Loihi model "
-                "(`neuromem hw train`, then `neuromem export model.pt --to lava`)"
-            )
-            raise NeuromemError(
-                f"{source}: memory module '{memory}'{what} uses operations Loihi cannot run "
-                f"(softmax retrieval, multiplicative gates, float normalisation); {instead}"
-            )
+            raise NeuromemError(f"{source}: memory module '{memory}' is not registered here; {instead}") from None
+        if not info.loihi_exportable:
+            raise NeuromemError(f"{source}: memory module '{memory}' cannot run on Loihi: {info.loihi_reason}; {instead}")
     neuron = config.get("neuron")
     if neuron not in (None, "loihi"):
         raise NeuromemError(
             f"{source}: its layers use neuron '{neuron}', which has no Loihi fixed-point form; "
-            "train with Loihi neurons (neuron 'loihi' / `neuromem hw train`)"
+            f"train the cell with `neuromem ablate --neuron loihi --memory {memory or (exportable[0] if exportable else '...')}`"
         )
 
 
 def load_for_export(run_or_checkpoint: Path):
-    """A LoihiNetwork from a checkpoint file, or from the single exportable cell of a run directory."""
-    from neuromem.export.model import CHECKPOINT_KIND, load_checkpoint, model_from_checkpoint_dict, read_checkpoint_file
+    """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
+    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict, read_checkpoint_file
 
     path = Path(run_or_checkpoint)
+    if path.is_dir() and (path / "model.pt").is_file():
+        path = path / "model.pt"  # runs/X/cells/<cell>
     if path.is_dir():
         cells = _cell_checkpoints(path)
         if not cells:
@@ -94,17 +93,20 @@ def load_for_export(run_or_checkpoint: Path):
     if not isinstance(checkpoint, dict) or "config" not in checkpoint:
         raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
     if checkpoint.get("kind") == CHECKPOINT_KIND:
-        return model_from_checkpoint_dict(checkpoint, str(path))
+        return model_from_checkpoint_dict(checkpoint, str(path)), None, None
+    if not isinstance(checkpoint["config"], dict):
+        raise NeuromemError(f"{path}: not a neuromem checkpoint (its 'config' is not a mapping)")
     refuse_unexportable(dict(checkpoint["config"]), str(path))
-    return load_checkpoint(path)
+    return chip_network_from_cell(checkpoint, str(path))
 
 
 def register(app: typer.Typer) -> None:
-    hw = typer.Typer(help="Loihi 2 via Lava: train Loihi-exact models, run and verify exported networks.", no_args_is_help=True)
+    hw = typer.Typer(help="Loihi 2 via Lava: run and verify exported networks (train them with `neuromem ablate --neuron loihi`).",
+                     no_args_is_help=True)
 
     @app.command("export")
     def export_command(
-        run_or_checkpoint: Path = typer.Argument(..., help="a Loihi model checkpoint (.pt) or a run directory with one cell"),
+        run_or_checkpoint: Path = typer.Argument(..., help="a cell (runs/X/cells/<cell>), its model.pt, or a run directory with one cell"),
         to: str = typer.Option(..., "--to", help="lava (netx HDF5) or nir"),
         out: Path = typer.Option(..., "--out", help="output file (.h5 for lava, .nir for nir)"),
     ) -> None:
@@ -112,13 +114,13 @@ def register(app: typer.Typer) -> None:
         if to not in EXPORT_TARGETS:
             raise NeuromemError(f"--to {to!r} is not known; valid: {', '.join(EXPORT_TARGETS)}")
         check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
-        model = load_for_export(run_or_checkpoint)
+        model, dataset, time_bins = load_for_export(run_or_checkpoint)
         existed = out.exists()
         try:
             if to == "lava":
                 from neuromem.export.lava import export_lava
 
-                path = export_lava(model, out)
+                path = export_lava(model, out, dataset=dataset, time_bins=time_bins)
             else:
                 from neuromem.export.nir import write_nir
 
@@ -128,58 +130,23 @@ def register(app: typer.Typer) -> None:
                 out.unlink(missing_ok=True)  # no half-written network left behind
             raise NeuromemError(f"--out {out}: writing failed ({error.strerror or ' '.join(str(error).split())}); "
                                 "free space or choose another path") from None
-        layers = " -> ".join(str(l.out_features) + ("r" if l.recurrent is not None else "") for l in model.layers)
-        typer.echo(f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)")
+        from neuromem.export.hardware import chain_shapes
         from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
 
-        sizes = [(l.out_features, l.in_features * l.out_features + (l.out_features**2 if l.recurrent is not None else 0))
-                 for l in model.layers]
+        shapes = chain_shapes(model)
+        layers = " -> ".join(f"{'conv ' if len(s) > 3 else ''}{s[1]}{'r' if s[2] else ''}" for s in shapes)
+        typer.echo(f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)")
+        sizes = [(s[1], (s[3] if len(s) > 3 else s[0] * s[1]) + (s[1] ** 2 if s[2] else 0)) for s in shapes]
         cores = sum(layer_cores(n, s) for n, s in sizes)
         typer.echo(
             f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
             f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"
         )
 
-    @hw.command("train")
-    def train_command(
-        data_root: Path = typer.Option(..., "--data-root", help="tonic-layout root holding SHD/"),
-        out: Path = typer.Option(..., "--out", help="checkpoint to write (.pt)"),
-        hidden: str = typer.Option("128,128", help="hidden sizes; the last hidden layer is recurrent"),
-        epochs: int = typer.Option(5),
-        batch_size: int = typer.Option(32),
-        lr: float = typer.Option(2e-3),
-        seed: int = typer.Option(0),
-        samples: Optional[int] = typer.Option(None, help="N training samples evenly spaced over the split (default: all)"),
-    ) -> None:
-        """Train the Loihi-exact SHD model (700 -> hidden -> recurrent hidden -> readout)."""
-        import torch
-
-        from neuromem.export.model import save_checkpoint, train_loihi_model
-
-        torch.set_num_threads(1)
-        try:
-            sizes = tuple(int(h) for h in hidden.split(","))
-        except ValueError:
-            raise NeuromemError(f"--hidden {hidden!r}: expected comma-separated integers, e.g. 128,128") from None
-        check_writable_file(out, "--out", "loihi.pt")  # before training, not after
-        train_x, train_y = _load_data(data_root, "train", samples)
-        test_x, test_y = _load_data(data_root, "test", None)
-        result = train_loihi_model(
-            train_x, train_y, test_x, test_y, hidden_sizes=sizes, epochs=epochs, batch_size=batch_size,
-            lr=lr, seed=seed, log=lambda e: typer.echo(json.dumps(e)),
-        )
-        try:
-            save_checkpoint(result.model, out, {"history": result.history})
-        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-            out.unlink(missing_ok=True)
-            raise NeuromemError(f"--out {out}: saving the checkpoint failed ({' '.join(str(error).split())[:160]}); "
-                                "free space or choose another path") from None
-        typer.echo(f"wrote {out}: test accuracy {100 * (result.test_accuracy or 0):.2f}% ({result.seconds:.0f} s)")
-
     @hw.command("run")
     def run_command(
         net: Path = typer.Argument(..., help="network exported with `neuromem export --to lava`"),
-        data_root: Path = typer.Option(..., "--data-root"),
+        data_root: Optional[Path] = typer.Option(None, "--data-root", help="default: as `neuromem ablate` (real data in $NEUROMEM_DATA, else the embedded default)"),
         samples: Optional[int] = typer.Option(None, help="N samples evenly spaced over the split (default: all)"),
         split: str = typer.Option("test"),
     ) -> None:
@@ -188,29 +155,37 @@ def register(app: typer.Typer) -> None:
         from neuromem.export.resources import loihi_resources
         from neuromem.hardware_bridge import run_on_lava
 
+        from neuromem.export.hardware import chain_shapes
+        from neuromem.export.lava import data_of
+
         model = model_from_lava(net)
-        inputs, labels = _load_data(data_root, split, samples)
+        dataset, time_bins = data_of(net)
+        inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
         lava = run_on_lava(net, inputs)
         accuracy = float((lava.predictions() == labels).mean())
         typer.echo(f"Lava accuracy on {len(labels)} {split} samples: {100 * accuracy:.2f}% ({lava.seconds:.1f} s simulated)")
-        shapes = [(l.in_features, l.out_features, l.recurrent is not None) for l in model.layers]
-        _echo(loihi_resources(shapes, inputs, lava.spikes).lines())
+        _echo(loihi_resources(chain_shapes(model), inputs, lava.spikes).lines())
 
     @hw.command("verify")
     def verify_command(
         net: Path = typer.Argument(..., help="network exported with `neuromem export --to lava`"),
-        data_root: Path = typer.Option(..., "--data-root"),
+        data_root: Optional[Path] = typer.Option(None, "--data-root", help="default: as `neuromem ablate` (real data in $NEUROMEM_DATA, else the embedded default)"),
         samples: Optional[int] = typer.Option(None, help="N samples evenly spaced over the split (default: all)"),
         split: str = typer.Option("test"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
+        workers: int = typer.Option(2, min=1, help="Lava processes at once, each a share of the samples"),
+        parallel: int = typer.Option(10, min=1, help="samples per Lava run, side by side in copies of the network"),
     ) -> None:
-        """Compare Lava with the quantized torch model: spike rasters at every neuron and step, and accuracy."""
+        """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
+        at every step, and accuracy."""
         from neuromem.export.hardware import verify_on_lava
+        from neuromem.export.lava import data_of
 
         if json_out is not None:
             check_writable_file(json_out, "--json", "verify.json")
-        inputs, labels = _load_data(data_root, split, samples)
-        report = verify_on_lava(net, inputs, labels)
+        dataset, time_bins = data_of(net)
+        inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
+        report = verify_on_lava(net, inputs, labels, record_voltages=True, workers=workers, parallel=parallel)
         _echo(report.lines())
         _echo(report.resources.lines())
         if json_out is not None:

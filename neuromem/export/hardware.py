@@ -46,8 +46,13 @@ class VerifyReport:
     def lines(self) -> list[str]:
         out = [
             f"{self.samples} samples x {self.timesteps} steps on Lava Loihi2SimCfg(select_tag='fixed_pt') "
-            f"({self.lava_seconds:.1f} s simulated)",
+            f"({self.lava_seconds:.1f} s wall, {self.lava_seconds / max(self.samples, 1):.3f} s per sample"
+            + (f", {self.extra['workers']} worker(s) x {self.extra['parallel']} samples side by side" if "workers" in self.extra else "")
+            + ")",
         ]
+        if "torch_seconds" in self.extra:
+            out.append(f"torch (quantized model, 1 process): {self.extra['torch_seconds']:.1f} s wall, "
+                       f"{self.extra['torch_seconds'] / max(self.samples, 1):.4f} s per sample")
         for i, (spikes, bad) in enumerate(zip(self.spikes_per_layer, self.mismatches_per_layer)):
             out.append(f"  layer {i}: {spikes} spikes, {bad} mismatching neuron-steps")
         out.append(f"spike rasters identical: {'yes' if self.mismatches == 0 else 'NO'}; "
@@ -70,7 +75,8 @@ def torch_rasters(
             if not layers:
                 layers = [[] for _ in spikes]
             for store, s in zip(layers, spikes):
-                store.append(s.transpose(0, 1).numpy().astype(np.uint8))
+                s = s.transpose(0, 1)
+                store.append(s.reshape(*s.shape[:2], -1).numpy().astype(np.uint8))
             finals.append(voltages[-1].numpy().astype(np.int64))
             traces.append(voltages.transpose(0, 1).numpy().astype(np.int64))
     return [np.concatenate(s) for s in layers], np.concatenate(traces), np.concatenate(finals)
@@ -82,7 +88,7 @@ def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.n
         raise NeuromemError(f"Lava returned {len(lava.spikes)} layers, the model has {len(torch_spikes)}")
     mismatches = [int((a != b).sum()) for a, b in zip(torch_spikes, lava.spikes)]
     torch_pred, lava_pred = torch_final.argmax(1), lava.predictions()
-    shapes = [(l.in_features, l.out_features, l.recurrent is not None) for l in model.layers]
+    shapes = chain_shapes(model)
     return VerifyReport(
         samples=int(inputs.shape[0]),
         timesteps=int(inputs.shape[1]),
@@ -100,16 +106,71 @@ def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.n
     )
 
 
+def chain_shapes(model: LoihiNetwork) -> list[tuple]:
+    """Per layer (in, out, recurrent[, synapses, mean fan-out]) for `loihi_resources`."""
+    shapes = []
+    for layer in model.layers:
+        if hasattr(layer, "in_features"):
+            shapes.append((layer.in_features, layer.out_features, layer.recurrent is not None))
+            continue
+        weight = layer.synapse.integer_weight().detach()
+        channels, height, width = layer.in_shape
+        probe = torch.ones(1, channels, height, width, dtype=torch.float64)
+        fanout_map = torch.nn.functional.conv_transpose2d(
+            torch.ones(1, weight.shape[0], *layer.out_hw, dtype=torch.float64), (weight != 0).to(torch.float64),
+            stride=layer.synapse.stride, padding=layer.synapse.padding, output_padding=_output_padding(layer))
+        synapses = int(fanout_map.sum())
+        inputs = int(probe.numel())
+        shapes.append((inputs, weight.shape[0] * layer.out_hw[0] * layer.out_hw[1], False, synapses, synapses / inputs))
+    return shapes
+
+
+def _output_padding(layer) -> tuple[int, int]:
+    """conv_transpose2d's output_padding that gives back the conv's input size."""
+    stride, padding, k = layer.synapse.stride[0], layer.synapse.padding[0], layer.synapse.kernel_size[0]
+    return tuple(size - ((out - 1) * stride - 2 * padding + k) for size, out in zip(layer.in_shape[1:], layer.out_hw))
+
+
+def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: bool, workers: int, parallel: int) -> LavaRun:
+    """`run_on_lava` over `workers` Lava processes at once (each a contiguous share of the samples,
+    `parallel` of them side by side per run); the results in sample order, seconds = wall time of all."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(int(workers), len(inputs)))
+    shares = [share for share in np.array_split(np.arange(len(inputs)), workers) if len(share)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(shares)) as pool:
+        runs = list(pool.map(lambda rows: run_on_lava(h5_path, inputs[rows], record_voltages=record_voltages,
+                                                      parallel=parallel), shares))
+    seconds = time.perf_counter() - started
+    return LavaRun(
+        spikes=[np.concatenate([r.spikes[i] for r in runs]) for i in range(len(runs[0].spikes))],
+        final_voltage=np.concatenate([r.final_voltage for r in runs]),
+        voltages=None if runs[0].voltages is None else np.concatenate([r.voltages for r in runs]),
+        seconds=seconds,
+    )
+
+
 def verify_on_lava(
-    h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None, record_voltages: bool = False
+    h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None, record_voltages: bool = False,
+    workers: int = 1, parallel: int = 1,
 ) -> VerifyReport:
-    """Lava vs the torch model rebuilt from the same file, on (S, T, channels) inputs; with
-    `record_voltages` the readout voltage must also match at every step, not only the last."""
+    """Lava vs the torch model rebuilt from the same file, on (S, T, *input_shape) inputs; with
+    `record_voltages` the readout voltage must also match at every step, not only the last.
+    `workers` Lava processes at once, each running `parallel` samples side by side."""
+    import time
+
     model = model_from_lava(h5_path)
     inputs = np.asarray(inputs)
-    if inputs.ndim != 3 or inputs.shape[2] != model.config.input_size:
+    expected = tuple(model.config.input_shape)
+    if inputs.ndim != 2 + len(expected) or tuple(inputs.shape[2:]) != expected:
         raise NeuromemError(
-            f"inputs of shape {inputs.shape} do not fit {h5_path}: it expects (samples, T, {model.config.input_size})"
+            f"inputs of shape {inputs.shape} do not fit {h5_path}: it expects (samples, T, {', '.join(map(str, expected))})"
         )
-    lava = run_on_lava(h5_path, inputs, record_voltages=record_voltages)
-    return compare(model, lava, inputs, None if labels is None else np.asarray(labels))
+    lava = run_lava_split(h5_path, inputs, record_voltages, workers, parallel)
+    started = time.perf_counter()
+    report = compare(model, lava, inputs, None if labels is None else np.asarray(labels))
+    report.extra["torch_seconds"] = time.perf_counter() - started
+    report.extra["workers"], report.extra["parallel"] = int(workers), int(parallel)
+    return report

@@ -39,6 +39,8 @@ class ExportedLayer:
     recurrent_weight: np.ndarray | None
     recurrent_exp: int
     readout: bool
+    conv: tuple[int, int] | None = None  # (stride, padding) of a convolution; weight is then (out, in, k, k)
+    in_shape: tuple[int, ...] = ()
 
 
 def _int_array(tensor: torch.Tensor) -> np.ndarray:
@@ -49,8 +51,9 @@ def _int_array(tensor: torch.Tensor) -> np.ndarray:
     return rounded.astype(np.int32)
 
 
-def export_lava(model: LoihiNetwork, path: str | Path) -> Path:
-    """Write `model` (quantized as in eval) to `path` (.h5)."""
+def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = None, time_bins: int | None = None) -> Path:
+    """Write `model` (quantized as in eval) to `path` (.h5); `dataset`/`time_bins`: the data it was trained
+    on, recorded so that `hw verify` feeds it the same inputs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:
@@ -59,14 +62,28 @@ def export_lava(model: LoihiNetwork, path: str | Path) -> Path:
         handle.attrs["decision"] = "argmax of the last layer's voltage at the final time step"
         handle.attrs["synaptic_delay"] = "one time step per Dense, as Lava's Dense process"
         handle.attrs["neuromem_config"] = json.dumps(asdict(model.config))
+        handle.attrs["neuromem_data"] = json.dumps({"dataset": dataset, "time_bins": time_bins})
         layers = handle.create_group("layer")
         first = layers.create_group("0")
         first.create_dataset("type", (1,), "S10", [b"input"])
-        first.create_dataset("shape", data=np.array([model.config.input_size]))
+        first.create_dataset("shape", data=np.array(model.config.input_shape))
+        conv_shapes = _conv_shapes(model)
         for index, layer in enumerate(model.layers, start=1):
             group = layers.create_group(str(index))
-            weight, recurrent = layer.integer_weights()
             p = layer.neuron
+            if index <= len(model.convs):
+                in_shape, out_shape = conv_shapes[index - 1]
+                synapse = layer.synapse
+                group.create_dataset("type", (1,), "S10", [b"conv"])
+                group.create_dataset("shape", data=np.array(out_shape))
+                group.create_dataset("inShape", data=np.array(in_shape))
+                group.create_dataset("stride", data=synapse.stride[0])
+                group.create_dataset("padding", data=synapse.padding[0])
+                group.create_dataset("weight", data=_int_array(synapse.integer_weight()))  # (out, in, k, k)
+                group.create_dataset("weightExponent", data=p.weight_exp)
+                _neuron_group(group, p)
+                continue
+            weight, recurrent = layer.integer_weights()
             group.create_dataset("type", (1,), "S10", [b"dense"])
             group.create_dataset("shape", data=np.array([layer.out_features]))
             group.create_dataset("inFeatures", data=layer.in_features)
@@ -77,18 +94,33 @@ def export_lava(model: LoihiNetwork, path: str | Path) -> Path:
                 group.create_dataset("recurrentWeight", data=_int_array(recurrent))
                 group.create_dataset("recurrentWeightExponent", data=layer.recurrent_exp)
             group.attrs["readout"] = layer is model.readout
-            neuron = group.create_group("neuron")
-            neuron.create_dataset("type", (1,), "S10", [b"CUBA"])
-            neuron.create_dataset("iDecay", data=p.du + 1)
-            neuron.create_dataset("vDecay", data=p.dv)
-            neuron.create_dataset("vThMant", data=p.vth)
-            neuron.create_dataset("refDelay", data=1)
-            neuron.create_dataset("gradedSpike", data=False)
-            neuron.create_dataset("biasMant", data=p.bias_mant)
-            neuron.create_dataset("biasExp", data=p.bias_exp)
+            _neuron_group(group, p)
             if p.bias_exp == 6 and p.bias_mant:
                 group.create_dataset("bias", data=np.full(layer.out_features, p.bias_mant))
     return path
+
+
+def _neuron_group(group: h5py.Group, p: LoihiParameters) -> None:
+    neuron = group.create_group("neuron")
+    neuron.create_dataset("type", (1,), "S10", [b"CUBA"])
+    neuron.create_dataset("iDecay", data=p.du + 1)
+    neuron.create_dataset("vDecay", data=p.dv)
+    neuron.create_dataset("vThMant", data=p.vth)
+    neuron.create_dataset("refDelay", data=1)
+    neuron.create_dataset("gradedSpike", data=False)
+    neuron.create_dataset("biasMant", data=p.bias_mant)
+    neuron.create_dataset("biasExp", data=p.bias_exp)
+
+
+def _conv_shapes(model: LoihiNetwork) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input (C, H, W), output (C', H', W')) of each convolution of the chain."""
+    shapes, shape = [], tuple(model.config.input_shape)
+    for out_channels, kernel, stride, padding in model.config.convs:
+        side = lambda n: (n + 2 * padding - kernel) // stride + 1  # noqa: E731
+        out = (out_channels, side(shape[1]), side(shape[2]))
+        shapes.append((shape, out))
+        shape = out
+    return shapes
 
 
 def _scalar(group: h5py.Group, key: str, path: Path, default: int | None = None) -> int:
@@ -122,15 +154,16 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
             if "layer" not in handle:
                 raise NeuromemError(f"{path}: no 'layer' group, so not a netx network description")
             groups = handle["layer"]
-            input_size, layers = None, []
+            input_size, input_shape, layers = None, (), []
             for key in sorted(groups.keys(), key=lambda k: int(k) if k.isdigit() else -1):
                 group = groups[key]
                 kind = _text(group["type"]) if "type" in group else "<missing>"
                 if kind == "input":
-                    input_size = int(np.prod(group["shape"][()]))
+                    input_shape = tuple(int(d) for d in np.asarray(group["shape"][()]).reshape(-1))
+                    input_size = int(np.prod(input_shape))
                     continue
-                if kind != "dense":
-                    raise NeuromemError(f"{path}: layer {key} is '{kind}'; neuromem's Loihi backend runs 'input' and 'dense' layers")
+                if kind not in ("dense", "conv"):
+                    raise NeuromemError(f"{path}: layer {key} is '{kind}'; neuromem's Loihi backend runs 'input', 'conv' and 'dense' layers")
                 neuron = group["neuron"]
                 neuron_type = _text(neuron["type"])
                 if neuron_type not in ("CUBA", "LOIHI"):
@@ -157,6 +190,8 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                         recurrent_weight=None if recurrent is None else recurrent.astype(np.int64),
                         recurrent_exp=_scalar(group, "recurrentWeightExponent", path, 0),
                         readout=bool(group.attrs.get("readout", False)),
+                        conv=(_scalar(group, "stride", path), _scalar(group, "padding", path)) if kind == "conv" else None,
+                        in_shape=tuple(int(d) for d in np.asarray(group["inShape"][()])) if kind == "conv" else (),
                     )
                 )
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -166,10 +201,22 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
     return input_size if input_size is not None else int(layers[0].weight.shape[1]), layers
 
 
+def input_shape_of(path: str | Path) -> tuple[int, ...]:
+    """The input layer's shape ((channels,) or (C, H, W)) of a netx-layout .h5."""
+    input_size, layers = read_lava(path)
+    if layers[0].conv is not None:
+        return layers[0].in_shape
+    return (input_size,)
+
+
 def model_from_lava(path: str | Path) -> LoihiNetwork:
     """Rebuild the torch model an .h5 describes (weights exactly as stored) for `hw verify`."""
     input_size, layers = read_lava(path)
-    hidden, readout = layers[:-1], layers[-1]
+    convs = [l for l in layers if l.conv is not None]
+    if layers[: len(convs)] != convs:
+        raise NeuromemError(f"{path}: a convolution follows a dense layer; neuromem's chains put convolutions first")
+    dense = layers[len(convs):]
+    hidden, readout = dense[:-1], dense[-1]
     config = LoihiNetworkConfig(
         input_size=input_size,
         hidden_sizes=tuple(int(l.weight.shape[0]) for l in hidden),
@@ -177,30 +224,47 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
         num_classes=int(readout.weight.shape[0]),
         hidden={},
         readout={},
+        input_shape=convs[0].in_shape if convs else (input_size,),
+        convs=tuple((int(l.weight.shape[0]), int(l.weight.shape[2]), *l.conv) for l in convs),
     )
-    model = LoihiNetwork(config)
-    previous = input_size
+    try:
+        model = LoihiNetwork(config)
+    except (ValueError, RuntimeError) as err:
+        raise NeuromemError(f"{path}: inconsistent layer shapes ({err})") from None
     for target, source in zip(model.layers, layers):
-        if source.weight.shape[1] != previous:
-            raise NeuromemError(f"{path}: a layer expects {source.weight.shape[1]} inputs but gets {previous}")
-        previous = source.weight.shape[0]
+        expected = tuple(target.synapse.weight.shape)
+        if tuple(source.weight.shape) != expected:
+            raise NeuromemError(f"{path}: a layer's weight is {tuple(source.weight.shape)}, its place in the chain needs {expected}")
         target.parameters_ = source.params
         target.synapse.weight_exp = source.params.weight_exp
-        target.recurrent_exp = source.recurrent_exp
+        if source.conv is None:
+            target.recurrent_exp = source.recurrent_exp
         with torch.no_grad():
             # stored integers w = 2m are represented exactly by the float weight m / 128
             target.synapse.weight.copy_(torch.as_tensor(source.weight / 256.0))
             if source.recurrent_weight is not None:
                 target.recurrent.copy_(torch.as_tensor(source.recurrent_weight / 256.0))
-        weight, recurrent = (w.detach() if w is not None else None for w in target.integer_weights())
+        weight = target.synapse.integer_weight().detach()
+        recurrent = target.integer_weights()[1] if source.conv is None else None
         if not np.array_equal(weight.numpy(), source.weight) or (
-            recurrent is not None and not np.array_equal(recurrent.numpy(), source.recurrent_weight)
+            recurrent is not None and not np.array_equal(recurrent.detach().numpy(), source.recurrent_weight)
         ):
             raise NeuromemError(f"{path}: weights are not 8-bit mixed-sign Loihi weights (even integers in [-256, 254])")
     # record the layers' parameters in the config, so a checkpoint of the rebuilt model rebuilds it
     neuron_fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
-    if hidden and all(l.params == hidden[0].params for l in hidden):
-        model.config.hidden = {k: getattr(hidden[0].params, k) for k in neuron_fields}
+    chain = [*convs, *hidden]
+    if chain and all(l.params == chain[0].params for l in chain):
+        model.config.hidden = {k: getattr(chain[0].params, k) for k in neuron_fields}
     model.config.readout = {k: getattr(readout.params, k) for k in neuron_fields}
     model.eval()
     return model
+
+
+def data_of(path: str | Path) -> tuple[str | None, int | None]:
+    """(data set, time bins) recorded by `export_lava`, (None, None) when the file does not say."""
+    try:
+        with h5py.File(path, "r") as handle:
+            recorded = json.loads(handle.attrs.get("neuromem_data", "{}"))
+    except (OSError, ValueError, TypeError):
+        return None, None
+    return recorded.get("dataset"), recorded.get("time_bins")

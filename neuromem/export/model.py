@@ -1,8 +1,11 @@
-"""A Loihi-trainable network (LoihiLinear hidden layers -> LoihiReadout), its training and checkpoints.
+"""A chain of Loihi layers (LoihiConv2d* -> LoihiLinear* -> LoihiReadout): what runs on the chip.
 
-The SHD model is 700 -> hidden LoihiLinear -> recurrent hidden LoihiLinear ->
-readout. Inputs are binary spikes (Lava's Dense takes unary spikes): event
-counts per bin are clipped to 1. Decisions: argmax of the final readout voltage.
+A cell the ablation grid trained with neuron "loihi" and a Loihi-exportable
+memory is such a chain (front end, then the memory's `chip_layers`, then the
+readout): `chip_network` reads it out of the cell's `MemoryNetwork`, weight for
+weight, and the exporter writes it. Inputs are binary spikes (Lava's Dense and
+Sparse take unary spikes): event counts per bin are clipped to 1. Decisions:
+argmax of the final readout voltage.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 
 from neuromem.errors import NeuromemError
-from neuromem.neurons.loihi import LoihiLinear, LoihiReadout
+from neuromem.neurons.loihi import LoihiConv2d, LoihiLinear, LoihiReadout
 
 CHECKPOINT_KIND = "neuromem.loihi_network"
 
@@ -32,8 +35,17 @@ class LoihiNetworkConfig:
     hidden: dict = field(default_factory=lambda: {"du": 511, "dv": 256, "vth": 16384})
     readout: dict = field(default_factory=lambda: {"du": 4095, "dv": 16})
     logit_scale: float = 1.0 / (64 * 1024)  # readout voltage units -> logits for the loss
+    # convolutions before the dense layers: input (C, H, W) and (out_channels, kernel, stride, padding) each
+    input_shape: tuple[int, ...] = ()
+    convs: tuple[tuple[int, int, int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        self.input_shape = tuple(int(d) for d in self.input_shape) or (int(self.input_size),)
+        self.convs = tuple(tuple(int(v) for v in c) for c in self.convs)
+        if self.convs and len(self.input_shape) != 3:
+            raise ValueError(f"convolutions need a (C, H, W) input_shape, got {self.input_shape}")
+        if int(np.prod(self.input_shape)) != int(self.input_size):
+            raise ValueError(f"input_size {self.input_size} is not the size of input_shape {self.input_shape}")
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         self.recurrent = tuple(bool(r) for r in self.recurrent)
         if len(self.recurrent) != len(self.hidden_sizes):
@@ -44,7 +56,16 @@ class LoihiNetwork(nn.Module):
     def __init__(self, config: LoihiNetworkConfig) -> None:
         super().__init__()
         self.config = config
-        sizes = (config.input_size, *config.hidden_sizes)
+        self.convs = nn.ModuleList()
+        shape = config.input_shape
+        for out_channels, kernel, stride, padding in config.convs:
+            conv = LoihiConv2d(shape[0], out_channels, kernel, stride, padding, **config.hidden)
+            side = lambda n: (n + 2 * padding - kernel) // stride + 1  # noqa: E731
+            conv.in_shape, conv.out_hw = shape, (side(shape[1]), side(shape[2]))
+            self.convs.append(conv)
+            shape = (out_channels, *conv.out_hw)
+        self.conv_shapes = [tuple(c.synapse.weight.shape) for c in self.convs]
+        sizes = (int(np.prod(shape)), *config.hidden_sizes)
         self.hidden = nn.ModuleList(
             LoihiLinear(sizes[i], sizes[i + 1], recurrent=config.recurrent[i], **config.hidden)
             for i in range(len(config.hidden_sizes))
@@ -52,14 +73,15 @@ class LoihiNetwork(nn.Module):
         self.readout = LoihiReadout(sizes[-1], config.num_classes, **config.readout)
 
     @property
-    def layers(self) -> list[LoihiLinear]:
-        return [*self.hidden, self.readout]
+    def layers(self) -> list[nn.Module]:
+        return [*self.convs, *self.hidden, self.readout]
 
     def run(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """inputs (T, batch, input_size) -> (spikes of every layer incl. readout, readout voltages (T, batch, C))."""
+        """inputs (T, batch, *input_shape) -> (spikes of every layer incl. readout, readout voltages (T, batch, C));
+        a convolution's spikes are (T, batch, C, H, W)."""
         x = (inputs > 0).to(torch.float64)
         spikes = []
-        for layer in self.hidden:
+        for layer in [*self.convs, *self.hidden]:
             x = layer(x)
             spikes.append(x)
         readout_spikes, voltages = self.readout.run(x)
@@ -225,6 +247,87 @@ def load_checkpoint(path: str | Path) -> LoihiNetwork:
 
 
 def binary_time_major(inputs: Iterable) -> torch.Tensor:
-    """(N, T, C) counts -> (T, N, C) float64 binary spikes, as the network (and Lava) sees them."""
+    """(N, T, ...) counts -> (T, N, ...) float64 binary spikes, as the network (and Lava) sees them."""
     x = torch.as_tensor(np.array(inputs))
     return (x > 0).to(torch.float64).transpose(0, 1)
+
+
+def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) -> LoihiNetwork:
+    """The chain of Loihi layers one modality's signal passes in a trained `MemoryNetwork` (front end,
+    the memory's `chip_layers`, the readout), as a `LoihiNetwork` holding the same weights.
+
+    A NeuromemError names what is not a chip layer (a float memory, a non-Loihi neuron)."""
+    from neuromem.neurons.loihi import LoihiSpikeReadout
+
+    front = network.front_ends[modality]
+    chip_layers = getattr(network.memory, "chip_layers", None)
+    readout = network.readouts[modality]
+    if chip_layers is None or not isinstance(readout, LoihiSpikeReadout):
+        raise NeuromemError(f"memory '{network.memory.name}' is not a chain of Loihi layers")
+    front_layers = [m for m in front.modules() if isinstance(m, (LoihiLinear, LoihiConv2d))]
+    layers = [*front_layers, *chip_layers(modality)]
+    if not front_layers or not all(isinstance(l, (LoihiLinear, LoihiConv2d)) for l in layers):
+        raise NeuromemError("the cell's layers are not all Loihi layers; train it with `neuromem ablate --neuron loihi`")
+    convs = [l for l in layers if isinstance(l, LoihiConv2d)]
+    dense = [l for l in layers if isinstance(l, LoihiLinear)]
+    if layers[: len(convs)] != convs:
+        raise NeuromemError("a convolution after a dense layer has no Loihi chain form here")
+    params = {l.neuron for l in layers}
+    if len(params) != 1:
+        raise NeuromemError("the cell's hidden layers use different neuron parameters; the chain format keeps one set")
+    fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
+    hidden_params = {k: getattr(layers[0].neuron, k) for k in fields}
+    input_shape = tuple(int(d) for d in input_shape)
+    config = LoihiNetworkConfig(
+        input_size=int(np.prod(input_shape)),
+        hidden_sizes=tuple(l.out_features for l in dense),
+        recurrent=tuple(l.recurrent is not None for l in dense),
+        num_classes=readout.out_features,
+        hidden=hidden_params,
+        readout={k: getattr(readout.neuron, k) for k in fields},
+        logit_scale=float(readout.logit_scale),
+        input_shape=input_shape,
+        convs=tuple((c.synapse.out_channels, c.synapse.kernel_size[0], c.synapse.stride[0], c.synapse.padding[0])
+                    for c in convs),
+    )
+    chain = LoihiNetwork(config)
+    with torch.no_grad():
+        for target, source in zip(chain.layers, [*layers, readout]):
+            target.synapse.weight.copy_(source.synapse.weight.detach())
+            if source.recurrent is not None:
+                target.recurrent.copy_(source.recurrent.detach())
+            if isinstance(source, LoihiLinear):
+                target.recurrent_exp = source.recurrent_exp
+    chain.eval()
+    return chain
+
+
+def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork, str, int | None]:
+    """(chain, data set, time bins) of a grid cell's model.pt; a NeuromemError says why a cell has no chain."""
+    from neuromem.data import get_spec
+    from neuromem.models import build_network
+    from neuromem.train.config import CellConfig
+    from neuromem.train.tasks import TASKS
+
+    try:
+        config = CellConfig.from_dict(dict(checkpoint["config"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise NeuromemError(f"{source}: not a neuromem cell checkpoint ({err})") from None
+    task = TASKS.get(config.modality)
+    if task is None or len(task.datasets) != 1:
+        raise NeuromemError(f"{source}: a '{config.modality}' cell is not one sense's chain; "
+                            "export cells of one data set (e.g. --modality shd or nmnist)")
+    dataset = task.datasets[0]
+    shape = tuple(get_spec(dataset).input_shape)
+    state = checkpoint.get("state_dict", {}).get(dataset)
+    readout = [k for k in (f"readouts.{dataset}.synapse.weight", f"readouts.{dataset}.weight") if k in (state or {})]
+    if not readout:
+        raise NeuromemError(f"{source}: the checkpoint holds no trained '{dataset}' network")
+    network = build_network({dataset: shape}, {dataset: int(state[readout[0]].shape[0])},
+                            config.memory, hidden=config.hidden, neuron=config.neuron,
+                            memory_options=dict(config.memory_options))
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise NeuromemError(f"{source}: weights do not fit the cell's network ({' '.join(str(err).split())[:160]})") from None
+    return chip_network(network.eval(), dataset, shape), dataset, config.time_bins

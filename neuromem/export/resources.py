@@ -110,20 +110,28 @@ def layer_cores(neurons: int, synapses: int) -> int:
 
 
 def loihi_resources(
-    layer_shapes: list[tuple[int, int, bool]],
+    layer_shapes: list[tuple],
     input_spikes: np.ndarray,
     layer_spikes: list[np.ndarray],
     profile: EnergyProfile = LOIHI,
 ) -> LoihiResources:
-    """layer_shapes: (in, out, recurrent) per layer; input_spikes (S, T, in); layer_spikes per layer (S, T, out)."""
+    """layer_shapes: (in, out, recurrent) per dense layer, or (in, out, recurrent, synapses, fan-out) for a sparse
+    one (a convolution: fan-out = synapses / in, each input spike reaches that many neurons on average);
+    input_spikes (S, T, ...); layer_spikes per layer (S, T, ...)."""
     samples, steps = input_spikes.shape[:2]
     layers, synops, updates, spikes, active = [], 0.0, 0.0, 0.0, 0.0
-    presynaptic = (np.asarray(input_spikes) > 0).sum(axis=(1, 2)).mean()
-    for (fan_in, size, recurrent), raster in zip(layer_shapes, layer_spikes):
-        synapses = fan_in * size + (size * size if recurrent else 0)
+    def per_sample(raster) -> float:
+        raster = np.asarray(raster)
+        return float((raster > 0).reshape(raster.shape[0], -1).sum(axis=1).mean())
+
+    presynaptic = per_sample(input_spikes)
+    for shape, raster in zip(layer_shapes, layer_spikes):
+        fan_in, size, recurrent = shape[:3]
+        forward, fanout = (shape[3], shape[4]) if len(shape) > 3 else (fan_in * size, size)
+        synapses = forward + (size * size if recurrent else 0)
         layers.append(LayerResources(size, synapses, layer_cores(size, synapses)))
-        emitted = (np.asarray(raster) > 0).sum(axis=(1, 2)).mean()
-        synops += presynaptic * size + (emitted * size if recurrent else 0.0)
+        emitted = per_sample(raster)
+        synops += presynaptic * fanout + (emitted * size if recurrent else 0.0)
         updates += size * steps
         spikes += emitted
         active += emitted
