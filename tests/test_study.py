@@ -278,3 +278,43 @@ def test_perturbations_are_composable_and_keep_shape():
     assert both.shape == channels.shape and both.dtype == channels.dtype and both[:, 6:].sum() == 0
     for level_zero in (EventNoise(0), EventDropout(0), TimeJitter(0), MaskRegion(0), CutWindow(0)):
         assert (level_zero(frames, rng) == frames).all()
+
+
+@pytest.mark.parametrize("within, between", [(True, True), (True, False), (False, True)])
+def test_cmhan_energy_term_ablations_have_exact_gradients(within, between):
+    import torch
+
+    from neuromem.memory.functional.cmhan import SettleParameters, energy_gradients, total_energy
+
+    torch.manual_seed(0)
+    states = {m: torch.randn(5, 8, dtype=torch.float64, requires_grad=True) for m in ("a", "b")}
+    patterns = {m: torch.randn(6, 8, dtype=torch.float64) for m in ("a", "b")}
+    associations = {("a", "b"): torch.randn(8, 8, dtype=torch.float64), ("b", "a"): torch.randn(8, 8, dtype=torch.float64)}
+    p = SettleParameters(coupling=0.7, within=within, between=between)
+    energy = total_energy(states, patterns, associations, p).sum()
+    expected = torch.autograd.grad(energy, list(states.values()))
+    analytic = energy_gradients({m: h.detach() for m, h in states.items()}, patterns, associations, p)
+    for (m, _), grad in zip(states.items(), expected):
+        assert torch.allclose(analytic[m], grad)
+    only_within = SettleParameters(coupling=0.7, between=False)
+    other = {k: torch.randn(8, 8, dtype=torch.float64) for k in associations}
+    assert torch.equal(total_energy(states, patterns, associations, only_within),
+                       total_energy(states, patterns, other, only_within))  # the coupling is really off
+
+
+def test_cmhan_cccp_update_is_the_one_step_hopfield_update():
+    import torch
+
+    from neuromem.memory import build_memory
+    from neuromem.memory.functional.cmhan import SettleParameters, settle
+
+    torch.manual_seed(1)
+    states = {"a": torch.randn(4, 8)}
+    patterns = {"a": torch.randn(5, 8)}
+    cccp = settle(states, patterns, {}, SettleParameters(steps=1, step_size=0.3, update="cccp", tolerance=0))
+    hopfield = torch.softmax(states["a"] @ patterns["a"].t() / 0.1, dim=-1) @ patterns["a"]
+    assert torch.allclose(cccp.states["a"], hopfield, atol=1e-6)
+    with pytest.raises(ValueError, match="terms must be one of both, within, between"):
+        build_memory("cmhan", {"a": 8}, terms="neither")
+    with pytest.raises(ValueError, match="update must be one of gradient, cccp"):
+        build_memory("cmhan", {"a": 8}, update="adam")

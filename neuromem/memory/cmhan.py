@@ -32,6 +32,11 @@ cross-modal recall is trained directly instead of only through the coupling.
 
 Option names follow the issue's symbols as aliases: lambda = coupling,
 tau = temperature, eta = step_size.
+
+Ablations (the proposal's 4.4): `terms` = both (default) | within (between-modality energy off,
+as coupling=0) | between (within-modality Hopfield energy off); `update` = gradient (default) |
+cccp (the concave-convex step: the one-step Hopfield update plus the coupling's gradient,
+i.e. gradient descent with eta = 1; see functional.cmhan.settle).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.scl import labels_for
 
 ABSENT_INITS = ("prior", "zeros")
+ENERGY_TERMS = ("both", "within", "between")  # energy-term ablations: which terms the settling (and gamma * E) uses
 ALIASES = {"lambda": "coupling", "tau": "temperature", "eta": "step_size"}
 
 
@@ -73,6 +79,8 @@ class CMHANMemory(MemoryModule):
         contrast_temperature: float = 0.1,
         time_bins: int = 10,
         residual: bool = True,
+        terms: str = "both",
+        update: str = "gradient",
         **aliases: Any,
     ) -> None:
         unknown = set(aliases) - set(ALIASES)
@@ -83,7 +91,8 @@ class CMHANMemory(MemoryModule):
         options = dict(
             dim=dim, num_patterns=num_patterns, steps=steps, tolerance=tolerance, absent_init=absent_init,
             alpha=alpha, beta=beta, gamma=gamma, recall_weight=recall_weight,
-            contrast_temperature=contrast_temperature, time_bins=time_bins, residual=residual, **named,
+            contrast_temperature=contrast_temperature, time_bins=time_bins, residual=residual, terms=terms,
+            update=update, **named,
         )
         super().__init__(input_sizes, **options)
         for option in ("dim", "num_patterns", "time_bins"):
@@ -96,11 +105,14 @@ class CMHANMemory(MemoryModule):
             raise ValueError(f"cmhan option contrast_temperature must be > 0, got {contrast_temperature}")
         if not isinstance(residual, bool):
             raise ValueError(f"cmhan option residual must be true or false, got {residual!r}")
+        if terms not in ENERGY_TERMS:
+            raise ValueError(f"cmhan option terms must be one of {', '.join(ENERGY_TERMS)}, got {terms!r}")
         if absent_init not in ABSENT_INITS:
             raise ValueError(f"cmhan option absent_init must be one of {', '.join(ABSENT_INITS)}, got {absent_init!r}")
         self.settle_parameters = SettleParameters(
             coupling=float(named["coupling"]), temperature=float(named["temperature"]),
             step_size=float(named["step_size"]), steps=int(steps), tolerance=float(tolerance),
+            within=terms in ("both", "within"), between=terms in ("both", "between"), update=str(update),
         )
         dim, num_patterns, self.time_bins = int(dim), int(num_patterns), int(time_bins)
         self.projections = nn.ModuleDict({m: nn.Linear(size * self.time_bins, dim) for m, size in input_sizes.items()})

@@ -35,6 +35,7 @@ from typing import Mapping, NamedTuple
 import torch
 
 Pair = tuple[str, str]
+UPDATE_RULES = ("gradient", "cccp")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,15 @@ class SettleParameters:
     step_size: float = 0.5  # eta
     steps: int = 5  # most gradient steps
     tolerance: float = 1e-4  # stop once no state coordinate moves by more than this
+    within: bool = True  # include the within-modality (Hopfield) energy; False: ablation "between only"
+    between: bool = True  # include the between-modality energy; False: ablation "within only"
+    update: str = "gradient"  # "gradient": h -= eta dE/dh; "cccp": the concave-convex step, see `settle`
 
     def __post_init__(self) -> None:
+        if self.update not in UPDATE_RULES:
+            raise ValueError(f"cmhan option update must be one of {', '.join(UPDATE_RULES)}, got {self.update!r}")
+        if not (self.within or self.between):
+            raise ValueError("cmhan options: at least one energy term (within, between) must stay on")
         checks = (
             ("coupling", self.coupling >= 0, ">= 0"),
             ("temperature", self.temperature > 0, "> 0"),
@@ -90,10 +98,14 @@ def total_energy(
     associations: Mapping[Pair, torch.Tensor],
     p: SettleParameters,
 ) -> torch.Tensor:
-    """E per batch row (batch,)."""
-    energy = sum(within_energy(states[m], patterns[m], p.temperature) for m in states)
-    for (m, n), association in associations.items():
-        energy = energy + p.coupling * between_energy(states[m], states[n], association)
+    """E per batch row (batch,), with the terms `p` keeps."""
+    like = next(iter(states.values()))
+    energy = like.new_zeros(len(like))
+    if p.within:
+        energy = energy + sum(within_energy(states[m], patterns[m], p.temperature) for m in states)
+    if p.between:
+        for (m, n), association in associations.items():
+            energy = energy + p.coupling * between_energy(states[m], states[n], association)
     return energy
 
 
@@ -103,9 +115,12 @@ def energy_gradients(
     associations: Mapping[Pair, torch.Tensor],
     p: SettleParameters,
 ) -> dict[str, torch.Tensor]:
-    """Analytic dE/dh_m for every modality."""
-    gradients = {m: within_gradient(states[m], patterns[m], p.temperature) for m in states}
-    if p.coupling > 0:
+    """Analytic dE/dh_m for every modality (of the terms `p` keeps)."""
+    if p.within:
+        gradients = {m: within_gradient(states[m], patterns[m], p.temperature) for m in states}
+    else:
+        gradients = {m: torch.zeros_like(h) for m, h in states.items()}
+    if p.between and p.coupling > 0:
         for (m, n), association in associations.items():
             grad_m, grad_n = between_gradients(states[m], states[n], association)
             gradients[m] = gradients[m] + p.coupling * grad_m
@@ -126,13 +141,20 @@ def settle(
     p: SettleParameters,
     record_energy: bool = False,
 ) -> Settled:
-    """Gradient descent on E from `states`; differentiable w.r.t. states, patterns and associations."""
+    """Descent on E from `states`; differentiable w.r.t. states, patterns and associations.
+
+    update "gradient": h <- h - eta * dE/dh. update "cccp": the concave-convex procedure's step,
+    which minimizes 1/2 |h|^2 (the convex part) against the linearized rest of E at h_t:
+    h <- softmax(X h / tau) X - lambda * dE_between/dh (the one-step Hopfield update plus the
+    coupling's pull). With the within term on this is the gradient step with eta = 1, whatever
+    `step_size` says; with it off the 1/2 |h|^2 term is not in E, so "cccp" takes h <- h - dE/dh."""
     states = dict(states)
     energies = [total_energy(states, patterns, associations, p)] if record_energy else None
     taken = 0
+    eta = 1.0 if p.update == "cccp" else p.step_size
     for _ in range(p.steps):
         gradients = energy_gradients(states, patterns, associations, p)
-        moves = {m: p.step_size * g for m, g in gradients.items()}
+        moves = {m: eta * g for m, g in gradients.items()}
         states = {m: states[m] - moves[m] for m in states}
         taken += 1
         if record_energy:
