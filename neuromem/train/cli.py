@@ -54,6 +54,7 @@ def evaluate(
     robustness: str = typer.Option("", help="Comma list of robustness evaluations: noise, dropout, jitter."),
     completion: str = typer.Option("", help="Comma list of pattern-completion evaluations: drop, mask, window."),
     data_root: Optional[Path] = typer.Option(None, help="Data root the cells were trained on (default: the run's, if it used one)."),
+    allow_stale: bool = typer.Option(False, "--allow-stale", help="Also evaluate cells whose model code changed since training (their weights are loaded into today's network)."),
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
     levels; curves go into the store, the report and one figure per evaluation."""
@@ -81,7 +82,7 @@ def evaluate(
         console.print(f"[green]✓[/] {cell_id}: accuracy at the strongest level " +
                       ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
 
-    count = evaluate_store(store, data_root, chosen, show)
+    count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale)
     paths = write_reports(store)
     console.print(f"evaluated {count} cells ({', '.join(chosen)}); report: {paths['report']}")
 

@@ -106,8 +106,10 @@ def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluat
 
 
 def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
-                   on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None) -> int:
-    """Evaluate every finished cell of the store; returns how many cells were evaluated."""
+                   on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None,
+                   allow_stale: bool = False) -> int:
+    """Evaluate every finished cell of the store; returns how many cells were evaluated. Stale cells
+    (model code changed since training) are skipped unless `allow_stale`."""
     from neuromem.data.cache import root_fingerprint
 
     from neuromem.train.provenance import current_provenance, stale_reason
@@ -127,7 +129,7 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
             on_cell(row["cell_id"], None, "no model.pt")
             continue
         stale = stale_reason(row["metrics"].get("provenance"), current)
-        if stale:  # rebuilt from today's code, the saved weights may not fit (or mean something else)
+        if stale and not allow_stale:  # rebuilt from today's code, the saved weights may not fit (or mean something else)
             on_cell(row["cell_id"], None, f"stale ({stale}); re-train it with `neuromem ablate ... --rerun stale`")
             continue
         try:
