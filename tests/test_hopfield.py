@@ -1,5 +1,6 @@
 """Modern Hopfield retrieval: stored patterns are fixed points, noisy cues converge."""
 
+import pytest
 import torch
 
 from neuromem.memory import build_memory
@@ -50,3 +51,16 @@ def test_module_shapes_and_shared_memory_across_modalities():
     assert output.extras["attention"]["shd"].shape == (4, 8)
     alone = memory({"shd": torch.rand(10, 3, 32)})
     assert set(alone.representations) == {"shd"}
+
+
+def test_module_reads_time_windows():
+    torch.manual_seed(0)
+    memory = build_memory("hopfield", {"shd": 8}, dim=16, num_patterns=8, time_bins=2)
+    early = torch.zeros(10, 1, 8)
+    early[:5] = 1.0
+    late = early.flip(0)  # the same whole-sample rate, in the other half of the sample
+    assert not torch.allclose(memory({"shd": early}).representations["shd"], memory({"shd": late}).representations["shd"])
+    one_bin = build_memory("hopfield", {"shd": 8}, dim=16, num_patterns=8, time_bins=1)
+    torch.testing.assert_close(one_bin({"shd": early}).representations["shd"], one_bin({"shd": late}).representations["shd"])
+    with pytest.raises(ValueError, match="time_bins"):
+        build_memory("hopfield", {"shd": 8}, time_bins=0)

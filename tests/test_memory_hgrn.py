@@ -98,3 +98,21 @@ def test_invalid_options_name_the_option(options):
 def test_learns_a_toy_spike_problem():
     torch.manual_seed(0)
     assert toy_problem_accuracy(build_memory("hgrn", {"shd": 24}, dim=32), steps=40) > 0.8  # chance is 0.25
+
+def test_time_bins_run_the_recurrence_over_window_rates():
+    from neuromem.memory.functional.pooling import binned_rates, windowed_rates
+
+    spikes, _ = toy_spikes(torch.Generator().manual_seed(5))
+    windows = windowed_rates(spikes, 4)
+    assert windows.shape == (4, spikes.shape[1], spikes.shape[2])
+    torch.testing.assert_close(windows.transpose(0, 1).flatten(1), binned_rates(spikes, 4))
+    torch.manual_seed(0)
+    memory = build_memory("hgrn", {"shd": 24}, dim=16, time_bins=4)
+    out = memory({"shd": spikes}).representations["shd"]
+    # the same rates in each window, spikes moved inside it: the same representation
+    moved = spikes.clone()
+    window = spikes.shape[0] // 4
+    moved[:window] = spikes[:window].flip(0)
+    torch.testing.assert_close(memory({"shd": moved}).representations["shd"], out)
+    with pytest.raises(ValueError, match="time_bins"):
+        build_memory("hgrn", {"shd": 8}, time_bins=0)

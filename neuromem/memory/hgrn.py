@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.functional.hgrn import gated_scan, gated_scan_loop, hgru_recurrence, layer_lower_bounds
+from neuromem.memory.functional.pooling import windowed_rates
 
 POOLINGS = ("mean", "last")
 SCANS = {"chunked": gated_scan, "loop": gated_scan_loop}
@@ -64,8 +65,13 @@ class HGRNMemory(MemoryModule):
         expand: int = 2,
         pooling: str = "mean",
         scan: str = "chunked",
+        time_bins: int | None = None,
     ) -> None:
-        super().__init__(input_sizes, dim=dim, layers=layers, expand=expand, pooling=pooling, scan=scan)
+        super().__init__(input_sizes, dim=dim, layers=layers, expand=expand, pooling=pooling, scan=scan,
+                         time_bins=time_bins)
+        if time_bins is not None and (isinstance(time_bins, bool) or not isinstance(time_bins, int) or time_bins < 1):
+            raise ValueError(f"hgrn option time_bins must be a positive integer (or null: every step), got {time_bins!r}")
+        self.time_bins = time_bins
         if int(dim) < 1:
             raise ValueError(f"hgrn option dim must be a positive integer, got {dim}")
         if int(layers) < 1:
@@ -102,7 +108,8 @@ class HGRNMemory(MemoryModule):
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         representations, mean_forget = {}, {}
         for modality, spikes in inputs.items():
-            outputs, forgets = self.encode(self.inputs[modality](spikes))
+            frames = spikes if self.time_bins is None else windowed_rates(spikes, self.time_bins)
+            outputs, forgets = self.encode(self.inputs[modality](frames))
             representations[modality] = outputs.mean(0) if self.pooling == "mean" else outputs[-1]
             mean_forget[modality] = torch.stack([f.detach().mean() for f in forgets])
         # per-layer means, detached: for logging and the engram report, not for a loss
