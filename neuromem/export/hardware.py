@@ -174,3 +174,29 @@ def verify_on_lava(
     report.extra["torch_seconds"] = time.perf_counter() - started
     report.extra["workers"], report.extra["parallel"] = int(workers), int(parallel)
     return report
+
+
+def chip_metrics(network, dataset: str, input_shape, inputs: torch.Tensor) -> dict:
+    """Loihi 2 costs of a trained cell from what its chain does on `inputs` (batch-major counts): spikes,
+    synaptic events and neuron updates per layer, priced with the LOIHI energy profile, and cores from
+    the per-core limits. {} for a cell that is not a chain of Loihi layers (nothing to price)."""
+    from neuromem.export.model import chip_network
+
+    try:
+        chain = chip_network(network, dataset, input_shape)
+    except NeuromemError:
+        return {}
+    with torch.no_grad():
+        x = binary_time_major(inputs)
+        spikes, _ = chain.run(x)
+    rasters = [s.transpose(0, 1).reshape(s.shape[1], s.shape[0], -1).numpy() for s in spikes]
+    resources = loihi_resources(chain_shapes(chain), x.transpose(0, 1).numpy(), rasters)
+    return {
+        "loihi_energy_pj_per_sample": resources.energy_uj_per_inference * 1e6,
+        "loihi_cores": resources.cores,
+        "loihi_neurons": resources.neurons,
+        "loihi_synapses": resources.synapses,
+        "loihi_synaptic_ops_per_sample": resources.synaptic_ops_per_inference,
+        "loihi_spikes_per_sample": resources.spikes_per_inference,
+        "loihi_energy_assumptions": [f"{k}: {v}" for k, v in resources.sources.items()],
+    }
