@@ -40,11 +40,11 @@ decays, wraps, clips) registers with `dynamics=None`, its own `step` and
 `initial_state`: it runs the reference loop on every device, and nothing else.
 
 Adding a model is one file here plus one registration line (the import at the end
-of this file); see `alif.py`. To register a model that needs its own layers (e.g.
-Loihi's `LoihiLinear`), give `layers=` a callable `(kind) -> factory` (kind is
-"linear" or "conv2d"; return None where unsupported) and set `spiking_layers=True`:
-the front ends (`models/frontends.py` NEURON_LAYERS) and the CLI's `--neuron`
-choices are read from this registry.
+of this file); see `alif.py`. `spiking_layers=True` (the default) lets
+`SpikingLinear` / `SpikingConv2d` run it, so the front ends (`models/frontends.py`
+NEURON_LAYERS) and the CLI's `--neuron` choices offer it. A model with layers of its
+own registers with `spiking_layers=False`, and its layer kinds are entered in
+NEURON_LAYERS by name (Loihi: `LoihiLinear` / `LoihiConv2d`, see `loihi.py`).
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ class NeuronModel:
     step: Callable | None = None  # (x, state, p) -> (spikes, state); generated for template models
     initial_state: Callable | None = None  # like -> zero state; generated for template models
     fused_conv: bool = False  # the fused convolution + neuron kernels cover it (no aux trace)
-    spiking_layers: bool = True  # SpikingLinear / SpikingConv2d (or `layers`) build front ends with it
-    layers: Callable[[str], Any] | None = None  # kind -> layer factory, for models with their own layers
+    spiking_layers: bool = True  # SpikingLinear / SpikingConv2d run it (front ends, --neuron)
     doc: str = ""
 
     def __post_init__(self) -> None:
