@@ -64,6 +64,10 @@ def to_nir(model: LoihiNetwork, dt: float = NIR_DT):
     """The float NIR graph of a Loihi network (see module doc)."""
     import nir
 
+    if model.convs:
+        raise NeuromemError("NIR export of a chain with convolutions (an N-MNIST cell) is not implemented yet; "
+                            "export it with --to lava")
+
     nodes = {"input": nir.Input(input_type={"input": np.array([model.config.input_size])})}
     edges, previous = [], "input"
     for index, layer in enumerate(model.layers):
