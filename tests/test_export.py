@@ -129,3 +129,21 @@ def test_cli_exports_checkpoint_to_lava_and_nir(model, tmp_path):
     assert (tmp_path / "net.nir").stat().st_size > 0
     result = runner.invoke(app, ["export", str(checkpoint), "--to", "onnx", "--out", str(tmp_path / "x")])
     assert isinstance(result.exception, NeuromemError) and "valid: lava, nir" in str(result.exception)
+
+
+@pytest.mark.parametrize("memory,reason", [("hgrn", "multiplicative gates"), ("cmhan", "energy descent"),
+                                           ("ttt", "test time"), ("scl", "float rates")])
+def test_export_refusals_give_the_modules_reason_and_a_flag_ablate_accepts(tmp_path, memory, reason):
+    from neuromem.cli import app
+    from neuromem.models.frontends import NEURON_LAYERS
+
+    cell = tmp_path / "run" / "cells" / f"shd-{memory}-loihi-s0-abc" / "model.pt"
+    cell.parent.mkdir(parents=True)
+    torch.save({"config": {"modality": "shd", "memory": memory, "neuron": "loihi"}, "state_dict": {}}, cell)
+    with pytest.raises(NeuromemError, match=f"'{memory}' cannot run on Loihi: .*{reason}.*hopfield-spiking, scl-spiking"):
+        load_for_export(cell.parent)
+    lif = tmp_path / "lif.pt"
+    torch.save({"config": {"modality": "shd", "memory": "hopfield-spiking", "neuron": "lif"}, "state_dict": {}}, lif)
+    with pytest.raises(NeuromemError, match=r"neuromem ablate --neuron loihi --memory hopfield-spiking") as refused:
+        load_for_export(lif)
+    assert "hw train" not in str(refused.value) and "loihi" in NEURON_LAYERS
