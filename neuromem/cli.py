@@ -161,7 +161,7 @@ def ablate(
     max_train_samples: Optional[int] = typer.Option(None, min=1, help="Cap on training samples per data set."),
     memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable); key=v1,v2,v3 is a sweep axis."),
     energy_profile: str = typer.Option("horowitz-45nm", help="Energy profile pricing the cells (finished cells priced otherwise are re-priced, not retrained)."),
-    rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code, version or data changed (default: keep them)."),
+    rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code or neuromem version changed (default: keep them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells the grid would run, one line each, and stop."),
     executor: str = typer.Option("local", help="local or ray."),
     workers: int = typer.Option(1, min=1, help="Local worker processes (executor local)."),

@@ -45,12 +45,10 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def current_provenance(data_fingerprint: str | None = None) -> dict[str, Any]:
-    """The provenance a newly trained cell is stored with."""
-    out = {"neuromem_version": neuromem.__version__, "code_fingerprint": code_fingerprint()}
-    if data_fingerprint:
-        out["data_fingerprint"] = data_fingerprint
-    return out
+def current_provenance() -> dict[str, Any]:
+    """The provenance a newly trained cell is stored with. (The data's fingerprint is part of the
+    cell's identity, `CellConfig.data_fingerprint`: other data is another cell, not a stale one.)"""
+    return {"neuromem_version": neuromem.__version__, "code_fingerprint": code_fingerprint()}
 
 
 def stale_reason(stored: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
@@ -58,8 +56,7 @@ def stale_reason(stored: dict[str, Any] | None, current: dict[str, Any]) -> str 
     if not stored:
         return "recorded without a code fingerprint"
     reasons = []
-    for key, what in (("code_fingerprint", "model code"), ("neuromem_version", "neuromem version"),
-                      ("data_fingerprint", "data")):
+    for key, what in (("code_fingerprint", "model code"), ("neuromem_version", "neuromem version")):
         if key in current and stored.get(key) != current[key]:
             reasons.append(f"{what} {stored.get(key, '?')} -> {current[key]}")
     return "; ".join(reasons) or None

@@ -52,6 +52,8 @@ def flat_rows(store: ResultStore) -> list[dict[str, Any]]:
         row.update({k: config.get(k) for k in CONFIG_COLUMNS})
         row.update({f"{OPTION_PREFIX}{k}": v for k, v in cell.memory_options})
         row.update({k: v for k, v in (metrics.get("provenance") or {}).items() if k in PROVENANCE_COLUMNS})
+        if config.get("data_fingerprint"):
+            row["data_fingerprint"] = config["data_fingerprint"]
         row.update({k: v for k, v in metrics.items() if k not in HIDDEN_METRICS})
         row.setdefault("energy_profile", config.get("energy_profile"))
         rows.append(row)

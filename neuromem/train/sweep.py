@@ -135,7 +135,7 @@ class RunPlan:
         lines = [f"{self.total} cells: {self.total - len(self.pending)} already finished, {len(self.pending)} to run ({executor})"]
         if self.stale:
             head = (f"stale: re-training {len(self.stale)} finished cells (--rerun stale):" if self.rerun_stale else
-                    f"stale: {len(self.stale)} finished cells were computed with other code or data; kept as they are "
+                    f"stale: {len(self.stale)} finished cells were computed with other model code or another neuromem version; kept as they are "
                     "(re-run with --rerun stale to re-train exactly these):")
             lines.append(head)
             lines += [f"  {cell_id}: {reason}" for cell_id, reason in sorted(self.stale.items())]
