@@ -318,3 +318,10 @@ def test_cmhan_cccp_update_is_the_one_step_hopfield_update():
         build_memory("cmhan", {"a": 8}, terms="neither")
     with pytest.raises(ValueError, match="update must be one of gradient, cccp"):
         build_memory("cmhan", {"a": 8}, update="adam")
+
+
+def test_pareto_front_keeps_only_undominated_cells():
+    from neuromem.train.figures import pareto_front
+
+    points = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 60.0), (4.0, 70.0)]
+    assert pareto_front(points) == [3, 0, 1, 4, 5]  # (3, 55) is beaten by (2, 60); ties both stay

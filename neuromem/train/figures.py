@@ -80,13 +80,16 @@ def pareto_figure(groups, path: Path) -> Path | None:
     for index, label in enumerate(labels):
         mine = [(r["energy_pj_per_sample"], 100 * r["test_accuracy"]) for g, r in cells if f"{g.modality} {g.label}" == label]
         ax.scatter(*zip(*mine), label=label, color=colours(index % 10), s=24)
-    points = [(r["energy_pj_per_sample"], 100 * r["test_accuracy"]) for _, r in cells]
-    front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1, label="Pareto front")
+    for style, modality in zip(("--", ":", "-.", (0, (5, 1))) * 4, sorted({g.modality for g, _ in cells})):
+        # one front per modality: accuracies of different tasks are not comparable
+        points = [(r["energy_pj_per_sample"], 100 * r["test_accuracy"]) for g, r in cells if g.modality == modality]
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="k", ls=style, lw=1,
+                label=f"Pareto front ({modality})")
     ax.set_xscale("log")
     ax.set_xlabel(f"energy per sample (pJ, {cells[0][1].get('energy_profile', '?')})")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against energy, one point per cell")
+    ax.set_title("Accuracy against energy, one point per cell, Pareto front per modality")
     ax.legend(fontsize=7, loc="best")
     return _save(figure, path)
 
