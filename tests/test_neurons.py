@@ -64,3 +64,28 @@ def test_recurrent_layer_trains():
     assert spikes.shape == (25, 5, 16)
     spikes.sum().backward()
     assert layer.recurrent.grad is not None and layer.recurrent.grad.abs().sum() > 0
+
+
+def _template_models():
+    from neuromem.neurons.models import get_neuron, neuron_names
+
+    return [name for name in neuron_names() if get_neuron(name).spiking_layers]
+
+
+@pytest.mark.parametrize("neuron", _template_models())
+def test_every_spiking_model_builds_both_front_ends_and_trains(neuron):
+    """Each registered spiking model is a --neuron choice: the SHD and N-MNIST front ends build
+    with it, spike, and pass gradients to every weight."""
+    from neuromem.models.frontends import NEURON_LAYERS, AudioFrontEnd, VisualFrontEnd
+
+    assert neuron in NEURON_LAYERS
+    torch.manual_seed(4)
+    for front_end, inputs in (
+        (AudioFrontEnd((40,), hidden=24, neuron=neuron), (torch.rand(20, 3, 40) < 0.3).float()),
+        (VisualFrontEnd((2, 12, 12), hidden=24, neuron=neuron), (torch.rand(8, 3, 2, 12, 12) < 0.3).float() * 2),
+    ):
+        spikes = front_end(inputs)
+        assert spikes.shape[:2] == inputs.shape[:2] and spikes.shape[-1] == 24
+        (spikes * torch.linspace(0.5, 1.5, 24)).sum().backward()
+        first = next(front_end.parameters())
+        assert first.grad is not None and first.grad.abs().sum() > 0
