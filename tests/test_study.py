@@ -161,7 +161,7 @@ def test_stale_cells_are_listed_kept_and_rerun_exactly(grid, tiny_data, tmp_path
 
     out = tmp_path / "stale"
     shutil.copytree(grid, out)
-    monkeypatch.setattr(provenance, "code_fingerprint", lambda: "changed-code")
+    monkeypatch.setattr(provenance, "code_fingerprint", lambda memory=None: "changed-code")
     with sqlite3.connect(out / "results.sqlite") as db:  # four cells as if trained with the changed code
         rows = db.execute("SELECT cell_id, metrics, finished_at FROM cells ORDER BY cell_id").fetchall()
         fresh = {cell_id for cell_id, _, _ in rows[:4]}
@@ -325,3 +325,13 @@ def test_pareto_front_keeps_only_undominated_cells():
 
     points = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 60.0), (4.0, 70.0)]
     assert pareto_front(points) == [3, 0, 1, 4, 5]  # (3, 55) is beaten by (2, 60); ties both stay
+
+
+def test_code_fingerprint_covers_a_memory_module_and_what_it_imports_only():
+    from neuromem.train.provenance import _memory_files, _package_root, code_fingerprint
+
+    root = _package_root()
+    names = lambda memory: {p.relative_to(root).as_posix() for p in _memory_files(root, memory)}  # noqa: E731
+    assert {"memory/cmhan.py", "memory/functional/cmhan.py", "memory/scl.py"} <= names("cmhan")  # cmhan imports scl
+    assert "memory/cmhan.py" not in names("hopfield") and "memory/hopfield.py" not in names("cmhan")
+    assert code_fingerprint("cmhan") != code_fingerprint("hopfield") != code_fingerprint()

@@ -115,7 +115,6 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
     from neuromem.train.provenance import current_provenance, stale_reason
 
     fingerprint = root_fingerprint(data_root)
-    current = current_provenance()
     count = 0
     for row in store.rows():
         if row["status"] != "ok":
@@ -128,7 +127,7 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
         if not checkpoint.is_file():
             on_cell(row["cell_id"], None, "no model.pt")
             continue
-        stale = stale_reason(row["metrics"].get("provenance"), current)
+        stale = stale_reason(row["metrics"].get("provenance"), current_provenance(config.memory))
         if stale and not allow_stale:  # rebuilt from today's code, the saved weights may not fit (or mean something else)
             on_cell(row["cell_id"], None, f"stale ({stale}); re-train it with `neuromem ablate ... --rerun stale`")
             continue

@@ -37,7 +37,7 @@ def execute_cell(config_data: dict[str, Any], data_root: str, progress: Progress
     return {
         "config": config_data,
         "status": "ok",
-        "metrics": {**outcome.metrics, "provenance": current_provenance()},  # what the cell was computed with
+        "metrics": {**outcome.metrics, "provenance": current_provenance(config.memory)},  # what the cell was computed with
         "representations": outcome.representations,
         "state": outcome.state,
     }

@@ -109,8 +109,9 @@ def expand_grid(modalities: Iterable[str], memories: Iterable[str], seeds: int,
 class RunPlan:
     """What a (re-)run of a grid does with each of its cells."""
 
-    def __init__(self, configs: list[CellConfig], stored: dict[str, dict[str, Any]], current: dict[str, Any],
-                 rerun_stale: bool) -> None:
+    def __init__(self, configs: list[CellConfig], stored: dict[str, dict[str, Any]],
+                 current: Callable[[str], dict[str, Any]], rerun_stale: bool) -> None:
+        """`current(memory)`: the provenance a cell of that memory module would be trained with now."""
         from neuromem.train.provenance import stale_reason
 
         self.total, self.rerun_stale = len(configs), rerun_stale
@@ -122,7 +123,7 @@ class RunPlan:
             if row is None or row["status"] != "ok":
                 self.pending.append(config)
                 continue
-            reason = stale_reason(row["metrics"].get("provenance"), current)
+            reason = stale_reason(row["metrics"].get("provenance"), current(config.memory))
             if reason:
                 self.stale[config.cell_id] = reason
                 if rerun_stale:
@@ -142,11 +143,11 @@ class RunPlan:
         return lines
 
 
-def plan_run(store, configs: list[CellConfig], rerun_stale: bool = False, current: dict[str, Any] | None = None) -> RunPlan:
+def plan_run(store, configs: list[CellConfig], rerun_stale: bool = False) -> RunPlan:
     from neuromem.train.provenance import current_provenance
 
     stored = {row["cell_id"]: row for row in store.rows()}
-    return RunPlan(configs, stored, current or current_provenance(), rerun_stale)
+    return RunPlan(configs, stored, current_provenance, rerun_stale)
 
 
 def print_dry_run(configs: list[CellConfig], out, rerun_stale: bool, say: Callable[[str], None]) -> None:
@@ -157,7 +158,7 @@ def print_dry_run(configs: list[CellConfig], out, rerun_stale: bool, say: Callab
     from neuromem.train.store import ResultStore
 
     store_path = Path(out) / "results.sqlite"
-    plan = plan_run(ResultStore(out), configs, rerun_stale) if store_path.is_file() else RunPlan(configs, {}, {}, rerun_stale)
+    plan = plan_run(ResultStore(out), configs, rerun_stale) if store_path.is_file() else RunPlan(configs, {}, lambda memory: {}, rerun_stale)
     to_run = {c.cell_id for c in plan.pending}
     say(f"dry run: {len(configs)} cells, {len(to_run)} would run, {len(configs) - len(to_run)} already finished")
     for config in configs:
