@@ -40,13 +40,18 @@ class SpikingLayer(nn.Module):
 
     def __init__(self, parameters: Any, recurrent_size: int | None = None) -> None:
         super().__init__()
+        neuron_of(parameters)  # a record of a registered model, or a one-line TypeError here
         self.parameters_ = parameters
-        self.model = neuron_of(parameters)  # the registry entry: every dispatch below reads it
         self.recurrent = None
         if recurrent_size is not None:
             self.recurrent = nn.Parameter(torch.empty(recurrent_size, recurrent_size))
             # orthogonal init keeps recurrent drive bounded at the start of training
             nn.init.orthogonal_(self.recurrent, gain=0.5)
+
+    @property
+    def model(self):
+        """The registry entry of the layer's neuron model (from its parameter record): every dispatch reads it."""
+        return neuron_of(self.parameters_)
 
     @property
     def neuron(self) -> Any:
