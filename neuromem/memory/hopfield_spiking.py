@@ -30,7 +30,10 @@ import torch
 from torch import nn
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
-from neuromem.memory.spiking_layers import lateral_inhibition, layer_kinds, tie_transposed
+from neuromem.memory.spiking_layers import init_for_rate, lateral_inhibition, layer_kinds, tie_transposed
+
+# the firing rate (spikes per neuron per step) a layer initialised by `init_for_rate` at gain 1 settles near
+HIDDEN_RATE = 0.1
 
 
 @register_memory(
@@ -48,18 +51,28 @@ class SpikingHopfieldMemory(MemoryModule):
         dim: int = 128,
         num_patterns: int = 64,
         inhibition: float = 0.25,
+        input_rate: float = 0.1,
+        gain: float = 1.0,
         neuron: str = "lif",
     ) -> None:
-        super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition, neuron=neuron)
+        super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition,
+                         input_rate=input_rate, gain=gain, neuron=neuron)
         for option, value in (("dim", dim), ("num_patterns", num_patterns)):
             if int(value) != value or int(value) < 2:
                 raise ValueError(f"hopfield-spiking option {option} must be an integer >= 2, got {value}")
         if not 0.0 <= float(inhibition) < 1.0:
             raise ValueError(f"hopfield-spiking option inhibition must be in [0, 1), got {inhibition}")
+        if not 0.0 < float(input_rate) <= 1.0:
+            raise ValueError(f"hopfield-spiking option input_rate must be in (0, 1], got {input_rate}")
+        if not float(gain) > 0.0:
+            raise ValueError(f"hopfield-spiking option gain must be > 0, got {gain}")
         kinds = layer_kinds(neuron)
         dim, num_patterns = int(dim), int(num_patterns)
         self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in input_sizes.items()})
         self.patterns = kinds.linear(dim, num_patterns, recurrent=True)
+        for query in self.queries.values():
+            init_for_rate(query, float(input_rate), float(gain))
+        init_for_rate(self.patterns, HIDDEN_RATE, float(gain))
         lateral_inhibition(self.patterns, float(inhibition))
         self.retrieval = kinds.linear(num_patterns, dim)
         tie_transposed(self.retrieval, self.patterns)
