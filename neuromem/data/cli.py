@@ -10,10 +10,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuromem.data.embedded import synthesize
-from neuromem.data.download import fetch as fetch_dataset
-from neuromem.data.registry import dataset_names, get_dataset
 from neuromem.errors import NeuromemError
+
+# The data layer (tonic, h5py, torch) is imported when a command runs, not when the CLI
+# registers its commands: every `neuromem ...` start would otherwise pay ~3 s for it.
+
+
+def dataset_names() -> list[str]:
+    from neuromem.data.registry import dataset_names as names
+
+    return names()
+
+
+def get_dataset(name: str):
+    from neuromem.data.registry import get_dataset as lookup
+
+    return lookup(name)
 
 app = typer.Typer(help="Data sets: write the embedded synthetic stand-ins in the real formats, or fetch the real ones.",
                   no_args_is_help=True)
@@ -67,6 +79,8 @@ def synth(
         if value is not None:
             sizes[key] = value
     kinds = {name: kind for name in names} if kind else None
+    from neuromem.data.embedded import synthesize
+
     marker = synthesize(root, seed=seed, datasets=names, kinds=kinds, **sizes)
     table = Table(title=f"synthetic data under {root} (seed {seed})")
     for column in ("data set", "kind", "split", "samples", "events", "events/sample", "written to"):
@@ -102,6 +116,8 @@ def fetch(
     """Download the real data sets with tonic's downloaders (needs internet)."""
     for name in _datasets(modality):
         started = time.perf_counter()
+        from neuromem.data.download import fetch as fetch_dataset
+
         paths = fetch_dataset(root, name)
         console.print(f"[green]{name}[/green]: {', '.join(str(p) for p in paths)} ({time.perf_counter() - started:.1f} s)")
 

@@ -1,6 +1,18 @@
 """Training cells, the ablation grid, its results store and reports."""
 
-from neuromem.train.config import CellConfig
-from neuromem.train.trainer import CellOutcome, run_cell
+from __future__ import annotations
 
-__all__ = ["CellConfig", "CellOutcome", "run_cell"]
+import importlib
+
+# Loaded on first use, so `neuromem.train.cli` (registered at every CLI start) does not
+# pull in torch and the data layer before a command needs them.
+_EXPORTS = {"CellConfig": "neuromem.train.config", "CellOutcome": "neuromem.train.trainer",
+            "run_cell": "neuromem.train.trainer"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'neuromem.train' has no attribute {name!r}")
