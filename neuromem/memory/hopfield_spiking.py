@@ -34,6 +34,11 @@ from neuromem.memory.spiking_layers import init_for_rate, lateral_inhibition, la
 
 # the firing rate (spikes per neuron per step) a layer initialised by `init_for_rate` at gain 1 settles near
 HIDDEN_RATE = 0.1
+# Default init gain per neuron model. On "loihi" the readout integrates the retrieved spikes over every step
+# (its voltage, not a rate, is the logit), so the retrieved layer must start sparse (~2% per step on SHD) or
+# the first logits are huge (loss ~10-20, the readout's gradient then dominates the clipped update): gain 0.3.
+# lif's readout is a linear layer on firing rates: gain 1.
+DEFAULT_GAIN = {"loihi": 0.3}
 
 
 @register_memory(
@@ -51,8 +56,8 @@ class SpikingHopfieldMemory(MemoryModule):
         dim: int = 128,
         num_patterns: int = 64,
         inhibition: float = 0.25,
-        input_rate: float = 0.1,
-        gain: float = 1.0,
+        input_rate: float = 0.3,
+        gain: float | None = None,
         neuron: str = "lif",
     ) -> None:
         super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition,
@@ -64,6 +69,8 @@ class SpikingHopfieldMemory(MemoryModule):
             raise ValueError(f"hopfield-spiking option inhibition must be in [0, 1), got {inhibition}")
         if not 0.0 < float(input_rate) <= 1.0:
             raise ValueError(f"hopfield-spiking option input_rate must be in (0, 1], got {input_rate}")
+        if gain is None:
+            gain = DEFAULT_GAIN.get(neuron, 1.0)
         if not float(gain) > 0.0:
             raise ValueError(f"hopfield-spiking option gain must be > 0, got {gain}")
         kinds = layer_kinds(neuron)
