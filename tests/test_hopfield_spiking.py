@@ -1,0 +1,67 @@
+"""hopfield-spiking starts with every layer firing (issue 16: it was silent at the default init)."""
+
+import pytest
+import torch
+
+from neuromem.memory import build_memory
+from neuromem.memory.spiking_layers import init_for_rate
+from neuromem.models.frontends import layer_kinds
+
+
+def layer_rates(memory, x):
+    with torch.no_grad():
+        query = memory.queries["shd"](x)
+        winners = memory.patterns(query)
+        retrieved = memory.retrieval(winners)
+    return [float(t.mean()) for t in (query, winners, retrieved)]
+
+
+@pytest.mark.parametrize("neuron", ["lif", "loihi"])
+@pytest.mark.parametrize("rate", [0.05, 0.3])
+def test_every_layer_fires_at_init(neuron, rate):
+    torch.manual_seed(0)
+    memory = build_memory("hopfield-spiking", {"shd": 96}, dim=64, num_patterns=32, input_rate=rate, neuron=neuron).eval()
+    x = (torch.rand(40, 4, 96, generator=torch.Generator().manual_seed(1)) < rate).float()
+    rates = layer_rates(memory, x)
+    # loihi starts sparser by design (gain 0.3: its readout integrates every spike), but never silent
+    assert all(0.0005 < r < 0.6 for r in rates), rates
+    # lateral inhibition keeps the pattern layer sparser than the query
+    assert rates[1] < rates[0], rates
+
+
+@pytest.mark.parametrize("neuron", ["lif", "loihi"])
+def test_different_seeds_give_different_spikes(neuron):
+    x = (torch.rand(40, 4, 20, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    outputs = []
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        memory = build_memory("hopfield-spiking", {"shd": 20}, dim=16, num_patterns=8, neuron=neuron).eval()
+        with torch.no_grad():
+            outputs.append(memory({"shd": x}).representations["shd"])
+    assert outputs[0].sum() > 0 and outputs[1].sum() > 0
+    assert not torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("neuron", ["lif", "loihi"])
+def test_init_for_rate_scales_with_fan_in_and_rate(neuron):
+    torch.manual_seed(0)
+    layer = layer_kinds(neuron).linear(400, 300)
+    init_for_rate(layer, input_rate=0.25, gain=0.5)
+    weight = layer.synapse.weight.detach()
+    assert weight.std().item() == pytest.approx(0.5 / (400 * 0.25) ** 0.5, rel=0.05)
+    assert weight.abs().max() < 1.0
+    if layer.synapse.bias is not None:
+        assert torch.count_nonzero(layer.synapse.bias) == 0
+    init_for_rate(layer, input_rate=1e-4, gain=1.0)  # a huge bound is clipped to the 8-bit weight range
+    assert layer.synapse.weight.abs().max() < 1.0
+
+
+def test_gain_default_depends_on_neuron_and_options_are_checked():
+    torch.manual_seed(0)
+    loihi = build_memory("hopfield-spiking", {"shd": 50}, dim=8, num_patterns=4, neuron="loihi")
+    torch.manual_seed(0)
+    explicit = build_memory("hopfield-spiking", {"shd": 50}, dim=8, num_patterns=4, gain=0.3, neuron="loihi")
+    assert torch.equal(loihi.queries["shd"].synapse.weight, explicit.queries["shd"].synapse.weight)
+    for bad in ({"gain": 0.0}, {"input_rate": 0.0}, {"input_rate": 1.5}):
+        with pytest.raises(ValueError, match="hopfield-spiking option"):
+            build_memory("hopfield-spiking", {"shd": 50}, dim=8, num_patterns=4, **bad)
