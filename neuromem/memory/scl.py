@@ -36,6 +36,23 @@ def labels_for(labels: torch.Tensor | Mapping[str, torch.Tensor], modality: str)
     return labels[modality] if isinstance(labels, Mapping) else labels
 
 
+def check_supcon_options(name: str, temperature: float, loss: str, supcon_weight: float) -> None:
+    """The SupCon options both forms share (scl, scl-spiking), refused in one line naming the module."""
+    if not float(temperature) > 0:
+        raise ValueError(f"{name} option temperature must be > 0, got {temperature}")
+    if loss not in LOSSES:
+        raise ValueError(f"{name} option loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if not float(supcon_weight) >= 0:
+        raise ValueError(f"{name} option supcon_weight must be >= 0, got {supcon_weight}")
+
+
+def stacked_supcon(projections: Mapping[str, torch.Tensor], labels, temperature: float) -> torch.Tensor:
+    """SupCon over every modality's projections stacked into one batch (each with its own labels)."""
+    stacked = torch.cat([projections[m] for m in projections])
+    stacked_labels = torch.cat([labels_for(labels, m) for m in projections])
+    return supcon_loss(stacked, stacked_labels, temperature)
+
+
 @register_memory("scl", "supervised contrastive embedding with projection head; CE, SupCon or both (Khosla et al. 2020)",
                  loihi_reason="LayerNorm MLP encoder on pooled float rates (the spiking form is scl-spiking)")
 class SupConMemory(MemoryModule):
@@ -57,12 +74,7 @@ class SupConMemory(MemoryModule):
         for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim), ("time_bins", time_bins)):
             if int(value) < 1:
                 raise ValueError(f"scl option {option} must be a positive integer, got {value}")
-        if not float(temperature) > 0:
-            raise ValueError(f"scl option temperature must be > 0, got {temperature}")
-        if loss not in LOSSES:
-            raise ValueError(f"scl option loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if not float(supcon_weight) >= 0:
-            raise ValueError(f"scl option supcon_weight must be >= 0, got {supcon_weight}")
+        check_supcon_options("scl", temperature, loss, supcon_weight)
         dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
         self.time_bins = int(time_bins)
         self.encoders = nn.ModuleDict(
@@ -90,6 +102,4 @@ class SupConMemory(MemoryModule):
         projections = output.extras["projections"]
         if self.loss == "ce":
             return next(iter(projections.values())).new_zeros(())
-        stacked = torch.cat([projections[m] for m in projections])
-        stacked_labels = torch.cat([labels_for(labels, m) for m in projections])
-        return self.supcon_weight * supcon_loss(stacked, stacked_labels, self.temperature)
+        return self.supcon_weight * stacked_supcon(projections, labels, self.temperature)

@@ -19,8 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
-from neuromem.memory.functional.scl import supcon_loss
-from neuromem.memory.scl import LOSSES, labels_for
+from neuromem.memory.scl import check_supcon_options, stacked_supcon
 from neuromem.memory.spiking_layers import layer_kinds
 
 
@@ -50,12 +49,7 @@ class SpikingSupConMemory(MemoryModule):
         for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
             if int(value) != value or int(value) < 1:
                 raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
-        if not float(temperature) > 0:
-            raise ValueError(f"scl-spiking option temperature must be > 0, got {temperature}")
-        if loss not in LOSSES:
-            raise ValueError(f"scl-spiking option loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if not float(supcon_weight) >= 0:
-            raise ValueError(f"scl-spiking option supcon_weight must be >= 0, got {supcon_weight}")
+        check_supcon_options("scl-spiking", temperature, loss, supcon_weight)
         kinds = layer_kinds(neuron)
         dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
         self.encoders = nn.ModuleDict(
@@ -84,6 +78,4 @@ class SpikingSupConMemory(MemoryModule):
         projections = output.extras["projections"]
         if not projections:
             return next(iter(output.representations.values())).new_zeros(())
-        stacked = torch.cat([projections[m] for m in projections])
-        stacked_labels = torch.cat([labels_for(labels, m) for m in projections])
-        return self.supcon_weight * supcon_loss(stacked, stacked_labels, self.temperature)
+        return self.supcon_weight * stacked_supcon(projections, labels, self.temperature)
