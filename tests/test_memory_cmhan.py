@@ -78,7 +78,7 @@ def test_info_nce_prefers_aligned_pairs_and_masks_same_concept():
 
 def test_contrast_only_with_two_modalities_present():
     torch.manual_seed(0)
-    options = dict(dim=16, gamma=0.0, alpha=0.0)
+    options = dict(dim=16, gamma=0.0, alpha=0.0, recall_weight=0.0)
     with_contrast = build_memory("cmhan", {"shd": 24, "nmnist": 24}, beta=1.0, **options)
     without = build_memory("cmhan", {"shd": 24, "nmnist": 24}, beta=0.0, **options)
     without.load_state_dict(with_contrast.state_dict())

@@ -25,10 +25,22 @@ auxiliary_loss = alpha * sum_m L_recon(m)          (decoder_m(h_m) vs. pooled ra
                + gamma * mean E                    (energy at the settled states)
                + recall_weight * sum_{m->n} L_recall(m->n)
 
-L_recall is an addition to the issue's loss, off by default (`recall_weight=0`):
-in a joint batch the network also settles with only m present and the
-InfoNCE between the recalled h_n and the jointly settled h_n is minimized, so
-cross-modal recall is trained directly instead of only through the coupling.
+Representation of a present modality (`representation`): "alone" (default)
+settles it as if it were the only one present, the others from their absent
+start; "joint" takes its state settled together with every present modality.
+A joint network is trained on pairs but tested, and cued, with one sense at a
+time: with "joint" the readouts learn to lean on the partner's state through
+the coupling (embedded data, seed 0: 98.2% / 96.5% test accuracy with a
+same-digit partner present, 86.4% / 86.3% alone, where the trainer measures it,
+against 95.6% / 92.0% for two separate networks); "alone" trains exactly what
+is tested. The jointly settled states still carry L_contrast and E.
+
+L_recall is an addition to the issue's loss (`recall_weight`, default 1; it
+needs >= 2 present modalities): with "alone", what `retrieve(m -> n)` returns
+(the state of n settled from m alone) against n's own representation, the one
+recall is ranked against; with "joint", the recalled h_n against the jointly
+settled h_n. Without it the coupling is trained only through L_contrast and
+recall@1 fell to 0.42 / 0.31 under "alone" (0.92 / 0.90 with it).
 
 Option names follow the issue's symbols as aliases: lambda = coupling,
 tau = temperature, eta = step_size.
@@ -54,6 +66,7 @@ from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.scl import labels_for
 
 ABSENT_INITS = ("prior", "zeros")
+REPRESENTATIONS = ("alone", "joint")  # what a present modality's representation is settled with, see `forward`
 ENERGY_TERMS = ("both", "within", "between")  # energy-term ablations: which terms the settling (and gamma * E) uses
 ALIASES = {"lambda": "coupling", "tau": "temperature", "eta": "step_size"}
 
@@ -75,12 +88,13 @@ class CMHANMemory(MemoryModule):
         alpha: float = 1.0,
         beta: float = 1.0,
         gamma: float = 0.01,
-        recall_weight: float = 0.0,
+        recall_weight: float = 1.0,
         contrast_temperature: float = 0.1,
         time_bins: int = 10,
         residual: bool = True,
         terms: str = "both",
         update: str = "gradient",
+        representation: str = "alone",
         **aliases: Any,
     ) -> None:
         unknown = set(aliases) - set(ALIASES)
@@ -92,7 +106,7 @@ class CMHANMemory(MemoryModule):
             dim=dim, num_patterns=num_patterns, steps=steps, tolerance=tolerance, absent_init=absent_init,
             alpha=alpha, beta=beta, gamma=gamma, recall_weight=recall_weight,
             contrast_temperature=contrast_temperature, time_bins=time_bins, residual=residual, terms=terms,
-            update=update, **named,
+            update=update, representation=representation, **named,
         )
         super().__init__(input_sizes, **options)
         for option in ("dim", "num_patterns", "time_bins"):
@@ -107,6 +121,8 @@ class CMHANMemory(MemoryModule):
             raise ValueError(f"cmhan option residual must be true or false, got {residual!r}")
         if terms not in ENERGY_TERMS:
             raise ValueError(f"cmhan option terms must be one of {', '.join(ENERGY_TERMS)}, got {terms!r}")
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"cmhan option representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
         if absent_init not in ABSENT_INITS:
             raise ValueError(f"cmhan option absent_init must be one of {', '.join(ABSENT_INITS)}, got {absent_init!r}")
         self.settle_parameters = SettleParameters(
@@ -129,6 +145,7 @@ class CMHANMemory(MemoryModule):
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.recall_weight, self.contrast_temperature = float(recall_weight), float(contrast_temperature)
         self.residual = bool(residual)
+        self.representation = representation
         self.output_size = dim
 
     @staticmethod
@@ -164,6 +181,14 @@ class CMHANMemory(MemoryModule):
         initial = self.initial_states(projected)
         settled = settle(initial, self._patterns(), self._pairs(), self.settle_parameters)
         energy = total_energy(settled.states, self._patterns(), self._pairs(), self.settle_parameters)
+        if self.representation == "alone" and len(projected) > 1:
+            # each modality settled as if it were the only one present (the others from their absent start):
+            # what it is when tested or cued alone, so its readout cannot lean on its partner's state
+            alone = {m: self.settle({m: projected[m]}).states for m in projected}  # cue m -> every modality's state
+            representations = {m: self.readable(alone[m][m], initial[m]) for m in inputs}
+        else:
+            alone = None
+            representations = {m: self.readable(settled.states[m], initial[m]) for m in inputs}
         extras = {
             "states": settled.states,  # every modality, absent ones included: what the network recalls
             "projected": projected,
@@ -171,8 +196,9 @@ class CMHANMemory(MemoryModule):
             "pooled": pooled,
             "energy": energy,
             "settle_steps": settled.steps,
+            "alone": alone,  # representation "alone" with >= 2 present: cue m alone -> all settled states
         }
-        return MemoryOutput({m: self.readable(settled.states[m], initial[m]) for m in inputs}, extras)
+        return MemoryOutput(representations, extras)
 
     def readable(self, settled: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
         """The representation of a settled state: with `residual`, plus the state it started from;
@@ -198,8 +224,12 @@ class CMHANMemory(MemoryModule):
             loss = loss + self.beta * paired_info_nce(states[m], states[n], self.contrast_temperature, labels_for(labels, m))
         if self.recall_weight > 0 and len(present) >= 2:
             for m, n in permutations(present, 2):
-                recalled = self.settle({m: extras["projected"][m]}).states[n]
+                if extras["alone"] is not None:  # what `retrieve` returns against what n is alone (the gallery)
+                    recalled = self.readable(extras["alone"][m][n], self._absent_state(n, len(labels), extras["projected"][m]))
+                    target = output.representations[n]
+                else:
+                    recalled, target = self.settle({m: extras["projected"][m]}).states[n], states[n]
                 loss = loss + self.recall_weight * paired_info_nce(
-                    recalled, states[n], self.contrast_temperature, labels_for(labels, m)
+                    recalled, target, self.contrast_temperature, labels_for(labels, m)
                 )
         return loss
