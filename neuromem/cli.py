@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from neuromem import cpu_tier
 from neuromem.errors import NeuromemError
 
 console = Console(stderr=True)
@@ -426,6 +427,7 @@ def main() -> None:
     exits = (typer.Exit, *_click_exception_classes("Exit"))
     aborts = (typer.Abort, *_click_exception_classes("Abort"))
     try:
+        cpu_tier.check()
         _register_commands()
         code = app(args=args, prog_name="neuromem", standalone_mode=False)
     except NeuromemError as error:

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from neuromem import cpu_tier
 from neuromem.neurons.functional import buffers
+
+pytestmark = pytest.mark.skipif(not cpu_tier.TUNED, reason="the buffer pool belongs to the tuned CPU tier")
 
 SHAPE = (512, 1024)  # 2 MiB of float32: pooled with the limit below
 

@@ -21,6 +21,7 @@ import os
 import numpy as np
 import torch
 
+from neuromem import cpu_tier
 from neuromem.neurons.functional.jit import kernel
 
 _NO_TRANSPOSE = np.array([ord("N")], dtype=np.uint8)
@@ -39,8 +40,11 @@ def _torch_cpu_library() -> ctypes.CDLL | None:
 
 @functools.lru_cache(maxsize=None)
 def gemm_for(dtype: torch.dtype):
-    """The Fortran gemm (ctypes function, 13 pointer arguments) for float32/float64, or None."""
+    """The Fortran gemm (ctypes function, 13 pointer arguments) for float32/float64, or None (also in
+    the portable CPU tier, which keeps the products in torch)."""
     name = {torch.float32: "sgemm_", torch.float64: "dgemm_"}.get(dtype)
+    if not cpu_tier.TUNED:
+        return None
     library = _torch_cpu_library()
     if name is None or library is None or not hasattr(library, name):
         return None

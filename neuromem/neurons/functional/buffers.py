@@ -20,7 +20,8 @@ smaller ones then measured slower (N-MNIST step 131 vs 124 ms); with today's
 kernels the 20 MB buffers (second convolution, dense input gradient) still
 faulted ~1,700 pages a step, and pooling from 4 MiB cut that to ~120: N-MNIST
 ~95 -> ~89 ms in interleaved A/B runs, SHD unchanged, peak memory of the
-N-MNIST step 146 MB (snnTorch 273). Below 4 MiB glibc's heap serves well.
+N-MNIST step 146 MB (snnTorch 273). Below 4 MiB glibc's heap serves well. The portable CPU tier
+(`neuromem/cpu_tier.py`) does without the pool.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from neuromem import cpu_tier
 POOLED_MIN_BYTES = 4 << 20  # smaller: glibc's heap reuses them
 POOL_FREE_LIMIT_BYTES = 512 << 20  # free pooled bytes kept for reuse at most
 
@@ -98,7 +100,9 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
 
 def empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised contiguous CPU tensor starting on an `ALIGNMENT` boundary; large ones reuse a
-    pooled block nothing refers to any more."""
+    pooled block nothing refers to any more (the portable CPU tier: torch's own allocation)."""
+    if not cpu_tier.TUNED:
+        return torch.empty(tuple(shape), dtype=dtype)
     shape, np_dtype = tuple(shape), _numpy_dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
     if nbytes < POOLED_MIN_BYTES:

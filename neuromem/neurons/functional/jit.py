@@ -12,7 +12,8 @@ rows). Edit one file and a stale copy of it would live on inside the others' cac
 while measuring, the kernels of an unchanged file kept running the old version of a changed
 one. So the cache entries of these files are stamped with the contents of all of them, and of
 the neuron-model and surrogate files whose functions the kernels inline (`neuromem/neurons/models`,
-`neuromem/neurons/surrogates`).
+`neuromem/neurons/surrogates`), and with the CPU tier (`neuromem/cpu_tier.py`), whose choices are
+compiled in; the portable tier's entries live in a subfolder of their own.
 
 `specialize(template, suffix, **names)`: a kernel written once as a template (a plain function
 whose helpers are module globals) compiled for one choice of those helpers, e.g. one neuron
@@ -24,8 +25,13 @@ its own name (`<template>__<suffix>`), so each choice is cached on disk under it
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 from pathlib import Path
+
+from neuromem import cpu_tier
+
+cpu_tier.check()  # a misspelt NEUROMEM_CPU_TIER is an error here, not a silent default
 
 try:
     import numba
@@ -38,7 +44,7 @@ _INLINED_DIRS = (_KERNEL_DIR.parent / "models", _KERNEL_DIR.parent / "surrogates
 
 
 def _kernel_sources_stamp() -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(cpu_tier.TIER.encode())
     for folder in (_KERNEL_DIR, *_INLINED_DIRS):
         for path in sorted(folder.glob("*.py")):
             digest.update(folder.name.encode() + b"/" + path.name.encode() + b"\0" + path.read_bytes())
@@ -49,6 +55,11 @@ def _stamped_with_all_kernel_sources(locator_class: type, stamp: str) -> type:
     class KernelSourcesLocator(locator_class):
         def get_source_stamp(self):
             return stamp
+
+        def get_cache_path(self):
+            # kernels compile the CPU tier's choices in as constants: each tier keeps its own cache
+            path = super().get_cache_path()
+            return path if cpu_tier.TUNED else os.path.join(path, cpu_tier.TIER)
 
         @classmethod
         def from_function(cls, py_func, py_file):

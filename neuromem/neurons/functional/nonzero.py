@@ -13,7 +13,8 @@ Where the CPU has AVX-512, 16 entries at a time go through one compare and a com
 the table and without a branch: N-MNIST's input, 1920 rows of 2312 at 5% from memory, with
 their values, 3.55 -> 0.76 ms; its first layer's spikes, 1920 x 4624 at 1.2%, 2.76 -> 1.43 ms
 (standalone loops, one core). Elsewhere LLVM would expand the compress-store lane by lane, so
-the table path stays.
+the table path stays. The portable CPU tier (`neuromem/cpu_tier.py`) uses neither: one entry at a
+time, `n += bits[j] != 0`, which LLVM vectorises as it can.
 
 An entry whose only set bit is the sign (-0.0) counts as non-zero: it contributes 0 x w to the
 sums, as in the dense product.
@@ -21,6 +22,7 @@ sums, as in the dense product.
 
 from __future__ import annotations
 
+from neuromem import cpu_tier
 from neuromem.neurons.functional.jit import inline_kernel, numba as _numba
 
 BLOCK = 8
@@ -32,8 +34,16 @@ if _numba is not None:
     from numba.core import cgutils, config as _numba_config, types
     from numba.extending import intrinsic
 
-    # kernels compiled for this CPU (numba's default) may use its AVX-512 compress-store
-    COMPRESS_STORE = not _numba_config.CPU_NAME and bool(_llvm.get_host_cpu_features().get("avx512f"))
+    # how rows are scanned (a compile-time constant of the kernels): the tuned CPU tier compresses
+    # 16 entries a store where the kernels are compiled for this CPU (numba's default) and it has
+    # AVX-512, else looks 8-entry lane masks up in the table; the portable tier reads entry by entry
+    SCAN_PLAIN, SCAN_TABLE, SCAN_COMPRESS = 0, 1, 2
+    if not cpu_tier.TUNED:
+        SCAN = SCAN_PLAIN
+    elif not _numba_config.CPU_NAME and _llvm.get_host_cpu_features().get("avx512f"):
+        SCAN = SCAN_COMPRESS
+    else:
+        SCAN = SCAN_TABLE
 
     # per 8-bit mask m: the positions of its set bits, in order (then zeros), and how many
     _SET_BITS = np.zeros((256, BLOCK), dtype=np.int32)
@@ -151,16 +161,16 @@ if _numba is not None:
         return _SET_BIT_COUNT[mask]
 
     @inline_kernel
-    def _scan(bits, indices, row, values, compress):
-        # the non-zero entries of bits, a block at a time (compress: 16 per compress-store, else 8
-        # per table lookup; a constant where it is called, so one branch is compiled), the row's
-        # end one by one; their values too unless values is None
-        width = COMPRESS_BLOCK if compress else BLOCK
+    def _scan(bits, indices, row, values, method):
+        # the non-zero entries of bits, a block at a time (SCAN_COMPRESS: 16 per compress-store,
+        # SCAN_TABLE: 8 per table lookup, SCAN_PLAIN: no blocks; a constant where it is called, so
+        # one branch is compiled), the rest one by one; their values too unless values is None
+        width = COMPRESS_BLOCK if method == SCAN_COMPRESS else BLOCK
         size = bits.shape[0]
-        full = size - size % width
+        full = 0 if method == SCAN_PLAIN else size - size % width
         n = 0
         for j0 in range(0, full, width):
-            if compress:
+            if method == SCAN_COMPRESS:
                 n += _compressed_block(bits, j0, n, indices, row, values)
             else:
                 n += _tabled_block(bits, j0, n, indices, row, values)
@@ -176,11 +186,11 @@ if _numba is not None:
         """The indices of the non-zero entries of a contiguous float row, into `active` (as long as
         the row); returns their count."""
         if row.itemsize == 4:
-            return _scan(row.view(np.uint32), active, row, None, COMPRESS_STORE)
-        return _scan(row.view(np.uint64), active, row, None, COMPRESS_STORE)
+            return _scan(row.view(np.uint32), active, row, None, SCAN)
+        return _scan(row.view(np.uint64), active, row, None, SCAN)
 
     @inline_kernel
     def nonzero_entries_and_values(row, bits, indices, values):
         """`nonzero_entries` that also copies the entries' values; bits: the row as unsigned integers
         of its width. indices/values as long as the row."""
-        return _scan(bits, indices, row, values, COMPRESS_STORE)
+        return _scan(bits, indices, row, values, SCAN)

@@ -24,6 +24,7 @@ import weakref
 
 import torch
 
+from neuromem import cpu_tier
 from neuromem.neurons.functional import blas, buffers
 
 try:
@@ -405,7 +406,10 @@ _known_nonzeros: dict[int, tuple] = {}
 
 def remember_nonzeros(spikes: torch.Tensor, row_starts: torch.Tensor, indices: "np.ndarray") -> None:
     """Record the non-zero entries of contiguous `spikes` seen as rows (rows = row_starts.shape[0] - 1,
-    in storage order): their positions in each row; every value is 1 (spikes)."""
+    in storage order): their positions in each row; every value is 1 (spikes). The portable CPU tier
+    records nothing: the next layer scans the spikes again."""
+    if not cpu_tier.TUNED:
+        return
     for key in [key for key, entry in _known_nonzeros.items() if entry[0]() is None]:
         del _known_nonzeros[key]
     values = np.ones(indices.shape[0], dtype=np.dtype(str(spikes.dtype).removeprefix("torch.")))

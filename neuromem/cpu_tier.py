@@ -1,0 +1,56 @@
+"""The CPU-specific tier of the fast core: one setting for every machine-specific trick.
+
+`NEUROMEM_CPU_TIER`, read once when neuromem is imported:
+
+- `tuned` (the default): the tricks are on. They are
+  - AVX-512 compress-store for the non-zero scan where the CPU has it (`functional/nonzero.py`),
+  - hand-written 8-lane vector code: the scan's lane-mask compare (`nonzero.py`) and the
+    convolution scatter's row updates (`functional/simd.py`),
+  - BLAS (`sgemm_` of torch's own library) called from inside numba kernels (`functional/blas.py`):
+    the recurrent backward in one kernel call, the convolution input gradient as gemm + col2im,
+  - the non-zero side channel: spikes a fused kernel wrote keep the list of their non-zeros for
+    the next layer (`remember_nonzeros` in `functional/sparse.py`),
+  - the buffer pool for large step buffers (`functional/buffers.py`),
+  - `THP_MEM_ALLOC_ENABLE=1` for torch's CPU allocator (set unless the user set it).
+- `portable`: none of them. Plain numba loops that LLVM vectorises for whatever CPU it compiles
+  for, torch products between kernel calls, fresh allocations, every spike tensor scanned anew.
+  The sparse synapses and the fused kernels themselves stay: they are algorithms, not tricks.
+
+Both tiers compute the same spikes; products done by a different routine may differ in the last
+bit of a gradient. The kernels of each tier are cached on disk apart (`functional/jit.py`), so
+switching costs one compile the first time only. The benchmark runs both and reports both.
+"""
+
+from __future__ import annotations
+
+import os
+
+VARIABLE = "NEUROMEM_CPU_TIER"
+TIERS = ("tuned", "portable")
+
+
+def requested() -> str:
+    """The tier the environment asks for; the one-line error names the variable and the choices."""
+    value = os.environ.get(VARIABLE, "").strip().lower() or TIERS[0]
+    if value not in TIERS:
+        from neuromem.errors import NeuromemError
+
+        raise NeuromemError(f"{VARIABLE}={os.environ[VARIABLE]!r} is not a CPU tier; choose one of: {', '.join(TIERS)}")
+    return value
+
+
+def _at_import() -> str:
+    try:
+        return requested()
+    except Exception:  # importing neuromem must not fail: the fast core's modules call `check()`
+        return TIERS[0]
+
+
+TIER = _at_import()
+TUNED = TIER == "tuned"
+
+
+def check() -> str:
+    """Raise the one-line error if the variable holds no valid tier; else the tier in force."""
+    requested()
+    return TIER
