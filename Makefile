@@ -57,7 +57,7 @@ test: install lava browser espeak
 	$(BIN)/python -m pytest tests
 
 bench: install
-	$(BIN)/python -m benchmarks.core_speed --threads 1
+	$(BIN)/python -m benchmarks.core_speed --threads 1 --tiers tuned,portable
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) $(DEMO_OUT)

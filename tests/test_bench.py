@@ -1,5 +1,7 @@
 """The benchmark runs end to end on tiny shapes (a smoke test: no timing is asserted)."""
 
+import re
+
 import pytest
 import torch
 
@@ -106,3 +108,28 @@ def test_cuda_device_refused_where_there_is_none():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="--device: device 'cuda' is not on this machine; valid: auto, cpu"):
         check_arguments("spec", "cuda", None)
+
+
+def test_benchmark_runs_each_cpu_tier_in_its_own_process_and_reports_both(tmp_path):
+    from neuromem.bench.core_speed import main
+
+    out = tmp_path / "RESULTS.md"
+    main(["--quick", "--tiers", "tuned,portable", "--configs", "shd-feedforward", "--inputs", "spec", "--no-memory",
+          "--repetitions", "1", "--data", "random", "--out", str(out)])
+    markdown = out.read_text()
+    assert "| configuration | vs | goal | tuned: neuromem ms, ratio | portable: neuromem ms, ratio |" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| shd-feedforward |")]
+    assert [row.split(" | ")[1] for row in rows] == ["snntorch", "norse"]
+    assert all(len(re.findall(r"\d+\.\d+, \d+\.\d\dx (met|NOT met)", row)) == 2 for row in rows)  # both tiers measured
+    for tier in ("tuned", "portable"):
+        assert f"# CPU tier: {tier}" in markdown and f"- CPU tier: **{tier}**" in markdown
+    assert "Instruction sets: host has" in markdown and "torch kernels dispatch to" in markdown
+    assert "--out" not in markdown.split("# CPU tier: tuned", 1)[1]  # scratch paths are not reported
+
+
+def test_unknown_cpu_tier_is_refused():
+    from neuromem.bench.core_speed import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--tiers", "tuned,avx9000", "--quick"])
+    assert exit_.value.code == 2

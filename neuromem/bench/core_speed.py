@@ -344,6 +344,41 @@ def _load_average() -> tuple[float, float, float] | None:
         return None
 
 
+def instruction_sets() -> dict:
+    """What the timed code ran with: the CPU tier, the vector extensions the host has, what numba
+    compiled its kernels for and what torch's own kernels dispatch to (MKL follows
+    MKL_ENABLE_INSTRUCTIONS, reported as set)."""
+    from neuromem import cpu_tier
+
+    facts = {"cpu_tier": cpu_tier.TIER, "torch_cpu_capability": "unknown", "numba_cpu": "numba unavailable"}
+    try:
+        facts["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # older torch: not reported
+        pass
+    try:
+        from llvmlite import binding
+        from numba.core import config as numba_config
+
+        features = binding.get_host_cpu_features()
+        facts["host_vector_extensions"] = ", ".join(
+            name for name in ("avx2", "fma", "avx512f", "avx512vl", "avx512bw") if features.get(name)
+        ) or "none of avx2/avx512"
+        facts["numba_cpu"] = numba_config.CPU_NAME or f"host ({binding.get_host_cpu_name()})"
+    except Exception:
+        pass
+    facts["mkl_enable_instructions"] = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "unset")
+    return facts
+
+
+def instruction_set_line(info: dict) -> str:
+    return (
+        f"- CPU tier: **{info.get('cpu_tier', '?')}** (NEUROMEM_CPU_TIER; neuromem/cpu_tier.py lists what it switches). "
+        f"Instruction sets: host has {info.get('host_vector_extensions', '?')}; numba kernels compiled for "
+        f"{info.get('numba_cpu', '?')} (NUMBA_CPU_NAME); torch kernels dispatch to {info.get('torch_cpu_capability', '?')}; "
+        f"MKL_ENABLE_INSTRUCTIONS={info.get('mkl_enable_instructions', '?')}"
+    )
+
+
 def machine_info(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -362,6 +397,7 @@ def machine_info(device: torch.device) -> dict:
             versions[name] = f"unavailable ({type(error).__name__})"
     info = {
         "cpu": cpu,
+        **instruction_sets(),
         "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
@@ -395,6 +431,22 @@ def _fmt_density(fraction: float | None) -> str:
     if fraction is None:
         return "?"
     return f"{fraction:.1%}" if fraction == 0 or fraction >= 0.001 else f"{fraction:.3%}"
+
+
+def goal_records(results: list[ConfigResult]) -> list[dict]:
+    """The training-ratio goals as records (configuration, framework, ratio, goal, step times in ms)."""
+    records = []
+    for result in results:
+        if not result.measured or result.inputs != "spec":
+            continue
+        for framework, target in GOALS.get(result.config.name, {}).items():
+            if framework in result.timings:
+                records.append({
+                    "config": result.config.name, "framework": framework, "ratio": result.ratio(framework),
+                    "goal": target, "neuromem_ms": result.timings["neuromem"].train_median,
+                    "framework_ms": result.timings[framework].train_median,
+                })
+    return records
 
 
 def goal_lines(results: list[ConfigResult]) -> list[str]:
@@ -456,6 +508,7 @@ def render_markdown(results: list[ConfigResult], info: dict, settings: dict) -> 
         f"- run: {settings['timestamp']}, command `{settings['command']}`",
         f"- machine: {info['cpu']}, {info['logical_cores']} logical cores, torch threads {info['torch_threads']}, "
         f"device {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else ""),
+        instruction_set_line(info),
         f"- machine load (1/5/15-min load averages) at start {_fmt_load(settings['load'][0])}, at end "
         f"{_fmt_load(settings['load'][1])}: the machine is shared; above {info['logical_cores']} the frameworks "
         "compete with other processes for cores, which penalises many-small-op code most.",
@@ -624,6 +677,67 @@ def run_benchmark(
     return results, markdown
 
 
+def run_tiers(tiers: list[str], argv: list[str], out: str | os.PathLike | None, command: str, log=print) -> str:
+    """The benchmark once per CPU tier, each in a process of its own (the tier is fixed when neuromem
+    is imported), then one report: the goals side by side per tier, then each tier's full results."""
+    import tempfile
+
+    sections, goals = [], {}
+    with tempfile.TemporaryDirectory(prefix="neuromem-bench-") as scratch:
+        for tier in tiers:
+            markdown_path, goals_path = Path(scratch) / f"{tier}.md", Path(scratch) / f"{tier}.json"
+            log(f"CPU tier {tier}: running the benchmark in its own process")
+            completed = subprocess.run(
+                [sys.executable, "-m", "neuromem.bench.core_speed", *argv, "--tiers", tier,
+                 "--out", str(markdown_path), "--goals-json", str(goals_path)],
+                env={**os.environ, "NEUROMEM_CPU_TIER": tier}, stdout=subprocess.DEVNULL,
+            )
+            if completed.returncode != 0 or not markdown_path.exists():
+                raise RuntimeError(f"the benchmark for CPU tier {tier} failed (exit {completed.returncode})")
+            goals[tier] = {(g["config"], g["framework"]): g for g in json.loads(goals_path.read_text())}
+            body = markdown_path.read_text().splitlines()
+            body = [line for line in body[1:] if not line.startswith("Regenerated by")]  # title: the tier's heading
+            sections += [f"# CPU tier: {tier}", *["#" + line if line.startswith("#") else line for line in body]]
+    lines = [
+        "# Spiking core speed: neuromem vs snnTorch vs Norse, per CPU tier",
+        "",
+        f"Regenerated by `{command}`; do not edit by hand. One run per CPU tier (`NEUROMEM_CPU_TIER`, "
+        "neuromem/cpu_tier.py), each in its own process, every framework timed in each run; the sections below "
+        "hold each run's machine, method and tables.",
+        "",
+        "## Training-ratio goals by CPU tier (spec inputs)",
+        "",
+        "| configuration | vs | goal | " + " | ".join(f"{tier}: neuromem ms, ratio" for tier in tiers) + " |",
+        "|---|---|---|" + "---|" * len(tiers),
+    ]
+    keys = list(dict.fromkeys(key for tier in tiers for key in goals[tier]))
+    for config, framework in keys:
+        cells = []
+        for tier in tiers:
+            g = goals[tier].get((config, framework))
+            cells.append("-" if g is None else
+                         f"{g['neuromem_ms']:.1f}, {g['ratio']:.2f}x {'met' if g['ratio'] >= g['goal'] else 'NOT met'}")
+        goal = next(goals[t][(config, framework)]["goal"] for t in tiers if (config, framework) in goals[t])
+        lines.append(f"| {config} | {framework} | >= {goal:g}x | " + " | ".join(cells) + " |")
+    markdown = "\n".join(lines + [""] + sections)
+    if out is not None:
+        Path(out).write_text(markdown + "\n")
+    return markdown
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv less the given options (as `--name value` or `--name=value`)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in options:
+            skip = True
+        elif item.split("=", 1)[0] not in options:
+            kept.append(item)
+    return kept
+
+
 def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = None,
          program: str = "python -m benchmarks.core_speed") -> None:
     import argparse
@@ -645,16 +759,38 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=default_out, help="write the Markdown table here")
+    parser.add_argument("--tiers", default=None,
+                        help="CPU tiers to run, comma list of tuned,portable (default: the one in force); more than one: "
+                             "one process each, one report")
+    parser.add_argument("--goals-json", default=None, help=argparse.SUPPRESS)  # run_tiers reads the goals back
     args = parser.parse_args(argv)
+    from neuromem import cpu_tier
+
+    tiers = list(dict.fromkeys(t.strip() for t in args.tiers.split(","))) if args.tiers else [cpu_tier.TIER]
+    unknown = [t for t in tiers if t not in cpu_tier.TIERS]
+    if unknown:
+        parser.error(f"--tiers {args.tiers}: unknown tier {unknown[0]!r}; choose from {', '.join(cpu_tier.TIERS)}")
+    passed = list(sys.argv[1:] if argv is None else argv)
+    # a run for run_tiers names the command without its scratch paths
+    command = " ".join([program] + (_without(passed, ("--out", "--goals-json")) if args.goals_json else passed))
+    if tiers != [cpu_tier.TIER]:
+        forwarded = _without(passed, ("--tiers", "--out", "--goals-json"))  # run_tiers sets them per tier
+        print(run_tiers(tiers, forwarded, args.out, command, log=lambda line: print(line, file=sys.stderr)))
+        return
     config_names = args.configs.split(",") if args.configs else None
     try:
         check_arguments(args.inputs, args.device, config_names)
     except ValueError as error:
         parser.error(str(error))
-    _, markdown = run_benchmark(
+    results, markdown = run_benchmark(
         quick=args.quick, device=args.device, data=args.data, repetitions=args.repetitions, warmup=args.warmup,
         block=args.block, config_names=config_names, peak_memory=not args.no_memory,
-        out=args.out, threads=args.threads, inputs=parse_inputs(args.inputs),
-        command=" ".join([program] + list(sys.argv[1:] if argv is None else argv)),
+        out=args.out, threads=args.threads, inputs=parse_inputs(args.inputs), command=command,
     )
+    if args.goals_json:
+        Path(args.goals_json).write_text(json.dumps(goal_records(results)))
     print(markdown)
+
+
+if __name__ == "__main__":
+    main()
