@@ -36,7 +36,7 @@ BETA = 0.9
 @dataclass(frozen=True)
 class BenchConfig:
     name: str
-    kind: str  # "shd" | "nmnist"
+    kind: str  # the registered data set the data time and `data` inputs come from
     steps: int
     batch: int
     input_shape: tuple[int, ...]
@@ -46,6 +46,11 @@ class BenchConfig:
     density: float = 0.02  # fraction of non-zero input entries
     memory: str | None = None
     memory_options: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> bool:
+        """(channels, height, width) input: the convolutional front end; else (features,): dense."""
+        return len(self.input_shape) == 3
 
     def scaled(self, steps: int, batch: int) -> "BenchConfig":
         return BenchConfig(
@@ -112,7 +117,7 @@ def _head(config: BenchConfig, features: int) -> nn.Module:
 class NeuromemNet(nn.Module):
     def __init__(self, config: BenchConfig) -> None:
         super().__init__()
-        if config.kind == "shd":
+        if not config.frames:
             self.front = nn.Sequential(
                 SpikingLinear(config.input_shape[0], config.hidden, recurrent=config.recurrent, beta=BETA)
             )
@@ -150,7 +155,7 @@ class SnntorchNet(nn.Module):
         import snntorch as snn
 
         self.config = config
-        if config.kind == "shd":
+        if not config.frames:
             self.fc = nn.Linear(config.input_shape[0], config.hidden)
             if config.recurrent:
                 self.lif = snn.RLeaky(beta=BETA, linear_features=config.hidden)
@@ -173,13 +178,13 @@ class SnntorchNet(nn.Module):
             spk, mem = self.lif.init_rleaky()
         else:
             mem = self.lif.init_leaky()
-        if config.kind == "nmnist":
+        if config.frames:
             mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
         if not config.memory:
             mem_out = self.readout.init_leaky()
         hidden_spikes, readout = [], []
         for x in inputs:
-            if config.kind == "nmnist":
+            if config.frames:
                 spk1, mem1 = self.lif1(self.conv1(x), mem1)
                 spk2, mem2 = self.lif2(self.conv2(spk1), mem2)
                 x = spk2.flatten(1)
@@ -206,7 +211,7 @@ class NorseNet(nn.Module):
         import norse.torch as norse
 
         self.config = config
-        if config.kind == "shd":
+        if not config.frames:
             if config.recurrent:
                 layers = [norse.LIFRecurrent(config.input_shape[0], config.hidden)]
             else:

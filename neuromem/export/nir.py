@@ -123,16 +123,13 @@ class NIRNetwork(nn.Module):
 
     def run(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """All stages' outputs and the last spiking stage's final membrane (batch, out)."""
-        from neuromem.neurons.functional.lif import CUBAParameters, cuba_sequence, lif_sequence
+        from neuromem.neurons.functional.neuron import neuron_sequence
+        from neuromem.neurons.models import neuron_of
 
         outputs, membrane, x = [], None, inputs
         for stage in self.stages:
             if isinstance(stage, SpikingLinear):
-                currents = stage.project(x)
-                if isinstance(stage.neuron, CUBAParameters):
-                    x, state = cuba_sequence(currents, stage.neuron, stage.recurrent)
-                else:
-                    x, state = lif_sequence(currents, stage.neuron, stage.recurrent)
+                x, state = neuron_sequence(neuron_of(stage.neuron), stage.project(x), stage.neuron, stage.recurrent)
                 membrane = state.membrane
             else:
                 x = stage(x)

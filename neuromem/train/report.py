@@ -37,7 +37,15 @@ CONFIG_COLUMNS = ("modality", "memory", "neuron", "seed", "epochs", "hidden", "l
 PROVENANCE_COLUMNS = ("neuromem_version", "code_fingerprint", "data_fingerprint")
 HIDDEN_METRICS = {"traceback", "provenance"}
 OPTION_PREFIX = "option."
-VISUAL, AUDITORY = "nmnist", "shd"
+
+
+def _senses_of(modality: str) -> tuple[str, ...]:
+    """The data sets a cross-modal task (joint, parallel) trains on; () for a single data set (or a
+    modality no longer registered: its rows still show, without per-sense columns)."""
+    from neuromem.train.tasks import TASKS
+
+    task = TASKS.get(modality)
+    return task.datasets if task is not None and len(task.datasets) > 1 else ()
 
 
 def flat_rows(store: ResultStore) -> list[dict[str, Any]]:
@@ -142,14 +150,14 @@ def _table(header: list[str], body: list[list[str]]) -> str:
 
 def _accuracy_table(groups: list[Group]) -> str:
     """One row per (modality, memory, variant): n, mean ± std, 95% interval, per-sense accuracy."""
-    senses = [s for s in (VISUAL, AUDITORY) if any(g.by_seed(f"test_accuracy_{s}") for g in groups
-                                                  if g.modality not in (VISUAL, AUDITORY))]
+    candidates = dict.fromkeys(s for g in groups for s in _senses_of(g.modality))
+    senses = [s for s in candidates if any(g.by_seed(f"test_accuracy_{s}") for g in groups if _senses_of(g.modality))]
     header = ["modality", "memory", "variant", "n", "test accuracy, mean ± std", f"{100 * CONFIDENCE:.0f}% CI",
               *(f"{s} (joint/parallel)" for s in senses), "seeds"]
     body = []
     for g in groups:
         summary = g.summary("test_accuracy")
-        per_sense = [_mean_std(g.summary(f"test_accuracy_{s}")) if g.modality not in (VISUAL, AUDITORY) else ""
+        per_sense = [_mean_std(g.summary(f"test_accuracy_{s}")) if s in _senses_of(g.modality) else ""
                      for s in senses]
         body.append([g.modality, g.memory, g.variant, str(summary.n), _mean_std(summary), _interval(summary),
                      *per_sense, ",".join(str(s) for s in sorted(g.by_seed("test_accuracy")))])

@@ -23,6 +23,7 @@ from neuromem.neurons.models import (
     MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
 from neuromem.neurons.models.lif import Reset
+from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,12 @@ def _threshold(a, c):
 
 
 def _charge(drive, v, s, a, c, zero_reset):
-    beta = c[0]
-    if zero_reset:
-        return (beta - beta * s) * v + drive
-    return beta * v + drive - s * (c[1] + c[2] * a)  # b_t (the functions do not call each other: numba compiles each alone)
+    # b_t written out: the model's functions do not call each other (numba compiles each alone)
+    return leaky_charge(drive, v, s, c[0], c[1] + c[2] * a, zero_reset)
 
 
 def _leak(s, c, zero_reset):
-    beta = c[0]
-    if zero_reset:
-        return beta - beta * s
-    return beta
+    return leaky_leak(s, c[0], zero_reset)
 
 
 ALIF = register_neuron(

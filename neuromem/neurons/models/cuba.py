@@ -16,6 +16,7 @@ from neuromem.neurons.models import (
     MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
 from neuromem.neurons.models.lif import Reset
+from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,7 @@ def _current(current, drive, s, c):
 
 
 def _charge(drive, v, s, current, c, zero_reset):
-    alpha, beta, threshold = c
-    if zero_reset:
-        return (beta - beta * s) * v + current
-    return beta * v + current - s * threshold
+    return leaky_charge(current, v, s, c[1], c[2], zero_reset)
 
 
 def _threshold(current, c):
@@ -59,10 +57,7 @@ def _threshold(current, c):
 
 
 def _leak(s, c, zero_reset):
-    beta = c[1]
-    if zero_reset:
-        return beta - beta * s
-    return beta
+    return leaky_leak(s, c[1], zero_reset)
 
 
 def _current_decay(c):

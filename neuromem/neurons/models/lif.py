@@ -15,6 +15,7 @@ import torch
 from neuromem.neurons.models import (
     MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
+from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
 
 Reset = Literal["subtract", "zero"]
 
@@ -44,11 +45,7 @@ def _constants(p: LIFParameters) -> tuple[float, ...]:
 
 
 def _charge(drive, v, s, aux, c, zero_reset):
-    beta, threshold = c
-    if zero_reset:
-        # beta (1 - s) for a spike s in {0, 1}, without a float literal
-        return (beta - beta * s) * v + drive
-    return beta * v + drive - s * threshold
+    return leaky_charge(drive, v, s, c[0], c[1], zero_reset)
 
 
 def _threshold(aux, c):
@@ -56,10 +53,7 @@ def _threshold(aux, c):
 
 
 def _leak(s, c, zero_reset):
-    beta = c[0]
-    if zero_reset:
-        return beta - beta * s
-    return beta
+    return leaky_leak(s, c[0], zero_reset)
 
 
 LIF = register_neuron(
