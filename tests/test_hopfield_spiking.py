@@ -65,3 +65,45 @@ def test_gain_default_depends_on_neuron_and_options_are_checked():
     for bad in ({"gain": 0.0}, {"input_rate": 0.0}, {"input_rate": 1.5}):
         with pytest.raises(ValueError, match="hopfield-spiking option"):
             build_memory("hopfield-spiking", {"shd": 50}, dim=8, num_patterns=4, **bad)
+
+
+@pytest.mark.parametrize("memory", ["hopfield-spiking", "scl-spiking"])
+def test_surrogate_slope_changes_the_backward_pass_only(memory):
+    x = (torch.rand(30, 4, 40, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    results = []
+    for slope in (None, 4.0):
+        torch.manual_seed(0)
+        module = build_memory(memory, {"shd": 40}, dim=16, neuron="loihi", surrogate_slope=slope)
+        layers = [l for l in module.modules() if hasattr(l, "parameters_")]
+        assert {l.neuron.surrogate_slope for l in layers} == {1.0 if slope is None else slope}
+        inputs = x.clone().requires_grad_(True)
+        spikes = module({"shd": inputs}).extras["output_spikes"]["shd"]
+        (spikes * torch.linspace(-1, 1, spikes.shape[-1])).sum().backward()
+        results.append((spikes.detach(), inputs.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0])  # same spikes: what a chip runs does not change
+    assert not torch.allclose(results[0][1], results[1][1])  # different gradients
+    with pytest.raises(ValueError, match=f"{memory} option surrogate_slope"):
+        build_memory(memory, {"shd": 40}, dim=16, neuron="loihi", surrogate_slope=0.0)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "loihi"])
+def test_relay_neurons_carry_the_query_beside_the_tied_patterns(neuron):
+    torch.manual_seed(0)
+    memory = build_memory("hopfield-spiking", {"shd": 30}, dim=12, num_patterns=5, relay=7, neuron=neuron)
+    patterns, retrieval = memory.patterns, memory.retrieval
+    assert retrieval.synapse.weight.shape == (12, 12)
+    # the first 5 inputs of the retrieved layer are the patterns' transpose (tied), the 7 relay inputs its own
+    assert torch.equal(retrieval.synapse.weight[:, :5], patterns.synapse.weight[:5].t())
+    with torch.no_grad():
+        patterns.synapse.weight[:5] += 0.01
+    assert torch.equal(retrieval.synapse.weight[:, :5], patterns.synapse.weight[:5].t())
+    recurrent = patterns.recurrent.weight if isinstance(patterns.recurrent, torch.nn.Module) else patterns.recurrent
+    assert torch.count_nonzero(recurrent[5:]) == 0 and torch.count_nonzero(recurrent[:, 5:]) == 0
+    assert torch.equal(recurrent[:5, :5], -0.25 * (1.0 - torch.eye(5)))
+    x = (torch.rand(30, 4, 30) < 0.3).float()
+    out = memory({"shd": x})
+    assert out.extras["pattern_rates"]["shd"].shape == (4, 5)
+    (out.extras["output_spikes"]["shd"].sum()).backward()
+    assert retrieval.synapse.extra.grad is not None and patterns.synapse.weight.grad is not None
+    with pytest.raises(ValueError, match="relay"):
+        build_memory("hopfield-spiking", {"shd": 30}, dim=12, num_patterns=5, relay=-1, neuron=neuron)

@@ -272,10 +272,11 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
     dense = [l for l in layers if isinstance(l, LoihiLinear)]
     if layers[: len(convs)] != convs:
         raise NeuromemError("a convolution after a dense layer has no Loihi chain form here")
-    params = {l.neuron for l in layers}
+    fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
+    # what the chip runs; the surrogate (training's backward pass only) may differ between layers
+    params = {tuple(getattr(l.neuron, k) for k in fields) for l in layers}
     if len(params) != 1:
         raise NeuromemError("the cell's hidden layers use different neuron parameters; the chain format keeps one set")
-    fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
     hidden_params = {k: getattr(layers[0].neuron, k) for k in fields}
     input_shape = tuple(int(d) for d in input_shape)
     config = LoihiNetworkConfig(

@@ -30,7 +30,14 @@ import torch
 from torch import nn
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
-from neuromem.memory.spiking_layers import init_for_rate, lateral_inhibition, layer_kinds, tie_transposed
+from neuromem.memory.spiking_layers import (
+    DEFAULT_SURROGATE_SLOPE,
+    init_for_rate,
+    lateral_inhibition,
+    layer_kinds,
+    set_surrogate_slope,
+    tie_transposed,
+)
 
 # the firing rate (spikes per neuron per step) a layer initialised by `init_for_rate` at gain 1 settles near
 HIDDEN_RATE = 0.1
@@ -58,13 +65,18 @@ class SpikingHopfieldMemory(MemoryModule):
         inhibition: float = 0.25,
         input_rate: float = 0.3,
         gain: float | None = None,
+        surrogate_slope: float | None = None,
+        relay: int = 0,
         neuron: str = "lif",
     ) -> None:
         super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition,
-                         input_rate=input_rate, gain=gain, neuron=neuron)
+                         input_rate=input_rate, gain=gain, surrogate_slope=surrogate_slope, relay=relay,
+                         neuron=neuron)
         for option, value in (("dim", dim), ("num_patterns", num_patterns)):
             if int(value) != value or int(value) < 2:
                 raise ValueError(f"hopfield-spiking option {option} must be an integer >= 2, got {value}")
+        if isinstance(relay, bool) or int(relay) != relay or int(relay) < 0:
+            raise ValueError(f"hopfield-spiking option relay must be an integer >= 0, got {relay}")
         if not 0.0 <= float(inhibition) < 1.0:
             raise ValueError(f"hopfield-spiking option inhibition must be in [0, 1), got {inhibition}")
         if not 0.0 < float(input_rate) <= 1.0:
@@ -73,16 +85,26 @@ class SpikingHopfieldMemory(MemoryModule):
             gain = DEFAULT_GAIN.get(neuron, 1.0)
         if not float(gain) > 0.0:
             raise ValueError(f"hopfield-spiking option gain must be > 0, got {gain}")
+        if surrogate_slope is None:
+            surrogate_slope = DEFAULT_SURROGATE_SLOPE.get(neuron)
+        if surrogate_slope is not None and not float(surrogate_slope) > 0.0:
+            raise ValueError(f"hopfield-spiking option surrogate_slope must be > 0, got {surrogate_slope}")
         kinds = layer_kinds(neuron)
-        dim, num_patterns = int(dim), int(num_patterns)
+        dim, num_patterns, relay = int(dim), int(num_patterns), int(relay)
+        self.num_patterns = num_patterns
         self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in input_sizes.items()})
-        self.patterns = kinds.linear(dim, num_patterns, recurrent=True)
+        # the pattern layer's first num_patterns neurons are the patterns; the `relay` neurons after them
+        # (not inhibited, own weights) carry the query on to the retrieved layer beside the patterns
+        self.patterns = kinds.linear(dim, num_patterns + relay, recurrent=True)
         for query in self.queries.values():
             init_for_rate(query, float(input_rate), float(gain))
         init_for_rate(self.patterns, HIDDEN_RATE, float(gain))
-        lateral_inhibition(self.patterns, float(inhibition))
-        self.retrieval = kinds.linear(num_patterns, dim)
-        tie_transposed(self.retrieval, self.patterns)
+        lateral_inhibition(self.patterns, float(inhibition), num_patterns)
+        self.retrieval = kinds.linear(num_patterns + relay, dim)
+        if relay:
+            init_for_rate(self.retrieval, HIDDEN_RATE, float(gain))  # the relay's columns keep this init
+        tie_transposed(self.retrieval, self.patterns, rows=num_patterns)
+        set_surrogate_slope([*self.queries.values(), self.patterns, self.retrieval], surrogate_slope)
         self.output_size = dim
 
     def chip_layers(self, modality: str) -> list[nn.Module]:
@@ -97,5 +119,5 @@ class SpikingHopfieldMemory(MemoryModule):
             retrieved = self.retrieval(winners)
             spikes[modality] = retrieved
             representations[modality] = retrieved.mean(0)
-            pattern_rates[modality] = winners.mean(0)
+            pattern_rates[modality] = winners[..., : self.num_patterns].mean(0)
         return MemoryOutput(representations, {OUTPUT_SPIKES: spikes, "pattern_rates": pattern_rates})

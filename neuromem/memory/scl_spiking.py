@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.scl import check_supcon_options, stacked_supcon
-from neuromem.memory.spiking_layers import layer_kinds
+from neuromem.memory.spiking_layers import DEFAULT_SURROGATE_SLOPE, layer_kinds, set_surrogate_slope
 
 
 @register_memory(
@@ -40,21 +40,28 @@ class SpikingSupConMemory(MemoryModule):
         temperature: float = 0.1,
         loss: str = "both",
         supcon_weight: float = 1.0,
+        surrogate_slope: float | None = None,
         neuron: str = "lif",
     ) -> None:
         super().__init__(
             input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,
-            loss=loss, supcon_weight=supcon_weight, neuron=neuron,
+            loss=loss, supcon_weight=supcon_weight, surrogate_slope=surrogate_slope, neuron=neuron,
         )
         for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
             if int(value) != value or int(value) < 1:
                 raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
         check_supcon_options("scl-spiking", temperature, loss, supcon_weight)
+        if surrogate_slope is None:  # see DEFAULT_SURROGATE_SLOPE
+            surrogate_slope = DEFAULT_SURROGATE_SLOPE.get(neuron)
+        if surrogate_slope is not None and not float(surrogate_slope) > 0.0:
+            raise ValueError(f"scl-spiking option surrogate_slope must be > 0, got {surrogate_slope}")
         kinds = layer_kinds(neuron)
         dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
         self.encoders = nn.ModuleDict(
             {m: nn.Sequential(kinds.linear(size, hidden), kinds.linear(hidden, dim)) for m, size in input_sizes.items()}
         )
+        for encoder in self.encoders.values():
+            set_surrogate_slope(encoder, surrogate_slope)
         self.projection_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, projection_dim))
         self.temperature, self.loss, self.supcon_weight = float(temperature), loss, float(supcon_weight)
         self.output_size = dim

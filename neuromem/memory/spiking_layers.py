@@ -3,9 +3,17 @@ fixed lateral inhibition, and a layer whose synapse is the transpose of another'
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# Default surrogate slope of the memory's neurons per neuron model (None: the model's own). A Loihi neuron's
+# long current and voltage time constants make each layer's backward gain large: at the model's slope 4 the
+# front end's gradient norm is ~15,000 behind hopfield-spiking (~60 behind the float hopfield) and the memory's
+# layers learn slowly; at slope 1 it is ~1,600 and a 640-sample screen learns about twice as fast.
+DEFAULT_SURROGATE_SLOPE = {"loihi": 1.0}
 
 
 def layer_kinds(neuron: str):
@@ -20,27 +28,40 @@ def layer_kinds(neuron: str):
 
 class TransposedLinear(nn.Linear):
     """A linear synapse whose weight is the transpose of another linear synapse's (tied: no weight of its
-    own), with its own bias where the source layer kind has one."""
+    own), optionally of its first `rows` rows only, followed by columns of its own (`extra`, trained) for
+    further inputs; with its own bias where the source layer kind has one."""
 
-    def __init__(self, source: nn.Linear, bias: bool) -> None:
+    def __init__(self, source: nn.Linear, bias: bool, rows: int | None = None, extra: torch.Tensor | None = None) -> None:
         super().__init__(1, 1, bias=False)
         del self.weight
         object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
-        self.in_features, self.out_features = source.out_features, source.in_features
+        self.rows = source.out_features if rows is None else int(rows)
+        self.extra = None if extra is None else nn.Parameter(extra.detach().clone())
+        self.in_features = self.rows + (0 if extra is None else int(extra.shape[1]))
+        self.out_features = source.in_features
         self.bias = nn.Parameter(torch.zeros(source.in_features)) if bias else None
 
     @property
     def weight(self) -> torch.Tensor:
-        return self._source.weight.t()
+        tied = self._source.weight[: self.rows].t()
+        return tied if self.extra is None else torch.cat([tied, self.extra], dim=1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return F.linear(inputs.flatten(1) if inputs.dim() > 2 else inputs, self.weight, self.bias)
 
 
-def tie_transposed(layer: nn.Module, source: nn.Module) -> None:
-    """Make `layer`'s synapse the transpose of `source`'s (Loihi synapses know their own transposed form)."""
+def tie_transposed(layer: nn.Module, source: nn.Module, rows: int | None = None) -> None:
+    """Make `layer`'s synapse the transpose of `source`'s (Loihi synapses know their own transposed form).
+    With `rows`, only the source's first `rows` outputs are tied; `layer`'s further inputs keep the weights
+    `layer` was initialised with, as its own."""
+    rows = source.synapse.weight.shape[0] if rows is None else int(rows)
+    own = layer.synapse.weight.detach()[:, rows:]
+    extra = own if own.shape[1] else None
     transposed = getattr(source.synapse, "transposed", None)
-    layer.synapse = transposed() if transposed is not None else TransposedLinear(source.synapse, layer.synapse.bias is not None)
+    if transposed is not None:
+        layer.synapse = transposed(rows, extra)
+    else:
+        layer.synapse = TransposedLinear(source.synapse, layer.synapse.bias is not None, rows, extra)
 
 
 def init_for_rate(layer: nn.Module, input_rate: float, gain: float = 1.0) -> None:
@@ -59,11 +80,24 @@ def init_for_rate(layer: nn.Module, input_rate: float, gain: float = 1.0) -> Non
             synapse.bias.zero_()
 
 
-def lateral_inhibition(layer: nn.Module, strength: float) -> None:
-    """Fix `layer`'s recurrent weight to -strength between different neurons, 0 onto themselves (not trained)."""
+def lateral_inhibition(layer: nn.Module, strength: float, size: int | None = None) -> None:
+    """Fix `layer`'s recurrent weight to -strength between different neurons among its first `size` (all by
+    default), 0 onto themselves and to or from the others (not trained)."""
     recurrent = layer.recurrent
     weight = recurrent.weight if isinstance(recurrent, nn.Module) else recurrent
-    size = weight.shape[0]
+    total = weight.shape[0]
+    size = total if size is None else int(size)
+    block = torch.zeros(total, total, dtype=weight.dtype)
+    block[:size, :size] = -strength * (1.0 - torch.eye(size, dtype=weight.dtype))
     with torch.no_grad():
-        weight.copy_(-strength * (1.0 - torch.eye(size, dtype=weight.dtype)))
+        weight.copy_(block)
     weight.requires_grad_(False)
+
+
+def set_surrogate_slope(layers, slope: float | None) -> None:
+    """Give `layers`' neurons the surrogate slope `slope` (None: keep the model's). Backward pass only: the
+    spikes, and so the exported network, do not change."""
+    if slope is None:
+        return
+    for layer in layers:
+        layer.parameters_ = dataclasses.replace(layer.parameters_, surrogate_slope=float(slope))

@@ -70,31 +70,37 @@ class QuantizedDense(nn.Linear):
         accumulated = spikes.to(torch.float64) @ self.integer_weight().to(torch.float64).t()
         return shift_activation(accumulated, self.weight_exp)
 
-    def transposed(self) -> "TransposedQuantizedDense":
-        return TransposedQuantizedDense(self)
+    def transposed(self, rows: int | None = None, extra: torch.Tensor | None = None) -> "TransposedQuantizedDense":
+        return TransposedQuantizedDense(self, rows, extra)
 
 
 class TransposedQuantizedDense(nn.Linear):
-    """The transpose of another `QuantizedDense`'s integer weights (tied: no weight of its own).
+    """The transpose of another `QuantizedDense`'s integer weights (tied: no weight of its own), optionally of
+    its first `rows` rows only, followed by columns of its own (`extra`, (source.in_features, k), trained) for
+    k further inputs.
 
-    On Lava this is a Dense process with weights `source.integer_weight().T` and the same exponent."""
+    On Lava this is a Dense process with weights `integer_weight()` and the source's exponent."""
 
-    def __init__(self, source: QuantizedDense) -> None:
+    def __init__(self, source: QuantizedDense, rows: int | None = None, extra: torch.Tensor | None = None) -> None:
         super().__init__(1, 1, bias=False)
         del self.weight
         object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
-        self.in_features, self.out_features = source.out_features, source.in_features
+        self.rows = source.out_features if rows is None else int(rows)
+        self.extra = None if extra is None else nn.Parameter(extra.detach().clone())
+        self.in_features = self.rows + (0 if extra is None else int(extra.shape[1]))
+        self.out_features = source.in_features
         self.weight_exp = source.weight_exp
 
     @property
     def weight(self) -> torch.Tensor:
-        return self._source.weight.t()
+        tied = self._source.weight[: self.rows].t()
+        return tied if self.extra is None else torch.cat([tied, self.extra], dim=1)
 
     def integer_weight(self) -> torch.Tensor:
-        return self._source.integer_weight().t()
+        return quantize_weight(self.weight)  # elementwise: the tied part is the source's integers, transposed
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        accumulated = spikes.to(torch.float64) @ self._source.integer_weight().to(torch.float64)
+        accumulated = spikes.to(torch.float64) @ self.integer_weight().to(torch.float64).t()
         return shift_activation(accumulated, self.weight_exp)
 
 
