@@ -15,15 +15,16 @@ from neuromem.models import build_network
 pytestmark = pytest.mark.skipif(not lava_available(), reason="Lava environment missing (make lava)")
 
 
-@pytest.mark.parametrize("modality,shape,steps,memory", [
-    ("shd", (30,), 14, "hopfield-spiking"),
-    ("nmnist", (2, 10, 10), 9, "scl-spiking"),
+@pytest.mark.parametrize("modality,shape,steps,memory,options", [
+    ("shd", (30,), 14, "hopfield-spiking", {}),
+    ("shd", (30,), 14, "hopfield-spiking", {"relay": 6}),  # relay neurons beside the patterns: one chain still
+    ("nmnist", (2, 10, 10), 9, "scl-spiking", {}),
 ])
-def test_small_trained_cell_is_bit_exact_on_lava(tmp_path, modality, shape, steps, memory):
+def test_small_trained_cell_is_bit_exact_on_lava(tmp_path, modality, shape, steps, memory, options):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     net = build_network({modality: shape}, {modality: 3}, memory, hidden=12, neuron="loihi",
-                        memory_options={"dim": 8})
+                        memory_options={"dim": 8, **options})
     inputs = rng.integers(0, 2, (24, steps, *shape)) * (rng.random((24, steps, *shape)) < 0.3)
     labels = rng.integers(0, 3, 24)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
