@@ -54,7 +54,7 @@ def test_module_bounds_rise_with_depth_after_training_steps():
     torch.manual_seed(0)
     memory = build_memory("hgrn", {"shd": 24}, dim=16, layers=3)
     spikes, labels = toy_spikes(torch.Generator().manual_seed(0))
-    readout = nn.Linear(16, 4)
+    readout = nn.Linear(memory.output_size, 4)
     opt = torch.optim.Adam([*memory.parameters(), *readout.parameters()], lr=0.05)
     for _ in range(5):
         loss = nn.functional.cross_entropy(readout(memory({"shd": spikes}).representations["shd"]), labels)
@@ -116,3 +116,21 @@ def test_time_bins_run_the_recurrence_over_window_rates():
     torch.testing.assert_close(memory({"shd": moved}).representations["shd"], out)
     with pytest.raises(ValueError, match="time_bins"):
         build_memory("hgrn", {"shd": 8}, time_bins=0)
+
+
+def test_windows_pooling_reads_outputs_in_time_windows_normalized_after_pooling():
+    torch.manual_seed(0)
+    memory = build_memory("hgrn", {"shd": 24}, dim=16, readout_windows=5)
+    assert memory.pooling == "windows" and memory.output_size == 80
+    spikes, _ = toy_spikes(torch.Generator().manual_seed(6))
+    out = memory({"shd": spikes}).representations["shd"]
+    assert out.shape == (spikes.shape[1], 80)
+    windows = out.reshape(spikes.shape[1], 5, 16)  # window-major, each window layer-normalized
+    torch.testing.assert_close(windows.mean(-1), torch.zeros(spikes.shape[1], 5), atol=1e-5, rtol=0)
+    # the same events in reversed order: a window-reading representation tells them apart
+    assert not torch.allclose(memory({"shd": spikes.flip(0)}).representations["shd"], out, atol=1e-3)
+    mean = build_memory("hgrn", {"shd": 24}, dim=16, pooling="mean")
+    assert mean.output_size == 16 and mean({"shd": spikes}).representations["shd"].shape == (spikes.shape[1], 16)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="readout_windows"):
+            build_memory("hgrn", {"shd": 8}, readout_windows=bad)

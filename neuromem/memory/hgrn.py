@@ -7,10 +7,14 @@ token mixer (HGRU: gated linear recurrence with a forget-gate lower bound
 that rises with depth, output gate, pre-norm, residual) followed by a GLU
 channel mixer (residual). The math is in `neuromem.memory.functional.hgrn`.
 
-Representation (batch, dim): the final layer's normalized output averaged
-over time (`pooling="mean"`, default: every step's evidence counts, which
-suits rate-coded N-MNIST and long SHD utterances alike) or taken at the last
-time step (`pooling="last"`: the recurrent state alone must hold the memory).
+Representation: the final layer's outputs averaged in `readout_windows` consecutive time windows
+(10 by default), each window normalized, concatenated window-major (batch, windows * dim)
+(`pooling="windows"`, default: the readout sees when evidence came, as the rate-reading memories
+do); or one normalized time average (batch, dim) (`pooling="mean"`), or the last time step
+(`pooling="last"`: the recurrent state alone must hold the memory). The norm comes after the
+pooling: normalized per step, every (mostly silent) step weighed the same in the average and the
+representation barely varied between samples (speech stand-in: train accuracy 0.21, see
+datasets/README.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.functional.hgrn import gated_scan, gated_scan_loop, hgru_recurrence, layer_lower_bounds
 from neuromem.memory.functional.pooling import windowed_rates
 
-POOLINGS = ("mean", "last")
+POOLINGS = ("windows", "mean", "last")
 SCANS = {"chunked": gated_scan, "loop": gated_scan_loop}
 
 
@@ -63,12 +67,15 @@ class HGRNMemory(MemoryModule):
         dim: int = 128,
         layers: int = 2,
         expand: int = 2,
-        pooling: str = "mean",
+        pooling: str = "windows",
         scan: str = "chunked",
         time_bins: int | None = None,
+        readout_windows: int = 10,
     ) -> None:
         super().__init__(input_sizes, dim=dim, layers=layers, expand=expand, pooling=pooling, scan=scan,
-                         time_bins=time_bins)
+                         time_bins=time_bins, readout_windows=readout_windows)
+        if isinstance(readout_windows, bool) or not isinstance(readout_windows, int) or readout_windows < 1:
+            raise ValueError(f"hgrn option readout_windows must be a positive integer, got {readout_windows!r}")
         if time_bins is not None and (isinstance(time_bins, bool) or not isinstance(time_bins, int) or time_bins < 1):
             raise ValueError(f"hgrn option time_bins must be a positive integer (or null: every step), got {time_bins!r}")
         self.time_bins = time_bins
@@ -89,28 +96,36 @@ class HGRNMemory(MemoryModule):
         self.blocks = nn.ModuleList(HGRNLayer(dim, expand) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim)
         self.pooling, self.scan = pooling, SCANS[scan]
-        self.output_size = dim
+        self.windows = readout_windows if pooling == "windows" else 1
+        self.output_size = dim * self.windows
 
     def lower_bounds(self) -> torch.Tensor:
         """Forget-gate lower bound per layer and channel (layers, dim)."""
         return layer_lower_bounds(self.bound_logits)
 
     def encode(self, spikes: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Spike train (T, batch, D_m) of an already-projected modality -> outputs (T, batch, dim), forget gates."""
+        """Spike train (T, batch, D_m) of an already-projected modality -> the last layer's outputs (T, batch, dim),
+        before the final norm, and the forget gates."""
         bounds = self.lower_bounds()
         forgets = []
         x = spikes
         for block, bound in zip(self.blocks, bounds):
             x, forget = block(x, bound, self.scan)
             forgets.append(forget)
-        return self.final_norm(x), forgets
+        return x, forgets
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         representations, mean_forget = {}, {}
         for modality, spikes in inputs.items():
             frames = spikes if self.time_bins is None else windowed_rates(spikes, self.time_bins)
             outputs, forgets = self.encode(self.inputs[modality](frames))
-            representations[modality] = outputs.mean(0) if self.pooling == "mean" else outputs[-1]
+            # normalized after pooling: normalizing each step first gave every (mostly silent) step
+            # equal weight in the mean, and the representation barely varied between samples
+            if self.pooling == "windows":  # (windows, batch, dim) -> each window normalized, window-major
+                pooled = windowed_rates(outputs, self.windows)
+                representations[modality] = self.final_norm(pooled).transpose(0, 1).flatten(1)
+            else:
+                representations[modality] = self.final_norm(outputs.mean(0) if self.pooling == "mean" else outputs[-1])
             mean_forget[modality] = torch.stack([f.detach().mean() for f in forgets])
         # per-layer means, detached: for logging and the engram report, not for a loss
         extras = {"mean_forget": mean_forget, "lower_bounds": self.lower_bounds().detach().mean(-1)}
