@@ -229,7 +229,7 @@ class CMHANMemory(MemoryModule):
             for m, n in permutations(present, 2):
                 if extras["alone"] is not None:  # what `retrieve` returns against what n is alone (the gallery)
                     recalled = self.readable(extras["alone"][m][n], self._absent_state(n, len(labels), extras["projected"][m]))
-                    target = output.representations[n]
+                    target = output.representations[n].detach()  # recall reaches the gallery; it does not move it
                 else:
                     recalled, target = self.settle({m: extras["projected"][m]}).states[n], states[n]
                 loss = loss + self.recall_weight * paired_info_nce(
