@@ -4,8 +4,7 @@
 
 - `tuned` (the default): the tricks are on. They are
   - AVX-512 compress-store for the non-zero scan where the CPU has it (`functional/nonzero.py`),
-  - hand-written 8-lane vector code: the scan's lane-mask compare (`nonzero.py`) and the
-    convolution scatter's row updates (`functional/simd.py`),
+  - hand-written 8-lane vector code for the convolution scatter's row updates (`functional/simd.py`),
   - BLAS (`sgemm_` of torch's own library) called from inside numba kernels (`functional/blas.py`):
     the recurrent backward in one kernel call, the convolution input gradient as gemm + col2im,
   - the non-zero side channel: spikes a fused kernel wrote keep the list of their non-zeros for

@@ -49,17 +49,20 @@ def test_kernel_cache_entries_are_stamped_with_every_kernel_file(tmp_path):
 @pytest.mark.parametrize("size", [7, 16, 37, 300])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_both_nonzero_scans_list_the_entries_of_numpy_nonzero(dtype, size, index_dtype):
-    """The compress-store scan (AVX-512 CPUs) and the table scan (any CPU) list the same entries,
-    in order, with their values; -0.0 counts as an entry (it adds 0 x w, as the dense product)."""
+    """The compress-store scan (AVX-512 CPUs; lane by lane elsewhere) and the plain scan list the
+    same entries, in order, with their values; -0.0 counts as an entry (it adds 0 x w, as the dense
+    product)."""
     from neuromem.neurons.functional import nonzero
+
+    compress, plain = nonzero.SCAN_COMPRESS, nonzero.SCAN_PLAIN
 
     @jit.numba.njit
     def scans(row, bits, indices, values):
         counts = np.empty(4, dtype=np.int64)
-        counts[0] = nonzero._scan(bits, indices[0], row, None, True)
-        counts[1] = nonzero._scan(bits, indices[1], row, None, False)
-        counts[2] = nonzero._scan(bits, indices[2], row, values[0], True)
-        counts[3] = nonzero._scan(bits, indices[3], row, values[1], False)
+        counts[0] = nonzero._scan(bits, indices[0], row, None, compress)
+        counts[1] = nonzero._scan(bits, indices[1], row, None, plain)
+        counts[2] = nonzero._scan(bits, indices[2], row, values[0], compress)
+        counts[3] = nonzero._scan(bits, indices[3], row, values[1], plain)
         return counts
 
     generator = np.random.default_rng(size)

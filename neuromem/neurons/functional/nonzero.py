@@ -1,20 +1,16 @@
 """Finding the non-zero entries of a mostly-zero row: the scan every sparse kernel starts with.
 
-Spike and event rows are a few % non-zero. The scan compares 8 entries at once (their bits as
-unsigned integers: one vector compare, its lanes gathered into an 8-bit mask) and, where the
-mask is not empty, writes all 8 candidate indices from a table of "the set bits of m, in order"
-and advances the count by the mask's population: no branch per entry to mispredict, one per
-block (mostly not taken). Measured on one core, rows already in cache (a kernel listing the
-spikes it just made): 1920 rows of 4624 at 1.5%, 1.3 ms with a per-entry loop, 0.75 ms this way;
-from memory the scans run near memory bandwidth either way (35 MB: ~2.4 ms).
+Spike and event rows are a few % non-zero. The plain scan reads entry by entry, branch-free:
+`indices[n] = j; n += bits[j] != 0`.
 
-Where the CPU has AVX-512, 16 entries at a time go through one compare and a compress-store
-(the selected lanes written contiguously: `llvm.masked.compressstore`, vcompressps), without
-the table and without a branch: N-MNIST's input, 1920 rows of 2312 at 5% from memory, with
-their values, 3.55 -> 0.76 ms; its first layer's spikes, 1920 x 4624 at 1.2%, 2.76 -> 1.43 ms
-(standalone loops, one core). Elsewhere LLVM would expand the compress-store lane by lane, so
-the table path stays. The portable CPU tier (`neuromem/cpu_tier.py`) uses neither: one entry at a
-time, `n += bits[j] != 0`, which LLVM vectorises as it can.
+Where the CPU has AVX-512 (the tuned CPU tier, `neuromem/cpu_tier.py`), 16 entries at a time go
+through one compare and a compress-store (the selected lanes written contiguously:
+`llvm.masked.compressstore`, vcompressps), without a branch: N-MNIST's input, 1920 rows of 2312
+at 5% from memory, with their values, 3.55 -> 0.76 ms; its first layer's spikes, 1920 x 4624 at
+1.2%, 2.76 -> 1.43 ms (standalone loops, one core). Elsewhere LLVM would expand the
+compress-store lane by lane, so the plain scan runs there. (An 8-lane compare with a table of
+set-bit positions, once the scan for every CPU, was dropped: on an AVX2-only AMD EPYC it made the
+SHD training step ~10 ms slower than the plain scan, 27.5 vs 16.8 ms; benchmarks/README.md.)
 
 An entry whose only set bit is the sign (-0.0) counts as non-zero: it contributes 0 x w to the
 sums, as in the dense product.
@@ -25,7 +21,6 @@ from __future__ import annotations
 from neuromem import cpu_tier
 from neuromem.neurons.functional.jit import inline_kernel, numba as _numba
 
-BLOCK = 8
 COMPRESS_BLOCK = 16
 
 if _numba is not None:
@@ -36,40 +31,12 @@ if _numba is not None:
 
     # how rows are scanned (a compile-time constant of the kernels): the tuned CPU tier compresses
     # 16 entries a store where the kernels are compiled for this CPU (numba's default) and it has
-    # AVX-512, else looks 8-entry lane masks up in the table; the portable tier reads entry by entry
-    SCAN_PLAIN, SCAN_TABLE, SCAN_COMPRESS = 0, 1, 2
-    if not cpu_tier.TUNED:
-        SCAN = SCAN_PLAIN
-    elif not _numba_config.CPU_NAME and _llvm.get_host_cpu_features().get("avx512f"):
+    # AVX-512; everywhere else, entry by entry
+    SCAN_PLAIN, SCAN_COMPRESS = 0, 2
+    if cpu_tier.TUNED and not _numba_config.CPU_NAME and _llvm.get_host_cpu_features().get("avx512f"):
         SCAN = SCAN_COMPRESS
     else:
-        SCAN = SCAN_TABLE
-
-    # per 8-bit mask m: the positions of its set bits, in order (then zeros), and how many
-    _SET_BITS = np.zeros((256, BLOCK), dtype=np.int32)
-    _SET_BIT_COUNT = np.zeros(256, dtype=np.int64)
-    for _mask in range(256):
-        _positions = [k for k in range(BLOCK) if _mask >> k & 1]
-        _SET_BITS[_mask, :len(_positions)] = _positions
-        _SET_BIT_COUNT[_mask] = len(_positions)
-
-    @intrinsic
-    def _mask_of_block(typingctx, bits, start):
-        # bit k set where bits[start + k] != 0, k < 8: one vector compare and its lane mask
-        if not (isinstance(bits, types.Array) and bits.layout == "C" and isinstance(bits.dtype, types.Integer)):
-            return None
-
-        def codegen(context, builder, signature, arguments):
-            array, offset = arguments
-            element = context.get_data_type(signature.args[0].dtype)
-            vector = ir.VectorType(element, BLOCK)
-            data = context.make_array(signature.args[0])(context, builder, array).data
-            pointer = builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
-            lanes = builder.load(pointer, align=context.get_abi_sizeof(element))
-            non_zero = builder.icmp_unsigned("!=", lanes, ir.Constant(vector, None))
-            return builder.zext(builder.bitcast(non_zero, ir.IntType(BLOCK)), ir.IntType(64))
-
-        return types.intp(bits, types.intp), codegen
+        SCAN = SCAN_PLAIN
 
     def _compress_codegen(context, builder, signature, arguments, with_values):
         # the indices (and values) of the non-zero lanes of bits[start:start + 16], stored from
@@ -148,32 +115,15 @@ if _numba is not None:
         return _compress_block_and_values(bits, j0, n, indices, row, values)
 
     @inline_kernel
-    def _tabled_block(bits, j0, n, indices, row, values):
-        # bits[j0:j0 + 8] by the set-bit table of its lane mask
-        mask = _mask_of_block(bits, j0)
-        if mask == 0:
-            return 0
-        for k in range(BLOCK):  # n <= j0: all 8 in bounds whatever follows
-            j = j0 + _SET_BITS[mask, k]
-            indices[n + k] = j
-            if values is not None:
-                values[n + k] = row[j]
-        return _SET_BIT_COUNT[mask]
-
-    @inline_kernel
     def _scan(bits, indices, row, values, method):
-        # the non-zero entries of bits, a block at a time (SCAN_COMPRESS: 16 per compress-store,
-        # SCAN_TABLE: 8 per table lookup, SCAN_PLAIN: no blocks; a constant where it is called, so
-        # one branch is compiled), the rest one by one; their values too unless values is None
-        width = COMPRESS_BLOCK if method == SCAN_COMPRESS else BLOCK
+        # the non-zero entries of bits (SCAN_COMPRESS: 16 per compress-store, then the rest one by
+        # one; SCAN_PLAIN: one by one; a constant where it is called, so one branch is compiled);
+        # their values too unless values is None
         size = bits.shape[0]
-        full = 0 if method == SCAN_PLAIN else size - size % width
+        full = size - size % COMPRESS_BLOCK if method == SCAN_COMPRESS else 0
         n = 0
-        for j0 in range(0, full, width):
-            if method == SCAN_COMPRESS:
-                n += _compressed_block(bits, j0, n, indices, row, values)
-            else:
-                n += _tabled_block(bits, j0, n, indices, row, values)
+        for j0 in range(0, full, COMPRESS_BLOCK):
+            n += _compressed_block(bits, j0, n, indices, row, values)
         for j in range(full, size):
             indices[n] = j
             if values is not None:
