@@ -13,7 +13,7 @@ def layer_rates(memory, x):
         query = memory.queries["shd"](x)
         winners = memory.patterns(query)
         retrieved = memory.retrieval(winners)
-    return [float(t.mean()) for t in (query, winners, retrieved)]
+    return [float(t.mean()) for t in (query, winners[..., : memory.num_patterns], retrieved)]
 
 
 @pytest.mark.parametrize("neuron", ["lif", "loihi"])
@@ -105,5 +105,7 @@ def test_relay_neurons_carry_the_query_beside_the_tied_patterns(neuron):
     assert out.extras["pattern_rates"]["shd"].shape == (4, 5)
     (out.extras["output_spikes"]["shd"].sum()).backward()
     assert retrieval.synapse.extra.grad is not None and patterns.synapse.weight.grad is not None
+    default = build_memory("hopfield-spiking", {"shd": 30}, dim=12, num_patterns=5, neuron=neuron)
+    assert default.patterns.synapse.weight.shape == (5 + 12, 12)  # relay defaults to dim
     with pytest.raises(ValueError, match="relay"):
         build_memory("hopfield-spiking", {"shd": 30}, dim=12, num_patterns=5, relay=-1, neuron=neuron)

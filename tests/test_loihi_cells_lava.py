@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not lava_available(), reason="Lava environment m
 
 
 @pytest.mark.parametrize("modality,shape,steps,memory,options", [
-    ("shd", (30,), 14, "hopfield-spiking", {}),
+    ("shd", (30,), 14, "hopfield-spiking", {"relay": 0}),  # the pure retrieval
     ("shd", (30,), 14, "hopfield-spiking", {"relay": 6}),  # relay neurons beside the patterns: one chain still
     ("nmnist", (2, 10, 10), 9, "scl-spiking", {}),
 ])

@@ -34,7 +34,7 @@ def test_loihi_cell_is_all_chip_layers_and_trains(modality, shape, steps, memory
 
 
 def test_hopfield_retrieval_is_the_transpose_of_the_stored_patterns():
-    memory = build_memory("hopfield-spiking", {"shd": 10}, dim=8, num_patterns=5, neuron="loihi")
+    memory = build_memory("hopfield-spiking", {"shd": 10}, dim=8, num_patterns=5, relay=0, neuron="loihi")
     tied = memory.retrieval.synapse
     assert isinstance(tied, TransposedQuantizedDense)
     assert torch.equal(tied.integer_weight(), quantize_weight(memory.patterns.synapse.weight).t())
@@ -43,7 +43,7 @@ def test_hopfield_retrieval_is_the_transpose_of_the_stored_patterns():
     assert not any(n.startswith("retrieval.synapse") for n in names)
     lateral = memory.patterns.recurrent
     assert not lateral.requires_grad and torch.all(lateral.diagonal() == 0) and torch.all(lateral.sum(1) < 0)
-    lif = build_memory("hopfield-spiking", {"shd": 10}, dim=8, num_patterns=5, neuron="lif")
+    lif = build_memory("hopfield-spiking", {"shd": 10}, dim=8, num_patterns=5, relay=0, neuron="lif")
     assert torch.equal(lif.retrieval.synapse.weight, lif.patterns.synapse.weight.t())
 
 

@@ -15,6 +15,13 @@ pooled firing rates. Here every step is a layer of the network's own neurons
     retrieved : pattern spikes -> `dim` neurons through the *transpose* of the
                 pattern weights (tied, not a second matrix): the retrieved state is
                 the sum of the winning patterns, xi^T s, as in xi^T softmax(beta xi q)
+    relay     : `relay` further neurons of the pattern layer (default `dim`; not inhibited,
+                weights of their own in and out) carry the query on to the retrieved
+                neurons beside the patterns: the spiking counterpart of the float
+                hopfield's residual (retrieved + query). The layers stay one chain
+                (query -> patterns + relay -> retrieved), so the cell exports as before.
+                On SHD-like embedded data (loihi, seed 0, 5 epochs) relay 128 took test
+                accuracy from 0.668 to 0.730; relay 0 is the pure retrieval.
 
 The representation is the retrieved neurons' firing rate (batch, dim); the
 readout reads their spike train (on neuron "loihi": a Loihi integrating
@@ -66,7 +73,7 @@ class SpikingHopfieldMemory(MemoryModule):
         input_rate: float = 0.3,
         gain: float | None = None,
         surrogate_slope: float | None = None,
-        relay: int = 0,
+        relay: int | None = None,
         neuron: str = "lif",
     ) -> None:
         super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition,
@@ -75,6 +82,8 @@ class SpikingHopfieldMemory(MemoryModule):
         for option, value in (("dim", dim), ("num_patterns", num_patterns)):
             if int(value) != value or int(value) < 2:
                 raise ValueError(f"hopfield-spiking option {option} must be an integer >= 2, got {value}")
+        if relay is None:
+            relay = dim
         if isinstance(relay, bool) or int(relay) != relay or int(relay) < 0:
             raise ValueError(f"hopfield-spiking option relay must be an integer >= 0, got {relay}")
         if not 0.0 <= float(inhibition) < 1.0:
