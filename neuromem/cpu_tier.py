@@ -5,18 +5,18 @@
 - `tuned` (the default): the tricks are on. They are
   - AVX-512 compress-store for the non-zero scan where the CPU has it (`functional/nonzero.py`),
   - hand-written 8-lane vector code for the convolution scatter's row updates (`functional/simd.py`),
-  - BLAS (`sgemm_` of torch's own library) called from inside numba kernels (`functional/blas.py`):
-    the recurrent backward in one kernel call, the convolution input gradient as gemm + col2im,
   - the non-zero side channel: spikes a fused kernel wrote keep the list of their non-zeros for
     the next layer (`remember_nonzeros` in `functional/sparse.py`),
   - the buffer pool for large step buffers (`functional/buffers.py`),
   - `THP_MEM_ALLOC_ENABLE=1` for torch's CPU allocator (set unless the user set it).
 - `portable`: none of them. Plain numba loops that LLVM vectorises for whatever CPU it compiles
-  for, torch products between kernel calls, fresh allocations, every spike tensor scanned anew.
-  The sparse synapses and the fused kernels themselves stay: they are algorithms, not tricks.
+  for, fresh allocations, every spike tensor scanned anew. The sparse synapses and the fused
+  kernels themselves stay: they are algorithms, not tricks.
 
-Both tiers compute the same spikes; products done by a different routine may differ in the last
-bit of a gradient. The kernels of each tier are cached on disk apart (`functional/jit.py`), so
+Kept because the benchmark measured a gain (benchmarks/README.md, "CPU tier"); two former tricks
+were dropped for measuring none: an 8-lane table scan and BLAS called from inside numba.
+Both tiers compute the same spikes; sums in a different order may differ in the last bit of a
+gradient. The kernels of each tier are cached on disk apart (`functional/jit.py`), so
 switching costs one compile the first time only. The benchmark runs both and reports both.
 """
 

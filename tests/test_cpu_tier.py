@@ -20,7 +20,7 @@ import torch
 import neuromem
 from neuromem import cpu_tier
 from neuromem.neurons import SpikingConv2d, SpikingLinear
-from neuromem.neurons.functional import blas, buffers, nonzero, sparse
+from neuromem.neurons.functional import buffers, nonzero, sparse
 
 torch.manual_seed(5)
 linear = SpikingLinear(120, 48, beta=0.9, recurrent=True)
@@ -39,7 +39,7 @@ buffers.empty((1 << 21,), torch.float32)
 side_channel = bool(sparse._known_nonzeros)
 json.dump({
     "tier": cpu_tier.TIER, "thp": os.environ.get("THP_MEM_ALLOC_ENABLE"),
-    "gemm": blas.gemm_for(torch.float32) is not None, "scan": int(nonzero.SCAN),
+    "scan": int(nonzero.SCAN),
     "pooled": buffers.pooled_bytes()[0] > pool_before or pool_before > 0, "side_channel": side_channel,
     "spikes": spikes.flatten().tolist(), "conv_spikes": conv_spikes.flatten().tolist(),
     "grads": {name: p.grad.flatten().tolist() for name, p in [*linear.named_parameters(), *conv.named_parameters()]},
@@ -68,7 +68,7 @@ def test_portable_tier_switches_every_trick_off_and_computes_the_same(tmp_path):
     assert tuned["tier"] == "tuned" and portable["tier"] == "portable"
     assert tuned["thp"] == "1" and portable["thp"] is None  # neuromem sets the allocator variable only when tuned
     assert portable["scan"] == 0 and tuned["scan"] == (2 if _host_has_avx512() else 0)  # 0: entry by entry; 2: AVX-512
-    assert not portable["gemm"] and not portable["pooled"] and not portable["side_channel"]
+    assert not portable["pooled"] and not portable["side_channel"]
     assert tuned["pooled"] and tuned["side_channel"]
     assert sum(tuned["spikes"]) > 0 and sum(tuned["conv_spikes"]) > 0  # the layers fire
     assert portable["spikes"] == tuned["spikes"] and portable["conv_spikes"] == tuned["conv_spikes"]
@@ -80,12 +80,12 @@ def test_portable_tier_switches_every_trick_off_and_computes_the_same(tmp_path):
 
 
 def test_each_tier_keeps_its_own_kernel_cache(monkeypatch):
-    from neuromem.neurons.functional import blas, jit
+    from neuromem.neurons.functional import jit, leaky
 
     if jit.numba is None:
         pytest.skip("numba is not installed")
     ours = [c for c in jit._cache_impl()._locator_classes if c.__name__.startswith("KernelSources")]
-    found = next(filter(None, (c.from_function(blas.row_major_product.py_func, blas.__file__) for c in ours)), None)
+    found = next(filter(None, (c.from_function(leaky._leaky_forward_kernel.py_func, leaky.__file__) for c in ours)), None)
     assert found is not None  # a kernel file is cached by our stamped locators
     assert found.get_cache_path().endswith(os.sep + "portable") == (not cpu_tier.TUNED)
     stamp = jit._kernel_sources_stamp()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neuromem.neurons import SpikingConv2d, SpikingLinear
-from neuromem.neurons.functional import blas, conv_lif, neuron
+from neuromem.neurons.functional import conv_lif, neuron
 from neuromem.neurons.functional.lif import LIFParameters, leaky_integrator_sequence, lif_sequence
 from neuromem.neurons.functional.neuron import neuron_sequence, reference_core
 from neuromem.neurons.models import get_neuron, neuron_names
@@ -306,16 +306,11 @@ def test_recurrent_weight_gradient_both_paths(name, density_switch, monkeypatch)
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("density_switch", [0.0, 1.0])  # dense dL/dW after the loop | summed in the step kernel
-@pytest.mark.parametrize("loop", ["numba+blas", "python+torch.mm"])  # torch's gemm found | not found
-def test_recurrent_lif_spike_loss_equals_reference(reset, density_switch, loop, monkeypatch):
+def test_recurrent_lif_spike_loss_equals_reference(reset, density_switch, monkeypatch):
     """Recurrent LIF with only dL/ds (its own step kernel): every gradient equals the reference's."""
     if neuron._numba is None:
         pytest.skip("numba is not installed")
     monkeypatch.setattr(neuron, "_SPARSE_OUTER_DENSITY", density_switch)
-    if loop == "python+torch.mm":
-        monkeypatch.setattr(blas, "gemm_for", lambda dtype: None)
-    elif blas.gemm_for(torch.float64) is None:
-        pytest.skip("torch's CPU library exports no dgemm_")
     params = LIFParameters(beta=0.85, reset=reset, surrogate="atan")
     inputs, weight, state = _leaves(9, "lif", True, True, torch.float64)
     scale = torch.linspace(0.5, 1.5, inputs.shape[-1], dtype=torch.float64)
@@ -332,17 +327,3 @@ def test_recurrent_lif_spike_loss_equals_reference(reset, density_switch, loop, 
             assert got is None or torch.count_nonzero(got) == 0
             continue
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_blas_product_from_numba_equals_torch_mm(dtype):
-    """The gemm torch's library exports, called from a numba kernel, gives torch.mm's product."""
-    gemm = blas.gemm_for(dtype)
-    if neuron._numba is None or gemm is None:
-        pytest.skip("numba or torch's exported gemm not available")
-    generator = torch.Generator().manual_seed(3)
-    a = torch.randn(7, 5, generator=generator, dtype=dtype)
-    b = torch.randn(5, 11, generator=generator, dtype=dtype)
-    out = torch.empty(7, 11, dtype=dtype)
-    blas.row_major_product(gemm, a.numpy(), b.numpy(), out.numpy(), *blas.row_major_product_arguments(7, 5, 11, dtype))
-    torch.testing.assert_close(out, a @ b, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)

@@ -102,19 +102,9 @@ def test_sparse_conv_equals_dense(dtype, geometry):
         torch.testing.assert_close(got, want, **tolerance)
 
 
-@pytest.mark.parametrize("route", ["blas chunks", "transposed conv"])
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (1, 2, 0)])  # every input covered | every other not
-def test_sparse_conv_input_gradient_routes_equal_dense(monkeypatch, route, kernel, stride, padding):
-    """dL/dx by BLAS products over chunks of frames + col2im (a partial last chunk here), or by
-    torch's transposed convolution where the BLAS symbol is missing."""
-    from neuromem.neurons.functional import blas
-
-    if route == "blas chunks":
-        if blas.gemm_for(torch.float64) is None:
-            pytest.skip("torch's exported gemm not available")
-        monkeypatch.setattr(sparse, "CONV_INPUT_GRAD_CHUNK_ROWS", 2 * 5 * 5)  # 2 frames of 5 x 5 outputs
-    else:
-        monkeypatch.setattr(blas, "gemm_for", lambda dtype: None)
+def test_sparse_conv_input_gradient_equals_dense(kernel, stride, padding):
+    """dL/dx of the sparse convolution (torch's transposed convolution, channels-last) equals the dense one's."""
     generator = torch.Generator().manual_seed(6)
     inputs = _events((7, 3, 10, 9), 0.08, generator, torch.float64).requires_grad_()
     weight = torch.randn(4, 3, kernel, kernel, generator=generator, dtype=torch.float64).requires_grad_()

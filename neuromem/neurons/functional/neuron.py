@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import torch
 
-from neuromem.neurons.functional import blas, buffers
+from neuromem.neurons.functional import buffers
 from neuromem.neurons.functional.surrogate import heaviside_surrogate, surrogate_grad
 from neuromem.neurons.surrogates import get_surrogate
 
@@ -276,7 +276,7 @@ class _NeuronSequence(torch.autograd.Function):
 
     @staticmethod
     def _compiled_backward(ctx, grad_spikes, grad_membranes, grad_aux):
-        """The whole backward through time in numba (BLAS for the recurrent matmul)."""
+        """The whole backward through time in numba (the recurrent feedback product in torch between steps)."""
         membranes, spikes, weight, spikes0, aux_trace = ctx.saved_tensors  # spikes only with a weight
         model, c, zero_reset, surrogate_name, slope = ctx.options
         d = model.dynamics
@@ -324,16 +324,11 @@ class _NeuronSequence(torch.autograd.Function):
                 grad_weight_t.numpy(), np.empty(size, dtype=np.int64),  # scratch: the spiking entries of a row
             )
             step_options = (constants, surrogate_constants, zero_reset)
-            gemm = blas.gemm_for(membranes.dtype)
-            if gemm is not None:  # the whole loop in one numba call
-                product = blas.row_major_product_arguments(feedback_array.shape[0], size, size, membranes.dtype)
-                kernels.recurrent_backward(*step_arrays, weight_matrix.numpy(), *step_options, accumulate, gemm, *product)
-            else:
-                step_grads, feedback_2d = grad_drive.view(steps, -1, size), feedback.view(-1, size)  # views made once
-                for t in range(steps - 1, -1, -1):
-                    if t < steps - 1:
-                        torch.mm(step_grads[t + 1], weight_matrix, out=feedback_2d)
-                    kernels.recurrent_step(*step_arrays, *step_options, t, t < steps - 1, accumulate)
+            step_grads, feedback_2d = grad_drive.view(steps, -1, size), feedback.view(-1, size)  # views made once
+            for t in range(steps - 1, -1, -1):
+                if t < steps - 1:
+                    torch.mm(step_grads[t + 1], weight_matrix, out=feedback_2d)
+                kernels.recurrent_step(*step_arrays, *step_options, t, t < steps - 1, accumulate)
             if accumulate:
                 accumulated_weight_grad = grad_weight_t.t().contiguous()
         else:  # one call per step, the feedback matmul in torch between them

@@ -28,14 +28,13 @@ import functools
 
 import numpy as np
 
-from neuromem.neurons.functional import blas
 from neuromem.neurons.functional.jit import inline_kernel, kernel, specialize
 from neuromem.neurons.functional.nonzero import nonzero_entries
 
 # ------------------------------------------------------------------ template globals (placeholders)
 HAS_AUX = FILTERED = ADAPTIVE = False
 charge = threshold = aux_update = leak = drive_decay = surrogate_grad = None
-_row_step = _row_forward = _row_backward = _recurrent_step = None
+_row_step = _row_forward = _row_backward = None
 
 
 # ------------------------------------------------------------------ forward
@@ -267,22 +266,6 @@ def _recurrent_step_template(
             _add_to_spiking_rows(spikes[t - 1, r], g_out, grad_weight_t, active)
 
 
-def _recurrent_backward_template(
-    membranes, aux_trace, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active, weight,
-    c, sc, zero_reset, accumulate, gemm, sizes, scalars, no_transpose,
-):
-    # The whole backward of `_recurrent_step`'s case in one call: per step the feedback
-    # gd_{t+1} W (BLAS, the library torch.mm runs) and the step itself.
-    steps = membranes.shape[0]
-    for t in range(steps - 1, -1, -1):
-        if t < steps - 1:
-            blas.row_major_product(gemm, grad_drive[t + 1], weight, feedback, sizes, scalars, no_transpose)
-        _recurrent_step(
-            membranes, aux_trace, grad_spikes, spikes, feedback, grad_drive, grad_weight_t, active,
-            c, sc, zero_reset, t, t < steps - 1, accumulate,
-        )
-
-
 @kernel
 def spike_outer_kernel(spikes, grads, out):
     # out (C, C) += sum_r spikes[r, j] * grads[r, :] over the spiking j only: (dL/dW)^T
@@ -349,5 +332,4 @@ def backward_kernels(model, surrogate) -> Kernels:
         spike_backward=specialize(_spike_backward_template, suffix, _row_backward=row_backward, **names),
         general_backward=specialize(_general_backward_template, suffix, **names),
         recurrent_step=recurrent_step,
-        recurrent_backward=specialize(_recurrent_backward_template, suffix, _recurrent_step=recurrent_step, **names),
     )

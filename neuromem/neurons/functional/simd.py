@@ -63,19 +63,6 @@ if numba is not None:
 
         return signature, codegen
 
-    @intrinsic
-    def _copy_lanes(typingctx, target, target_start, source, source_start):
-        # target.flat[target_start + i] = source.flat[source_start + i], i < LANES, one vector move
-        if not _lanes_of(target, source):
-            return None
-        signature = types.none(target, types.intp, source, types.intp)
-
-        def codegen(context, builder, signature, arguments):
-            _, alignment, target_pointer, source_pointer = _vector_pointers(context, builder, signature, *arguments)
-            builder.store(builder.load(source_pointer, align=alignment), target_pointer, align=alignment)
-            return context.get_dummy_value()
-
-        return signature, codegen
 
 if numba is not None and cpu_tier.TUNED:
 
@@ -91,16 +78,6 @@ if numba is not None and cpu_tier.TUNED:
         for column in range(full, width):
             target[target_row, column] += scale * source[source_row, column]
 
-    @inline_kernel
-    def copy_row(target, target_row, source, source_row):
-        """target[target_row] = source[source_row], as `add_scaled` (rows of one length)."""
-        width = target.shape[1]
-        target_start, source_start = target_row * width, source_row * width
-        full = width - width % LANES
-        for offset in range(0, full, LANES):
-            _copy_lanes(target, target_start + offset, source, source_start + offset)
-        for column in range(full, width):
-            target[target_row, column] = source[source_row, column]
 
 elif numba is not None:  # the portable CPU tier: the same rows as plain loops, vectorised by LLVM as it can
 
@@ -109,9 +86,3 @@ elif numba is not None:  # the portable CPU tier: the same rows as plain loops, 
         """target[target_row] += scale * source[source_row] (rows of one length)."""
         for column in range(target.shape[1]):
             target[target_row, column] += scale * source[source_row, column]
-
-    @inline_kernel
-    def copy_row(target, target_row, source, source_row):
-        """target[target_row] = source[source_row] (rows of one length)."""
-        for column in range(target.shape[1]):
-            target[target_row, column] = source[source_row, column]

@@ -25,7 +25,7 @@ import weakref
 import torch
 
 from neuromem import cpu_tier
-from neuromem.neurons.functional import blas, buffers
+from neuromem.neurons.functional import buffers
 
 try:
     import numba as _numba
@@ -33,7 +33,7 @@ try:
 
     from neuromem.neurons.functional.jit import kernel
     from neuromem.neurons.functional.nonzero import nonzero_entries_and_values
-    from neuromem.neurons.functional.simd import add_scaled, copy_row
+    from neuromem.neurons.functional.simd import add_scaled
 except ImportError:  # pragma: no cover - numba comes with tonic
     _numba = None
     np = None
@@ -147,62 +147,6 @@ if _numba is not None:
             )
 
 
-if _numba is not None:
-
-    @kernel
-    def _conv_input_grad_kernel(
-        gemm, grad_rows, weight_columns, columns, grad_inputs, out_width, kernel_width, row_sources, column_sources,
-        sizes, scalars, no_transpose,
-    ):
-        # dL/dx of a convolution, channels-last, a chunk of frames at a time: one BLAS product
-        # columns = dL/dy (chunk * OH * OW, O) @ weight_columns (O, KH * KW * C) (W with each tap's
-        # C input channels contiguous), then (col2im, while `columns` is in cache) each input
-        # position gathers the C-channel rows of the (output position, tap) pairs that saw it and
-        # is written once (a scatter into zeroed frames read each line back first).
-        # row_sources (H, pairs, 2): per input row y, the (output row, kernel row) pairs that cover
-        # it, (-1, -1) past the last; column_sources (W, pairs, 2) alike. grad_inputs (N, H, W, C)
-        # is written whole; sizes (gemm's [columns, rows, inner]) gets each chunk's row count.
-        frames, in_height, in_width, channels = grad_inputs.shape
-        in_plane = in_height * in_width
-        out_plane = grad_rows.shape[0] // frames
-        taps = weight_columns.shape[1] // channels
-        # 2-d indexing, no row views in the inner loops (a view per (position, tap) made an
-        # earlier col2im 4x slower)
-        grad_pixels = grad_inputs.reshape(frames * in_plane, channels)
-        tap_rows = columns.reshape(columns.shape[0] * taps, channels)
-        chunk = columns.shape[0] // out_plane
-        one, zero = grad_inputs.dtype.type(1.0), grad_inputs.dtype.type(0.0)
-        for f0 in range(0, frames, chunk):
-            f1 = min(f0 + chunk, frames)
-            sizes[1] = (f1 - f0) * out_plane
-            blas.row_major_product(
-                gemm, grad_rows[f0 * out_plane:f1 * out_plane], weight_columns, columns, sizes, scalars, no_transpose
-            )
-            for f in range(f0, f1):
-                first_row, first_pixel = (f - f0) * out_plane, f * in_plane
-                for y in range(in_height):
-                    for x in range(in_width):
-                        q = first_pixel + y * in_width + x
-                        gathered = 0
-                        for a in range(row_sources.shape[1]):
-                            oy, ky = row_sources[y, a, 0], row_sources[y, a, 1]
-                            if oy < 0:
-                                break
-                            for c in range(column_sources.shape[1]):
-                                ox, kx = column_sources[x, c, 0], column_sources[x, c, 1]
-                                if ox < 0:
-                                    break
-                                source = (first_row + oy * out_width + ox) * taps + ky * kernel_width + kx
-                                if gathered == 0:
-                                    copy_row(grad_pixels, q, tap_rows, source)
-                                else:
-                                    add_scaled(grad_pixels, q, tap_rows, source, one)
-                                gathered += 1
-                        if gathered == 0:  # no window covers it (stride > kernel)
-                            for channel in range(channels):
-                                grad_pixels[q, channel] = zero
-
-
 def _covering_outputs(in_size: int, out_size: int, kernel: int, stride: int, padding: int) -> "np.ndarray":
     """(in_size, pairs, 2): per input index, the (output index, kernel index) pairs with
     output * stride - padding + kernel index == input, in order, (-1, -1) past the last."""
@@ -244,43 +188,22 @@ def window_pairs(
     return pairs, counts
 
 
-# frames per BLAS product in `_conv_input_grad_kernel`: its columns (N_chunk * OH * OW rows of
-# KH * KW * C) stay in L2 for the col2im (N-MNIST conv2: 16 frames = 0.75 MB; the product runs at
-# ~180 GFLOP/s one core, against ~110 for all 1920 frames at once)
-CONV_INPUT_GRAD_CHUNK_ROWS = 16 * 81
-
-
 def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_shape, stride: int, padding: int) -> torch.Tensor:
     """dL/dx (N, C, H, W), channels-last in memory, of conv2d (square stride and padding) for dL/dy
-    (N, OH, OW, O) channels-last contiguous. Dense: every input position gets a gradient. A BLAS
-    product per chunk of frames and col2im (numba) where torch's gemm is callable from numba;
-    otherwise the transposed convolution, run channels-last, the layout the gradient arrives in
-    and the one oneDNN is fastest in."""
+    (N, OH, OW, O) channels-last contiguous. Dense: every input position gets a gradient, by the
+    transposed convolution, run channels-last, the layout the gradient arrives in and the one
+    oneDNN is fastest in (a BLAS product + col2im in numba timed the same and was dropped)."""
     frames, out_height, out_width, channels_out = grad_out.shape
     _, channels, height, width = input_shape
     kernel_height, kernel_width = weight.shape[2:]
-    gemm = blas.gemm_for(weight.dtype) if _numba is not None else None
-    if gemm is None:
-        output_padding = tuple(
-            size - ((out_size - 1) * stride - 2 * padding + kernel)
-            for size, out_size, kernel in zip((height, width), (out_height, out_width), (kernel_height, kernel_width))
-        )
-        return torch.nn.functional.conv_transpose2d(
-            grad_out.permute(0, 3, 1, 2), weight.detach().contiguous(memory_format=torch.channels_last),
-            None, stride, padding, output_padding,
-        )
-    taps = kernel_height * kernel_width * channels
-    weight_columns = weight.detach().permute(0, 2, 3, 1).reshape(channels_out, taps).contiguous()
-    chunk = max(1, CONV_INPUT_GRAD_CHUNK_ROWS // (out_height * out_width))
-    columns = np.empty((min(chunk, frames) * out_height * out_width, taps), dtype=weight_columns.numpy().dtype)
-    grad_inputs = buffers.empty((frames, height, width, channels), weight.dtype)
-    sizes, scalars, no_transpose = blas.row_major_product_arguments(0, channels_out, taps, weight.dtype)
-    _conv_input_grad_kernel(
-        gemm, grad_out.numpy().reshape(-1, channels_out), weight_columns.numpy(), columns, grad_inputs.numpy(),
-        out_width, kernel_width, _covering_outputs(height, out_height, kernel_height, stride, padding),
-        _covering_outputs(width, out_width, kernel_width, stride, padding), sizes, scalars, no_transpose,
+    output_padding = tuple(
+        size - ((out_size - 1) * stride - 2 * padding + kernel)
+        for size, out_size, kernel in zip((height, width), (out_height, out_width), (kernel_height, kernel_width))
     )
-    return grad_inputs.permute(0, 3, 1, 2)
+    return torch.nn.functional.conv_transpose2d(
+        grad_out.permute(0, 3, 1, 2), weight.detach().contiguous(memory_format=torch.channels_last),
+        None, stride, padding, output_padding,
+    )
 
 
 if _numba is not None:
