@@ -149,7 +149,7 @@ def _check_writable(out: Path) -> None:
 def ablate(
     modality: str = typer.Option(..., help="Comma list of modalities, e.g. shd,nmnist,joint,parallel."),
     memory: str = typer.Option(..., help="Comma list of memory modules, e.g. hopfield,hgrn."),
-    epochs: int = typer.Option(5, min=1, help="Training epochs per cell."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs per cell (default: the data set's own, SHD 8, N-MNIST 5; joint/parallel 5)."),
     seeds: int = typer.Option(1, min=1, help="Seeds 0..K-1 per (modality, memory)."),
     data_root: Optional[Path] = typer.Option(None, help="tonic save_to root with SHD/ and NMNIST/; default: real data in $NEUROMEM_DATA, else the embedded default."),
     out: Path = typer.Option(Path("runs/ablate"), help="Output folder (results store, csv, json, report.md, per-cell artifacts)."),
@@ -181,7 +181,7 @@ def ablate(
     from neuromem.train.grid import EXECUTORS, run_grid
     from neuromem.train.report import write_reports
     from neuromem.train.store import ResultStore
-    from neuromem.train.tasks import EXTERNAL_TASKS, TASKS
+    from neuromem.train.tasks import EXTERNAL_TASKS, TASKS, default_epochs
 
     modalities = _split(modality, "--modality", [*TASKS, *EXTERNAL_TASKS])
     memories = _split(memory, "--memory", memory_names())
@@ -205,7 +205,8 @@ def ablate(
     fixed = dict(epochs=epochs, batch_size=batch_size, max_train_samples=max_train_samples, threads=threads,
                  energy_profile=energy_profile)
     configs = sweep.expand_grid(modalities, memories, seeds, axes, option_axes, fixed,
-                                neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n)
+                                neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n,
+                                epochs_for=default_epochs)
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
     if dry_run:
         sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)

@@ -335,3 +335,18 @@ def test_code_fingerprint_covers_a_memory_module_and_what_it_imports_only():
     assert {"memory/cmhan.py", "memory/functional/cmhan.py", "memory/scl.py"} <= names("cmhan")  # cmhan imports scl
     assert "memory/cmhan.py" not in names("hopfield") and "memory/hopfield.py" not in names("cmhan")
     assert code_fingerprint("cmhan") != code_fingerprint("hopfield") != code_fingerprint()
+
+
+def test_default_epochs_come_from_the_data_set_entry_and_the_flag_overrides_them():
+    from neuromem.data.registry import get_dataset
+    from neuromem.train import sweep
+    from neuromem.train.tasks import CROSS_MODAL_EPOCHS, default_epochs
+
+    configs = sweep.expand_grid(["shd", "nmnist", "joint", "parallel"], ["hopfield"], 1, {}, {}, {"epochs": None},
+                                epochs_for=default_epochs)
+    epochs = {c.modality: c.epochs for c in configs}
+    assert epochs["shd"] == get_dataset("shd").spec.epochs == 8
+    assert epochs["nmnist"] == get_dataset("nmnist").spec.epochs == 5
+    assert epochs["joint"] == epochs["parallel"] == CROSS_MODAL_EPOCHS
+    given = sweep.expand_grid(["shd", "nmnist"], ["hopfield"], 1, {}, {}, {"epochs": 2}, epochs_for=default_epochs)
+    assert {c.epochs for c in given} == {2}

@@ -20,6 +20,7 @@ class DatasetSpec:
     folder: str  # sub-folder of a tonic `save_to` root
     description: str
     splits: tuple[str, ...] = SPLITS  # the published splits; training and testing use "train" and "test"
+    epochs: int = 5  # default training epochs of a cell on this data set alone (`ablate --epochs` overrides)
 
     def __post_init__(self) -> None:
         if not set(SPLITS) <= set(self.splits):

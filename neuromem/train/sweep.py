@@ -87,20 +87,27 @@ def option_combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def expand_grid(modalities: Iterable[str], memories: Iterable[str], seeds: int,
                 axes: dict[str, list[Any]], option_axes: dict[str, dict[str, list[Any]]],
-                fixed: dict[str, Any], neuron_for: Callable[[str, str], str] = lambda modality, neuron: neuron) -> list[CellConfig]:
+                fixed: dict[str, Any], neuron_for: Callable[[str, str], str] = lambda modality, neuron: neuron,
+                epochs_for: Callable[[str], int] | None = None) -> list[CellConfig]:
     """modality x memory x (hyperparameter axes) x (that memory's option axes) x seed.
     `neuron_for(modality, neuron)` maps the neuron a modality really uses (e.g. dense tasks);
-    configurations that coincide after that are listed once."""
+    configurations that coincide after that are listed once. `fixed["epochs"]` None: `epochs_for(modality)`."""
     names = sorted(axes)
     configs: dict[str, CellConfig] = {}
     for modality in modalities:
+        cell_fixed = dict(fixed)
+        if cell_fixed.get("epochs", 0) is None:
+            if epochs_for is None:
+                del cell_fixed["epochs"]  # CellConfig's default
+            else:
+                cell_fixed["epochs"] = epochs_for(modality)
         for memory in memories:
             for values in itertools.product(*(axes[n] for n in names)):
                 chosen = dict(zip(names, values))
                 chosen["neuron"] = neuron_for(modality, chosen.get("neuron", "lif"))
                 for options in option_combinations(option_axes.get(memory, {})):
                     for seed in range(seeds):
-                        config = CellConfig(modality=modality, memory=memory, seed=seed, **fixed, **chosen,
+                        config = CellConfig(modality=modality, memory=memory, seed=seed, **cell_fixed, **chosen,
                                             memory_options=tuple(sorted(options.items())))
                         configs.setdefault(config.cell_id, config)
     return list(configs.values())

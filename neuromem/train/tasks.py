@@ -65,10 +65,22 @@ EXTERNAL_TASKS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal:run_trimo
 EXTERNAL_TASK_DATASETS: dict[str, tuple[str, ...]] = {"trimodal": ("shd",)}  # images come from scikit-learn
 
 
+CROSS_MODAL_EPOCHS = 5  # joint / parallel / external tasks: one budget for both senses, as they were measured
+
+
+def default_epochs(modality: str) -> int:
+    """Training epochs of a cell when `--epochs` is not given: a single data set's own default (its
+    registry entry), else CROSS_MODAL_EPOCHS."""
+    task = TASKS.get(modality)
+    if task is not None and len(task.datasets) == 1:
+        return get_dataset(task.datasets[0]).spec.epochs
+    return CROSS_MODAL_EPOCHS
+
+
 def concept_of(dataset: str, labels: np.ndarray) -> np.ndarray:
     """Concept id of each label of `dataset`, from its registry entry (NO_CONCEPT where a class names none)."""
     return get_dataset(dataset).concepts(np.asarray(labels))
 
 
 __all__ = ["Task", "TASKS", "CROSS_MODAL_TASKS", "EXTERNAL_TASKS", "EXTERNAL_TASK_DATASETS", "NUM_CONCEPTS",
-           "NO_CONCEPT", "concept_of"]
+           "NO_CONCEPT", "concept_of", "default_epochs", "CROSS_MODAL_EPOCHS"]
