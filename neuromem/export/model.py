@@ -330,5 +330,8 @@ def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork,
     try:
         network.load_state_dict(state)
     except RuntimeError as err:
-        raise NeuromemError(f"{source}: weights do not fit the cell's network ({' '.join(str(err).split())[:160]})") from None
+        raise NeuromemError(
+            f"{source}: weights do not fit the cell's network as the current '{config.memory}' builds it (trained by "
+            f"an older version? re-train it with `neuromem ablate ... --rerun stale`; {' '.join(str(err).split())[:120]})"
+        ) from None
     return chip_network(network.eval(), dataset, shape), dataset, config.time_bins
