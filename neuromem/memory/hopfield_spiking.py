@@ -38,11 +38,11 @@ from torch import nn
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.spiking_layers import (
-    DEFAULT_SURROGATE_SLOPE,
-    init_for_rate,
+        init_for_rate,
     lateral_inhibition,
     layer_kinds,
     set_surrogate_slope,
+    surrogate_slope_for,
     tie_transposed,
 )
 
@@ -94,10 +94,7 @@ class SpikingHopfieldMemory(MemoryModule):
             gain = DEFAULT_GAIN.get(neuron, 1.0)
         if not float(gain) > 0.0:
             raise ValueError(f"hopfield-spiking option gain must be > 0, got {gain}")
-        if surrogate_slope is None:
-            surrogate_slope = DEFAULT_SURROGATE_SLOPE.get(neuron)
-        if surrogate_slope is not None and not float(surrogate_slope) > 0.0:
-            raise ValueError(f"hopfield-spiking option surrogate_slope must be > 0, got {surrogate_slope}")
+        surrogate_slope = surrogate_slope_for("hopfield-spiking", surrogate_slope, neuron)
         kinds = layer_kinds(neuron)
         dim, num_patterns, relay = int(dim), int(num_patterns), int(relay)
         self.num_patterns = num_patterns

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.scl import check_supcon_options, stacked_supcon
-from neuromem.memory.spiking_layers import DEFAULT_SURROGATE_SLOPE, layer_kinds, set_surrogate_slope
+from neuromem.memory.spiking_layers import layer_kinds, set_surrogate_slope, surrogate_slope_for
 
 
 @register_memory(
@@ -51,10 +51,7 @@ class SpikingSupConMemory(MemoryModule):
             if int(value) != value or int(value) < 1:
                 raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
         check_supcon_options("scl-spiking", temperature, loss, supcon_weight)
-        if surrogate_slope is None:  # see DEFAULT_SURROGATE_SLOPE
-            surrogate_slope = DEFAULT_SURROGATE_SLOPE.get(neuron)
-        if surrogate_slope is not None and not float(surrogate_slope) > 0.0:
-            raise ValueError(f"scl-spiking option surrogate_slope must be > 0, got {surrogate_slope}")
+        surrogate_slope = surrogate_slope_for("scl-spiking", surrogate_slope, neuron)
         kinds = layer_kinds(neuron)
         dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
         self.encoders = nn.ModuleDict(

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from neuromem.neurons.synapses import TiedTransposedLinear
+
 # Default surrogate slope of the memory's neurons per neuron model (None: the model's own). A Loihi neuron's
 # long current and voltage time constants make each layer's backward gain large: at the model's slope 4 the
 # front end's gradient norm is ~15,000 behind hopfield-spiking (~60 behind the float hopfield) and the memory's
@@ -26,25 +28,8 @@ def layer_kinds(neuron: str):
         raise ValueError(str(error.args[0])) from None
 
 
-class TransposedLinear(nn.Linear):
-    """A linear synapse whose weight is the transpose of another linear synapse's (tied: no weight of its
-    own), optionally of its first `rows` rows only, followed by columns of its own (`extra`, trained) for
-    further inputs; with its own bias where the source layer kind has one."""
-
-    def __init__(self, source: nn.Linear, bias: bool, rows: int | None = None, extra: torch.Tensor | None = None) -> None:
-        super().__init__(1, 1, bias=False)
-        del self.weight
-        object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
-        self.rows = source.out_features if rows is None else int(rows)
-        self.extra = None if extra is None else nn.Parameter(extra.detach().clone())
-        self.in_features = self.rows + (0 if extra is None else int(extra.shape[1]))
-        self.out_features = source.in_features
-        self.bias = nn.Parameter(torch.zeros(source.in_features)) if bias else None
-
-    @property
-    def weight(self) -> torch.Tensor:
-        tied = self._source.weight[: self.rows].t()
-        return tied if self.extra is None else torch.cat([tied, self.extra], dim=1)
+class TransposedLinear(TiedTransposedLinear):
+    """The float form of a tied transposed synapse (see `TiedTransposedLinear`), on spikes or frames."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return F.linear(inputs.flatten(1) if inputs.dim() > 2 else inputs, self.weight, self.bias)
@@ -61,7 +46,7 @@ def tie_transposed(layer: nn.Module, source: nn.Module, rows: int | None = None)
     if transposed is not None:
         layer.synapse = transposed(rows, extra)
     else:
-        layer.synapse = TransposedLinear(source.synapse, layer.synapse.bias is not None, rows, extra)
+        layer.synapse = TransposedLinear(source.synapse, rows, extra, bias=layer.synapse.bias is not None)
 
 
 def init_for_rate(layer: nn.Module, input_rate: float, gain: float = 1.0) -> None:
@@ -92,6 +77,16 @@ def lateral_inhibition(layer: nn.Module, strength: float, size: int | None = Non
     with torch.no_grad():
         weight.copy_(block)
     weight.requires_grad_(False)
+
+
+def surrogate_slope_for(memory: str, slope: float | None, neuron: str) -> float | None:
+    """A spiking memory's `surrogate_slope` option: None -> DEFAULT_SURROGATE_SLOPE for `neuron` (None there:
+    the model's own); else it must be > 0."""
+    if slope is None:
+        return DEFAULT_SURROGATE_SLOPE.get(neuron)
+    if not float(slope) > 0.0:
+        raise ValueError(f"{memory} option surrogate_slope must be > 0, got {slope}")
+    return slope
 
 
 def set_surrogate_slope(layers, slope: float | None) -> None:

@@ -32,6 +32,7 @@ from neuromem.neurons.functional.loihi import (
     shift_activation,
 )
 from neuromem.neurons.layers import SpikingLayer
+from neuromem.neurons.synapses import TiedTransposedLinear
 
 # Neuron settings of the front ends and memories the ablation grid trains with neuron "loihi":
 # current keeps 7/8 per step, voltage 15/16, threshold 1024 << 6 (at the default initialisation
@@ -74,27 +75,15 @@ class QuantizedDense(nn.Linear):
         return TransposedQuantizedDense(self, rows, extra)
 
 
-class TransposedQuantizedDense(nn.Linear):
-    """The transpose of another `QuantizedDense`'s integer weights (tied: no weight of its own), optionally of
-    its first `rows` rows only, followed by columns of its own (`extra`, (source.in_features, k), trained) for
-    k further inputs.
+class TransposedQuantizedDense(TiedTransposedLinear):
+    """The transpose of another `QuantizedDense`'s integer weights (`TiedTransposedLinear`: tied, optionally
+    its first `rows` rows only plus trained columns of its own), in fixed point.
 
     On Lava this is a Dense process with weights `integer_weight()` and the source's exponent."""
 
     def __init__(self, source: QuantizedDense, rows: int | None = None, extra: torch.Tensor | None = None) -> None:
-        super().__init__(1, 1, bias=False)
-        del self.weight
-        object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
-        self.rows = source.out_features if rows is None else int(rows)
-        self.extra = None if extra is None else nn.Parameter(extra.detach().clone())
-        self.in_features = self.rows + (0 if extra is None else int(extra.shape[1]))
-        self.out_features = source.in_features
+        super().__init__(source, rows, extra)
         self.weight_exp = source.weight_exp
-
-    @property
-    def weight(self) -> torch.Tensor:
-        tied = self._source.weight[: self.rows].t()
-        return tied if self.extra is None else torch.cat([tied, self.extra], dim=1)
 
     def integer_weight(self) -> torch.Tensor:
         return quantize_weight(self.weight)  # elementwise: the tied part is the source's integers, transposed

@@ -55,3 +55,26 @@ class SparseInputConv2d(nn.Conv2d):
             and self.stride[0] == self.stride[1]
             and self.padding[0] == self.padding[1]
         )
+
+
+class TiedTransposedLinear(nn.Linear):
+    """A linear synapse whose weight is the transpose of another linear synapse's (tied: no weight of its
+    own), optionally of its first `rows` rows only, followed by columns of its own (`extra`,
+    (source.in_features, k), trained) for k further inputs; a bias of its own if asked for. The forward
+    pass is the subclass's (float or Loihi fixed point)."""
+
+    def __init__(self, source: nn.Linear, rows: int | None = None, extra: torch.Tensor | None = None,
+                 bias: bool = False) -> None:
+        super().__init__(1, 1, bias=False)
+        del self.weight
+        object.__setattr__(self, "_source", source)  # not a submodule: the source is registered where it lives
+        self.rows = source.out_features if rows is None else int(rows)
+        self.extra = None if extra is None else nn.Parameter(extra.detach().clone())
+        self.in_features = self.rows + (0 if extra is None else int(extra.shape[1]))
+        self.out_features = source.in_features
+        self.bias = nn.Parameter(torch.zeros(source.in_features)) if bias else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        tied = self._source.weight[: self.rows].t()
+        return tied if self.extra is None else torch.cat([tied, self.extra], dim=1)
