@@ -212,6 +212,70 @@ def _cost_table(groups: list[Group]) -> str:
     return _table(header, body)
 
 
+LOIHI_KEYS = ("loihi_energy_pj_per_sample", "loihi_cores", "loihi_neurons", "loihi_synapses",
+              "loihi_synaptic_ops_per_sample", "loihi_spikes_per_sample")
+TWIN_NEURON = "dense"  # ablate --dense: the same graph with ReLU units, trained
+
+
+def _twin_of(group: Group, groups: list[Group]) -> Group | None:
+    """The trained ANN twin of a cell: the group of the same modality and memory trained with --dense
+    and otherwise trained alike (epochs, width, time bins, learning rate, batch, samples); None if absent or
+    ambiguous."""
+    def fields(g: Group) -> tuple:
+        return tuple(str(g.rows[0].get(f)) for f in CONFIG_COLUMNS if f not in ("modality", "memory", "neuron",
+                                                                                  "seed", "threads"))
+
+    twins = [g for g in groups if g.modality == group.modality and g.memory == group.memory
+             and g.rows[0].get("neuron") == TWIN_NEURON and fields(g) == fields(group)]
+    return twins[0] if len(twins) == 1 else None
+
+
+def _training_flags(group: Group) -> str:
+    """The ablate flags that train a twin alike (only those the cell did not leave at their defaults)."""
+    row, defaults = group.rows[0], CellConfig(modality=group.modality, memory=group.memory)
+    flags = {"epochs": "--epochs", "hidden": "--hidden", "time_bins": "--time-bins", "learning_rate": "--learning-rate",
+             "batch_size": "--batch-size", "max_train_samples": "--max-train-samples"}
+    # epochs always: ablate's default depends on the data set, not on CellConfig
+    return "".join(f" {flag} {row[f]}" for f, flag in flags.items()
+                   if row.get(f) not in (None, "") and (f == "epochs" or str(row[f]) != str(getattr(defaults, f, None))))
+
+
+def _loihi_lines(groups: list[Group]) -> list[str]:
+    """Cells that run on Loihi 2: the chip's cost beside the 45 nm estimate and the trained ANN twin."""
+    chip = [g for g in groups if g.by_seed("loihi_energy_pj_per_sample")]
+    if not chip:
+        return []
+    header = ["modality", "memory", "variant", "n", "test accuracy", "Loihi 2 energy, uJ/sample",
+              "45 nm SNN energy, uJ/sample", "45 nm ANN energy, uJ/sample", "trained ANN twin: test accuracy",
+              "cores", "neurons", "synapses", "synaptic events/sample", "spikes/sample"]
+    body, missing = [], []
+    for g in chip:
+        horowitz = all(r.get("energy_profile") == "horowitz-45nm" for r in g.rows)
+        twin = _twin_of(g, groups)
+        if twin is None:
+            missing.append(g)
+        micro = lambda key: _fmt(g.summary(key).mean / 1e6) if g.by_seed(key) else ""
+        body.append([g.modality, g.memory, g.variant, str(g.summary("test_accuracy").n),
+                     _mean_std(g.summary("test_accuracy")), micro("loihi_energy_pj_per_sample"),
+                     micro("energy_pj_per_sample") if horowitz else "(priced under another profile)",
+                     micro("ann_energy_pj_per_sample") if horowitz else "",
+                     _mean_std(twin.summary("test_accuracy")) if twin else "not trained",
+                     *(_fmt(g.summary(k).mean) for k in LOIHI_KEYS[1:])])
+    assumptions = next((r.get("loihi_energy_assumptions") for g in chip for r in g.rows
+                        if r.get("loihi_energy_assumptions")), None) or []
+    lines = ["## Loihi 2, cells that run on the chip", "",
+             "Loihi 2 energy: the cell's chain of Loihi layers run on the accounting samples, its spikes, synaptic "
+             "events and neuron updates per layer priced with the chip's per-event figures; cores from a mapping "
+             "of each layer's neurons and synapses to cores under the per-core limits. The 45 nm columns price the "
+             "same cell's synaptic operations and its ANN twin's dense MACs (Horowitz 2014). Assumptions:", ""]
+    lines += [f"- {a}" for a in assumptions] + ["", _table(header, body), ""]
+    if missing:
+        lines += ["Trained ANN twin (same graph, ReLU units): "
+                  + "; ".join(f"`neuromem ablate --modality {g.modality} --memory {g.memory} --dense"
+                              f"{_training_flags(g)}` into the same --out" for g in missing) + ".", ""]
+    return lines
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.4g}"
@@ -289,6 +353,7 @@ def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
             "",
         ]
     report += ["## Cost, mean over seeds", "", _cost_table(groups), ""]
+    report += _loihi_lines(groups)
     evaluations = load_evaluations(store)
     report += _evaluation_lines(groups, evaluations)
     figures = write_figures(out, groups, evaluations) if figures else []
