@@ -203,3 +203,126 @@ def test_nir_is_the_float_shadow_of_the_fixed_point_model(tmp_path):
         a, b = fixed[layer][delay:].float(), shadow[layer][:-delay]
         assert a.sum() > 50
         assert (a == b).float().mean() > 0.99
+
+
+# ------------------------------------------------------------- whole grid cells: SHD and N-MNIST chains
+
+
+def _small_cell(modality, shape, memory, options, steps, seed=0):
+    """A tiny Loihi grid cell trained a few steps (as in test_loihi_cells_lava), its chip chain, and inputs."""
+    from neuromem.export.model import chip_network
+    from neuromem.models import build_network
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_network({modality: shape}, {modality: 3}, memory, hidden=12, neuron="loihi",
+                        memory_options={"dim": 8, **options})
+    inputs = rng.integers(0, 2, (16, steps, *shape)) * (rng.random((16, steps, *shape)) < 0.3)
+    labels = rng.integers(0, 3, 16)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
+    for start in range(0, 16, 8):
+        out = net({modality: torch.as_tensor(inputs[start:start + 8]).float()})
+        loss = torch.nn.functional.cross_entropy(out.logits[modality], torch.as_tensor(labels[start:start + 8]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return chip_network(net.eval(), modality, shape), inputs
+
+
+def _check_agreement(report, simulators):
+    # every hidden layer spikes (in both runs), so neither the spikes nor the readout voltage compared are silence
+    assert all(s > 0 for s in report.spikes[:-1]) and all(s > 0 for s in report.fixed_spikes[:-1]), report.lines()
+    assert [s.name for s in report.simulators if s.refused is None] == list(simulators), report.lines()
+    for sim in report.simulators:
+        if sim.refused is None:
+            # Norse/snnTorch scale by dt/tau and back in float32: a rare flip at the threshold, not more
+            assert sum(sim.mismatches) <= max(2, sum(report.spikes) // 1000), report.lines()
+            assert sim.decisions_equal == 1.0 and sim.voltage_error < 1e-4, report.lines()
+    for mismatches, spikes in zip(report.fixed_mismatches[:-1], report.fixed_spikes[:-1]):
+        assert mismatches <= 0.05 * spikes, report.lines()  # the chip's rounding moves a few spikes, no more
+    assert report.decisions_vs_fixed_aligned >= 0.8, report.lines()
+
+
+def test_nmnist_cell_with_convolutions_exports_and_runs_in_norse_and_snntorch(tmp_path):
+    from neuromem.export.nir import nir_agreement
+
+    chain, inputs = _small_cell("nmnist", (2, 10, 10), "scl-spiking", {"hidden": 16}, steps=30)
+    assert len(chain.convs) == 2
+    graph = read_nir(write_nir(chain, tmp_path / "cell.nir"))
+    chain_order = ["input", "layer0.conv", "layer0.lif", "layer1.conv", "layer1.lif", "flatten", "layer2.linear"]
+    assert all((a, b) in graph.edges for a, b in zip(chain_order, chain_order[1:]))
+    assert [type(graph.nodes[k]).__name__ for k in chain_order] == [
+        "Input", "Conv2d", "CubaLIF", "Conv2d", "CubaLIF", "Flatten", "Linear"]
+    first = graph.nodes["layer0.conv"]
+    assert tuple(first.stride) == (2, 2) and tuple(first.padding) == (2, 2) and tuple(first.input_shape) == (10, 10)
+    assert graph.nodes["layer1.lif"].v_threshold.shape == (32, 3, 3)  # neurons shaped like the conv output
+    report = nir_agreement(chain, inputs[:8])
+    assert report.layers == ["layer0.lif", "layer1.lif", "layer2.lif", "layer3.lif", "layer4.lif", "layer5.lif"]
+    _check_agreement(report, ("norse", "snntorch"))
+
+
+def test_recurrent_cells_run_in_norse_and_snntorch_refuses_them_plainly(tmp_path):
+    """hopfield-spiking with relay neurons (lateral inhibition: a recurrent layer; the tied transpose is a
+    plain Linear in the graph) on an SHD-like chain and behind the N-MNIST convolutions."""
+    from neuromem.export.nir import nir_agreement, run_snntorch
+
+    for modality, shape, samples in (("shd", (30,), 16), ("nmnist", (2, 10, 10), 8)):
+        chain, inputs = _small_cell(modality, shape, "hopfield-spiking", {"relay": 6}, steps=30)
+        graph = read_nir(write_nir(chain, tmp_path / f"{modality}.nir"))
+        assert any(k.endswith(".w_rec") for k in graph.nodes)
+        report = nir_agreement(chain, inputs[:samples])
+        _check_agreement(report, ("norse",))
+        (snntorch,) = [s for s in report.simulators if s.name == "snntorch"]
+        assert "cannot build recurrent layers" in snntorch.refused
+        with pytest.raises(NeuromemError, match="snnTorch 1.0.0's importer .* cannot build recurrent layers"):
+            run_snntorch(graph, torch.zeros(2, 1, *shape))
+
+
+def test_conv_import_refuses_what_it_cannot_build():
+    conv = nir.Conv2d(input_shape=(6, 6), weight=np.ones((3, 2, 3, 3)), stride=1, padding=1, dilation=2, groups=1,
+                      bias=np.zeros(3))
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+            "conv": conv,
+            "lif": nir.LIF(tau=np.full((3, 2, 2), 1e-3), r=np.ones((3, 2, 2)), v_leak=np.zeros((3, 2, 2)),
+                           v_threshold=np.ones((3, 2, 2))),
+            "output": nir.Output(output_type={"output": np.array([3, 2, 2])}),
+        },
+        edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")],
+        type_check=False,
+    )
+    with pytest.raises(NeuromemError, match=r"NIR node 'conv': Conv2d with .*dilation"):
+        from_nir(graph)
+
+
+def test_cli_exports_an_nmnist_grid_cell_to_nir_and_compares(tmp_path, tiny_data, monkeypatch):
+    """`neuromem export runs/X/cells/<cell> --to nir --compare N` on an N-MNIST Loihi cell (full 2x34x34 input)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from neuromem.export.cli import register
+    from neuromem.models import build_network
+    from neuromem.train.config import CellConfig
+
+    monkeypatch.setenv("NEUROMEM_DATA", str(tiny_data))
+    torch.manual_seed(0)
+    config = CellConfig(modality="nmnist", memory="scl-spiking", hidden=12, neuron="loihi",
+                        memory_options=(("dim", 8), ("hidden", 16)))
+    net = build_network({"nmnist": (2, 34, 34)}, {"nmnist": 10}, "scl-spiking", hidden=12, neuron="loihi",
+                        memory_options=dict(config.memory_options))
+    cell = tmp_path / "run" / "cells" / config.cell_id
+    cell.mkdir(parents=True)
+    torch.save({"config": config.to_dict(), "state_dict": {"nmnist": net.state_dict()}}, cell / "model.pt")
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(cell), "--to", "nir", "--out", str(tmp_path / "cell.nir"), "--compare", "3"])
+    assert result.exit_code == 0, result.output
+    assert "2312 -> conv 4624" in result.output  # 2x34x34 in, 16x17x17 neurons in the first convolution
+    assert "NIR graph on 3 samples" in result.output and "norse: mismatching" in result.output
+    assert "snntorch: mismatching" in result.output  # a feed-forward cell: snnTorch builds it too
+    graph = read_nir(tmp_path / "cell.nir")
+    assert tuple(graph.nodes["layer1.conv"].input_shape) == (17, 17)
+    refused = runner.invoke(app, ["export", str(cell), "--to", "lava", "--out", str(tmp_path / "c.h5"), "--compare", "3"])
+    assert isinstance(refused.exception, NeuromemError) and "hw verify" in str(refused.exception)

@@ -109,12 +109,20 @@ def register(app: typer.Typer) -> None:
         run_or_checkpoint: Path = typer.Argument(..., help="a cell (runs/X/cells/<cell>), its model.pt, or a run directory with one cell"),
         to: str = typer.Option(..., "--to", help="lava (netx HDF5) or nir"),
         out: Path = typer.Option(..., "--out", help="output file (.h5 for lava, .nir for nir)"),
+        compare: int = typer.Option(0, "--compare", min=0,
+                                    help="with --to nir: run the written graph in Norse and snnTorch on N test samples "
+                                         "of the cell's data set, against neuromem's float run and the fixed-point chain"),
     ) -> None:
         """Export a trained Loihi network to Lava (netx HDF5) or NIR."""
         if to not in EXPORT_TARGETS:
             raise NeuromemError(f"--to {to!r} is not known; valid: {', '.join(EXPORT_TARGETS)}")
+        if compare and to != "nir":
+            raise NeuromemError("--compare checks a NIR export (--to nir); a Lava export is checked by `neuromem hw verify`")
         check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
         model, dataset, time_bins = load_for_export(run_or_checkpoint)
+        if compare and dataset is None:
+            raise NeuromemError(f"--compare needs a grid cell (it names its data set); {run_or_checkpoint} is a bare "
+                                "Loihi network checkpoint")
         existed = out.exists()
         try:
             if to == "lava":
@@ -142,6 +150,11 @@ def register(app: typer.Typer) -> None:
             f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
             f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"
         )
+        if compare:
+            from neuromem.export.nir import nir_agreement
+
+            inputs, _ = _load_data(None, "test", compare, time_bins, dataset)
+            _echo(nir_agreement(model, inputs).lines())
 
     @hw.command("run")
     def run_command(

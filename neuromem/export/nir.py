@@ -1,24 +1,43 @@
 """NIR interchange: Loihi networks to NIR graphs, and NIR graphs (ours, snnTorch's, Norse's) to neuromem layers.
 
-Export writes the float shadow of the fixed-point network: per layer a
-`nir.Linear` (the integer weights times 2**weight_exp, in units where the
-threshold is `vth`) and a `nir.CubaLIF`; a recurrent layer adds a `nir.Linear`
-from the neuron back to itself. Time constants use snnTorch's NIR convention
-with dt = 1e-4 s: tau_syn = dt / (1 - alpha), tau_mem = dt / (1 - beta),
-w_in = tau_syn / dt, r = tau_mem / dt, where alpha = (4095 - du)/4096 and
-beta = (4096 - dv)/4096 are Lava's decays. So snnTorch (`import_nir`) and Norse
-(`from_nir(..., dt=1e-4)`) run u = alpha u + W s, v = beta v + u, spike when
-v > vth, reset to 0 - the fixed-point model without its rounding. NIR has no
-synaptic delay, so Loihi/Lava's outputs are these shifted by one step per
-layer (and differ where rounding moves a voltage across the threshold).
+Export writes the float shadow of the fixed-point network, a mapping of one
+node per synapse and one per neuron layer: a convolution becomes `nir.Conv2d`
+(integer kernel times 2**weight_exp, stride, padding, input shape, zero bias),
+then `nir.Flatten` (NIR's batch-free dims: start_dim 0 of (C, H, W)) before the
+first dense layer; a dense layer `nir.Linear` (the integer weights times
+2**weight_exp, in units where the threshold is `vth`); every neuron layer a
+`nir.CubaLIF` shaped like its neurons ((C, H, W) after a convolution); a
+recurrent layer adds a `nir.Linear` from the neuron back to itself. Time
+constants use snnTorch's NIR convention with dt = 1e-4 s: tau_syn = dt / (1 -
+alpha), tau_mem = dt / (1 - beta), w_in = tau_syn / dt, r = tau_mem / dt,
+where alpha = (4095 - du)/4096 and beta = (4096 - dv)/4096 are Lava's decays.
+So snnTorch (`import_nir`) and Norse (`from_nir(..., dt=1e-4)`) run
+u = alpha u + W s, v = beta v + u, spike when v > vth, reset to 0 - the
+fixed-point model without its rounding. NIR has no synaptic delay, so
+Loihi/Lava's outputs are these shifted by one step per layer (and differ where
+rounding moves a voltage across the threshold). The readout (a Loihi neuron
+that never fires) is a CubaLIF too; the decision is the argmax of its final v.
 
-Import builds `neuromem.neurons.SpikingLinear` (CUBA or LIF, zero reset)
-stages from chains of Linear/Affine -> CubaLIF/LIF nodes, with recurrence given
-either as a cycle (ours) or as a nested subgraph (snnTorch's RSynaptic/RLeaky).
+What the simulators' importers take (norse 1.1.0, snntorch 1.0.0, nirtorch 2.6):
+Norse builds every graph neuromem writes, recurrent ones included. snnTorch
+builds feed-forward graphs, convolutional ones included, but no recurrent layer
+(it nests them as sub-graphs, which nirtorch 2.6 cannot build): so no SHD cell
+(recurrent front end) and no `hopfield-spiking` cell (lateral inhibition).
+Both map `nir.Flatten` to `torch.nn.Flatten(start_dim, end_dim)` on the
+batched tensor, which with NIR's batch-free start_dim 0 would fold the batch
+in: `run_norse`/`run_snntorch` feed a graph with a Flatten one sample at a
+time (unbatched (C, H, W) steps). `nir_agreement` compares them, spike for
+spike per layer, with neuromem's own float run and with the fixed-point model.
+
+Import builds `neuromem.neurons.SpikingLinear` / `SpikingConv2d` (CUBA or LIF,
+zero reset) stages from chains of Linear/Affine/Conv2d -> CubaLIF/LIF nodes
+(Flatten between them), with recurrence given either as a cycle (ours) or as a
+nested subgraph (snnTorch's RSynaptic/RLeaky).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +47,14 @@ from torch import nn
 from neuromem.errors import NeuromemError
 from neuromem.export.model import LoihiNetwork
 from neuromem.neurons.functional.loihi import DECAY_UNITY
-from neuromem.neurons.layers import SpikingLinear
+from neuromem.neurons.layers import SpikingConv2d, SpikingLayer, SpikingLinear
+from neuromem.neurons.loihi import LoihiConv2d
 
 NIR_DT = 1e-4  # snnTorch's NIR export/import convention
-SUPPORTED_NODES = ("Input", "Output", "Linear", "Affine", "CubaLIF", "LIF", "Flatten (1-D)", "recurrent subgraph")
+SUPPORTED_NODES = ("Input", "Output", "Linear", "Affine", "Conv2d", "Flatten", "CubaLIF", "LIF", "recurrent subgraph")
 
 
-def _cuba_node(params, size: int, dt: float):
+def _cuba_node(params, shape, dt: float):
     import nir
 
     if params.dv == 0:
@@ -46,7 +66,7 @@ def _cuba_node(params, size: int, dt: float):
     beta = (DECAY_UNITY - params.dv) / DECAY_UNITY
     tau_syn = dt / (1.0 - alpha)
     tau_mem = dt / (1.0 - beta)
-    ones = np.ones(size)
+    ones = np.ones(shape)
     # the bias is added to v each step (Lava units: u is scaled by 64, v's bias is not)
     v_leak = params.effective_bias / 64.0 / (1.0 - beta)
     return nir.CubaLIF(
@@ -56,34 +76,49 @@ def _cuba_node(params, size: int, dt: float):
         v_leak=ones * v_leak,
         v_threshold=ones * float(params.vth),
         w_in=ones * tau_syn / dt,
-        v_reset=np.zeros(size),
+        v_reset=np.zeros(shape),
     )
 
 
 def to_nir(model: LoihiNetwork, dt: float = NIR_DT):
-    """The float NIR graph of a Loihi network (see module doc)."""
+    """The float NIR graph of a Loihi network (see module doc); layer i's nodes are named layer{i}.*."""
     import nir
 
-    if model.convs:
-        raise NeuromemError("NIR export of a chain with convolutions (an N-MNIST cell) is not implemented yet; "
-                            "export it with --to lava")
+    nodes = {"input": nir.Input(input_type={"input": np.array(model.config.input_shape)})}
+    edges: list[tuple[str, str]] = []
+    previous = "input"
 
-    nodes = {"input": nir.Input(input_type={"input": np.array([model.config.input_size])})}
-    edges, previous = [], "input"
+    def append(name: str, node) -> None:
+        nonlocal previous
+        nodes[name] = node
+        edges.append((previous, name))
+        previous = name
+
     for index, layer in enumerate(model.layers):
-        weight, recurrent = layer.integer_weights()
         scale = 2.0 ** layer.neuron.weight_exp
-        linear, neuron = f"layer{index}.linear", f"layer{index}.lif"
-        nodes[linear] = nir.Linear(weight=(weight.detach().double().numpy() * scale))
-        nodes[neuron] = _cuba_node(layer.neuron, layer.out_features, dt)
-        edges += [(previous, linear), (linear, neuron)]
+        if isinstance(layer, LoihiConv2d):
+            conv = layer.synapse
+            append(f"layer{index}.conv", nir.Conv2d(
+                input_shape=tuple(int(d) for d in layer.in_shape[1:]),
+                weight=conv.integer_weight().detach().double().numpy() * scale,
+                stride=tuple(int(s) for s in conv.stride), padding=tuple(int(p) for p in conv.padding),
+                dilation=1, groups=1, bias=np.zeros(conv.out_channels),
+            ))
+            append(f"layer{index}.lif", _cuba_node(layer.neuron, (conv.out_channels, *layer.out_hw), dt))
+            continue
+        if index == len(model.convs) and model.convs:
+            last = model.convs[-1]
+            frame = np.array([last.synapse.out_channels, *last.out_hw])
+            append("flatten", nir.Flatten(input_type={"input": frame}, start_dim=0, end_dim=-1))
+        weight, recurrent = layer.integer_weights()
+        append(f"layer{index}.linear", nir.Linear(weight=(weight.detach().double().numpy() * scale)))
+        neuron = f"layer{index}.lif"
+        append(neuron, _cuba_node(layer.neuron, layer.out_features, dt))
         if recurrent is not None:
             rec = f"layer{index}.w_rec"
             nodes[rec] = nir.Linear(weight=recurrent.detach().double().numpy() * 2.0**layer.recurrent_exp)
             edges += [(neuron, rec), (rec, neuron)]
-        previous = neuron
-    nodes["output"] = nir.Output(output_type={"output": np.array([model.layers[-1].out_features])})
-    edges.append((previous, "output"))
+    append("output", nir.Output(output_type={"output": np.array([model.layers[-1].out_features])}))
     return nir.NIRGraph(nodes=nodes, edges=edges)
 
 
@@ -113,28 +148,50 @@ def read_nir(path: str | Path):
 # ---------------------------------------------------------------------------------------- import
 
 
+class TimeMajorFlatten(nn.Module):
+    """nir.Flatten on time-major (T, batch, ...) tensors: its dims count from the first feature dim."""
+
+    def __init__(self, start_dim: int = 0, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = self.start_dim + 2 if self.start_dim >= 0 else self.start_dim
+        end = self.end_dim + 2 if self.end_dim >= 0 else self.end_dim
+        return x.flatten(start, end)
+
+
 class NIRNetwork(nn.Module):
-    """A chain of neuromem spiking stages built from a NIR graph; time-major (T, batch, features)."""
+    """A chain of neuromem spiking stages built from a NIR graph; time-major (T, batch, features...)."""
 
     def __init__(self, stages: list[nn.Module], names: list[str]) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.names = names
 
-    def run(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """All stages' outputs and the last spiking stage's final membrane (batch, out)."""
+    def run(self, inputs: torch.Tensor, return_membranes: bool = False):
+        """All stages' outputs and the last spiking stage's final membrane (batch, out); with
+        `return_membranes`, also that stage's membrane at every step (T, batch, out)."""
         from neuromem.neurons.functional.neuron import neuron_sequence
         from neuromem.neurons.models import neuron_of
 
-        outputs, membrane, x = [], None, inputs
+        outputs, membrane, membranes, x = [], None, None, inputs
         for stage in self.stages:
-            if isinstance(stage, SpikingLinear):
-                x, state = neuron_sequence(neuron_of(stage.neuron), stage.project(x), stage.neuron, stage.recurrent)
+            if isinstance(stage, SpikingLayer):
+                x, state, membranes = neuron_sequence(neuron_of(stage.neuron), stage.project(x), stage.neuron,
+                                                      stage.recurrent, return_membrane=True)
                 membrane = state.membrane
             else:
                 x = stage(x)
             outputs.append(x)
+        if return_membranes:
+            return outputs, membrane, membranes
         return outputs, membrane
+
+    def spiking_outputs(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Spikes of every spiking stage (T, batch, ...) and the last one's membranes (T, batch, out)."""
+        outputs, _, membranes = self.run(inputs, return_membranes=True)
+        return [o for o, s in zip(outputs, self.stages) if isinstance(s, SpikingLayer)], membranes
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.run(inputs)[0][-1]
@@ -157,8 +214,17 @@ def _uniform(values, what: str, name: str) -> float:
     return float(array[0])
 
 
-def _neuron_stage(name: str, node, weight: np.ndarray, bias: np.ndarray | None, recurrent: np.ndarray | None, dt: float):
-    """SpikingLinear equivalent of Linear/Affine -> (Cuba)LIF with optional recurrent weights."""
+def _pair(value, what: str, name: str) -> int:
+    """One int of a Conv2d's stride/padding/dilation (an int or an equal pair)."""
+    values = np.asarray(value).reshape(-1)
+    if values.size not in (1, 2) or not np.all(values == values[0]):
+        raise NeuromemError(f"NIR node '{name}': Conv2d {what} {value!r} differs between height and width; "
+                            "neuromem imports square strides, paddings and kernels")
+    return int(values[0])
+
+
+def _neuron_stage(name: str, node, synapse_name: str, synapse, recurrent: np.ndarray | None, dt: float):
+    """SpikingLinear / SpikingConv2d equivalent of Linear/Affine/Conv2d -> (Cuba)LIF with optional recurrent weights."""
     import nir
 
     if not np.allclose(np.asarray(node.v_leak, dtype=np.float64), 0.0):
@@ -179,14 +245,31 @@ def _neuron_stage(name: str, node, weight: np.ndarray, bias: np.ndarray | None, 
     if not (0.0 <= beta <= 1.0 and overrides.get("alpha", 0.0) >= 0.0):
         raise NeuromemError(f"NIR node '{name}': time constants shorter than dt={dt} s; import with the graph's own dt")
     threshold = _uniform(node.v_threshold, "v_threshold", name)
-    out_features, in_features = weight.shape
-    stage = SpikingLinear(
-        in_features, out_features, neuron=kind, recurrent=recurrent is not None,
-        beta=beta, threshold=threshold, reset="zero", **overrides,
-    )
+    neuron = dict(neuron=kind, beta=beta, threshold=threshold, reset="zero", **overrides)
+    if isinstance(synapse, nir.Conv2d):
+        if recurrent is not None:
+            raise NeuromemError(f"NIR node '{name}': a recurrent weight on a convolutional layer is not supported")
+        name = synapse_name
+        weight = np.asarray(synapse.weight, dtype=np.float64)
+        bias = np.asarray(synapse.bias, dtype=np.float64).reshape(-1) if synapse.bias is not None else None
+        padding = 0 if isinstance(synapse.padding, str) and synapse.padding == "valid" else synapse.padding
+        if isinstance(padding, str) or int(synapse.groups) != 1 or _pair(synapse.dilation, "dilation", name) != 1:
+            raise NeuromemError(f"NIR node '{name}': Conv2d with padding {synapse.padding!r}, dilation {synapse.dilation!r} "
+                                f"or groups {synapse.groups} is not supported; neuromem imports numeric padding, "
+                                "no dilation, one group")
+        out_channels, in_channels, kernel, kernel_w = weight.shape
+        if kernel != kernel_w:
+            raise NeuromemError(f"NIR node '{name}': Conv2d kernel {kernel}x{kernel_w} is not square")
+        stage = SpikingConv2d(in_channels, out_channels, kernel, stride=_pair(synapse.stride, "stride", name),
+                              padding=_pair(padding, "padding", name), **neuron)
+    else:
+        weight, bias = _affine_parts(synapse)
+        out_channels, in_features = weight.shape
+        stage = SpikingLinear(in_features, out_channels, recurrent=recurrent is not None, **neuron)
     with torch.no_grad():
         stage.synapse.weight.copy_(torch.as_tensor(weight * gain, dtype=torch.float32))
-        stage.synapse.bias.copy_(torch.as_tensor((bias if bias is not None else np.zeros(out_features)) * gain, dtype=torch.float32))
+        bias = bias if bias is not None else np.zeros(out_channels)
+        stage.synapse.bias.copy_(torch.as_tensor(bias * gain, dtype=torch.float32))
         if recurrent is not None:
             stage.recurrent.copy_(torch.as_tensor(recurrent * gain, dtype=torch.float32))
     return stage
@@ -220,18 +303,41 @@ def _recurrent_subgraph(name: str, graph):
     return neurons[0][1], weight
 
 
+def _as_graph(graph_or_path):
+    import nir
+
+    graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
+    if not isinstance(graph, nir.NIRGraph):
+        raise NeuromemError(f"expected a NIR graph, got {_kind(graph)}")
+    return graph
+
+
+def _recurrent_weights(graph) -> dict[str, str]:
+    """neuron -> the Linear/Affine whose only edges are neuron -> it -> the same neuron (its recurrent weight)."""
+    import nir
+
+    nodes, edges = graph.nodes, list(dict.fromkeys(tuple(e) for e in graph.edges))
+    recurrent_of: dict[str, str] = {}
+    for key, node in nodes.items():
+        if isinstance(node, (nir.Linear, nir.Affine)):
+            targets = [t for s, t in edges if s == key]
+            sources = [s for s, t in edges if t == key]
+            if len(targets) == 1 and sources == targets and isinstance(nodes.get(targets[0]), (nir.CubaLIF, nir.LIF)):
+                recurrent_of[targets[0]] = key
+    return recurrent_of
+
+
 def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
     """neuromem layers for a NIR graph (or .nir path), discretised with time step `dt` (seconds).
 
     snnTorch (and neuromem's own export) write time constants for dt = 1e-4 s.
     Norse 1.1.0's `to_nir` writes tau = dt_norse / tau_mem_inv (not 1 / tau_mem_inv), so its
     graphs reproduce the Norse module with dt = dt_norse ** 2 (1e-6 for Norse's default 1e-3).
+    A Flatten's dims are NIR's (batch-free: start_dim 0 is the first feature dim).
     """
     import nir
 
-    graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
-    if not isinstance(graph, nir.NIRGraph):
-        raise NeuromemError(f"expected a NIR graph, got {_kind(graph)}")
+    graph = _as_graph(graph_or_path)
     nodes, edges = graph.nodes, list(dict.fromkeys(tuple(e) for e in graph.edges))
     successors: dict[str, list[str]] = {k: [] for k in nodes}
     for source, target in edges:
@@ -241,18 +347,10 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
     inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
     if len(inputs) != 1:
         raise NeuromemError(f"NIR graph has {len(inputs)} Input nodes; neuromem imports single-input chains")
-
-    # a Linear whose only edges are neuron -> Linear -> same neuron is that neuron's recurrent weight
-    recurrent_of: dict[str, str] = {}
-    for key, node in nodes.items():
-        if isinstance(node, (nir.Linear, nir.Affine)) and len(successors[key]) == 1:
-            target = successors[key][0]
-            sources = [s for s, t in edges if t == key]
-            if sources == [target] and isinstance(nodes[target], (nir.CubaLIF, nir.LIF)):
-                recurrent_of[target] = key
+    recurrent_of = _recurrent_weights(graph)
 
     stages, names = [], []
-    pending: tuple[np.ndarray, np.ndarray | None] | None = None
+    pending = None  # the weight node (Linear/Affine/Conv2d) waiting for its neurons
     current, visited = inputs[0], set()
     while True:
         visited.add(current)
@@ -267,10 +365,12 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
         node = nodes[name]
         if isinstance(node, nir.Output):
             break
-        if isinstance(node, (nir.Linear, nir.Affine)):
+        if isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d)):
             if pending is not None:
                 raise NeuromemError(f"NIR node '{name}': two weight layers in a row are not supported")
-            pending = _affine_parts(node)
+            if not isinstance(node, nir.Conv2d):
+                _affine_parts(node)  # a matrix, or a one-line error now
+            pending = (name, node)
         elif isinstance(node, (nir.CubaLIF, nir.LIF, nir.NIRGraph)):
             if pending is None:
                 raise NeuromemError(f"NIR node '{name}': a neuron layer without a weight layer before it is not supported")
@@ -280,16 +380,22 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
                 neuron = node
                 rec_key = recurrent_of.get(name)
                 recurrent = _affine_parts(nodes[rec_key])[0] if rec_key else None
-            stages.append(_neuron_stage(name, neuron, pending[0], pending[1], recurrent, dt))
+            stages.append(_neuron_stage(name, neuron, *pending, recurrent, dt))
             names.append(name)
             pending = None
         elif isinstance(node, nir.Flatten):
-            pass  # time-major 1-D features are already flat
+            if pending is not None:
+                raise NeuromemError(f"NIR node '{name}': a Flatten between a weight layer and its neurons is not supported")
+            stages.append(TimeMajorFlatten(node.start_dim, node.end_dim))
+            names.append(name)
         else:
             raise _unsupported(name, node)
         current = name
+    if pending is not None and isinstance(pending[1], nir.Conv2d):
+        raise NeuromemError(f"NIR node '{pending[0]}': the graph ends in a Conv2d without neurons; "
+                            "neuromem imports a trailing Linear/Affine only")
     if pending is not None:  # a trailing weight layer: non-spiking linear output
-        weight, bias = pending
+        weight, bias = _affine_parts(pending[1])
         linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
         with torch.no_grad():
             linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
@@ -297,6 +403,209 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
                 linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
         stages.append(linear)
         names.append("linear")
-    if not stages:
+    if not any(isinstance(s, (SpikingLayer, nn.Linear)) for s in stages):
         raise NeuromemError("NIR graph has no layers neuromem can import")
     return NIRNetwork(stages, names)
+
+
+# ------------------------------------------------------------------ running the graph in other simulators
+
+
+def _torch_name(name: str) -> str:
+    return name.replace(".", "_")  # what nirtorch names a node's module
+
+
+def _neuron_layers(graph) -> list[str]:
+    """The graph's neuron layers in signal order (the names `from_nir` gives its spiking stages)."""
+    network = from_nir(graph)
+    return [n for n, s in zip(network.names, network.stages) if isinstance(s, SpikingLayer)]
+
+
+def _samples(graph, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Batched (T, batch, ...) inputs as the importers can take them: whole, or one unbatched sample at a
+    time where the graph has a Flatten (they apply NIR's batch-free start_dim to the batched tensor)."""
+    import nir
+
+    if any(isinstance(n, nir.Flatten) for n in graph.nodes.values()):
+        return [inputs[:, i] for i in range(inputs.shape[1])]
+    return [inputs]
+
+
+def _stack(runs: list[list[torch.Tensor]], batched: bool) -> torch.Tensor:
+    """Steps of each run -> (T, batch, ...)."""
+    per_run = [torch.stack(steps) for steps in runs]
+    return per_run[0] if batched else torch.stack(per_run, dim=1)
+
+
+def run_norse(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The graph in Norse (`norse.torch.from_nir`): spikes of every neuron layer (T, batch, ...) and the last
+    layer's voltage (T, batch, out), from time-major binary inputs (T, batch, ...)."""
+    import warnings
+
+    import norse.torch as norse
+
+    graph = _as_graph(graph)
+    layers = _neuron_layers(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # nirtorch.load, which Norse 1.1.0 calls
+        net = norse.from_nir(graph, dt=dt)
+    samples = _samples(graph, inputs)
+    spikes, voltages = [[] for _ in layers], []
+    with torch.no_grad():
+        for x in samples:
+            state, steps, volts = None, [[] for _ in layers], []
+            for step in x.float():
+                _, state = net(step, state)
+                for record, name in zip(steps, layers):
+                    record.append(state.cache[_torch_name(name)])
+                last = state.state[_torch_name(layers[-1])][0]
+                volts.append((last[1] if isinstance(last, tuple) else last).v)  # CubaLIF: (synapse, neuron)
+            for record, steps_of_layer in zip(spikes, steps):
+                record.append(steps_of_layer)
+            voltages.append(volts)
+    batched = len(samples) == 1 and samples[0].dim() == inputs.dim()
+    return [_stack(r, batched) for r in spikes], _stack(voltages, batched)
+
+
+def snntorch_refusal(graph) -> str | None:
+    """Why snnTorch 1.0.0's importer cannot build the graph, or None."""
+    import nir
+
+    if _recurrent_weights(graph) or any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values()):
+        return ("snnTorch 1.0.0's importer (on nirtorch 2.6) cannot build recurrent layers: it nests them as "
+                "sub-graphs, which nirtorch's interpreter does not run; Norse runs this graph")
+    return None
+
+
+def run_snntorch(graph, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The graph in snnTorch (`snntorch.import_nir.import_from_nir`), as `run_norse`; a NeuromemError for a
+    graph its importer cannot build (`snntorch_refusal`)."""
+    import contextlib
+    import copy
+    import io
+
+    from snntorch import import_nir, utils
+
+    graph = _as_graph(graph)
+    refusal = snntorch_refusal(graph)
+    if refusal:
+        raise NeuromemError(refusal)
+    layers = _neuron_layers(graph)
+    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its progress
+        net = import_nir.import_from_nir(copy.deepcopy(graph))  # it rewrites the graph it is given
+    modules = dict(net.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [modules[_torch_name(name)].register_forward_hook(
+        lambda _m, _i, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out))
+        for name in layers]
+    samples = _samples(graph, inputs)
+    spikes, voltages = [[] for _ in layers], []
+    try:
+        with torch.no_grad():
+            for x in samples:
+                utils.reset(net)
+                steps, volts = [[] for _ in layers], []
+                for step in x.float():
+                    net(step)
+                    for record, name in zip(steps, layers):
+                        record.append(seen[name].clone())
+                    volts.append(modules[_torch_name(layers[-1])].mem.clone())
+                for record, steps_of_layer in zip(spikes, steps):
+                    record.append(steps_of_layer)
+                voltages.append(volts)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    batched = len(samples) == 1 and samples[0].dim() == inputs.dim()
+    return [_stack(r, batched) for r in spikes], _stack(voltages, batched)
+
+
+SIMULATORS = {"norse": run_norse, "snntorch": run_snntorch}
+
+
+@dataclass
+class SimulatorAgreement:
+    """One simulator's run of the graph against neuromem's float run of the same graph."""
+
+    name: str
+    refused: str | None = None
+    mismatches: list[int] = field(default_factory=list)  # spike entries (neuron x step x sample) that differ, per layer
+    decisions_equal: float | None = None  # fraction of samples with the same argmax of the final readout voltage
+    voltage_error: float | None = None  # max |v - v_neuromem| of the readout over all steps / max |v_neuromem|
+
+
+@dataclass
+class NIRAgreement:
+    """The exported graph run three ways on the same inputs: neuromem's float run (`from_nir`), the fixed-point
+    chain it came from (bit-exact with Lava; one step of delay per layer, aligned here), and other simulators."""
+
+    samples: int
+    steps: int
+    layers: list[str]
+    spikes: list[int]  # spikes of neuromem's float run per layer
+    fixed_mismatches: list[int]  # vs the fixed-point chain, its layer i shifted by i + 1 steps
+    fixed_spikes: list[int]
+    decisions_vs_fixed: float  # float run's final decision vs the chain's (each over the same T steps)
+    decisions_vs_fixed_aligned: float  # float run's decision at step T - 1 - layers (the chain's delay) vs the chain's
+    simulators: list[SimulatorAgreement]
+
+    def lines(self) -> list[str]:
+        shown = ", ".join(f"{n} {s}" for n, s in zip(self.layers, self.spikes))
+        out = [f"NIR graph on {self.samples} samples x {self.steps} steps; neuromem float run's spikes per layer: {shown}"]
+        fixed = ", ".join(f"{m}/{s}" for m, s in zip(self.fixed_mismatches, self.fixed_spikes))
+        out.append(f"  vs the Loihi fixed-point chain (delay-aligned; mismatching entries / chain's spikes per layer): {fixed}; "
+                   f"decisions equal {100 * self.decisions_vs_fixed:.1f}% "
+                   f"({100 * self.decisions_vs_fixed_aligned:.1f}% at the delay-aligned step)")
+        for sim in self.simulators:
+            if sim.refused:
+                out.append(f"  {sim.name}: not run: {sim.refused}")
+                continue
+            out.append(f"  {sim.name}: mismatching spike entries per layer {sim.mismatches}; decisions equal "
+                       f"{100 * sim.decisions_equal:.1f}%; readout voltage max error {sim.voltage_error:.2e} (relative)")
+        return out
+
+
+def nir_agreement(model: LoihiNetwork, inputs, simulators=("norse", "snntorch"), dt: float = NIR_DT) -> NIRAgreement:
+    """Export `model` to NIR and run the graph in neuromem (float), the fixed-point chain itself, and each of
+    `simulators` (norse, snntorch; one that cannot build the graph is reported as refused), on batch-major
+    (N, T, ...) inputs binarised as the chip sees them."""
+    from neuromem.export.model import binary_time_major
+
+    x = binary_time_major(inputs)
+    graph = to_nir(model, dt)
+    with torch.no_grad():
+        fixed_spikes, fixed_voltages = model.run(x)
+        ours, membranes = from_nir(graph, dt).spiking_outputs(x.float())
+    steps, layers = x.shape[0], _neuron_layers(graph)
+    fixed_mismatches, fixed_counts = [], []
+    for index, (chip, float_run) in enumerate(zip(fixed_spikes, ours)):
+        delay = index + 1
+        chip, float_run = chip[delay:].float(), float_run[: steps - delay].float()
+        fixed_mismatches.append(int((chip != float_run).sum()))
+        fixed_counts.append(int(chip.sum()))
+    chip_decisions = fixed_voltages[-1].argmax(-1)
+    aligned = max(steps - 1 - len(model.layers), 0)
+    report = NIRAgreement(
+        samples=int(x.shape[1]), steps=int(steps), layers=layers, spikes=[int(s.sum()) for s in ours],
+        fixed_mismatches=fixed_mismatches, fixed_spikes=fixed_counts,
+        decisions_vs_fixed=float((membranes[-1].argmax(-1) == chip_decisions).float().mean()),
+        decisions_vs_fixed_aligned=float((membranes[aligned].argmax(-1) == chip_decisions).float().mean()),
+        simulators=[],
+    )
+    for name in simulators:
+        if name not in SIMULATORS:
+            raise NeuromemError(f"simulator {name!r} is not known; valid: {', '.join(SIMULATORS)}")
+        refusal = snntorch_refusal(graph) if name == "snntorch" else None
+        if refusal:
+            report.simulators.append(SimulatorAgreement(name, refused=refusal))
+            continue
+        runner = SIMULATORS[name]
+        theirs, voltages = runner(graph, x.float(), dt) if name == "norse" else runner(graph, x.float())
+        scale = float(membranes.abs().max()) or 1.0
+        report.simulators.append(SimulatorAgreement(
+            name,
+            mismatches=[int((a != b.to(a.dtype)).sum()) for a, b in zip(ours, theirs)],
+            decisions_equal=float((voltages[-1].argmax(-1) == membranes[-1].argmax(-1)).float().mean()),
+            voltage_error=float((voltages - membranes).abs().max()) / scale,
+        ))
+    return report
