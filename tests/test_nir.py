@@ -322,6 +322,7 @@ def test_cli_exports_an_nmnist_grid_cell_to_nir_and_compares(tmp_path, tiny_data
     assert "2312 -> conv 4624" in result.output  # 2x34x34 in, 16x17x17 neurons in the first convolution
     assert "NIR graph on 3 samples" in result.output and "norse: mismatching" in result.output
     assert "snntorch: mismatching" in result.output  # a feed-forward cell: snnTorch builds it too
+    assert "accuracy on these samples: fixed-point chain" in result.output and "snntorch " in result.output
     graph = read_nir(tmp_path / "cell.nir")
     assert tuple(graph.nodes["layer1.conv"].input_shape) == (17, 17)
     refused = runner.invoke(app, ["export", str(cell), "--to", "lava", "--out", str(tmp_path / "c.h5"), "--compare", "3"])

@@ -6,6 +6,7 @@ memory); a cell's front end, memory and readout are exported as one chain of Loi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -100,6 +101,20 @@ def load_for_export(run_or_checkpoint: Path):
     return chip_network_from_cell(checkpoint, str(path))
 
 
+def lava_workers(workers: int | None) -> int:
+    """--workers, or by default one Lava worker per CPU core this process may use."""
+    if workers is not None:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+WORKERS_HELP = "Lava processes at once, each a share of the samples (default: one per CPU core)"
+PARALLEL_HELP = "samples per Lava process side by side (copies of the network); its groups of samples follow one another in one run"
+
+
 def register(app: typer.Typer) -> None:
     hw = typer.Typer(help="Loihi 2 via Lava: run and verify exported networks (train them with `neuromem ablate --neuron loihi`).",
                      no_args_is_help=True)
@@ -153,8 +168,8 @@ def register(app: typer.Typer) -> None:
         if compare:
             from neuromem.export.nir import nir_agreement
 
-            inputs, _ = _load_data(None, "test", compare, time_bins, dataset)
-            _echo(nir_agreement(model, inputs).lines())
+            inputs, labels = _load_data(None, "test", compare, time_bins, dataset)
+            _echo(nir_agreement(model, inputs, labels=labels).lines())
 
     @hw.command("run")
     def run_command(
@@ -162,19 +177,19 @@ def register(app: typer.Typer) -> None:
         data_root: Optional[Path] = typer.Option(None, "--data-root", help="default: as `neuromem ablate` (real data in $NEUROMEM_DATA, else the embedded default)"),
         samples: Optional[int] = typer.Option(None, help="N samples evenly spaced over the split (default: all)"),
         split: str = typer.Option("test"),
+        workers: Optional[int] = typer.Option(None, min=1, help=WORKERS_HELP),
+        parallel: int = typer.Option(20, min=1, help=PARALLEL_HELP),
     ) -> None:
         """Run the network on Lava's Loihi2SimCfg(select_tag='fixed_pt'); report accuracy, resources, energy."""
         from neuromem.export.lava import model_from_lava
         from neuromem.export.resources import loihi_resources
-        from neuromem.hardware_bridge import run_on_lava
-
-        from neuromem.export.hardware import chain_shapes
+        from neuromem.export.hardware import chain_shapes, run_lava_split
         from neuromem.export.lava import data_of
 
         model = model_from_lava(net)
         dataset, time_bins = data_of(net)
         inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
-        lava = run_on_lava(net, inputs)
+        lava = run_lava_split(net, inputs, False, lava_workers(workers), parallel)
         accuracy = float((lava.predictions() == labels).mean())
         typer.echo(f"Lava accuracy on {len(labels)} {split} samples: {100 * accuracy:.2f}% ({lava.seconds:.1f} s simulated)")
         _echo(loihi_resources(chain_shapes(model), inputs, lava.spikes).lines())
@@ -186,8 +201,8 @@ def register(app: typer.Typer) -> None:
         samples: Optional[int] = typer.Option(None, help="N samples evenly spaced over the split (default: all)"),
         split: str = typer.Option("test"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
-        workers: int = typer.Option(2, min=1, help="Lava processes at once, each a share of the samples"),
-        parallel: int = typer.Option(10, min=1, help="samples per Lava run, side by side in copies of the network"),
+        workers: Optional[int] = typer.Option(None, min=1, help=WORKERS_HELP),
+        parallel: int = typer.Option(20, min=1, help=PARALLEL_HELP),
     ) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
         at every step, and accuracy."""
@@ -198,7 +213,8 @@ def register(app: typer.Typer) -> None:
             check_writable_file(json_out, "--json", "verify.json")
         dataset, time_bins = data_of(net)
         inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
-        report = verify_on_lava(net, inputs, labels, record_voltages=True, workers=workers, parallel=parallel)
+        report = verify_on_lava(net, inputs, labels, record_voltages=True,
+                                workers=lava_workers(workers), parallel=parallel)
         _echo(report.lines())
         _echo(report.resources.lines())
         if json_out is not None:

@@ -532,6 +532,7 @@ class SimulatorAgreement:
     mismatches: list[int] = field(default_factory=list)  # spike entries (neuron x step x sample) that differ, per layer
     decisions_equal: float | None = None  # fraction of samples with the same argmax of the final readout voltage
     voltage_error: float | None = None  # max |v - v_neuromem| of the readout over all steps / max |v_neuromem|
+    accuracy: float | None = None  # of its decisions, where labels were given
 
 
 @dataclass
@@ -548,6 +549,8 @@ class NIRAgreement:
     decisions_vs_fixed: float  # float run's final decision vs the chain's (each over the same T steps)
     decisions_vs_fixed_aligned: float  # float run's decision at step T - 1 - layers (the chain's delay) vs the chain's
     simulators: list[SimulatorAgreement]
+    fixed_accuracy: float | None = None  # where labels were given: the chain's decisions (as Lava's)
+    float_accuracy: float | None = None  # neuromem's float run of the graph
 
     def lines(self) -> list[str]:
         shown = ", ".join(f"{n} {s}" for n, s in zip(self.layers, self.spikes))
@@ -562,13 +565,18 @@ class NIRAgreement:
                 continue
             out.append(f"  {sim.name}: mismatching spike entries per layer {sim.mismatches}; decisions equal "
                        f"{100 * sim.decisions_equal:.1f}%; readout voltage max error {sim.voltage_error:.2e} (relative)")
+        if self.fixed_accuracy is not None:
+            shown = [f"fixed-point chain {100 * self.fixed_accuracy:.1f}%", f"NIR graph in neuromem {100 * self.float_accuracy:.1f}%",
+                     *(f"{s.name} {100 * s.accuracy:.1f}%" for s in self.simulators if s.accuracy is not None)]
+            out.append(f"  accuracy on these samples: {', '.join(shown)}")
         return out
 
 
-def nir_agreement(model: LoihiNetwork, inputs, simulators=("norse", "snntorch"), dt: float = NIR_DT) -> NIRAgreement:
+def nir_agreement(model: LoihiNetwork, inputs, simulators=("norse", "snntorch"), dt: float = NIR_DT,
+                  labels=None) -> NIRAgreement:
     """Export `model` to NIR and run the graph in neuromem (float), the fixed-point chain itself, and each of
     `simulators` (norse, snntorch; one that cannot build the graph is reported as refused), on batch-major
-    (N, T, ...) inputs binarised as the chip sees them."""
+    (N, T, ...) inputs binarised as the chip sees them; with `labels`, every run's accuracy too."""
     from neuromem.export.model import binary_time_major
 
     x = binary_time_major(inputs)
@@ -592,6 +600,12 @@ def nir_agreement(model: LoihiNetwork, inputs, simulators=("norse", "snntorch"),
         decisions_vs_fixed_aligned=float((membranes[aligned].argmax(-1) == chip_decisions).float().mean()),
         simulators=[],
     )
+    truth = torch.as_tensor(np.asarray(labels), dtype=torch.long) if labels is not None else None
+
+    def accuracy(decisions: torch.Tensor) -> float | None:
+        return None if truth is None else float((decisions.cpu() == truth).float().mean())
+
+    report.fixed_accuracy, report.float_accuracy = accuracy(chip_decisions), accuracy(membranes[-1].argmax(-1))
     for name in simulators:
         if name not in SIMULATORS:
             raise NeuromemError(f"simulator {name!r} is not known; valid: {', '.join(SIMULATORS)}")
@@ -607,5 +621,6 @@ def nir_agreement(model: LoihiNetwork, inputs, simulators=("norse", "snntorch"),
             mismatches=[int((a != b.to(a.dtype)).sum()) for a, b in zip(ours, theirs)],
             decisions_equal=float((voltages[-1].argmax(-1) == membranes[-1].argmax(-1)).float().mean()),
             voltage_error=float((voltages - membranes).abs().max()) / scale,
+            accuracy=accuracy(voltages[-1].argmax(-1)),
         ))
     return report
