@@ -57,7 +57,7 @@ class LavaRun:
     spikes: list[np.ndarray]  # per layer (samples, T, neurons) uint8
     final_voltage: np.ndarray  # (samples, outputs) int64
     voltages: np.ndarray | None  # (samples, T, outputs) when recorded
-    seconds: float  # Lava simulation time (without start-up)
+    seconds: float  # in the Lava worker: building, compiling and running the processes, reading the recordings
 
     def predictions(self) -> np.ndarray:
         """argmax of the final readout voltage, the exported decision rule."""
