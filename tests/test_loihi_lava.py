@@ -90,3 +90,15 @@ def test_cli_hw_verify_and_run(trained, shd_small):
     result = runner.invoke(app, ["hw", "run", str(path), "--data-root", str(root), "--samples", "2"])
     assert result.exit_code == 0, result.output
     assert "Lava accuracy on 2 test samples" in result.output
+
+
+@needs_lava
+def test_groups_of_samples_in_one_lava_run_each_start_from_rest(trained, shd_small):
+    """7 samples over 2 workers, 2 side by side: each worker runs its groups one after another in one Lava run
+    (the neurons and synapses reset between groups, a padded copy in the last group); every sample still equals
+    torch's run from rest."""
+    _, path = trained
+    test_x, test_y = shd_small[2][:7], shd_small[3][:7]
+    report = verify_on_lava(path, test_x, test_y, record_voltages=True, workers=2, parallel=2)
+    assert report.mismatches == 0 and report.voltages_equal and report.predictions_equal, report.lines()
+    assert all(count > 0 for count in report.spikes_per_layer[:-1])
