@@ -327,3 +327,33 @@ def test_cli_exports_an_nmnist_grid_cell_to_nir_and_compares(tmp_path, tiny_data
     assert tuple(graph.nodes["layer1.conv"].input_shape) == (17, 17)
     refused = runner.invoke(app, ["export", str(cell), "--to", "lava", "--out", str(tmp_path / "c.h5"), "--compare", "3"])
     assert isinstance(refused.exception, NeuromemError) and "hw verify" in str(refused.exception)
+
+
+def test_import_snntorch_conv_export():
+    """snnTorch writes Flatten with NIR's batch-free dims too: its conv net imports spike for spike."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, stride=2, padding=1),
+        snn.Synaptic(alpha=torch.full((4, 4, 4), 0.8), beta=torch.full((4, 4, 4), 0.9), threshold=torch.ones(4, 4, 4),
+                     reset_mechanism="zero", reset_delay=False, init_hidden=True),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 5),
+        snn.Leaky(beta=torch.full((5,), 0.85), threshold=torch.full((5,), 0.5), reset_mechanism="zero",
+                  reset_delay=False, init_hidden=True, output=True),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+        net[3].weight.mul_(3)
+    x = (torch.rand(40, 3, 2, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    graph = export_to_nir(net, x[0, :1], ignore_dims=[0])
+    assert any(isinstance(n, nir.Conv2d) for n in graph.nodes.values())
+    utils.reset(net)
+    with torch.no_grad():
+        reference = torch.stack([net(step)[0] for step in x])
+        ours, _ = from_nir(graph).run(x)
+    assert ours[0].sum() > 100 and reference.sum() > 0
+    assert torch.equal(ours[-1], reference)
