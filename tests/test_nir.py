@@ -327,6 +327,11 @@ def test_cli_exports_an_nmnist_grid_cell_to_nir_and_compares(tmp_path, tiny_data
     assert tuple(graph.nodes["layer1.conv"].input_shape) == (17, 17)
     refused = runner.invoke(app, ["export", str(cell), "--to", "lava", "--out", str(tmp_path / "c.h5"), "--compare", "3"])
     assert isinstance(refused.exception, NeuromemError) and "hw verify" in str(refused.exception)
+    from neuromem.export.model import save_checkpoint
+
+    bare = save_checkpoint(_model(recurrent=False), tmp_path / "bare.pt")  # a Loihi network without a data set
+    refused = runner.invoke(app, ["export", str(bare), "--to", "nir", "--out", str(tmp_path / "b.nir"), "--compare", "3"])
+    assert isinstance(refused.exception, NeuromemError) and "--compare needs a grid cell" in str(refused.exception)
 
 
 def test_import_snntorch_conv_export():
