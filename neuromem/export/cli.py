@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
         parallel: int = typer.Option(20, min=1, help=PARALLEL_HELP),
     ) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
-        at every step, and accuracy."""
+        at every step, and accuracy. (200 samples of a 5-layer SHD cell: ~45 s of Lava on 2 cores.)"""
         from neuromem.export.hardware import verify_on_lava
         from neuromem.export.lava import data_of
 
