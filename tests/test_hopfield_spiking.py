@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from neuromem.memory import build_memory
-from neuromem.memory.spiking_layers import init_for_rate
+from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, init_for_rate
 from neuromem.models.frontends import layer_kinds
 
 
@@ -109,3 +109,36 @@ def test_relay_neurons_carry_the_query_beside_the_tied_patterns(neuron):
     assert default.patterns.synapse.weight.shape == (5 + 12, 12)  # relay defaults to dim
     with pytest.raises(ValueError, match="relay"):
         build_memory("hopfield-spiking", {"shd": 30}, dim=12, num_patterns=5, relay=-1, neuron=neuron)
+
+
+@pytest.mark.parametrize("memory", ["hopfield-spiking", "scl-spiking"])
+def test_rate_band_is_a_training_loss_that_leaves_the_spikes_alone(memory):
+    x = (torch.rand(30, 4, 40, generator=torch.Generator().manual_seed(4)) < 0.3).float()
+    labels = torch.tensor([0, 1, 0, 1])
+    options = {"loss": "ce"} if memory == "scl-spiking" else {"num_patterns": 8}
+    runs = {}
+    for band in ({"rate_floor": 0.0, "rate_ceiling": 1.0}, {"rate_floor": 0.5, "rate_ceiling": 1.0},
+                 {"rate_floor": 0.0, "rate_ceiling": 0.001}):
+        torch.manual_seed(0)
+        module = build_memory(memory, {"shd": 40}, dim=16, neuron="loihi", **band, **options).train()
+        out = module({"shd": x})
+        runs[tuple(band.values())] = (module, out, module.auxiliary_loss(out, labels))
+    plain = runs[(0.0, 1.0)]
+    assert plain[2].item() == 0.0  # no band: no penalty (scl with loss=ce has no other auxiliary loss)
+    for key in ((0.5, 1.0), (0.0, 0.001)):  # most neurons fire below 0.5, some above 0.001
+        module, out, loss = runs[key]
+        assert torch.equal(plain[1].extras["output_spikes"]["shd"], out.extras["output_spikes"]["shd"])
+        assert 0.0 < loss.item() <= 1.0, key
+        loss.backward()
+        first = module.queries["shd"] if memory == "hopfield-spiking" else module.encoders["shd"][0]
+        assert first.synapse.weight.grad.abs().sum() > 0, key  # the penalty reaches the first memory layer
+        module.eval()
+        with torch.no_grad():
+            assert module.auxiliary_loss(module({"shd": x}), labels).item() == 0.0  # nothing collected in eval
+    assert build_memory(memory, {"shd": 40}, dim=16, neuron="loihi").rate_band == (*DEFAULT_RATE_BAND["loihi"], 1.0)
+    assert build_memory(memory, {"shd": 40}, dim=16, neuron="lif").rate_band == (0.0, 1.0, 1.0)  # lif: no band
+    for bad in ({"rate_floor": 1.0}, {"rate_floor": -0.1}, {"rate_floor": 0.2, "rate_ceiling": 0.1},
+                {"rate_ceiling": 1.5}, {"rate_weight": -1.0}):
+        with pytest.raises(ValueError, match=f"{memory} option rate_"):
+            build_memory(memory, {"shd": 40}, dim=16, neuron="loihi", **bad)
+

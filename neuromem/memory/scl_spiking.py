@@ -8,6 +8,13 @@ float projection head over those rates; it shapes the spiking layers and is
 not part of the deployed network (in eval the head is not run).
 
 `loss` as in `scl`: "ce", "supcon" (readout input detached) or "both".
+
+Firing-rate band (training only, added to the auxiliary loss; `rate_band_loss`): neurons of both layers firing
+below `rate_floor` (or above `rate_ceiling`) spikes per step are pulled back by a penalty of weight
+`rate_weight`; the exported cell does not change. On neuron "loihi" rate_floor defaults to 0.01 (no ceiling):
+without it 6% of the hidden and 26% of the output neurons of the trained SHD cell never fired. SHD embedded,
+loihi, seed 0, 5 epochs: train 0.908 -> 0.933, test 0.800 -> 0.795 (2-epoch screen: test 0.375 -> 0.465).
+Other neuron models: no band by default.
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from torch.nn import functional as F
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.scl import check_supcon_options, stacked_supcon
-from neuromem.memory.spiking_layers import layer_kinds, set_surrogate_slope, surrogate_slope_for
+from neuromem.memory.spiking_layers import (
+        layer_kinds,
+    rate_band_active,
+    rate_band_for,
+    rate_band_loss,
+    set_surrogate_slope,
+    surrogate_slope_for,
+)
 
 
 @register_memory(
@@ -41,17 +55,22 @@ class SpikingSupConMemory(MemoryModule):
         loss: str = "both",
         supcon_weight: float = 1.0,
         surrogate_slope: float | None = None,
+        rate_floor: float | None = None,
+        rate_ceiling: float | None = None,
+        rate_weight: float = 1.0,
         neuron: str = "lif",
     ) -> None:
         super().__init__(
             input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,
-            loss=loss, supcon_weight=supcon_weight, surrogate_slope=surrogate_slope, neuron=neuron,
+            loss=loss, supcon_weight=supcon_weight, surrogate_slope=surrogate_slope,
+            rate_floor=rate_floor, rate_ceiling=rate_ceiling, rate_weight=rate_weight, neuron=neuron,
         )
         for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
             if int(value) != value or int(value) < 1:
                 raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
         check_supcon_options("scl-spiking", temperature, loss, supcon_weight)
         surrogate_slope = surrogate_slope_for("scl-spiking", surrogate_slope, neuron)
+        self.rate_band = rate_band_for("scl-spiking", rate_floor, rate_ceiling, rate_weight, neuron)
         kinds = layer_kinds(neuron)
         dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
         self.encoders = nn.ModuleDict(
@@ -67,19 +86,26 @@ class SpikingSupConMemory(MemoryModule):
         return list(self.encoders[modality])
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
-        representations, spikes, projections = {}, {}, {}
+        representations, spikes, projections, layer_spikes = {}, {}, {}, {}
         for modality, x in inputs.items():
-            out = self.encoders[modality](x)
+            hidden = self.encoders[modality][0](x)
+            out = self.encoders[modality][1](hidden)
+            if self.training and rate_band_active(*self.rate_band):
+                layer_spikes[modality] = [hidden, out]
             rates = out.mean(0)
             if self.training and self.loss != "ce":
                 projections[modality] = F.normalize(self.projection_head(rates.float()), dim=-1)
             detach = self.loss == "supcon"
             spikes[modality] = out.detach() if detach else out
             representations[modality] = rates.detach() if detach else rates
-        return MemoryOutput(representations, {OUTPUT_SPIKES: spikes, "projections": projections})
+        return MemoryOutput(representations, {OUTPUT_SPIKES: spikes, "projections": projections,
+                                              "layer_spikes": layer_spikes})
 
     def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
-        projections = output.extras["projections"]
-        if not projections:
-            return next(iter(output.representations.values())).new_zeros(())
-        return self.supcon_weight * stacked_supcon(projections, labels, self.temperature)
+        projections, layers = output.extras["projections"], output.extras["layer_spikes"]
+        loss = next(iter(output.representations.values())).new_zeros(())
+        if projections:
+            loss = loss + self.supcon_weight * stacked_supcon(projections, labels, self.temperature)
+        for trains in layers.values():
+            loss = loss + rate_band_loss(trains, *self.rate_band)
+        return loss

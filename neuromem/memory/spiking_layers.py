@@ -96,3 +96,49 @@ def set_surrogate_slope(layers, slope: float | None) -> None:
         return
     for layer in layers:
         layer.parameters_ = dataclasses.replace(layer.parameters_, surrogate_slope=float(slope))
+
+
+# Default firing-rate band (rate_floor, rate_ceiling) of the memory's neurons per neuron model, for
+# `rate_band_loss` (other models: no band). On neuron "loihi" up to 39% of a memory layer's neurons stopped
+# firing for good during training (SHD embedded, 5 epochs); the measurements are in the modules' docstrings.
+DEFAULT_RATE_BAND = {"loihi": (0.01, 1.0)}
+
+
+def rate_band_for(memory: str, floor: float | None, ceiling: float | None, weight: float,
+                  neuron: str) -> tuple[float, float, float]:
+    """A spiking memory's firing-rate band options: `rate_floor` in [0, 1) (0: no floor), `rate_ceiling` in
+    (floor, 1] (1: no ceiling), both in spikes per neuron per step (None: DEFAULT_RATE_BAND for `neuron`),
+    and `rate_weight` >= 0."""
+    default_floor, default_ceiling = DEFAULT_RATE_BAND.get(neuron, (0.0, 1.0))
+    floor = default_floor if floor is None else floor
+    ceiling = default_ceiling if ceiling is None else ceiling
+    if not 0.0 <= float(floor) < 1.0:
+        raise ValueError(f"{memory} option rate_floor must be in [0, 1), got {floor}")
+    if not float(floor) < float(ceiling) <= 1.0:
+        raise ValueError(f"{memory} option rate_ceiling must be in (rate_floor, 1], got {ceiling}")
+    if not float(weight) >= 0.0:
+        raise ValueError(f"{memory} option rate_weight must be >= 0, got {weight}")
+    return float(floor), float(ceiling), float(weight)
+
+
+def rate_band_active(floor: float, ceiling: float, weight: float) -> bool:
+    return weight > 0.0 and (floor > 0.0 or ceiling < 1.0)
+
+
+def rate_band_loss(spike_trains, floor: float, ceiling: float, weight: float) -> torch.Tensor:
+    """Training-only penalty on neurons firing outside [floor, ceiling] (spikes per step, over the batch's
+    samples and steps): weight * mean over layers of mean over neurons of (1 - rate / floor)^2 below the floor
+    plus ((rate - ceiling) / (1 - ceiling))^2 above the ceiling. A neuron that never fires, or fires at every
+    step whatever the input, carries nothing about the sample and gets almost no gradient from the task; this
+    pulls it back into its working range (through the surrogate). The spikes, and so an exported network, are
+    unchanged."""
+    terms = []
+    for spikes in spike_trains:
+        rates = spikes.flatten(0, 1).mean(0)  # (T, batch, N) -> (N,)
+        term = torch.zeros_like(rates)
+        if floor > 0.0:
+            term = term + (1.0 - rates / floor).clamp(min=0.0) ** 2
+        if ceiling < 1.0:
+            term = term + ((rates - ceiling) / (1.0 - ceiling)).clamp(min=0.0) ** 2
+        terms.append(term.mean())
+    return weight * torch.stack(terms).mean()
