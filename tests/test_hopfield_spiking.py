@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from neuromem.memory import build_memory
+from neuromem.memory.hopfield_spiking import DEFAULT_DIM
 from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, init_for_rate
 from neuromem.models.frontends import layer_kinds
 
@@ -142,3 +143,12 @@ def test_rate_band_is_a_training_loss_that_leaves_the_spikes_alone(memory):
         with pytest.raises(ValueError, match=f"{memory} option rate_"):
             build_memory(memory, {"shd": 40}, dim=16, neuron="loihi", **bad)
 
+
+
+def test_default_width_depends_on_neuron():
+    loihi = build_memory("hopfield-spiking", {"shd": 20}, num_patterns=4, neuron="loihi")
+    lif = build_memory("hopfield-spiking", {"shd": 20}, num_patterns=4, neuron="lif")
+    assert loihi.output_size == DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
+    assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
+    with pytest.raises(ValueError, match="hopfield-spiking option dim"):
+        build_memory("hopfield-spiking", {"shd": 20}, dim=1, neuron="loihi")
