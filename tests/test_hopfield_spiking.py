@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from neuromem.memory import build_memory
-from neuromem.memory.hopfield_spiking import DEFAULT_DIM
+from neuromem.memory import hopfield_spiking, scl_spiking
 from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, init_for_rate
 from neuromem.models.frontends import layer_kinds
 
@@ -145,10 +145,13 @@ def test_rate_band_is_a_training_loss_that_leaves_the_spikes_alone(memory):
 
 
 
-def test_default_width_depends_on_neuron():
-    loihi = build_memory("hopfield-spiking", {"shd": 20}, num_patterns=4, neuron="loihi")
-    lif = build_memory("hopfield-spiking", {"shd": 20}, num_patterns=4, neuron="lif")
-    assert loihi.output_size == DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
-    assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
-    with pytest.raises(ValueError, match="hopfield-spiking option dim"):
-        build_memory("hopfield-spiking", {"shd": 20}, dim=1, neuron="loihi")
+@pytest.mark.parametrize("memory,module", [("hopfield-spiking", hopfield_spiking), ("scl-spiking", scl_spiking)])
+def test_default_width_depends_on_neuron(memory, module):
+    options = {"num_patterns": 4} if memory == "hopfield-spiking" else {"hidden": 8}
+    loihi = build_memory(memory, {"shd": 20}, neuron="loihi", **options)
+    lif = build_memory(memory, {"shd": 20}, neuron="lif", **options)
+    assert loihi.output_size == module.DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
+    if memory == "hopfield-spiking":
+        assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
+    with pytest.raises(ValueError, match=f"{memory} option dim"):
+        build_memory(memory, {"shd": 20}, dim=0, neuron="loihi", **options)

@@ -1,7 +1,8 @@
 """`scl-spiking`: the supervised contrastive memory with spiking projection layers, mappable to Loihi.
 
 Each modality's front-end spikes drive two layers of the network's neurons
-(lif, cuba or loihi): `hidden` then `dim` neurons, whose firing rate (batch,
+(lif, cuba or loihi): `hidden` then `dim` neurons (`dim` defaults to 256 on neuron
+"loihi", 128 otherwise: DEFAULT_DIM), whose firing rate (batch,
 dim) is the representation and whose spike train the readout reads. The
 SupCon objective (Khosla et al. 2020) is computed during training only, on a
 float projection head over those rates; it shapes the spiking layers and is
@@ -36,6 +37,10 @@ from neuromem.memory.spiking_layers import (
     surrogate_slope_for,
 )
 
+# Default output width per neuron model. SHD embedded, loihi, seed 0, 5 epochs, rate_floor 0.01: dim 128
+# train 0.933 / test 0.795, dim 256 train 0.934 / test 0.833 (233 s a cell against 190 s). Other models: 128.
+DEFAULT_DIM = {"loihi": 256}
+
 
 @register_memory(
     "scl-spiking",
@@ -48,7 +53,7 @@ class SpikingSupConMemory(MemoryModule):
     def __init__(
         self,
         input_sizes: Mapping[str, int],
-        dim: int = 128,
+        dim: int | None = None,
         hidden: int = 256,
         projection_dim: int = 64,
         temperature: float = 0.1,
@@ -65,6 +70,8 @@ class SpikingSupConMemory(MemoryModule):
             loss=loss, supcon_weight=supcon_weight, surrogate_slope=surrogate_slope,
             rate_floor=rate_floor, rate_ceiling=rate_ceiling, rate_weight=rate_weight, neuron=neuron,
         )
+        if dim is None:
+            dim = DEFAULT_DIM.get(neuron, 128)
         for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
             if int(value) != value or int(value) < 1:
                 raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
