@@ -100,8 +100,7 @@ def test_relay_neurons_carry_the_query_beside_the_tied_patterns(neuron):
     assert torch.equal(retrieval.synapse.weight[:, :5], patterns.synapse.weight[:5].t())
     recurrent = patterns.recurrent.weight if isinstance(patterns.recurrent, torch.nn.Module) else patterns.recurrent
     assert torch.count_nonzero(recurrent[5:]) == 0 and torch.count_nonzero(recurrent[:, 5:]) == 0
-    inhibition = hopfield_spiking.DEFAULT_INHIBITION.get(neuron, 0.25)  # loihi 0.1, lif 0.25
-    assert torch.equal(recurrent[:5, :5], -inhibition * (1.0 - torch.eye(5)))
+    assert torch.equal(recurrent[:5, :5], -0.25 * (1.0 - torch.eye(5)))
     x = (torch.rand(30, 4, 30) < 0.3).float()
     out = memory({"shd": x})
     assert out.extras["pattern_rates"]["shd"].shape == (4, 5)
@@ -154,10 +153,6 @@ def test_default_width_depends_on_neuron(memory, module):
     assert loihi.output_size == module.DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
     if memory == "hopfield-spiking":
         assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
-        assert loihi.options["inhibition"] is None and module.DEFAULT_INHIBITION["loihi"] == 0.1
-        recurrent = loihi.patterns.recurrent
-        recurrent = recurrent.weight if isinstance(recurrent, torch.nn.Module) else recurrent
-        assert recurrent[0, 1].item() == pytest.approx(-0.1)
     else:
         assert loihi.supcon_weight == module.DEFAULT_SUPCON_WEIGHT["loihi"] == 0.3 and lif.supcon_weight == 1.0
     with pytest.raises(ValueError, match=f"{memory} option dim"):
