@@ -153,7 +153,5 @@ def test_default_width_depends_on_neuron(memory, module):
     assert loihi.output_size == module.DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
     if memory == "hopfield-spiking":
         assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
-    else:
-        assert loihi.supcon_weight == module.DEFAULT_SUPCON_WEIGHT["loihi"] == 0.3 and lif.supcon_weight == 1.0
     with pytest.raises(ValueError, match=f"{memory} option dim"):
         build_memory(memory, {"shd": 20}, dim=0, neuron="loihi", **options)
