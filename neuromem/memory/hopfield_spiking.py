@@ -50,7 +50,7 @@ from torch import nn
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.spiking_layers import (
-    init_for_rate,
+        init_for_rate,
     lateral_inhibition,
     layer_kinds,
     rate_band_active,

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.scl import check_supcon_options, stacked_supcon
 from neuromem.memory.spiking_layers import (
-    layer_kinds,
+        layer_kinds,
     rate_band_active,
     rate_band_for,
     rate_band_loss,
