@@ -437,6 +437,27 @@ def _stack(runs: list[list[torch.Tensor]], batched: bool) -> torch.Tensor:
     return per_run[0] if batched else torch.stack(per_run, dim=1)
 
 
+def _record_steps(graph, inputs: torch.Tensor, layers: list[str], start, step):
+    """Each sample `_samples` gives, step by step: `start()` before a sample, `step(x_t)` -> (every layer's
+    spikes, the last layer's voltage) at each step; stacked as (T, batch, ...) per layer and the voltage."""
+    samples = _samples(graph, inputs)
+    spikes, voltages = [[] for _ in layers], []
+    with torch.no_grad():
+        for x in samples:
+            start()
+            steps, volts = [[] for _ in layers], []
+            for x_t in x.float():
+                layer_spikes, voltage = step(x_t)
+                for record, s in zip(steps, layer_spikes):
+                    record.append(s)
+                volts.append(voltage)
+            for record, steps_of_layer in zip(spikes, steps):
+                record.append(steps_of_layer)
+            voltages.append(volts)
+    batched = len(samples) == 1 and samples[0].dim() == inputs.dim()
+    return [_stack(r, batched) for r in spikes], _stack(voltages, batched)
+
+
 def run_norse(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The graph in Norse (`norse.torch.from_nir`): spikes of every neuron layer (T, batch, ...) and the last
     layer's voltage (T, batch, out), from time-major binary inputs (T, batch, ...)."""
@@ -449,22 +470,19 @@ def run_norse(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[tor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # nirtorch.load, which Norse 1.1.0 calls
         net = norse.from_nir(graph, dt=dt)
-    samples = _samples(graph, inputs)
-    spikes, voltages = [[] for _ in layers], []
-    with torch.no_grad():
-        for x in samples:
-            state, steps, volts = None, [[] for _ in layers], []
-            for step in x.float():
-                _, state = net(step, state)
-                for record, name in zip(steps, layers):
-                    record.append(state.cache[_torch_name(name)])
-                last = state.state[_torch_name(layers[-1])][0]
-                volts.append((last[1] if isinstance(last, tuple) else last).v)  # CubaLIF: (synapse, neuron)
-            for record, steps_of_layer in zip(spikes, steps):
-                record.append(steps_of_layer)
-            voltages.append(volts)
-    batched = len(samples) == 1 and samples[0].dim() == inputs.dim()
-    return [_stack(r, batched) for r in spikes], _stack(voltages, batched)
+    carried = {}
+
+    def start() -> None:
+        carried["state"] = None
+
+    def step(x_t: torch.Tensor):
+        _, state = net(x_t, carried["state"])
+        carried["state"] = state
+        last = state.state[_torch_name(layers[-1])][0]
+        voltage = (last[1] if isinstance(last, tuple) else last).v  # CubaLIF: (synapse, neuron)
+        return [state.cache[_torch_name(name)] for name in layers], voltage
+
+    return _record_steps(graph, inputs, layers, start, step)
 
 
 def snntorch_refusal(graph) -> str | None:
@@ -498,26 +516,16 @@ def run_snntorch(graph, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch
     hooks = [modules[_torch_name(name)].register_forward_hook(
         lambda _m, _i, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out))
         for name in layers]
-    samples = _samples(graph, inputs)
-    spikes, voltages = [[] for _ in layers], []
+
+    def step(x_t: torch.Tensor):
+        net(x_t)
+        return [seen[name].clone() for name in layers], modules[_torch_name(layers[-1])].mem.clone()
+
     try:
-        with torch.no_grad():
-            for x in samples:
-                utils.reset(net)
-                steps, volts = [[] for _ in layers], []
-                for step in x.float():
-                    net(step)
-                    for record, name in zip(steps, layers):
-                        record.append(seen[name].clone())
-                    volts.append(modules[_torch_name(layers[-1])].mem.clone())
-                for record, steps_of_layer in zip(spikes, steps):
-                    record.append(steps_of_layer)
-                voltages.append(volts)
+        return _record_steps(graph, inputs, layers, lambda: utils.reset(net), step)
     finally:
         for hook in hooks:
             hook.remove()
-    batched = len(samples) == 1 and samples[0].dim() == inputs.dim()
-    return [_stack(r, batched) for r in spikes], _stack(voltages, batched)
 
 
 SIMULATORS = {"norse": run_norse, "snntorch": run_snntorch}
