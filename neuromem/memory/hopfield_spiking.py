@@ -50,12 +50,12 @@ from torch import nn
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.spiking_layers import (
-        init_for_rate,
+    init_for_rate,
     lateral_inhibition,
     layer_kinds,
     rate_band_active,
     rate_band_for,
-    rate_band_loss,
+    rate_band_penalty,
     set_surrogate_slope,
     surrogate_slope_for,
     tie_transposed,
@@ -158,7 +158,5 @@ class SpikingHopfieldMemory(MemoryModule):
                                               "layer_spikes": layer_spikes})
 
     def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
-        layers = output.extras["layer_spikes"]
-        if not layers:
-            return next(iter(output.representations.values())).new_zeros(())
-        return sum(rate_band_loss(trains, *self.rate_band) for trains in layers.values())
+        zero = next(iter(output.representations.values())).new_zeros(())
+        return rate_band_penalty(output.extras["layer_spikes"], self.rate_band, zero)

@@ -32,10 +32,10 @@ from torch.nn import functional as F
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
 from neuromem.memory.scl import check_supcon_options, stacked_supcon
 from neuromem.memory.spiking_layers import (
-        layer_kinds,
+    layer_kinds,
     rate_band_active,
     rate_band_for,
-    rate_band_loss,
+    rate_band_penalty,
     set_surrogate_slope,
     surrogate_slope_for,
 )
@@ -112,10 +112,8 @@ class SpikingSupConMemory(MemoryModule):
                                               "layer_spikes": layer_spikes})
 
     def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
-        projections, layers = output.extras["projections"], output.extras["layer_spikes"]
+        projections = output.extras["projections"]
         loss = next(iter(output.representations.values())).new_zeros(())
         if projections:
             loss = loss + self.supcon_weight * stacked_supcon(projections, labels, self.temperature)
-        for trains in layers.values():
-            loss = loss + rate_band_loss(trains, *self.rate_band)
-        return loss
+        return rate_band_penalty(output.extras["layer_spikes"], self.rate_band, loss)

@@ -142,3 +142,11 @@ def rate_band_loss(spike_trains, floor: float, ceiling: float, weight: float) ->
             term = term + ((rates - ceiling) / (1.0 - ceiling)).clamp(min=0.0) ** 2
         terms.append(term.mean())
     return weight * torch.stack(terms).mean()
+
+
+def rate_band_penalty(layer_spikes, band: tuple[float, float, float], total: torch.Tensor) -> torch.Tensor:
+    """`total` plus `rate_band_loss` of each modality's spike trains ({modality: [trains]}, collected in
+    training only), added one modality after another."""
+    for trains in layer_spikes.values():
+        total = total + rate_band_loss(trains, *band)
+    return total
