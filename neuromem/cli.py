@@ -161,6 +161,10 @@ def ablate(
     time_bins: Optional[str] = typer.Option(None, help="Time bins per sample (default: the data set's; a comma list is a sweep axis)."),
     max_train_samples: Optional[int] = typer.Option(None, min=1, help="Cap on training samples per data set."),
     memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable); key=v1,v2,v3 is a sweep axis."),
+    front_option: List[str] = typer.Option([], "--front-option", help="Front-end option key=value (repeatable; key=v1,v2 is a sweep axis), e.g. delays=25, dropout=0.1 (`neuromem fronts` lists them)."),
+    augment: List[str] = typer.Option([], "--augment", help="Training augmentation, e.g. time_stretch=0.15,freq_warp=0.1 (transforms in order; repeat the flag for a sweep axis, 'none' for no augmentation): time_shift, time_stretch, channel_shift, freq_warp, drop, noise, mask_channels."),
+    weight_decay: str = typer.Option("0", help="AdamW weight decay (0: Adam; a comma list is a sweep axis)."),
+    cv: Optional[str] = typer.Option(None, "--cv", help="Cross-validation protocol: 'speakers' = leave one speaker out (one fold per speaker, each a cell; both splits pooled; also reports seen-speaker accuracy)."),
     energy_profile: str = typer.Option("horowitz-45nm", help="Energy profile pricing the cells (finished cells priced otherwise are re-priced, not retrained)."),
     rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code or neuromem version changed (default: keep them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells the grid would run, one line each, and stop."),
@@ -193,7 +197,15 @@ def ablate(
         "hidden": sweep.parse_axis(hidden, "--hidden", int, "positive integers, e.g. 64,128", lambda v: v >= 1),
         "learning_rate": sweep.parse_axis(learning_rate, "--learning-rate", float, "numbers >= 0, e.g. 1e-3,2e-3", lambda v: v >= 0),
         "time_bins": sweep.parse_axis(time_bins, "--time-bins", int, "positive integers, e.g. 50,100", lambda v: v >= 1),
+        "weight_decay": sweep.parse_axis(weight_decay, "--weight-decay", float, "numbers >= 0, e.g. 0,1e-4",
+                                         lambda v: v >= 0 and v != float("inf")),
     }
+    front_axes = sweep.parse_option_axes(front_option, "--front-option")
+    from neuromem.data.augment import parse_augment
+
+    recipes = list(dict.fromkeys(parse_augment(text) for text in augment)) or [()]
+    if cv is not None and cv not in ("speakers",):
+        raise NeuromemError(f"--cv {cv!r} is not known; valid: speakers")
     if energy_profile not in PROFILES:
         raise NeuromemError(f"--energy-profile {energy_profile!r} is not known; valid: {', '.join(PROFILES)}")
     if rerun not in (None, "stale"):
@@ -208,6 +220,10 @@ def ablate(
                                 neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n,
                                 epochs_for=default_epochs)
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
+    configs = sweep.with_variants(configs, front_axes, recipes)
+    _check_front_and_augment(configs)
+    if cv is not None:
+        configs = sweep.with_folds(configs, _fold_lister(modalities, resolve_data_root(data_root)[0]))
     if dry_run:
         sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
         return
@@ -287,6 +303,45 @@ def _with_trimodal_options(configs: list, modalities: list[str], preset: str | N
         raise NeuromemError(f"--trimodal-schedule {schedule!r} is not known; valid: {', '.join(SCHEDULES)}")
     options = (("preset", preset or default_preset()), ("schedule", schedule))
     return [replace(c, task_options=options) if c.modality == "trimodal" else c for c in configs]
+
+
+def _check_front_and_augment(configs: list) -> None:
+    """--front-option and --augment against each data set's front end and input shape, before any training."""
+    from neuromem.data.augment import Compose
+    from neuromem.data.registry import get_dataset
+    from neuromem.models.frontends import check_front_options
+    from neuromem.train.tasks import TASKS
+
+    seen = set()
+    for config in configs:
+        task = TASKS.get(config.modality)
+        if task is None:
+            if config.front_options or config.augment:
+                raise NeuromemError(f"--front-option and --augment apply to the spiking tasks, not to {config.modality}")
+            continue
+        for name in task.datasets:
+            key = (name, config.front_options, config.augment, config.neuron)
+            if key in seen:
+                continue
+            seen.add(key)
+            spec = get_dataset(name).spec
+            Compose(config.augment, spec.input_shape)
+            check_front_options(name, spec.input_shape, dict(config.front_options), config.neuron)
+
+
+def _fold_lister(modalities: list[str], root: Path):
+    """modality -> its folds under --cv speakers (single data sets that record speakers only)."""
+    from neuromem.data.registry import get_dataset
+    from neuromem.train.protocol import speaker_folds
+    from neuromem.train.tasks import TASKS
+
+    folds = {}
+    for modality in modalities:
+        task = TASKS.get(modality)
+        if task is None or len(task.datasets) != 1:
+            raise NeuromemError(f"--cv speakers applies to single data sets with speakers (e.g. shd, ssc), not to {modality}")
+        folds[modality] = speaker_folds(get_dataset(task.datasets[0]), root)
+    return folds.__getitem__
 
 
 def _with_data_fingerprint(configs: list, root: Path) -> list:

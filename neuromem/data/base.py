@@ -106,6 +106,15 @@ class EventDataset:
         """The paths a successful fetch leaves (files or folders), shown to the user."""
         return [Path(root) / self.spec.folder]
 
+    def speakers(self, root: Path, split: str) -> np.ndarray | None:
+        """Who produced each sample of `split` (ints, in the order `read` gives), or None where the data set
+        records no speakers; `neuromem ablate --cv speakers` holds out one of them per fold."""
+        return None
+
+    def speaker_names(self, root: Path) -> list[str] | None:
+        """Names behind the speaker ids (id i -> names[i]) where the root lists them; None: the ids are the names."""
+        return None
+
     # -- labels ------------------------------------------------------------------
     def concepts(self, labels: np.ndarray) -> np.ndarray:
         """Concept id of each label (NO_CONCEPT where the class names none). Default: none."""

@@ -143,3 +143,43 @@ def cache(
     for entry, size, last_used in reversed(entries):
         console.print(f"  {entry.name}  {size / 1024**2:.1f} MiB  last used {time.strftime('%Y-%m-%d %H:%M', time.localtime(last_used))}",
                       highlight=False)
+
+
+@app.command()
+def convert(
+    audio: Path = typer.Option(..., "--audio", help="folder of labelled recordings (.wav), named as --pattern says"),
+    root: Path = typer.Option(..., "--root", help="tonic save_to root to write ROOT/SHD/shd_{train,test}.h5 into"),
+    pattern: str = typer.Option("{label}_{speaker}_{index}.wav", "--pattern", help="file names: {label} (integer class), {speaker}, {index} (optional)"),
+    test_speakers: Optional[str] = typer.Option(None, "--test-speakers", help="comma list: these speakers are the test split (unseen speakers)"),
+    held_out_speakers: int = typer.Option(0, "--held-out-speakers", min=0, help="or: this many speakers, drawn with --seed, are the test split"),
+    test_index_below: int = typer.Option(5, "--test-index-below", min=1, help="default split (the data set's own rule, FSDD): recordings with index below this are test (seen speakers)"),
+    seed: int = typer.Option(0, "--seed", help="seeds the cochlea's membrane noise and --held-out-speakers"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="processes (default: every core)"),
+    force: bool = typer.Option(False, "--force", help="convert again even if the same conversion is there"),
+) -> None:
+    """Turn a folder of labelled recordings into the SHD layout through neuromem's spiking cochlea.
+
+    Speakers go into extra/speaker (ROOT/SHD/speakers.json names them); `neuromem ablate --cv speakers`
+    then holds out one speaker per fold."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from neuromem.data.convert import ConvertConfig, convert as run
+
+    chosen = tuple(s.strip() for s in (test_speakers or "").split(",") if s.strip())
+    cfg = ConvertConfig(pattern=pattern, test_speakers=chosen, held_out_speakers=held_out_speakers,
+                        test_index_below=test_index_below, seed=seed)
+    started = time.perf_counter()
+    with Progress(TextColumn("cochlea"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("cochlea", total=None)
+        record = run(audio, root, cfg, workers=workers, force=force,
+                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    table = Table(title=f"{record['recordings']} recordings by {len(record['speakers'])} speakers -> {root}/SHD"
+                        + (" (cached: same conversion already there)" if record["cached"] else ""))
+    for column in ("split", "samples", "events/sample", "speakers"):
+        table.add_column(column)
+    for split, info in record["splits"].items():
+        table.add_row(split, str(info["samples"]), f"{info['events'] / max(info['samples'], 1):,.0f}",
+                      ", ".join(info["speakers"]))
+    console.print(table)
+    console.print(f"split: {record['split']}; {time.perf_counter() - started:.1f} s", highlight=False)

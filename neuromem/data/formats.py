@@ -117,6 +117,21 @@ def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes:
     return HeidelbergFile(path, times, units, labels, speakers, keys)
 
 
+def read_heidelberg_speakers(path: Path) -> np.ndarray | None:
+    """extra/speaker of a Heidelberg file (one int per sample), without reading the spikes; None if absent."""
+    try:
+        with h5py.File(path, "r") as file:
+            if "extra/speaker" not in file:
+                return None
+            speakers = file["extra/speaker"]
+            if speakers.ndim != 1 or speakers.shape[0] != file["labels"].shape[0] or speakers.dtype.kind not in "iu":
+                raise NeuromemError(f"{path}: extra/speaker must hold one integer per sample (labels: "
+                                    f"{file['labels'].shape[0]}), found {speakers.dtype} {speakers.shape}")
+            return np.asarray(speakers[()]).astype(np.int64)
+    except (OSError, KeyError) as error:
+        raise NeuromemError(f"{path} is not a readable HDF5 file: {error}") from None
+
+
 def write_heidelberg(path: str | os.PathLike, times: list[np.ndarray], units: list[np.ndarray], labels: np.ndarray,
                      speakers: np.ndarray, keys: list[str]) -> None:
     """Write one split in the published SHD / SSC layout; the file appears atomically."""

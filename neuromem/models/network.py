@@ -56,10 +56,12 @@ def build_network(
     neuron: str = "lif",
     neuron_params: Mapping[str, float] | None = None,
     memory_options: Mapping[str, object] | None = None,
+    front_options: Mapping[str, object] | None = None,
 ) -> MemoryNetwork:
-    """modalities: name -> input shape (without time); one shared memory over all of them."""
+    """modalities: name -> input shape (without time); one shared memory over all of them. `front_options`:
+    keyword arguments of the front ends (each front end says which it takes)."""
     front_ends = {
-        m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **dict(neuron_params or {}))
+        m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **dict(neuron_params or {}), **dict(front_options or {}))
         for m, shape in modalities.items()
     }
     options = dict(memory_options or {})

@@ -11,7 +11,10 @@ from typing import Any
 # (a cell priced under another profile is the same trained cell; `neuromem reprice` re-prices it).
 PRICING_FIELDS = ("energy_profile",)
 # Fields a variant label names when they differ from the defaults (memory options are always named).
-VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate")
+VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_decay")
+# Fields added after cells were first stored: left out of the identity while at their default, so every
+# cell trained before they existed keeps its id.
+OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": ""}
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,20 @@ class CellConfig:
     # settings of an externally run task (trimodal: preset, schedule); left out of the identity when empty
     task_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     data_fingerprint: str = ""  # the data root it learns from (neuromem.data.cache.root_fingerprint): other data, other cell
+    # keyword arguments of the front ends (e.g. delays, dropout, neuron time constants); see `neuromem.models.frontends`
+    front_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    # training-time augmentation of the binned inputs, in order (`neuromem.data.augment`): ((name, strength), ...)
+    augment: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: Adam, as before it existed)
+    # one fold of a cross-validation protocol: "speaker=NAME" trains on every other speaker of the data set
+    # (both splits pooled) and tests on NAME (`neuromem ablate --cv speakers`); "" the data set's own split
+    fold: str = ""
 
     @property
     def cell_id(self) -> str:
         kind = "" if self.neuron == "lif" else f"-{self.neuron}"
-        return f"{self.modality}-{self.memory}{kind}-s{self.seed}-{self.digest()[:8]}"
+        fold = f"-{self.fold.partition('=')[2]}" if self.fold else ""
+        return f"{self.modality}-{self.memory}{kind}{fold}-s{self.seed}-{self.digest()[:8]}"
 
     def digest(self) -> str:
         identity = {k: v for k, v in self.to_dict().items() if k not in PRICING_FIELDS}
@@ -44,9 +56,9 @@ class CellConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def variant_digest(self) -> str:
-        """Identity of the configuration without its seed: cells with the same variant digest
-        are repetitions of one configuration and may be averaged; others never are."""
-        identity = {k: v for k, v in self.to_dict().items() if k not in (*PRICING_FIELDS, "seed")}
+        """Identity of the configuration without its seed and fold: cells with the same variant digest
+        are repetitions of one configuration (seeds, cross-validation folds) and may be averaged; others never are."""
+        identity = {k: v for k, v in self.to_dict().items() if k not in (*PRICING_FIELDS, "seed", "fold")}
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
@@ -57,16 +69,22 @@ class CellConfig:
         defaults = {f.name: f.default for f in fields(self)}
         parts = [f"{name}={_short(getattr(self, name))}" for name in VARIANT_FIELDS
                  if getattr(self, name) != defaults[name] and not (name == "neuron" and self.neuron == "dense")]
-        parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options)]
+        parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options, *self.front_options)]
+        if self.augment:
+            parts.append("augment=" + "+".join(f"{key}:{_short(value)}" for key, value in self.augment))
         return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["memory_options"] = dict(self.memory_options)
-        if self.task_options:
-            data["task_options"] = dict(self.task_options)
-        else:  # cells without task options keep the identity they had before the field existed
-            del data["task_options"]
+        for name, default in OPTIONAL_FIELDS.items():
+            if getattr(self, name) == default:  # cells from before the field existed keep their identity
+                del data[name]
+        for name in ("task_options", "front_options"):
+            if name in data:
+                data[name] = dict(getattr(self, name))
+        if "augment" in data:  # ordered: the transforms run in this order
+            data["augment"] = [list(pair) for pair in self.augment]
         return data
 
     @classmethod
@@ -74,6 +92,8 @@ class CellConfig:
         data = dict(data)
         data["memory_options"] = tuple(sorted(dict(data.get("memory_options") or {}).items()))
         data["task_options"] = tuple(sorted(dict(data.get("task_options") or {}).items()))
+        data["front_options"] = tuple(sorted(dict(data.get("front_options") or {}).items()))
+        data["augment"] = tuple((str(name), value) for name, value in (data.get("augment") or ()))
         return cls(**data)
 
 

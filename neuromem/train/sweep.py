@@ -80,6 +80,39 @@ def parse_memory_option_axes(options: Sequence[str], memories: Sequence[str]) ->
     return parsed
 
 
+def parse_option_axes(options: Sequence[str], flag: str) -> dict[str, list[Any]]:
+    """`key=v1,v2` (repeatable) -> {key: [v1, v2]}: one axis per key; a later flag for a key replaces an earlier one."""
+    parsed: dict[str, list[Any]] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        items = split_values(value)
+        if not sep or not key.strip() or any(item == "" for item in items):
+            raise NeuromemError(f"{flag} {option!r}: expected key=value (value may be a comma list), e.g. delays=25")
+        parsed[key.strip()] = list(dict.fromkeys(_parse_json(item) for item in items)) if len(items) > 1 else [_parse_json(value)]
+    return parsed
+
+
+def with_variants(configs: list[CellConfig], front_axes: dict[str, list[Any]],
+                  augments: Sequence[tuple] = ((),)) -> list[CellConfig]:
+    """Each configuration once per front-option combination and augmentation recipe."""
+    from dataclasses import replace
+
+    out: dict[str, CellConfig] = {}
+    for config in configs:
+        for front in option_combinations(front_axes):
+            for recipe in augments:
+                varied = replace(config, front_options=tuple(sorted(front.items())), augment=tuple(recipe))
+                out.setdefault(varied.cell_id, varied)
+    return list(out.values())
+
+
+def with_folds(configs: list[CellConfig], folds_of: Callable[[str], list[str]]) -> list[CellConfig]:
+    """Each configuration once per cross-validation fold of its modality (`folds_of(modality)`)."""
+    from dataclasses import replace
+
+    return [replace(config, fold=fold) for config in configs for fold in folds_of(config.modality)]
+
+
 def option_combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = sorted(axes)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]

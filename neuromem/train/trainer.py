@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics, energy_profile
 from neuromem.data import load_split
+from neuromem.data.augment import Compose
 from neuromem.data.batching import time_major_batch
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
@@ -67,15 +68,34 @@ class CellOutcome:
 def _load(task: Task, config: CellConfig, data_root: Path, split: str) -> dict[str, SplitData]:
     out = {}
     for name in task.datasets:
-        dataset = load_split(name, data_root, split, time_bins=config.time_bins)
-        labels = np.asarray(dataset.labels, dtype=np.int64)
-        inputs = dataset.inputs
+        if config.fold:
+            dataset = None
+            inputs, labels = _fold_part(name, config, data_root, split)
+            input_shape = inputs.shape[2:]
+        else:
+            dataset = load_split(name, data_root, split, time_bins=config.time_bins)
+            labels = np.asarray(dataset.labels, dtype=np.int64)
+            inputs = dataset.inputs
+            input_shape = dataset.input_shape
         if split == "train" and config.max_train_samples and len(labels) > config.max_train_samples:
             keep = np.sort(np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_samples])
             inputs, labels = inputs[keep], labels[keep]
         task_labels = concept_of(name, labels) if task.concept_labels else labels
-        out[name] = SplitData(name, inputs, task_labels, labels, tuple(dataset.input_shape))
+        out[name] = SplitData(name, inputs, task_labels, labels, tuple(input_shape))
     return out
+
+
+def _fold_part(name: str, config: CellConfig, data_root: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """One role ("train", "seen", "test") of a cross-validation fold: both splits pooled, rows chosen by
+    `neuromem.train.protocol` (leave one speaker out)."""
+    from neuromem.data.registry import get_dataset
+    from neuromem.train.protocol import fold_rows
+
+    splits = {split: load_split(name, data_root, split, time_bins=config.time_bins) for split in ("train", "test")}
+    labels = {split: np.asarray(d.labels, dtype=np.int64) for split, d in splits.items()}
+    chosen = fold_rows(get_dataset(name), data_root, config.fold, labels)[role].rows
+    inputs = np.concatenate([np.asarray(splits[split].inputs[rows]) for split, rows in chosen.items()])
+    return inputs, np.concatenate([labels[split][rows] for split, rows in chosen.items()])
 
 
 def _num_classes(task: Task, data: Mapping[str, SplitData]) -> dict[str, int]:
@@ -113,9 +133,11 @@ def _build(config: CellConfig, group: list[str], data: Mapping[str, SplitData], 
             hidden=config.hidden,
             neuron=neuron or config.neuron,
             memory_options=dict(config.memory_options),
+            front_options=dict(config.front_options),
         )
     except (TypeError, ValueError) as error:
-        raise NeuromemError(f"--memory-option for {config.memory!r}: {error}") from None
+        flag = "--front-option" if config.front_options and "front end" in str(error) else "--memory-option"
+        raise NeuromemError(f"{flag} for {config.memory!r}: {error}") from None
 
 
 def _groups(task: Task) -> list[list[str]]:
@@ -132,7 +154,13 @@ def _train(
     label: str,
 ) -> None:
     steps_per_epoch = -(-len(next(iter(data.values())).labels) // config.batch_size)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    if config.weight_decay:
+        optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    augment = {name: Compose(config.augment, split.input_shape) for name, split in data.items()}
+    # its own stream: an augmented run draws the same batches in the same order as an unaugmented one
+    augment_generator = torch.Generator().manual_seed(config.seed)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=max(1, steps_per_epoch * config.epochs), pct_start=0.15
     )
@@ -140,6 +168,10 @@ def _train(
     for epoch in range(config.epochs):
         progress.phase(f"{label} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
         for inputs, labels in _batches(data, config.batch_size, generator):
+            if config.augment:
+                # back to time-major storage (the front ends read x.transpose(0, 1) contiguously)
+                inputs = {name: augment[name](x, augment_generator).transpose(0, 1).contiguous().transpose(0, 1)
+                          for name, x in inputs.items()}
             output = network(inputs)
             loss = sum(F.cross_entropy(logits, labels) for logits in output.logits.values())
             loss = loss + network.memory.auxiliary_loss(output.memory, labels)
@@ -258,6 +290,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
     started = time.perf_counter()
 
     train, test = _load(task, config, data_root, "train"), _load(task, config, data_root, "test")
+    # a cross-validation fold also tests new recordings of the speakers it trained on
+    seen = _load(task, config, data_root, "seen") if config.fold else {}
     classes = _num_classes(task, train)
     metrics: dict[str, Any] = {"parameters": 0}
     outcome = CellOutcome(metrics)
@@ -269,7 +303,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         _train(network, {d: train[d] for d in group}, config, generator, progress, name)
         outcome.state[name] = network.state_dict()
         for d in group:
-            for split_name, split in (("train", train[d]), ("test", test[d])):
+            parts = [("train", train[d]), ("test", test[d])] + ([("seen", seen[d])] if d in seen else [])
+            for split_name, split in parts:
                 result = _evaluate(network, split)
                 metrics[f"{split_name}_accuracy_{d}"] = float((result["predictions"] == split.labels).mean())
                 if split_name == "test":
@@ -282,8 +317,12 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
                                                   outcome.representations[f"{target}/representations"], test[target].labels))
         accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
                                  config.energy_profile))
-    for split_name in ("train", "test"):
-        metrics[f"{split_name}_accuracy"] = float(np.mean([metrics[f"{split_name}_accuracy_{d}"] for d in task.datasets]))
+    for split_name in ("train", "test", "seen"):
+        if all(f"{split_name}_accuracy_{d}" in metrics for d in task.datasets):
+            metrics[f"{split_name}_accuracy"] = float(np.mean([metrics[f"{split_name}_accuracy_{d}"] for d in task.datasets]))
+    if config.fold:  # what a voice never heard costs: seen-speaker minus unseen-speaker accuracy
+        metrics["speaker_gap"] = metrics["seen_accuracy"] - metrics["test_accuracy"]
+        metrics["protocol"] = "leave one speaker out"
     metrics.update(_merge_accounts(accounts))
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     return outcome

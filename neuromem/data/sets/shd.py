@@ -46,6 +46,15 @@ class SHD(EventDataset):
     def layout(self, split: str) -> str:
         return f"SHD/shd_{split}.h5"
 
+    def speakers(self, root: Path, split: str) -> np.ndarray | None:
+        (path,) = self.files(root, split)
+        return formats.read_heidelberg_speakers(path)
+
+    def speaker_names(self, root: Path) -> list[str] | None:
+        from neuromem.data.convert import speaker_names  # recordings converted by `neuromem data convert`
+
+        return speaker_names(root)
+
     def fetched(self, root: Path) -> list[Path]:
         return [formats.shd_path(root, split) for split in self.spec.splits]
 

@@ -73,6 +73,10 @@ class SSC(EventDataset):
         order = class_order(data.path, data.keys)
         return EventSource(data.labels if order is None else order[data.labels], data.events)
 
+    def speakers(self, root: Path, split: str) -> np.ndarray | None:
+        (path,) = self.files(root, split)
+        return formats.read_heidelberg_speakers(path)
+
     def layout(self, split: str) -> str:
         return f"SSC/ssc_{split}.h5"
 
