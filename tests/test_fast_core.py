@@ -15,7 +15,8 @@ from neuromem.neurons.functional.neuron import neuron_sequence, reference_core
 from neuromem.neurons.models import get_neuron, neuron_names
 from neuromem.neurons.surrogates import surrogate_names
 
-TEMPLATE_MODELS = [name for name in neuron_names() if get_neuron(name).has_kernels]
+# the template models (numba kernels, torch loop) and those outside it with a fast path of their own (SE-adLIF)
+FAST_MODELS = [name for name in neuron_names() if get_neuron(name).has_fast_path]
 FUSED_CONV_MODELS = [name for name in neuron_names() if get_neuron(name).fused_conv]
 DEFAULT_SURROGATE = "fast_sigmoid"
 F64 = dict(rtol=1e-10, atol=1e-12)
@@ -34,9 +35,15 @@ def _run(name, inputs, params, weight, state, loss_kind):
     if loss_kind == "all":
         loss = loss + 0.1 * (membranes**2).sum() + 0.2 * final.membrane.sum()
         model = get_neuron(name)
-        if model.aux_field is not None and not model.dynamics.adaptive:
+        if _aux_takes_gradient(model):
             loss = loss + 0.3 * getattr(final, model.aux_field).sum()
     return spikes, membranes, final, loss
+
+
+def _aux_takes_gradient(model):
+    """Whether gradients flow through the model's aux trace: not through an adaptive threshold's
+    (template models), through every other one (CUBA's current, SE-adLIF's adaptation current)."""
+    return model.aux_field is not None and (model.dynamics is None or not model.dynamics.adaptive)
 
 
 def _leaves(seed, name, recurrent, with_state, dtype, size=24, steps=40, batch=6):
@@ -54,7 +61,7 @@ def _leaves(seed, name, recurrent, with_state, dtype, size=24, steps=40, batch=6
         }
         if model.aux_field is not None:
             aux = torch.rand(batch, size, generator=generator, dtype=dtype)
-            fields[model.aux_field] = aux if model.dynamics.adaptive else aux.requires_grad_()
+            fields[model.aux_field] = aux.requires_grad_() if _aux_takes_gradient(model) else aux
         state = model.state(**fields)
     return inputs, weight, state
 
@@ -100,7 +107,7 @@ def _assert_fast_equals_reference(name, params, recurrent, with_state, dtype, ke
         torch.testing.assert_close(fast, ref, **tolerance)
 
 
-@pytest.mark.parametrize("name", TEMPLATE_MODELS)
+@pytest.mark.parametrize("name", FAST_MODELS)
 @pytest.mark.parametrize("surrogate", surrogate_names())
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("recurrent", [False, True])
@@ -112,7 +119,7 @@ def test_every_model_and_surrogate_fast_equals_reference(name, surrogate, reset,
         _assert_fast_equals_reference(name, params, recurrent, False, torch.float64, kernel, loss_kind, F64)
 
 
-@pytest.mark.parametrize("name", TEMPLATE_MODELS)
+@pytest.mark.parametrize("name", FAST_MODELS)
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_fast_sequence_from_a_given_state_equals_reference(name, reset, recurrent, kernel):
@@ -206,7 +213,7 @@ def _assert_layer_matches_reference(layer, inputs, **tolerance):
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
-@pytest.mark.parametrize("neuron", TEMPLATE_MODELS)
+@pytest.mark.parametrize("neuron", FAST_MODELS)
 def test_spiking_linear_fast_equals_reference_on_sparse_input(recurrent, neuron):
     torch.manual_seed(11)
     layer = SpikingLinear(300, 40, neuron=neuron, recurrent=recurrent, beta=0.9).double()
@@ -291,7 +298,7 @@ def test_spiking_conv_chunked_projection_equals_reference(monkeypatch):
 
 
 @pytest.mark.parametrize("density_switch", [0.0, 1.0])  # dense matmul / spike-sparse sum
-@pytest.mark.parametrize("name", TEMPLATE_MODELS)
+@pytest.mark.parametrize("name", FAST_MODELS)
 def test_recurrent_weight_gradient_both_paths(name, density_switch, monkeypatch):
     if neuron._numba is None:
         pytest.skip("numba is not installed")

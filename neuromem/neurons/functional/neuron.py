@@ -7,6 +7,8 @@ never from the type or a field of `p`:
 - the *reference* path (`reference_core()`, or a model outside the template such as
   Loihi's): a Python loop over the model's step; autograd records every step.
   Short and obviously right: the test oracle.
+- a model outside the template may bring a fast path of its own (the registry
+  entry's `sequence`, e.g. SE-adLIF's): it runs in place of the reference loop.
 - the *fast* path (template models): one autograd node per sequence. The forward
   loop runs without recording a graph; the backward through time is written out
   once for all models (see `_NeuronSequence`) from the model's derivative pieces.
@@ -383,7 +385,9 @@ def neuron_sequence(
 
         model = get_neuron(model)
     model.check(p)
-    if not _FAST_PATH or model.dynamics is None:  # a model outside the template: its reference loop
+    if not _FAST_PATH or model.dynamics is None:  # a model outside the template: its own fast path, or its reference loop
+        if _FAST_PATH and model.sequence is not None:
+            return model.sequence(inputs, p, recurrent_weight, state, return_membrane)
         return reference_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
     d = model.dynamics
     state = state if state is not None else model.initial_state(inputs[0])

@@ -37,7 +37,11 @@ The tests check every registered model's fast paths against its reference step
 
 A model that does not fit the template (the Loihi fixed-point neuron: integer
 decays, wraps, clips) registers with `dynamics=None`, its own `step` and
-`initial_state`: it runs the reference loop on every device, and nothing else.
+`initial_state`: it runs the reference loop on every device, and nothing else,
+unless it also brings a fast path of its own, `sequence` (SE-adLIF, `se_adlif.py`:
+its adaptation is updated after the spike and carries gradient both ways, which the
+template's backward does not cover), which `neuron_sequence` then runs in place of the
+reference loop; the tests check it against the model's `step`.
 
 Adding a model is one file here plus one registration line (the import at the end
 of this file); see `alif.py`. `spiking_layers=True` (the default) lets
@@ -82,6 +86,9 @@ class NeuronModel:
     step: Callable | None = None  # (x, state, p) -> (spikes, state); generated for template models
     initial_state: Callable | None = None  # like -> zero state; generated for template models
     fused_conv: bool = False  # the fused convolution + neuron kernels cover it (no aux trace)
+    # outside the template only: its own fast path, (inputs, p, recurrent_weight, state, return_membrane)
+    # -> as `neuron_sequence`; None: the reference loop
+    sequence: Callable | None = None
     spiking_layers: bool = True  # SpikingLinear / SpikingConv2d run it (front ends, --neuron)
     doc: str = ""
 
@@ -92,11 +99,18 @@ class NeuronModel:
             raise ValueError(f"neuron model {self.name!r}: an aux trace needs aux_field and aux_update together")
         if self.fused_conv and (self.dynamics is None or self.dynamics.aux_update is not None):
             raise ValueError(f"neuron model {self.name!r}: the fused convolution covers template models without aux")
+        if self.sequence is not None and self.dynamics is not None:
+            raise ValueError(f"neuron model {self.name!r}: a template model's fast path is generated, not given")
 
     @property
     def has_kernels(self) -> bool:
         """Whether the numba kernels (and the generic torch loop) are generated for it."""
         return self.dynamics is not None
+
+    @property
+    def has_fast_path(self) -> bool:
+        """Whether `neuron_sequence` runs something other than the reference loop (the kernels, or its own)."""
+        return self.dynamics is not None or self.sequence is not None
 
     def make_parameters(self, **fields) -> Any:
         names = self.parameters.__dataclass_fields__
@@ -172,4 +186,4 @@ __all__ = [
 ]
 
 # registration: one import per model file
-from neuromem.neurons.models import lif, cuba, alif, loihi  # noqa: E402,F401
+from neuromem.neurons.models import lif, cuba, alif, loihi, se_adlif  # noqa: E402,F401
