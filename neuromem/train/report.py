@@ -22,6 +22,7 @@ from neuromem.train.config import VARIANT_FIELDS, CellConfig
 from neuromem.train.evaluate import load_evaluations
 from neuromem.train.figures import write_figures
 from neuromem.train.perturb import EVALUATIONS
+from neuromem.train.protocol import describe as describe_protocol
 from neuromem.train.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
 from neuromem.train.store import ResultStore, atomic_write_text
 
@@ -32,7 +33,7 @@ LEADING_COLUMNS = [
     "synops_per_sample", "dense_macs_per_sample", "energy_pj_per_sample", "ann_energy_pj_per_sample", "energy_ratio",
     "energy_profile", "epochs", "hidden", "learning_rate", "time_bins", "batch_size", "max_train_samples", "wall_seconds",
 ]
-CONFIG_COLUMNS = ("modality", "memory", "neuron", "seed", "epochs", "hidden", "learning_rate", "time_bins",
+CONFIG_COLUMNS = ("modality", "memory", "neuron", "seed", "fold", "epochs", "hidden", "learning_rate", "time_bins",
                   "batch_size", "max_train_samples", "threads")
 PROVENANCE_COLUMNS = ("neuromem_version", "code_fingerprint", "data_fingerprint")
 HIDDEN_METRICS = {"traceback", "provenance"}
@@ -94,11 +95,25 @@ class Group:
     def label(self) -> str:
         return f"{self.memory} [{self.variant}]"
 
-    def by_seed(self, metric: str) -> dict[int, float]:
-        return {int(r["seed"]): float(r[metric]) for r in self.rows if _number(r.get(metric)) is not None}
+    def by_seed(self, metric: str) -> dict[Any, float]:
+        """metric per repetition: the seed, or (fold, seed) under cross-validation (pairs match on both)."""
+        return {_repetition(r): float(r[metric]) for r in self.rows if _number(r.get(metric)) is not None}
+
+    @property
+    def protocol(self) -> str:
+        return describe_protocol(str(self.rows[0].get("fold") or ""))
+
+    @property
+    def folds(self) -> int:
+        return len({r.get("fold") for r in self.rows if r.get("fold")})
+
 
     def summary(self, metric: str):
         return summarize(list(self.by_seed(metric).values()))
+
+
+def _repetition(row: dict[str, Any]) -> Any:
+    return f"{row['fold']}/s{int(row['seed'])}" if row.get("fold") else int(row["seed"])
 
 
 def _number(value: Any) -> float | None:
@@ -152,15 +167,20 @@ def _accuracy_table(groups: list[Group]) -> str:
     """One row per (modality, memory, variant): n, mean ± std, 95% interval, per-sense accuracy."""
     candidates = dict.fromkeys(s for g in groups for s in _senses_of(g.modality))
     senses = [s for s in candidates if any(g.by_seed(f"test_accuracy_{s}") for g in groups if _senses_of(g.modality))]
-    header = ["modality", "memory", "variant", "n", "test accuracy, mean ± std", f"{100 * CONFIDENCE:.0f}% CI",
+    held_out = any(g.by_seed("seen_accuracy") for g in groups)
+    header = ["modality", "memory", "variant", "protocol", "n", "test accuracy, mean ± std", f"{100 * CONFIDENCE:.0f}% CI",
+              *(["seen speakers", "gap (seen − unseen)"] if held_out else []), "train",
               *(f"{s} (joint/parallel)" for s in senses), "seeds"]
     body = []
     for g in groups:
         summary = g.summary("test_accuracy")
         per_sense = [_mean_std(g.summary(f"test_accuracy_{s}")) if s in _senses_of(g.modality) else ""
                      for s in senses]
-        body.append([g.modality, g.memory, g.variant, str(summary.n), _mean_std(summary), _interval(summary),
-                     *per_sense, ",".join(str(s) for s in sorted(g.by_seed("test_accuracy")))])
+        seeds = sorted({int(r["seed"]) for r in g.rows})
+        protocol = g.protocol + (f", {g.folds} folds" if g.folds else "")
+        body.append([g.modality, g.memory, g.variant, protocol, str(summary.n), _mean_std(summary), _interval(summary),
+                     *([_mean_std(g.summary("seen_accuracy")), _mean_std(g.summary("speaker_gap"))] if held_out else []),
+                     _mean_std(g.summary("train_accuracy")), *per_sense, ",".join(str(s) for s in seeds)])
     return _table(header, body)
 
 
@@ -330,7 +350,10 @@ def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
         "",
         "## Test accuracy (%) per configuration",
         "",
-        f"One row per (modality, memory, variant); n is the number of seeds behind each mean; std is the sample "
+        f"One row per (modality, memory, variant); n is the number of seeds (times folds, under cross-validation) "
+        "behind each mean; the protocol says what the test set is: the data set's own split, or, leaving one "
+        "speaker out, every recording of a speaker the cell never heard (seen speakers: held-out recordings of "
+        "the speakers it trained on); std is the sample "
         f"standard deviation; the {100 * CONFIDENCE:.0f}% interval of the mean is Student's t with n − 1 degrees of "
         "freedom. Different variants are never averaged together.",
         "",
