@@ -7,7 +7,8 @@ b"CUBA", `iDecay` (= Lava LIF du + 1), `vDecay` (= dv), `vThMant` (= vth),
 `refDelay`, `gradedSpike`. neuromem adds (ignored by netx): `weightExponent`,
 `recurrentWeight`, `recurrentWeightExponent`, `neuron/biasMant`, `neuron/biasExp`,
 and `conv` layers: `weight` (out, in, k, k), `inShape` (C, H, W), `shape` (C', H', W'),
-`stride`, `padding`; they are run as the equivalent sparse matrix (`conv_matrix`).
+`stride`, `padding`; they are run as the equivalent sparse matrix (`conv_matrix`); `synapseDelay`
+(out, in) integer delays of a dense layer's synapses (with `delayWindow`), run as Lava's DelaySparse.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class DenseLayer:
     bias_exp: int
     recurrent_weight: Optional[np.ndarray]
     recurrent_exp: int
+    delays: Optional[np.ndarray] = None  # (out, in) int synaptic delays (steps beyond the Dense's own one)
 
     @property
     def size(self) -> int:
@@ -109,6 +111,11 @@ def read_network(path: str) -> tuple[int, list[DenseLayer]]:
                 in_shape = tuple(int(d) for d in np.asarray(group["inShape"][()]))
                 weight = conv_matrix(weight, in_shape, _int(group, "stride"), _int(group, "padding"))
             recurrent = np.asarray(group["recurrentWeight"][()]).astype(np.int64) if "recurrentWeight" in group else None
+            delays = np.asarray(group["synapseDelay"][()]).astype(np.int64) if "synapseDelay" in group else None
+            if delays is not None and (kind == "conv" or delays.shape != weight.shape or delays.min(initial=0) < 0
+                                       or delays.max(initial=0) > 63):
+                raise NetFileError(f"{path}: layer {key}: synapseDelay must be (out, in) integers in 0..63 beside a "
+                                   "dense weight (Loihi 2 delays are 6-bit)")
             bias_mant = _int(neuron, "biasMant", 0)
             bias_exp = _int(neuron, "biasExp", 0)
             if "bias" in group and "biasMant" not in neuron:  # netx convention: bias exponent 6
@@ -125,6 +132,7 @@ def read_network(path: str) -> tuple[int, list[DenseLayer]]:
                     bias_exp=bias_exp,
                     recurrent_weight=None if recurrent is None else recurrent.astype(np.int32),
                     recurrent_exp=_int(group, "recurrentWeightExponent", 0),
+                    delays=delays,
                 )
             )
     if not layers:

@@ -3,7 +3,10 @@
 Per layer: `lava.proc.sparse.Sparse` (integer weights, shared `weight_exp`, mixed sign mode)
 into a `lava.proc.lif` neuron (du, dv, vth, bias); a recurrent layer adds a second Sparse
 from the neurons' spikes back to their own input; a convolution is its equivalent sparse
-matrix. Input spikes come from `lava.proc.io.source.RingBuffer`.
+matrix. A layer with synaptic delays takes a `DelaySparse` instead (its delays beside the
+weights, same sparsity): a spike sent at step t over delay d reaches the neurons at t + 1 + d;
+its model is Lava's bit-accurate one with the per-delay weight stack built once (`delay_model.py`).
+Input spikes come from `lava.proc.io.source.RingBuffer`.
 
 Recording: every layer's spikes leave through a `lava.proc.io.extractor.Extractor` and the
 readout voltage through a `VarWire` (read after every step), both one whole array per step
@@ -23,6 +26,7 @@ that step.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -32,11 +36,11 @@ from neuromem_lava.netfile import DenseLayer
 PIPE_STEPS = 64  # steps a recording channel buffers ahead of the reader
 
 
-def block_diagonal(weight, copies: int):
-    """`copies` copies of a (out, in) weight matrix on the diagonal, as an int32 csr matrix."""
+def block_diagonal(weight, copies: int, dtype=np.int32):
+    """`copies` copies of a (out, in) weight matrix on the diagonal, as a csr matrix (int32 by default)."""
     from scipy.sparse import csr_matrix
 
-    single = csr_matrix(weight, dtype=np.int32)
+    single = csr_matrix(weight, dtype=dtype)
     single.eliminate_zeros()
     rows, cols = single.shape
     nnz = single.nnz
@@ -63,7 +67,7 @@ def run_network(
     from lava.proc.io.reset import Reset
     from lava.proc.io.source import RingBuffer as SpikeSource
     from lava.proc.lif.process import LIF, LIFReset
-    from lava.proc.sparse.process import Sparse
+    from lava.proc.sparse.process import DelaySparse, Sparse
     from lava.utils.weightutils import SignMode
 
     samples, steps = spikes.shape[:2]
@@ -84,8 +88,14 @@ def run_network(
     synapses, neurons, recorders = [], [], []
     for layer in layers:
         size = layer.size * copies
-        synapse = Sparse(weights=block_diagonal(layer.weight, copies), weight_exp=layer.weight_exp,
-                         num_weight_bits=8, sign_mode=SignMode.MIXED)
+        weights = block_diagonal(layer.weight, copies)
+        if layer.delays is None:
+            synapse = Sparse(weights=weights, weight_exp=layer.weight_exp, num_weight_bits=8, sign_mode=SignMode.MIXED)
+        else:
+            # delays only where a synapse is (zero weights dropped from both); an absent entry is delay 0
+            delays = block_diagonal(np.where(np.asarray(layer.weight) != 0, layer.delays, 0), copies, dtype=np.int64)
+            synapse = DelaySparse(weights=weights, delays=delays, max_delay=max(int(layer.delays.max(initial=0)), 1),
+                                  weight_exp=layer.weight_exp, num_weight_bits=8, sign_mode=SignMode.MIXED)
         parameters = dict(shape=(size,), du=layer.du, dv=layer.dv, vth=layer.vth,
                           bias_mant=np.full(size, layer.bias_mant), bias_exp=np.full(size, layer.bias_exp))
         # time steps count from 1: the first step of every group is a multiple of T plus 1
@@ -118,8 +128,12 @@ def run_network(
     rasters = [np.empty((total, layer.size * copies), dtype=np.uint8) for layer in layers]
     trace = np.empty((total, outputs * copies), dtype=np.int64)
     # the recorders' models carry no tag, so select_tag alone finds none for them
-    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
-        Extractor: PyLoihiExtractorModel, VarWire: PyLoihiVarWireModel})
+    models = {Extractor: PyLoihiExtractorModel, VarWire: PyLoihiVarWireModel}
+    if os.environ.get("NEUROMEM_LAVA_STOCK_DELAYS") != "1":
+        from neuromem_lava.delay_model import PyDelaySparseModelBitAccStatic
+
+        models[DelaySparse] = PyDelaySparseModelBitAccStatic  # Lava's, its delay-weight stack built once
+    run_cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     try:
         neurons[0].run(condition=RunSteps(num_steps=total, blocking=False), run_cfg=run_cfg)
         for step in range(total):

@@ -12,6 +12,9 @@ neuromem extensions (netx ignores them): `weightExponent` (netx assumes 0; neuro
 exports 0 by default), `recurrentWeight` + `recurrentWeightExponent` (netx has no
 recurrent dense block; neuromem's Lava backend builds the recurrent Dense),
 `neuron/biasMant`, `neuron/biasExp`, and root attributes describing the decision rule.
+A dense layer with learnable delays adds `synapseDelay` (out, in) integer steps and `delayWindow`
+(D: delays 0..D-1); neuromem's backend runs it as Lava's DelaySparse, where a spike sent at step t
+with delay d reaches the neurons at t + 1 + d (the Dense's own step, then d more).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import neuromem
 from neuromem.errors import NeuromemError
 from neuromem.neurons.functional.loihi import LoihiParameters
 from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig
+from neuromem.neurons.delays import DelayedQuantizedDense
 
 FORMAT = "lava-dl-netx-hdf5"
 
@@ -41,6 +45,8 @@ class ExportedLayer:
     readout: bool
     conv: tuple[int, int] | None = None  # (stride, padding) of a convolution; weight is then (out, in, k, k)
     in_shape: tuple[int, ...] = ()
+    delays: np.ndarray | None = None  # (out, in) integer synaptic delays in steps, beyond the Dense's own one
+    delay_window: int = 0
 
 
 def _int_array(tensor: torch.Tensor) -> np.ndarray:
@@ -60,7 +66,8 @@ def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = Non
         handle.attrs["format"] = FORMAT
         handle.attrs["producer"] = f"neuromem {neuromem.__version__}"
         handle.attrs["decision"] = "argmax of the last layer's voltage at the final time step"
-        handle.attrs["synaptic_delay"] = "one time step per Dense, as Lava's Dense process"
+        handle.attrs["synaptic_delay"] = ("one time step per Dense, as Lava's Dense process; a layer's synapseDelay d "
+                                          "adds d steps (Lava DelaySparse)")
         handle.attrs["neuromem_config"] = json.dumps(asdict(model.config))
         handle.attrs["neuromem_data"] = json.dumps({"dataset": dataset, "time_bins": time_bins})
         layers = handle.create_group("layer")
@@ -93,6 +100,9 @@ def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = Non
             if recurrent is not None:
                 group.create_dataset("recurrentWeight", data=_int_array(recurrent))
                 group.create_dataset("recurrentWeightExponent", data=layer.recurrent_exp)
+            if isinstance(layer.synapse, DelayedQuantizedDense):
+                group.create_dataset("synapseDelay", data=_int_array(layer.synapse.integer_delays()))
+                group.create_dataset("delayWindow", data=layer.synapse.window)
             group.attrs["readout"] = layer is model.readout
             _neuron_group(group, p)
             if p.bias_exp == 6 and p.bias_mant:
@@ -183,6 +193,9 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                 except ValueError as err:
                     raise NeuromemError(f"{path}: layer {key}: {err}") from None
                 recurrent = np.asarray(group["recurrentWeight"][()]) if "recurrentWeight" in group else None
+                delays = np.asarray(group["synapseDelay"][()]).astype(np.int64) if "synapseDelay" in group else None
+                if delays is not None and kind == "conv":
+                    raise NeuromemError(f"{path}: layer {key} is a convolution with synaptic delays; neuromem delays dense layers only")
                 layers.append(
                     ExportedLayer(
                         weight=np.asarray(group["weight"][()]).astype(np.int64),
@@ -192,6 +205,9 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                         readout=bool(group.attrs.get("readout", False)),
                         conv=(_scalar(group, "stride", path), _scalar(group, "padding", path)) if kind == "conv" else None,
                         in_shape=tuple(int(d) for d in np.asarray(group["inShape"][()])) if kind == "conv" else (),
+                        delays=delays,
+                        delay_window=(_scalar(group, "delayWindow", path, int(delays.max(initial=0)) + 1)
+                                      if delays is not None else 0),
                     )
                 )
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -226,11 +242,14 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
         readout={},
         input_shape=convs[0].in_shape if convs else (input_size,),
         convs=tuple((int(l.weight.shape[0]), int(l.weight.shape[2]), *l.conv) for l in convs),
+        delays=tuple(l.delay_window for l in hidden),
     )
     try:
         model = LoihiNetwork(config)
     except (ValueError, RuntimeError) as err:
-        raise NeuromemError(f"{path}: inconsistent layer shapes ({err})") from None
+        raise NeuromemError(f"{path}: inconsistent layer shapes or delays ({err})") from None
+    if readout.delays is not None:
+        raise NeuromemError(f"{path}: the readout layer has synaptic delays; neuromem's chains delay hidden layers only")
     for target, source in zip(model.layers, layers):
         expected = tuple(target.synapse.weight.shape)
         if tuple(source.weight.shape) != expected:
@@ -250,6 +269,13 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
             recurrent is not None and not np.array_equal(recurrent.detach().numpy(), source.recurrent_weight)
         ):
             raise NeuromemError(f"{path}: weights are not 8-bit mixed-sign Loihi weights (even integers in [-256, 254])")
+        if source.delays is not None:
+            if source.delays.shape != source.weight.shape:
+                raise NeuromemError(f"{path}: synapseDelay is {source.delays.shape}, its weight {source.weight.shape}")
+            target.synapse.set_delays(torch.as_tensor(source.delays))
+            if not np.array_equal(target.synapse.integer_delays().numpy(), source.delays):
+                raise NeuromemError(f"{path}: synapseDelay holds values outside 0..delayWindow-1 "
+                                    f"(0..{source.delay_window - 1})")
     # record the layers' parameters in the config, so a checkpoint of the rebuilt model rebuilds it
     neuron_fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
     chain = [*convs, *hidden]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from neuromem.errors import NeuromemError
+from neuromem.neurons.delays import DelayedQuantizedDense, delay_synapses
 from neuromem.neurons.loihi import LoihiConv2d, LoihiLinear, LoihiReadout
 
 CHECKPOINT_KIND = "neuromem.loihi_network"
@@ -38,6 +39,8 @@ class LoihiNetworkConfig:
     # convolutions before the dense layers: input (C, H, W) and (out_channels, kernel, stride, padding) each
     input_shape: tuple[int, ...] = ()
     convs: tuple[tuple[int, int, int, int], ...] = ()
+    # per hidden (dense) layer: the window D of its learnable feed-forward delays (0..D-1 steps), 0: none
+    delays: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(d) for d in self.input_shape) or (int(self.input_size),)
@@ -50,6 +53,9 @@ class LoihiNetworkConfig:
         self.recurrent = tuple(bool(r) for r in self.recurrent)
         if len(self.recurrent) != len(self.hidden_sizes):
             raise ValueError(f"recurrent {self.recurrent} must have one flag per hidden layer {self.hidden_sizes}")
+        self.delays = tuple(int(d) for d in self.delays) or (0,) * len(self.hidden_sizes)
+        if len(self.delays) != len(self.hidden_sizes):
+            raise ValueError(f"delays {self.delays} must have one window per hidden layer {self.hidden_sizes}")
 
 
 class LoihiNetwork(nn.Module):
@@ -70,6 +76,9 @@ class LoihiNetwork(nn.Module):
             LoihiLinear(sizes[i], sizes[i + 1], recurrent=config.recurrent[i], **config.hidden)
             for i in range(len(config.hidden_sizes))
         )
+        for layer, window in zip(self.hidden, config.delays):
+            if window:
+                delay_synapses(layer, window)
         self.readout = LoihiReadout(sizes[-1], config.num_classes, **config.readout)
 
     @property
@@ -290,11 +299,14 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
         input_shape=input_shape,
         convs=tuple((c.synapse.out_channels, c.synapse.kernel_size[0], c.synapse.stride[0], c.synapse.padding[0])
                     for c in convs),
+        delays=tuple(l.synapse.window if isinstance(l.synapse, DelayedQuantizedDense) else 0 for l in dense),
     )
     chain = LoihiNetwork(config)
     with torch.no_grad():
         for target, source in zip(chain.layers, [*layers, readout]):
             target.synapse.weight.copy_(source.synapse.weight.detach())
+            if isinstance(source.synapse, DelayedQuantizedDense):
+                target.synapse.set_delays(source.synapse.positions().detach())
             if source.recurrent is not None:
                 target.recurrent.copy_(source.recurrent.detach())
             if isinstance(source, LoihiLinear):
@@ -324,8 +336,10 @@ def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork,
     readout = [k for k in (f"readouts.{dataset}.synapse.weight", f"readouts.{dataset}.weight") if k in (state or {})]
     if not readout:
         raise NeuromemError(f"{source}: the checkpoint holds no trained '{dataset}' network")
+    # the front ends' keyword options (e.g. delays) build the same layers as in training
     network = build_network({dataset: shape}, {dataset: int(state[readout[0]].shape[0])},
                             config.memory, hidden=config.hidden, neuron=config.neuron,
+                            front_options=dict(config.front_options),
                             memory_options=dict(config.memory_options))
     try:
         network.load_state_dict(state)

@@ -80,10 +80,22 @@ def _cuba_node(params, shape, dt: float):
     )
 
 
+def refuse_delays(model: LoihiNetwork) -> None:
+    """NIR 1.0 has no synaptic-delay node: a chain whose synapses delay spikes has no NIR graph."""
+    for index, layer in enumerate(model.layers):
+        synapse = layer.synapse
+        if getattr(synapse, "temporal", False) and bool((synapse.integer_delays() != 0).any()):
+            raise NeuromemError(
+                f"NIR export refused: layer {index} has learned synaptic delays (up to {synapse.window - 1} steps) and "
+                "NIR 1.0 has no delay node, so the graph would drop them; export with `--to lava` (Lava's DelaySparse "
+                "runs the delays bit-exact)")
+
+
 def to_nir(model: LoihiNetwork, dt: float = NIR_DT):
     """The float NIR graph of a Loihi network (see module doc); layer i's nodes are named layer{i}.*."""
     import nir
 
+    refuse_delays(model)
     nodes = {"input": nir.Input(input_type={"input": np.array(model.config.input_shape)})}
     edges: list[tuple[str, str]] = []
     previous = "input"

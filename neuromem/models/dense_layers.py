@@ -25,8 +25,11 @@ class DenseSequenceLayer(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         steps, batch = inputs.shape[:2]
-        drive = self.synapse(inputs.reshape(steps * batch, *inputs.shape[2:]))
-        drive = drive.reshape(steps, batch, *drive.shape[1:])
+        if getattr(self.synapse, "temporal", False):  # a synapse over time (learnable delays)
+            drive = self.synapse(inputs)
+        else:
+            drive = self.synapse(inputs.reshape(steps * batch, *inputs.shape[2:]))
+            drive = drive.reshape(steps, batch, *drive.shape[1:])
         if self.recurrent is None:
             return torch.relu(drive)
         hidden = torch.zeros_like(drive[0])

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from neuromem.models.dense_layers import DenseConv2d, DenseLinear
+from neuromem.neurons.delays import delay_synapses
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
 from neuromem.neurons.models import get_neuron, neuron_names
 from neuromem.neurons.loihi import LoihiConv2d, LoihiLinear, LoihiSpikeReadout
@@ -67,6 +68,10 @@ class AudioFrontEnd(nn.Module):
     (0.7% / 0.1% of neurons per step on the speech stand-in) and learn slowly. Loihi layers have their own
     `init_scale`; dense (ReLU) layers keep 1x. A `beta` given in the neuron parameters overrides
     `membrane_decay`. The measurements that chose both defaults are in datasets/README.md.
+
+    `delays`: learnable per-synapse delays (DCLS) of 0..delays-1 steps on both layers' feed-forward
+    synapses (`neuromem.neurons.delays`; the recurrent weight stays undelayed), taps of width `delay_sigma`
+    while training; 0: none, the plain layers.
     """
 
     # membrane decay per step of the float spiking models (their own default is 0.9): at SHD's 100 bins
@@ -74,10 +79,13 @@ class AudioFrontEnd(nn.Module):
     membrane_decay = 0.7
 
     def __init__(self, input_shape: tuple[int, ...], hidden: int = 256, neuron: str = "lif",
-                 init_gain: float = 4.0, **neuron_params) -> None:
+                 init_gain: float = 4.0, delays: int = 0, delay_sigma: float | None = None,
+                 **neuron_params) -> None:
         super().__init__()
         if not init_gain > 0:
             raise ValueError(f"init_gain must be > 0, got {init_gain}")
+        if int(delays) != delays or delays < 0:
+            raise ValueError(f"delays must be a whole number of steps >= 0, got {delays!r}")
         kinds = layer_kinds(neuron)
         if neuron in neuron_names() and "beta" in get_neuron(neuron).parameters.__dataclass_fields__:
             neuron_params = {"beta": self.membrane_decay, **neuron_params}
@@ -90,6 +98,8 @@ class AudioFrontEnd(nn.Module):
             for layer in self.layers:
                 if isinstance(layer, SpikingLinear):
                     layer.synapse.weight.mul_(init_gain)
+        for layer in self.layers if delays else ():
+            delay_synapses(layer, int(delays), delay_sigma)
         self.output_size = hidden
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,8 @@ class SpikingLayer(nn.Module):
     conv_chunk_frames: int = 512
 
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
+        if getattr(self.synapse, "temporal", False):  # a synapse over time (learnable delays, `delays.py`)
+            return self.synapse(inputs)
         steps, batch = inputs.shape[:2]
         frames = inputs.reshape(steps * batch, *inputs.shape[2:])
         if isinstance(self.synapse, nn.Conv2d) and fast_path_enabled():
