@@ -80,12 +80,16 @@ class AudioFrontEnd(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], hidden: int = 256, neuron: str = "lif",
                  init_gain: float = 4.0, delays: int = 0, delay_sigma: float | None = None,
-                 **neuron_params) -> None:
+                 dropout: float = 0.0, **neuron_params) -> None:
         super().__init__()
         if not init_gain > 0:
             raise ValueError(f"init_gain must be > 0, got {init_gain}")
         if int(delays) != delays or delays < 0:
             raise ValueError(f"delays must be a whole number of steps >= 0, got {delays!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        # spike dropout after each layer, training only (SHD work: Cramer et al. 2020, Hammouamri et al. 2024)
+        self.dropout = float(dropout)
         kinds = layer_kinds(neuron)
         if neuron in neuron_names() and "beta" in get_neuron(neuron).parameters.__dataclass_fields__:
             neuron_params = {"beta": self.membrane_decay, **neuron_params}
@@ -103,7 +107,11 @@ class AudioFrontEnd(nn.Module):
         self.output_size = hidden
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.layers(inputs)
+        if not (self.dropout and self.training):
+            return self.layers(inputs)
+        for layer in self.layers:
+            inputs = nn.functional.dropout(layer(inputs), self.dropout)
+        return inputs
 
 
 class VisualFrontEnd(nn.Module):
@@ -150,3 +158,26 @@ def build_front_end(dataset: str, input_shape: tuple[int, ...], **kwargs) -> nn.
         raise KeyError(f"data set {dataset!r} names front end {kind!r}, which is not registered; "
                        f"valid: {', '.join(FRONT_ENDS)}") from None
     return cls(input_shape, **kwargs)
+
+
+def check_front_options(dataset: str, input_shape: tuple[int, ...], options: dict, neuron: str) -> None:
+    """--front-option values for a data set's front end, before any training: each key must be a keyword of
+    that front end (or a parameter of the neuron model) and the front end must build with it."""
+    import inspect
+
+    from neuromem.errors import NeuromemError
+    from neuromem.data.registry import get_dataset
+
+    if not options:
+        return
+    cls = FRONT_ENDS[get_dataset(dataset).front_end]
+    own = [k for k, p in inspect.signature(cls.__init__).parameters.items()
+           if k not in ("self", "input_shape", "hidden", "neuron") and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    try:
+        with torch.device("meta"):
+            cls(input_shape, hidden=8, neuron=neuron, **options)
+    except (TypeError, ValueError) as error:
+        reason = " ".join(str(error).split())
+        raise NeuromemError(f"--front-option {' '.join(f'{k}={v}' for k, v in options.items())} for the {dataset} "
+                            f"front end ({cls.__name__}, neuron {neuron}): {reason}; its options: {', '.join(own)} "
+                            "and the neuron model's parameters") from None

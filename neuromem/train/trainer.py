@@ -28,6 +28,7 @@ from neuromem.data.batching import time_major_batch
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
+from neuromem.neurons.delays import anneal_delays
 from neuromem.train.config import CellConfig
 from neuromem.train.tasks import EXTERNAL_TASKS, NUM_CONCEPTS, TASKS, Task, concept_of
 
@@ -166,6 +167,7 @@ def _train(
     )
     network.train()
     for epoch in range(config.epochs):
+        anneal_delays(network, epoch / config.epochs)  # learnable delays (DCLS schedule); a no-op without them
         progress.phase(f"{label} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
         for inputs, labels in _batches(data, config.batch_size, generator):
             if config.augment:
@@ -182,6 +184,7 @@ def _train(
             schedule.step()
             accuracy = np.mean([(lg.argmax(-1) == labels).float().mean().item() for lg in output.logits.values()])
             progress.advance(loss.item(), float(accuracy))
+    anneal_delays(network, 1.0)  # trained delays end as whole steps: the network evaluated is the deployable one
 
 
 @torch.no_grad()
