@@ -227,6 +227,9 @@ def ablate(
     if dry_run:
         sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
         return
+    from neuromem.train.store import check_out_is_ours
+
+    check_out_is_ours(out)
     _check_writable(out)
 
     root, source = resolve_data_root(data_root)
@@ -472,6 +475,9 @@ def _say_error(text: str) -> None:
     console.print(f"[red]error:[/] {escape(' '.join(str(text).split()))}", highlight=False, soft_wrap=True)
 
 
+INTERRUPTED = "interrupted; nothing half-written kept"
+
+
 def main() -> None:
     """The console entry point: every failure leaves as one line and an exit code (2: bad input, 1: failure,
     130: interrupted); `--debug` anywhere on the line (or NEUROMEM_DEBUG=1) re-raises with the traceback."""
@@ -502,7 +508,7 @@ def main() -> None:
     except exits as exit_:
         sys.exit(getattr(exit_, "exit_code", 0))
     except (KeyboardInterrupt, *aborts):
-        _say_error("interrupted")
+        _say_error(INTERRUPTED)
         sys.exit(130)
     except Exception as error:  # a bug, not bad input: still one line unless asked for the traceback
         if debug:
@@ -510,4 +516,6 @@ def main() -> None:
         _say_error(f"internal error: {type(error).__name__}: {error} (re-run with --debug for the traceback)")
         sys.exit(1)
     if isinstance(code, int) and not isinstance(code, bool):
+        if code == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns it silently
+            _say_error(INTERRUPTED)
         sys.exit(code)

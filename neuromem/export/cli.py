@@ -101,6 +101,22 @@ def load_for_export(run_or_checkpoint: Path):
     return chip_network_from_cell(checkpoint, str(path))
 
 
+def refuse_out_equal_to_input(out: Path, source: Path, flag: str = "--out") -> None:
+    """An output path that is the input (or the checkpoint inside it) would destroy the input: refused."""
+    source = Path(source)
+    inputs = [source, source / "model.pt"] if source.is_dir() else [source]
+    for candidate in inputs:
+        same = Path(out).resolve() == candidate.resolve()
+        if not same and Path(out).exists() and candidate.exists():
+            try:
+                same = os.path.samefile(out, candidate)
+            except OSError:
+                pass
+        if same:
+            raise NeuromemError(f"{flag} {out} is the input {candidate}; writing there would replace it: "
+                                "give another output path")
+
+
 def lava_workers(workers: int | None) -> int:
     """--workers, or by default one Lava worker per CPU core this process may use."""
     if workers is not None:
@@ -134,25 +150,24 @@ def register(app: typer.Typer) -> None:
         if compare and to != "nir":
             raise NeuromemError("--compare checks a NIR export (--to nir); a Lava export is checked by `neuromem hw verify`")
         check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
+        refuse_out_equal_to_input(out, run_or_checkpoint)
         model, dataset, time_bins = load_for_export(run_or_checkpoint)
+        data_info = None
         if compare and dataset is None:
             raise NeuromemError(f"--compare needs a grid cell (it names its data set); {run_or_checkpoint} is a bare "
                                 "Loihi network checkpoint")
-        existed = out.exists()
-        try:
+        from neuromem.train.store import atomic_output
+
+        with atomic_output(out) as tmp:  # the previous file stays whole until the new one is complete
             if to == "lava":
                 from neuromem.export.lava import export_lava
 
-                path = export_lava(model, out, dataset=dataset, time_bins=time_bins)
+                export_lava(model, tmp, dataset=dataset, time_bins=time_bins, data_info=data_info)
             else:
                 from neuromem.export.nir import write_nir
 
-                path = write_nir(model, out)
-        except OSError as error:  # e.g. the disk filled while writing
-            if not existed:
-                out.unlink(missing_ok=True)  # no half-written network left behind
-            raise NeuromemError(f"--out {out}: writing failed ({error.strerror or ' '.join(str(error).split())}); "
-                                "free space or choose another path") from None
+                write_nir(model, tmp)
+        path = out
         from neuromem.export.hardware import chain_shapes
         from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
 

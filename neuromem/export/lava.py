@@ -57,9 +57,11 @@ def _int_array(tensor: torch.Tensor) -> np.ndarray:
     return rounded.astype(np.int32)
 
 
-def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = None, time_bins: int | None = None) -> Path:
+def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = None, time_bins: int | None = None,
+                data_info: dict | None = None) -> Path:
     """Write `model` (quantized as in eval) to `path` (.h5); `dataset`/`time_bins`: the data it was trained
-    on, recorded so that `hw verify` feeds it the same inputs."""
+    on, recorded so that `hw verify` feeds it the same inputs; `data_info`: more about that data (its root
+    and fingerprint), recorded beside them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:
@@ -69,7 +71,7 @@ def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = Non
         handle.attrs["synaptic_delay"] = ("one time step per Dense, as Lava's Dense process; a layer's synapseDelay d "
                                           "adds d steps (Lava DelaySparse)")
         handle.attrs["neuromem_config"] = json.dumps(asdict(model.config))
-        handle.attrs["neuromem_data"] = json.dumps({"dataset": dataset, "time_bins": time_bins})
+        handle.attrs["neuromem_data"] = json.dumps({"dataset": dataset, "time_bins": time_bins, **(data_info or {})})
         layers = handle.create_group("layer")
         first = layers.create_group("0")
         first.create_dataset("type", (1,), "S10", [b"input"])

@@ -19,6 +19,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -100,15 +101,80 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
+@contextmanager
+def atomic_output(path: Path, flag: str = "--out") -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder to write to; on success it replaces `path` at once (rename).
+    On any failure, and on SIGINT or SIGTERM while writing, the temporary file is removed and `path` keeps
+    its previous content (an interrupt leaves as KeyboardInterrupt: "interrupted", exit 130)."""
+    import signal
+    import threading
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as error:
+        raise NeuromemError(f"{flag} {path}: cannot write there ({_reason(error)}); choose a writable path") from None
+    tmp = Path(name)
+    interrupted: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        try:
+            yield tmp
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, path)
+        except BaseException as error:
+            tmp.unlink(missing_ok=True)
+            if interrupted and not isinstance(error, KeyboardInterrupt):  # h5py turns an interrupt into its own error
+                raise KeyboardInterrupt from None
+            if isinstance(error, OSError):
+                raise NeuromemError(f"{flag} {path}: writing failed ({_reason(error)}); the previous file, if any, "
+                                    "is kept; free space or choose another path") from None
+            raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# `cells/.<cell_id>.<mkdtemp suffix>` (staging) and `cells/.<cell_id>.replaced-<8 hex>` (an earlier copy moved
+# aside): the only folders neuromem ever removes; a cell id ends in `-s<seed>-<8 hex digits of its digest>`
+_STAGING = re.compile(r"^\.(?P<cell>[^/\\.][^/\\]*-s\d+-[0-9a-f]{8})\.(?:replaced-[0-9a-f]{8}|[a-z0-9_]{8})$")
+
+
 def staging_cell_id(name: str) -> str | None:
-    """The cell a `cells/.<cell_id>.<suffix>` staging (or replaced) folder belongs to; None for other names."""
-    if not name.startswith(".") or "." not in name[1:]:
-        return None
-    return name[1:].split(".", 1)[0] or None
+    """The cell a `cells/.<cell_id>.<suffix>` staging (or replaced) folder belongs to; None for other names
+    (another tool's dot-folders are never taken for neuromem's)."""
+    match = _STAGING.match(name)
+    return match.group("cell") if match else None
+
+
+def check_out_is_ours(out_dir: Path, flag: str = "--out") -> None:
+    """Before a run writes into `out_dir`: refuse a folder that holds files but no neuromem results store
+    (another tool's folder: its report.md, results.csv or dot-folders would be overwritten or removed)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir() or (out_dir / STORE_NAME).exists():
+        return
+    try:
+        entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".neuromem-write-test."))
+    except OSError:
+        return  # unreadable: the writability check names it
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise NeuromemError(f"{flag} {out_dir}: holds files neuromem did not write ({shown}) and no {STORE_NAME}; "
+                            "choose a new or empty folder (or the --out of an earlier neuromem run to resume it)")
 
 
 def finished_cell_dirs(run_dir: Path) -> list[Path]:
@@ -300,6 +366,10 @@ class ResultStore:
             cell_id = staging_cell_id(entry.name)
             if cell_id is None or not entry.is_dir():
                 continue
+            if entry.is_symlink():  # never followed: the link itself goes
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+                continue
             claim = self.claim(cell_id, wait=False)
             if claim is None:
                 continue  # another run is saving this cell right now
@@ -359,7 +429,10 @@ class ResultStore:
             os.replace(staging, final)
             staging = None
             if replaced is not None:
-                shutil.rmtree(replaced, ignore_errors=True)
+                if replaced.is_symlink():  # a link planted in cells/: the link goes, never what it points to
+                    replaced.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(replaced, ignore_errors=True)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
             reason = _reason(error) if isinstance(error, OSError) else f"torch.save failed: {_reason(error)[:160]}; is the disk full?"
             raise NeuromemError(

@@ -1,0 +1,175 @@
+"""The hostile-input review, second round (../shared/reviews/hostile-input-review-2.md): each test names
+its case id. As in the first round, most cases call `neuromem.cli.main()` (the console entry point's
+error path) in this process, so that faults can be injected and the file stays fast; a few run the real
+entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_hostile_inputs import main_in_process, one_error_line
+
+TINY = ["--epochs", "1", "--max-train-samples", "32", "--threads", "1", "--hidden", "16", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def loihi_checkpoint(tmp_path_factory) -> Path:
+    """A bare Loihi network checkpoint (no training: seconds)."""
+    from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig, save_checkpoint
+
+    torch.manual_seed(4)
+    net = LoihiNetwork(LoihiNetworkConfig(30, (12, 10), (False, True), 3, hidden={"vth": 1024}))
+    return save_checkpoint(net, tmp_path_factory.mktemp("loihi") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def one_cell_run(tiny_data, tmp_path_factory) -> Path:
+    """One finished SHD hopfield cell, trained once in this process."""
+    from neuromem.cli import main
+
+    out = tmp_path_factory.mktemp("one") / "run"
+    argv = sys.argv
+    sys.argv = ["neuromem", "ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
+                "--out", str(out), *TINY]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+    return out
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
+
+
+# ---- DATA-LOSS
+
+
+def test_o_foreign_out_is_refused_and_left_alone(monkeypatch, capsys, tiny_data, tmp_path):
+    out = tmp_path / "foreign"
+    (out / "cells" / ".old.backup").mkdir(parents=True)
+    (out / "cells" / ".old.backup" / "thesis.tex").write_text("years of work")
+    (out / "report.md").write_text("mine")
+    (out / "results.csv").write_text("a,b\n")
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(tiny_data), "--out", str(out), *TINY)
+    assert code == 2
+    line = one_error_line(err)
+    assert str(out) in line and "did not write" in line and "report.md" in line
+    assert (out / "cells" / ".old.backup" / "thesis.tex").read_text() == "years of work"
+    assert (out / "report.md").read_text() == "mine" and (out / "results.csv").read_text() == "a,b\n"
+    assert sorted(p.name for p in out.iterdir()) == ["cells", "report.md", "results.csv"]
+
+
+def test_o_foreign_dot_folders_in_a_store_are_never_removed(monkeypatch, capsys, tiny_data, tmp_path, one_cell_run):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    (out / "cells" / ".old.backup").mkdir()
+    (out / "cells" / ".old.backup" / "thesis.tex").write_text("years of work")
+    cell = next(p.name for p in (out / "cells").iterdir() if not p.name.startswith("."))
+    staging = out / "cells" / f".{cell}.ab12cd_9"  # a killed run's staging folder: removed
+    staging.mkdir()
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(tiny_data), "--out", str(out), *TINY)
+    assert code == 0, err
+    assert (out / "cells" / ".old.backup" / "thesis.tex").read_text() == "years of work"
+    assert not staging.exists()
+
+
+def test_s8_a_planted_link_is_removed_not_followed(tmp_path):
+    from neuromem.train.config import CellConfig
+    from neuromem.train.store import ResultStore
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x")
+    store = ResultStore(tmp_path / "o")
+    config = CellConfig("shd", "hopfield")
+    (tmp_path / "o" / "cells").mkdir()
+    os.symlink(victim, store.cell_dir(config.cell_id))
+    store.record(config, {"test_accuracy": 0.5}, state={"w": torch.zeros(1)})
+    assert (victim / "keep").read_text() == "x"
+    assert sorted(p.name for p in (tmp_path / "o" / "cells").iterdir()) == [config.cell_id]
+    assert (store.cell_dir(config.cell_id) / "model.pt").is_file()
+
+
+def test_x_out_eq_in_export_refused(monkeypatch, capsys, loihi_checkpoint, tmp_path):
+    import shutil
+
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    checkpoint = cell / "model.pt"
+    shutil.copy(loihi_checkpoint, checkpoint)
+    before = checkpoint.read_bytes()
+    for source in (checkpoint, cell):
+        code, _, err = main_in_process(monkeypatch, capsys, "export", str(source), "--to", "lava", "--out", str(checkpoint))
+        assert code == 2
+        line = one_error_line(err)
+        assert str(checkpoint) in line and "is the input" in line
+    link = tmp_path / "link.pt"
+    os.symlink(checkpoint, link)
+    code, _, err = main_in_process(monkeypatch, capsys, "export", str(checkpoint), "--to", "nir", "--out", str(link))
+    assert code == 2 and "is the input" in one_error_line(err)
+    assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sig_export_keeps_the_previous_file_whole(monkeypatch, capsys, loihi_checkpoint, tmp_path, signum):
+    """SIG-export-TERM-existing, SIG-export-TERM-new, SIG-export-INT-new."""
+    import h5py
+
+    import neuromem.export.lava as lava
+
+    existing, new = tmp_path / "net.h5", tmp_path / "new.h5"
+    code, _, err = main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(existing))
+    assert code == 0, err
+    good = existing.read_bytes()
+    real = lava.export_lava
+
+    def interrupted(model, path, **kwargs):
+        with h5py.File(path, "w") as handle:  # half a network on disk, then the signal
+            handle.create_group("layer")
+            handle.flush()
+            os.kill(os.getpid(), signum)
+        pytest.fail("not interrupted")
+
+    monkeypatch.setattr(lava, "export_lava", interrupted)
+    for out in (existing, new):
+        code, _, err = main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(out))
+        assert code == 130, err
+        assert "interrupted" in one_error_line(err) and "internal error" not in err
+    assert existing.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5"]  # no new file, no temporary file
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are put back
+    monkeypatch.setattr(lava, "export_lava", real)
+
+
+def test_export_write_failure_keeps_the_previous_file(monkeypatch, capsys, loihi_checkpoint, tmp_path):
+    import errno
+
+    import neuromem.export.lava as lava
+
+    out = tmp_path / "net.h5"
+    assert main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(out))[0] == 0
+    good = out.read_bytes()
+
+    def full(model, path, **kwargs):
+        Path(path).write_bytes(b"\0" * 10)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lava, "export_lava", full)
+    code, _, err = main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(out))
+    assert code == 2 and "No space left on device" in one_error_line(err) and "kept" in err
+    assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["net.h5"]
