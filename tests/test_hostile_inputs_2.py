@@ -173,3 +173,120 @@ def test_export_write_failure_keeps_the_previous_file(monkeypatch, capsys, loihi
     code, _, err = main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(out))
     assert code == 2 and "No space left on device" in one_error_line(err) and "kept" in err
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["net.h5"]
+
+
+# ---- bad data files (scripts/mkdata.py's variants, made here from the tiny data set)
+
+
+def _shd_root(tiny_data: Path, where: Path, raw=None, times=None, units=None, labels=None,
+              tdtype=np.float32, udtype=np.uint16) -> Path:
+    """A data root whose SHD test split is the tiny one and whose train split is written here."""
+    import shutil
+
+    import h5py
+
+    with h5py.File(tiny_data / "SHD" / "shd_train.h5") as f:
+        T, U, L = list(f["spikes/times"][()]), list(f["spikes/units"][()]), f["labels"][()]
+    (where / "SHD").mkdir(parents=True)
+    shutil.copy(tiny_data / "SHD" / "shd_test.h5", where / "SHD" / "shd_test.h5")
+    with h5py.File(where / "SHD" / "shd_train.h5", "w") as f:
+        if raw is not None:
+            raw(f, T, U, L)
+            return where
+        times = T if times is None else times(T)
+        units = U if units is None else units(U)
+        labels = L if labels is None else labels(L)
+        n = len(labels)
+        td = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(tdtype))
+        ud = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(udtype))
+        for i in range(n):
+            td[i], ud[i] = np.asarray(times[i], tdtype), np.asarray(units[i], udtype)
+        f.create_dataset("labels", data=labels)
+    return where
+
+
+def _neg_unit(U):
+    U = [u.astype(np.int16) for u in U]
+    U[3][0] = -1
+    return U
+
+
+def _neg_times(T):
+    T = [t.astype(np.float32) for t in T]
+    for t in T:
+        t[: len(t) // 2] *= -1
+        t[0] = -0.5
+    return T
+
+
+def _scalar(f, T, U, L):
+    f.create_dataset("spikes/times", data=1.5)
+    f.create_dataset("spikes/units", data=1.5)
+    f.create_dataset("labels", data=3)
+
+
+def _strings(f, T, U, L):
+    f.create_dataset("spikes/times", data=np.array([b"abc"] * len(L)))
+    f.create_dataset("spikes/units", data=np.array([b"xyz"] * len(L)))
+    f.create_dataset("labels", data=L)
+
+
+@pytest.mark.parametrize("case, variant, named", [
+    ("D-shd_units_neg", dict(units=_neg_unit, udtype=np.int16), "sample 3 has unit -1; valid units are 0..699"),
+    ("D-shd_times_neg", dict(times=_neg_times), "spike time -0.5"),
+    ("D-shd_times_nan", dict(times=lambda T: [np.full(len(t), np.nan, np.float32) for t in T]), "spike time nan"),
+    ("D-shd_labels_float", dict(labels=lambda L: L.astype(np.float64) + 0.7), "not an integer"),
+    ("D-shd_labels_2d", dict(labels=lambda L: np.stack([L, L], 1)), "labels is"),
+    ("D-shd_scalar", dict(raw=_scalar), "spikes/times is float64 of shape ()"),
+    ("D-shd_strings", dict(raw=_strings), "spikes/times is |S3"),
+    ("D-shd_units_float", dict(units=lambda U: [u.astype(np.float32) + 0.5 for u in U], udtype=np.float32),
+     "fractional unit"),
+])
+def test_bad_shd_files_are_named(monkeypatch, capsys, tiny_data, tmp_path, case, variant, named):
+    import neuromem.train.grid as grid
+
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: pytest.fail("trained on bad data"))
+    root = _shd_root(tiny_data, tmp_path / "data", **variant)
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(root), "--out", str(tmp_path / "o"), *TINY)
+    assert code == 2, case
+    line = one_error_line(err)
+    assert str(root / "SHD" / "shd_train.h5") in line and named in line, line
+    assert "internal error" not in line
+
+
+def test_d_shd_empty_samples_warned(tiny_data, tmp_path, capsys):
+    from neuromem.data.formats import read_shd
+
+    root = _shd_root(tiny_data, tmp_path / "data", times=lambda T: [np.zeros(0)] * len(T),
+                     units=lambda U: [np.zeros(0)] * len(U))
+    read_shd(root, "train")
+    err = capsys.readouterr().err
+    assert "warning:" in err and "0 events" in err and "shd_train.h5" in err
+    read_shd(tiny_data, "train")  # real events: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
+def _nmnist_root(tiny_data: Path, where: Path, plant) -> Path:
+    import shutil
+
+    shutil.copytree(tiny_data / "NMNIST", where / "NMNIST")
+    victim = sorted((where / "NMNIST" / "Train" / "3").glob("*.bin"))[0]
+    victim.unlink()
+    plant(victim)
+    return victim
+
+
+@pytest.mark.parametrize("case, plant, kind", [
+    ("D-nm_fifo", os.mkfifo, "is a FIFO"),
+    ("D-nm_bindir", lambda p: p.mkdir(), "is a directory"),
+    ("D-nm_brokenlink", lambda p: os.symlink("/nonexistent/x.bin", p), "is a broken link"),
+    ("D-nm_devzero", lambda p: os.symlink("/dev/zero", p), "is a device"),
+])
+def test_nmnist_special_files_are_refused_without_blocking(monkeypatch, capsys, tiny_data, tmp_path, case, plant, kind):
+    victim = _nmnist_root(tiny_data, tmp_path / "data", plant)
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "nmnist", "--memory", "hopfield",
+                                   "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "o"), *TINY)
+    assert code == 2, (case, err)
+    line = one_error_line(err)
+    assert str(victim) in line and kind in line and "regular" in line

@@ -35,7 +35,12 @@ def file_identity(paths: Iterable[Path]) -> list[list]:
     """(absolute path, size, mtime_ns) of each source file: rewritten files get a new key."""
     identity = []
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            kind = "a broken link" if Path(path).is_symlink() else "unreadable"
+            raise NeuromemError(f"{path} is {kind} ({error.strerror or error}); data files must be regular, "
+                                "readable files (move it out of the data root)") from None
         identity.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     return identity
 

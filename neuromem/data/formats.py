@@ -93,9 +93,10 @@ def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes:
                     f"{path} is not an {name} file: missing dataset(s) {', '.join(missing)} "
                     "(valid: spikes/times, spikes/units, labels, extra/keys, extra/speaker)"
                 )
+            _check_heidelberg_kinds(path, file)
             times = file["spikes/times"][()]
             units = file["spikes/units"][()]
-            labels = np.asarray(file["labels"][()]).astype(np.int64)
+            labels = _integer_labels(path, np.asarray(file["labels"][()]))
             speakers = np.asarray(file["extra/speaker"][()]) if "extra/speaker" in file else None
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in file["extra/keys"][()]] if "extra/keys" in file else []
     except NeuromemError:
@@ -109,12 +110,55 @@ def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes:
         raise NeuromemError(f"{path} holds no samples (empty split); {_fix_hint(root)}")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise NeuromemError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+    events = 0
     for index, (t, u) in enumerate(zip(times, units)):
         if len(t) != len(u):
             raise NeuromemError(f"{path}: sample {index} has {len(t)} spike times but {len(u)} units; they must match")
-        if len(u) and int(u.max()) >= channels:
-            raise NeuromemError(f"{path}: sample {index} has unit {int(u.max())}; valid units are 0..{channels - 1}")
+        if not len(u):
+            continue
+        events += len(u)
+        if u.dtype.kind == "f" and not np.array_equal(u, np.floor(u)):
+            raise NeuromemError(f"{path}: sample {index} has a fractional unit ({u[u != np.floor(u)][0]}); "
+                                f"spikes/units must hold integer channels 0..{channels - 1}")
+        if u.min() < 0 or u.max() >= channels:
+            bad = u.min() if u.min() < 0 else u.max()
+            raise NeuromemError(f"{path}: sample {index} has unit {bad:g}; valid units are 0..{channels - 1}")
+        if not np.isfinite(t).all() or t.min() < 0:
+            bad = t[~np.isfinite(t)][0] if not np.isfinite(t).all() else t.min()
+            raise NeuromemError(f"{path}: sample {index} has spike time {bad}; spikes/times must hold finite "
+                                "times in seconds, >= 0")
+    if events == 0:
+        import sys
+
+        print(f"warning: {path}: every one of its {len(labels)} samples holds 0 events (an empty split; "
+              "a network trained on it sees no input)", file=sys.stderr)
     return HeidelbergFile(path, times, units, labels, speakers, keys)
+
+
+def _check_heidelberg_kinds(path: Path, file) -> None:
+    """spikes/times and spikes/units: one array per sample (variable-length, or padded 2-D) of numbers;
+    labels one number per sample. Checked on the declared types, before anything is read."""
+    for key, kinds, valid in (("spikes/times", "fiu", "finite times in seconds"), ("spikes/units", "iuf", "integer channels")):
+        dataset = file[key]
+        if not isinstance(dataset, h5py.Dataset):
+            raise NeuromemError(f"{path}: {key} is a group; valid: a dataset of one array of {valid} per sample")
+        base = h5py.check_vlen_dtype(dataset.dtype)
+        dtype = base if base is not None else dataset.dtype
+        shape_ok = dataset.ndim == 1 if base is not None else dataset.ndim == 2
+        if not shape_ok or dtype.kind not in kinds:
+            raise NeuromemError(f"{path}: {key} is {'variable-length ' if base is not None else ''}{dtype} of shape "
+                                f"{dataset.shape}; valid: one array of {valid} per sample (variable-length, or 2-D padded)")
+    labels = file["labels"]
+    if not isinstance(labels, h5py.Dataset) or labels.ndim != 1 or labels.dtype.kind not in "iuf":
+        shown = f"{labels.dtype} of shape {labels.shape}" if isinstance(labels, h5py.Dataset) else "a group"
+        raise NeuromemError(f"{path}: labels is {shown}; valid: a 1-D array of one integer class per sample")
+
+
+def _integer_labels(path: Path, labels: np.ndarray) -> np.ndarray:
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and np.array_equal(labels, np.floor(labels))):
+        bad = labels[~np.isfinite(labels) | (labels != np.floor(labels))][0]
+        raise NeuromemError(f"{path}: labels hold {bad}, not an integer; valid: one integer class per sample")
+    return labels.astype(np.int64)
 
 
 def read_heidelberg_speakers(path: Path) -> np.ndarray | None:
@@ -186,8 +230,20 @@ def list_nmnist(root: str | os.PathLike, split: str) -> tuple[list[Path], np.nda
 
 
 def read_nmnist_events(path: str | os.PathLike) -> np.ndarray:
+    import stat
+
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        info = path.stat()  # follows links: a link to a regular file is read; a dangling one is named
+    except OSError as error:
+        kind = "a broken link" if path.is_symlink() else "unreadable"
+        raise NeuromemError(f"{path} is {kind} ({error.strerror or error}); N-MNIST samples must be regular .bin files") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket or other special file")
+        raise NeuromemError(f"{path} is {kind}, not a .bin file; N-MNIST samples must be regular files "
+                            "(move it out of the digit folder)")
+    size = info.st_size
     if size % 5:
         raise NeuromemError(f"{path} is truncated or corrupt: N-MNIST .bin files hold 5-byte (40-bit) records, but it has {size} bytes")
     events = tonic.io.read_mnist_file(str(path), dtype=NMNIST.dtype)
