@@ -4,8 +4,8 @@
   is the published split, whose test speakers are not among the training speakers; for recordings
   converted with `neuromem data convert`'s default rule, test speakers are seen speakers;
 - leave one speaker out (`--cv speakers`, fold "speaker=NAME"): both splits are pooled; NAME's
-  samples are the test set (a voice never heard); of every other speaker, a fixed 10% of each
-  word's samples are held out as the *seen-speaker* test set (new recordings of known voices) and
+  samples are the test set (a voice never heard); of every other speaker, a fixed 10% (at least one)
+  of each word's samples are held out as the *seen-speaker* test set (new recordings of known voices) and
   the rest is trained on. The seen set of a speaker is the same in every fold and for every seed,
   so the gap between the two accuracies is paired within each fold.
 
@@ -41,7 +41,7 @@ def _speakers_by_split(dataset, root: Path) -> dict[str, np.ndarray]:
         speakers = dataset.speakers(root, split)
         if speakers is None:
             raise NeuromemError(f"--cv speakers: {dataset.name} under {root} records no speakers "
-                                f"({dataset.layout(split)} has no extra/speaker); use the data set's own split")
+                                f"({dataset.layout(split)} names none); leave --cv out to use the data set's own split")
         found[split] = np.asarray(speakers, dtype=np.int64)
     return found
 
@@ -74,22 +74,23 @@ def fold_rows(dataset, root: Path, fold: str, labels: dict[str, np.ndarray]) -> 
         raise NeuromemError(f"fold {fold!r}: no speaker {value!r} in {dataset.name} under {root}; "
                             f"valid: {', '.join(by_name)}")
     held_out = by_name[value]
-    roles: dict[str, dict[str, np.ndarray]] = {"train": {}, "seen": {}, "test": {}}
-    for split, speakers in found.items():
-        rows = np.arange(len(speakers))
-        roles["test"][split] = rows[speakers == held_out]
-        seen = np.zeros(len(speakers), dtype=bool)
-        for speaker in ids:
-            if speaker == held_out:
-                continue
-            for label in np.unique(labels[split]):
-                members = rows[(speakers == speaker) & (labels[split] == label)]
-                take = int(round(SEEN_FRACTION * len(members)))
-                # fixed by (split, speaker, label) alone: the same seen set in every fold and seed
-                chosen = np.random.default_rng([7, ("train", "test").index(split), speaker, int(label)]).permutation(members)[:take]
-                seen[chosen] = True
-        roles["seen"][split] = rows[seen & (speakers != held_out)]
-        roles["train"][split] = rows[~seen & (speakers != held_out)]
+    # pooled: split by split, rows within a split; the seen set is chosen over the pool
+    split_of = np.concatenate([np.full(len(found[split]), i) for i, split in enumerate(("train", "test"))])
+    row_of = np.concatenate([np.arange(len(found[split])) for split in ("train", "test")])
+    speakers = np.concatenate([found[split] for split in ("train", "test")])
+    pooled_labels = np.concatenate([np.asarray(labels[split], dtype=np.int64) for split in ("train", "test")])
+    seen = np.zeros(len(speakers), dtype=bool)
+    for speaker in ids:
+        if speaker == held_out:
+            continue
+        for label in np.unique(pooled_labels):
+            members = np.flatnonzero((speakers == speaker) & (pooled_labels == label))
+            take = max(1, int(round(SEEN_FRACTION * len(members)))) if len(members) >= 2 else 0
+            # fixed by (speaker, label) alone: the same seen set in every fold and for every seed
+            seen[np.random.default_rng([7, speaker, int(label)]).permutation(members)[:take]] = True
+    masks = {"test": speakers == held_out, "seen": seen & (speakers != held_out), "train": ~seen & (speakers != held_out)}
+    roles = {role: {split: row_of[mask & (split_of == i)] for i, split in enumerate(("train", "test"))}
+             for role, mask in masks.items()}
     selections = {role: Selection(rows) for role, rows in roles.items()}
     for role, selection in selections.items():
         if selection.count() == 0:

@@ -1,0 +1,224 @@
+"""Real recordings in (`neuromem data convert`), leave-one-speaker-out (`ablate --cv speakers`), augmentation."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+
+FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd-dev" / "recordings"
+
+
+def _write_wav(path: Path, x: np.ndarray, rate: int = 8000) -> None:
+    with wave.open(str(path), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes((np.clip(x, -1, 1) * 32000).astype(np.int16).tobytes())
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Path:
+    """3 speakers x 3 'words' x 4 takes: each word a tone chord, each speaker its own pitch scale."""
+    folder = tmp_path_factory.mktemp("recordings")
+    t = np.arange(int(0.25 * 8000)) / 8000
+    for s, (speaker, scale) in enumerate((("ann", 1.0), ("bob", 0.8), ("cy", 1.2))):
+        for label, chord in enumerate(((300, 900), (500, 1500), (700, 2200))):
+            for index in range(4):
+                rng = np.random.default_rng([s, label, index])
+                x = sum(np.sin(2 * np.pi * f * scale * t) for f in chord) * 0.3 + rng.normal(0, 0.01, t.size)
+                _write_wav(folder / f"{label}_{speaker}_{index}.wav", x)
+    (folder / "notes.txt").write_text("not a recording")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(recordings, tmp_path_factory) -> Path:
+    from neuromem.data.convert import ConvertConfig, convert
+
+    root = tmp_path_factory.mktemp("converted")
+    record = convert(recordings, root, ConvertConfig(test_index_below=1), workers=1)
+    assert not record["cached"]
+    return root
+
+
+def test_convert_writes_the_shd_layout_with_speakers(converted):
+    from neuromem.data import formats
+
+    train, test = formats.read_shd(converted, "train"), formats.read_shd(converted, "test")
+    assert (len(train), len(test)) == (27, 9)  # index 0 of every (speaker, word) is test: the data set's own rule
+    assert json.loads((converted / "SHD" / "speakers.json").read_text()) == ["ann", "bob", "cy"]
+    assert sorted(set(train.speakers.tolist())) == [0, 1, 2] and sorted(set(test.speakers.tolist())) == [0, 1, 2]
+    assert sorted(set(train.labels.tolist())) == [0, 1, 2]
+    assert all(len(t) > 0 for t in train.times)
+    # the tones sit in different channels: word 2's events lie higher on the cochlea than word 0's
+    centre = lambda i: float(np.mean(train.units[i]))  # noqa: E731
+    assert centre(int(np.flatnonzero(train.labels == 2)[0])) > centre(int(np.flatnonzero(train.labels == 0)[0]))
+
+
+def test_convert_is_cached_and_split_by_speakers(recordings, converted, tmp_path):
+    from neuromem.data import formats
+    from neuromem.data.convert import ConvertConfig, convert
+
+    assert convert(recordings, converted, ConvertConfig(test_index_below=1), workers=1)["cached"]
+    root = tmp_path / "by-speaker"
+    record = convert(recordings, root, ConvertConfig(test_speakers=("bob",)), workers=1)
+    assert record["splits"]["test"]["speakers"] == ["bob"] and "bob" not in record["splits"]["train"]["speakers"]
+    assert set(formats.read_shd(root, "test").speakers.tolist()) == {1}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--test-speakers", "zed"], "no such speaker; valid: ann, bob, cy"),
+    (["--pattern", "{word}_{speaker}.wav"], "unknown field {word}"),
+    (["--held-out-speakers", "3"], "valid 1..2"),
+])
+def test_convert_bad_input_is_one_line(recordings, tmp_path, args, message):
+    result = run_cli("data", "convert", "--audio", str(recordings), "--root", str(tmp_path / "r"), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_convert_refuses_a_broken_wav(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "0_x_0.wav").write_bytes(b"RIFF....nonsense")
+    _write_wav(tmp_path / "a" / "1_y_0.wav", np.zeros(800))
+    result = run_cli("data", "convert", "--audio", str(tmp_path / "a"), "--root", str(tmp_path / "r"), "--workers", "1", "--test-speakers", "y")
+    assert result.returncode == 2 and "0_x_0.wav is not a readable PCM wav file" in result.stderr
+
+
+def test_folds_hold_out_one_speaker_and_a_fixed_seen_set(converted):
+    from neuromem.data import formats
+    from neuromem.data.registry import get_dataset
+    from neuromem.train.protocol import fold_rows, speaker_folds
+
+    shd = get_dataset("shd")
+    assert speaker_folds(shd, converted) == ["speaker=ann", "speaker=bob", "speaker=cy"]
+    labels = {split: formats.read_shd(converted, split).labels for split in ("train", "test")}
+    speakers = {split: formats.read_shd(converted, split).speakers for split in ("train", "test")}
+    seen_sets = []
+    for fold, held_out in (("speaker=ann", 0), ("speaker=bob", 1)):
+        roles = fold_rows(shd, converted, fold, labels)
+        for split in ("train", "test"):
+            test, seen, train = (set(roles[r].rows[split].tolist()) for r in ("test", "seen", "train"))
+            assert not (test & seen or test & train or seen & train)
+            assert len(test | seen | train) == len(labels[split])
+            assert set(speakers[split][list(test)].tolist()) <= {held_out}
+        seen_sets.append({(s, int(r)) for s in ("train", "test") for r in roles["seen"].rows[s]
+                          if speakers[s][r] == 2})
+    assert seen_sets[0] == seen_sets[1] and seen_sets[0]  # speaker cy's seen recordings: the same in both folds
+
+
+def test_cv_speakers_through_the_cli(converted, tmp_path):
+    out = tmp_path / "out"
+    args = ["ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(converted), "--cv", "speakers",
+            "--epochs", "1", "--hidden", "16", "--batch-size", "8", "--out", str(out)]
+    dry = run_cli(*args, "--dry-run", "--augment", "none", "--augment", "freq_warp=0.1")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would run") == 1 and dry.stdout.count("shd-hopfield-") == 6  # 3 folds x 2 recipes
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert sorted(c["fold"] for c in cells) == ["speaker=ann", "speaker=bob", "speaker=cy"]
+    assert all(0 <= c["seen_accuracy"] <= 1 and c["protocol"] == "leave one speaker out" for c in cells)
+    report = (out / "report.md").read_text()
+    assert "leave one speaker out, 3 folds" in report and "seen speakers" in report
+
+
+def test_cv_refuses_data_without_speakers(tiny_data, tmp_path):
+    result = run_cli("ablate", "--modality", "nmnist", "--memory", "hopfield", "--data-root", str(tiny_data),
+                     "--cv", "speakers", "--dry-run", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "nmnist under" in result.stderr and "records no speakers" in result.stderr
+    result = run_cli("ablate", "--modality", "joint", "--memory", "hopfield", "--data-root", str(tiny_data),
+                     "--cv", "speakers", "--dry-run", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "--cv speakers applies to single data sets with speakers" in result.stderr
+
+
+# ---- augmentation
+
+
+def _batch(seed=0, shape=(4, 30, 700)):
+    return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < 0.05).float()
+
+
+def test_augmentations_are_seeded_and_keep_shapes():
+    from neuromem.data.augment import Compose, parse_augment
+
+    recipe = parse_augment("time_shift=3,time_stretch=0.2,channel_shift=10,freq_warp=0.15,drop=0.2,noise=0.01,mask_channels=20")
+    compose = Compose(recipe, (700,))
+    a = compose(_batch(), torch.Generator().manual_seed(1))
+    b = compose(_batch(), torch.Generator().manual_seed(1))
+    c = compose(_batch(), torch.Generator().manual_seed(2))
+    assert a.shape == (4, 30, 700) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augmentation_semantics():
+    from neuromem.data.augment import build
+
+    x = _batch()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for name in ("time_shift", "time_stretch", "channel_shift", "freq_warp", "drop", "noise", "mask_channels"):
+        assert torch.equal(build(name, 0)(x, g()), x), name  # strength 0 changes nothing
+    assert build("drop", 0.5)(x, g()).sum() < 0.7 * x.sum()
+    shifted = build("channel_shift", 5)(x, g())
+    assert shifted.sum() <= x.sum()
+    spectrum = build("time_shift", 4)(x, g()).sum(dim=(0, 2))
+    assert spectrum.sum() <= x.sum()
+    # a warp moves content along the channel axis, not in time
+    one = torch.zeros(1, 5, 700)
+    one[0, 2, 400] = 1
+    warped = build("freq_warp", 0.3)(one, torch.Generator().manual_seed(3))
+    assert warped.sum() == 1 and warped[0, 2].sum() == 1
+
+
+def test_bad_augment_is_one_line(tiny_data, tmp_path):
+    for text, message in (("freq_warp=2", "must be a number in [0, 0.5]"), ("warp=0.1", "valid: time_shift"),
+                          ("freq_warp", "expected NAME=STRENGTH")):
+        result = run_cli("ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
+                         "--augment", text, "--dry-run", "--out", str(tmp_path / "o"))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    result = run_cli("ablate", "--modality", "nmnist", "--memory", "hopfield", "--data-root", str(tiny_data),
+                     "--augment", "freq_warp=0.1", "--dry-run", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "applies to 1-D inputs" in result.stderr
+
+
+def test_bad_front_option_is_one_line(tiny_data, tmp_path):
+    result = run_cli("ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(tiny_data),
+                     "--front-option", "dropout=1.5", "--dry-run", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "dropout must lie in [0, 1)" in result.stderr
+
+
+def test_identity_of_cells_without_the_new_fields_is_unchanged():
+    from neuromem.train.config import CellConfig
+
+    config = CellConfig(modality="shd", memory="hopfield")
+    assert set(config.to_dict()) == {"modality", "memory", "seed", "epochs", "batch_size", "learning_rate", "hidden",
+                                     "neuron", "time_bins", "max_train_samples", "threads", "memory_options",
+                                     "energy_profile", "data_fingerprint"}
+    varied = CellConfig(modality="shd", memory="hopfield", augment=(("freq_warp", 0.1),), fold="speaker=a",
+                        front_options=(("dropout", 0.1),), weight_decay=0.01)
+    assert CellConfig.from_dict(json.loads(json.dumps(varied.to_dict()))) == varied
+    assert varied.cell_id.startswith("shd-hopfield-a-s0-")
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason=f"the real recordings are not here ({FSDD}): nothing to convert")
+def test_real_recordings_convert(tmp_path):
+    import shutil
+
+    from neuromem.data import formats
+    from neuromem.data.convert import convert
+
+    subset = tmp_path / "rec"
+    subset.mkdir()
+    for path in sorted(FSDD.glob("[0-2]_*_[0-5].wav")):
+        shutil.copy(path, subset / path.name)
+    record = convert(subset, tmp_path / "R", workers=1)
+    assert record["speakers"] == ["george", "jackson", "lucas", "nicolas"]
+    assert record["splits"]["test"]["samples"] == 3 * 4 * 5 and record["splits"]["train"]["samples"] == 3 * 4
+    assert record["splits"]["train"]["events"] / 12 > 500  # speech drives the cochlea
+    assert formats.read_shd(tmp_path / "R", "train").speakers.max() == 3
