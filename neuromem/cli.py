@@ -94,6 +94,15 @@ def check_memory_options(name: str, options: dict[str, Any]) -> None:
         if kind in _OPTION_TYPES and not _option_type_ok(kind, value):
             raise NeuromemError(f"--memory-option for {name!r}: {key} must be {_OPTION_TYPES[kind]}, got {json.dumps(value)} "
                                 f"(default {json.dumps(parameter.default, default=str)})")
+        default = getattr(parameter, "default", None)
+        if (isinstance(value, int) and not isinstance(value, bool) and value <= 0
+                and isinstance(default, int) and not isinstance(default, bool) and default > 0):
+            raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value} (default {default})")
+    from neuromem.bounds import check_iterations, check_module_memory
+    from neuromem.memory import build_memory
+
+    check_iterations(name, options)  # the probe below runs them: bounded first
+    check_module_memory(name, options, lambda: build_memory(name, {"probe": 8}, **options))
     for subset in [{key: value} for key, value in options.items()] + ([options] if len(options) > 1 else []):
         try:
             with warnings.catch_warnings():
@@ -164,6 +173,7 @@ def ablate(
     front_option: List[str] = typer.Option([], "--front-option", help="Front-end option key=value (repeatable; key=v1,v2 is a sweep axis), e.g. delays=25, dropout=0.1 (`neuromem fronts` lists them)."),
     augment: List[str] = typer.Option([], "--augment", help="Training augmentation, e.g. time_stretch=0.15,freq_warp=0.1 (transforms in order; repeat the flag for a sweep axis, 'none' for no augmentation): time_shift, time_stretch, channel_shift, freq_warp, drop, noise, mask_channels."),
     weight_decay: str = typer.Option("0", help="AdamW weight decay (0: Adam; a comma list is a sweep axis)."),
+    train_also: List[Path] = typer.Option([], "--train-also", help="Another data root of the same data set whose every sample is trained on too, never tested on (repeatable), e.g. a speech stand-in with many voices beside a few real speakers."),
     cv: Optional[str] = typer.Option(None, "--cv", help="Cross-validation protocol: 'speakers' = leave one speaker out (one fold per speaker, each a cell; both splits pooled; also reports seen-speaker accuracy)."),
     energy_profile: str = typer.Option("horowitz-45nm", help="Energy profile pricing the cells (finished cells priced otherwise are re-priced, not retrained)."),
     rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code or neuromem version changed (default: keep them)."),
@@ -191,6 +201,8 @@ def ablate(
     memories = _split(memory, "--memory", memory_names())
     if executor not in EXECUTORS:
         raise NeuromemError(f"--executor {executor!r} is not known; valid: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise NeuromemError(f"--address applies to --executor ray only (got --executor {executor}); add --executor ray")
     neurons = ["dense"] if dense else _split(neuron, "--neuron", [n for n in NEURON_LAYERS if n != "dense"])
     axes = {
         "neuron": neurons,
@@ -221,7 +233,11 @@ def ablate(
                                 epochs_for=default_epochs)
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
     configs = sweep.with_variants(configs, front_axes, recipes)
+    configs = _with_extra_roots(configs, train_also, data_root)
     _check_front_and_augment(configs)
+    from neuromem.bounds import check_training_memory
+
+    check_training_memory(configs)
     if cv is not None:
         configs = sweep.with_folds(configs, _fold_lister(modalities, resolve_data_root(data_root)[0]))
     if dry_run:
@@ -330,6 +346,29 @@ def _check_front_and_augment(configs: list) -> None:
             spec = get_dataset(name).spec
             Compose(config.augment, spec.input_shape)
             check_front_options(name, spec.input_shape, dict(config.front_options), config.neuron)
+
+
+def _with_extra_roots(configs: list, roots: list[Path], data_root: Path | None) -> list:
+    """--train-also roots join each spiking cell's identity by their resolved path and fingerprint."""
+    from dataclasses import replace
+
+    from neuromem.data.cache import root_fingerprint
+    from neuromem.train.tasks import TASKS
+
+    if not roots:
+        return configs
+    extra = []
+    for root in roots:
+        root = root.expanduser()
+        if not root.is_dir():
+            raise NeuromemError(f"--train-also {root}: not a folder; give a data root (e.g. one written by "
+                                "`neuromem data synth` or `neuromem data convert`)")
+        if data_root is not None and root.resolve() == data_root.expanduser().resolve():
+            raise NeuromemError(f"--train-also {root} is the --data-root itself; give another root")
+        extra.append((str(root.resolve()), root_fingerprint(root)))
+    if any(c.modality not in TASKS for c in configs):
+        raise NeuromemError("--train-also applies to the spiking tasks (e.g. shd), not to the dense ones")
+    return [replace(c, train_also=tuple(extra)) for c in configs]
 
 
 def _fold_lister(modalities: list[str], root: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 # Fields that price a trained cell but do not change what is trained: left out of the digest
@@ -14,7 +15,8 @@ PRICING_FIELDS = ("energy_profile",)
 VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_decay")
 # Fields added after cells were first stored: left out of the identity while at their default, so every
 # cell trained before they existed keeps its id.
-OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": ""}
+OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
+                   "train_also": ()}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class CellConfig:
     # one fold of a cross-validation protocol: "speaker=NAME" trains on every other speaker of the data set
     # (both splits pooled) and tests on NAME (`neuromem ablate --cv speakers`); "" the data set's own split
     fold: str = ""
+    # further data roots of the same data set whose every sample is trained on too (never tested on), e.g. a
+    # synthetic stand-in with many voices beside a few real speakers: ((resolved path, root fingerprint), ...)
+    train_also: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def cell_id(self) -> str:
@@ -72,6 +77,8 @@ class CellConfig:
         parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options, *self.front_options)]
         if self.augment:
             parts.append("augment=" + "+".join(f"{key}:{_short(value)}" for key, value in self.augment))
+        if self.train_also:
+            parts.append("train_also=" + "+".join(Path(path).name for path, _ in self.train_also))
         return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +92,8 @@ class CellConfig:
                 data[name] = dict(getattr(self, name))
         if "augment" in data:  # ordered: the transforms run in this order
             data["augment"] = [list(pair) for pair in self.augment]
+        if "train_also" in data:
+            data["train_also"] = [list(pair) for pair in self.train_also]
         return data
 
     @classmethod
@@ -94,6 +103,7 @@ class CellConfig:
         data["task_options"] = tuple(sorted(dict(data.get("task_options") or {}).items()))
         data["front_options"] = tuple(sorted(dict(data.get("front_options") or {}).items()))
         data["augment"] = tuple((str(name), value) for name, value in (data.get("augment") or ()))
+        data["train_also"] = tuple((str(path), str(stamp)) for path, stamp in (data.get("train_also") or ()))
         return cls(**data)
 
 

@@ -81,9 +81,29 @@ def _load(task: Task, config: CellConfig, data_root: Path, split: str) -> dict[s
         if split == "train" and config.max_train_samples and len(labels) > config.max_train_samples:
             keep = np.sort(np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_samples])
             inputs, labels = inputs[keep], labels[keep]
+        if split == "train" and config.train_also:
+            inputs, labels = _with_extra_roots(name, config, np.asarray(inputs), labels)
         task_labels = concept_of(name, labels) if task.concept_labels else labels
         out[name] = SplitData(name, inputs, task_labels, labels, tuple(input_shape))
     return out
+
+
+def _with_extra_roots(name: str, config: CellConfig, inputs: np.ndarray, labels: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The training samples plus every sample (both splits) of each `--train-also` root."""
+    parts, part_labels = [inputs], [labels]
+    for path, _ in config.train_also:
+        for split in ("train", "test"):
+            extra = load_split(name, path, split, time_bins=config.time_bins)
+            extra_labels = np.asarray(extra.labels, dtype=np.int64)
+            if extra.input_shape != tuple(inputs.shape[2:]) or extra_labels.max() > labels.max():
+                raise NeuromemError(f"--train-also {path}: its {name} {split} split holds labels 0..{extra_labels.max()} "
+                                    f"of shape {extra.input_shape}; the data root's training labels are 0..{labels.max()} "
+                                    f"of shape {tuple(inputs.shape[2:])} (give a root of the same classes, e.g. a stand-in "
+                                    "written with the same languages)")
+            parts.append(np.asarray(extra.inputs))
+            part_labels.append(extra_labels)
+    return np.concatenate(parts), np.concatenate(part_labels)
 
 
 def _fold_part(name: str, config: CellConfig, data_root: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
