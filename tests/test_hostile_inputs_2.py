@@ -290,3 +290,146 @@ def test_nmnist_special_files_are_refused_without_blocking(monkeypatch, capsys, 
     assert code == 2, (case, err)
     line = one_error_line(err)
     assert str(victim) in line and kind in line and "regular" in line
+
+
+# ---- HANG and RESOURCE: bounds before work
+
+
+def _ablate(monkeypatch, capsys, tiny_data, tmp_path, *extra, modality="shd", memory="hopfield"):
+    return main_in_process(monkeypatch, capsys, "ablate", "--modality", modality, "--memory", memory,
+                           "--data-root", str(tiny_data), "--out", str(tmp_path / "o"), *extra)
+
+
+def _no_training(monkeypatch):
+    import neuromem.train.grid as grid
+
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: pytest.fail("a cell was trained"))
+
+
+@pytest.mark.parametrize("case, option, named", [
+    ("N-steps-huge", "steps=1000000000", "steps must be an integer in 1..1000, got 1000000000"),
+    ("N-steps-neg", "steps=-5", "steps must be a positive integer, got -5"),
+    ("N-patterns-huge", "num_patterns=30000000", "num_patterns=30000000 needs an estimated"),
+    ("N-dim-huge", "dim=100000000", "dim=100000000 needs an estimated"),
+])
+def test_memory_option_bounds_before_any_probe(monkeypatch, capsys, tiny_data, tmp_path, case, option, named):
+    import resource
+
+    import neuromem.cli as cli
+
+    monkeypatch.setattr(cli, "_probe_memory", lambda *a: pytest.fail("probed with an unbounded option"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, "--memory-option", option, "--dry-run")
+    assert code == 2, case
+    line = one_error_line(err)
+    assert named in line, line
+    if "estimated" in line:
+        assert "the limit is" in line and "NEUROMEM_MEMORY_LIMIT" in line
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big allocated
+
+
+def test_n_deep_json_option(monkeypatch, capsys, tiny_data, tmp_path):
+    deep = "[" * 50_000 + "]" * 50_000
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, "--memory-option", f"dim={deep}", "--dry-run")
+    assert code == 2
+    line = one_error_line(err)
+    assert "nests deeper" in line and "internal error" not in line and len(line) < 300
+
+
+@pytest.mark.parametrize("case, extra, named", [
+    ("N-hidden-1e6", ["--hidden", "1000000"], "--hidden 1000000"),
+    ("N-hidden-1e8", ["--hidden", "100000000"], "--hidden 100000000"),
+])
+def test_cli_sizes_checked_against_a_memory_estimate(monkeypatch, capsys, tiny_data, tmp_path, case, extra, named):
+    _no_training(monkeypatch)
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY[:-4], "--batch-size", "16", *extra)
+    assert code == 2, case
+    line = one_error_line(err)
+    assert named in line and "needs an estimated" in line and "the limit is" in line
+
+
+def test_memory_limit_env_is_the_limit(monkeypatch, capsys, tiny_data, tmp_path):
+    _no_training(monkeypatch)
+    monkeypatch.setenv("NEUROMEM_MEMORY_LIMIT", "1M")
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--hidden", "64", "--dry-run")
+    assert code == 2 and "the limit is 1.0 MB ($NEUROMEM_MEMORY_LIMIT)" in one_error_line(err)
+    monkeypatch.setenv("NEUROMEM_MEMORY_LIMIT", "lots")
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--dry-run")
+    assert code == 2 and "NEUROMEM_MEMORY_LIMIT='lots' is not a size" in one_error_line(err)
+
+
+def test_n_tb_100000_binning_bounded_before_writing(monkeypatch, capsys, tiny_data, tmp_path):
+    _no_training(monkeypatch)
+    monkeypatch.setenv("NEUROMEM_HOME", str(tmp_path / "home"))
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, "--epochs", "1", "--hidden", "8",
+                           "--batch-size", "1", "--time-bins", "100000")
+    assert code == 2
+    line = one_error_line(err)
+    assert "binning shd train into 100000 time bins would write" in line and "the bound is" in line
+    cache = tmp_path / "home"
+    leftovers = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert sum(p.stat().st_size for p in leftovers) < 1_000_000, leftovers
+
+
+def test_k_cache_labels_are_checked_against_the_data_set(tiny_data, tmp_path, monkeypatch):
+    from neuromem.data import load_split
+
+    monkeypatch.setenv("NEUROMEM_HOME", str(tmp_path / "home"))
+    first = load_split("shd", tiny_data, "train")
+    entry = Path(first.meta["cache_entry"])
+    labels = np.load(entry / "labels.npy")
+    np.save(entry / "labels.npy", np.full_like(labels, 200))
+    again = load_split("shd", tiny_data, "train")
+    assert again.meta["cache_hit"] is False and np.array_equal(np.asarray(again.labels), labels)
+
+
+def test_r_address_without_ray_executor_refused(monkeypatch, capsys, tiny_data, tmp_path):
+    _no_training(monkeypatch)
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--address", "127.0.0.1:1")
+    assert code == 2 and "--address applies to --executor ray only" in one_error_line(err)
+
+
+class _FakeRay:
+    """Enough of Ray's API to see what neuromem asks of it (a real cluster takes seconds to start)."""
+
+    def __init__(self, cpus: float) -> None:
+        self.cpus, self.inits = cpus, []
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+
+    def cluster_resources(self):
+        return {"CPU": self.cpus}
+
+    def remote(self, **kwargs):
+        pytest.fail("a task was submitted")
+
+    def shutdown(self):
+        pass
+
+
+def test_r_addr_port1_fails_fast_in_one_line(monkeypatch, capsys, tiny_data, tmp_path):
+    import time
+
+    fake = _FakeRay(2)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    started = time.monotonic()
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--executor", "ray", "--address", "127.0.0.1:1")
+    assert code == 2 and time.monotonic() - started < 30
+    line = one_error_line(err)
+    assert "--address '127.0.0.1:1': could not connect to a Ray cluster" in line and "refused" in line.lower()
+    assert fake.inits == []  # Ray's own minutes of retries never start
+
+
+def test_r_cpus_per_cell_beyond_the_cluster_refused(monkeypatch, capsys, tiny_data, tmp_path):
+    fake = _FakeRay(2)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("RAY_gcs_rpc_server_reconnect_timeout_s", "30")  # put back after the test
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--executor", "ray",
+                           "--cpus-per-cell", "1000000000")
+    assert code == 2
+    line = one_error_line(err)
+    assert "--cpus-per-cell 1e+09 is more than the Ray cluster has (2 CPUs)" in line

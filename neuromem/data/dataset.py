@@ -103,6 +103,35 @@ class BinnedDataset:
                 f"input_shape={self.input_shape}, source={self.source})")
 
 
+def _entry_fits(cached, spec, time_bins: int) -> bool:
+    inputs, labels, _ = cached
+    return (labels.ndim == 1 and labels.dtype.kind in "iu" and tuple(inputs.shape[1:]) == (time_bins, *spec.input_shape)
+            and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < spec.num_classes)))
+
+
+def _check_binned_size(spec, split: str, samples: int, time_bins: int, cache_dir: Path) -> None:
+    """The binned split (one byte per bin), before anything is written: within the cache cap (or twice the split's
+    size at the data set's own time bins, whichever is larger: real N-MNIST alone is beyond the default cap) and
+    within the free space of the cache's disk."""
+    from neuromem.bounds import human
+    from neuromem.data.cache import MAX_BYTES_ENV, max_cache_bytes
+
+    per_bin = samples * int(np.prod(spec.input_shape))
+    size, usual = per_bin * time_bins, per_bin * spec.time_bins
+    limit = max(max_cache_bytes(), 2 * usual)
+    shown = (f"binning {spec.name} {split} into {time_bins} time bins would write {human(size)} "
+             f"({samples} samples x {time_bins} x {int(np.prod(spec.input_shape))} bytes)")
+    if size > limit:
+        raise NeuromemError(f"{shown}; the bound is {human(limit)} (the cache cap ${MAX_BYTES_ENV}, or twice the "
+                            f"split at its default {spec.time_bins} bins); use fewer time bins or raise the cap")
+    try:
+        free = shutil.disk_usage(cache_dir if cache_dir.exists() else cache_dir.parent).free
+    except OSError:
+        return
+    if size > free:
+        raise NeuromemError(f"{shown}; only {human(free)} are free in {cache_dir}; free space or use fewer time bins")
+
+
 def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int | None = None,
                cache_dir: str | os.PathLike | None = None, window_us: int | None = None) -> BinnedDataset:
     """Bin one split of a registered data set under a tonic `save_to` root (cached) and return it.
@@ -130,11 +159,14 @@ def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int
     entry = cache_dir / f"{spec.name}-{split}-{key}"
 
     cached = load_entry(entry)
+    if cached is not None and not _entry_fits(cached, spec, time_bins):
+        cached = None  # labels or shape that do not fit the data set: rebuilt from the files, never trusted
     if cached is None:
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
         source_split = data_set.read(root, split)
         labels, read_events = source_split.labels, source_split.events
+        _check_binned_size(spec, split, len(labels), time_bins, cache_dir)
         to_frames = FixedWindowFrames(spec.sensor_size, time_bins, window_us)
 
         def fill(inputs: np.ndarray) -> dict:

@@ -9,6 +9,7 @@ output folder never train or save the same cell at once.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -123,6 +124,25 @@ def _run_batch(configs, data_root, executor, workers, address, cpus_per_cell, do
             done(future.result())
 
 
+RAY_CONNECT_TIMEOUT_S = 30
+
+
+def _probe_ray_address(address: str) -> None:
+    """A plain TCP connection to a host:port address first, within 30 s: Ray itself retries for minutes."""
+    import socket
+
+    text = address.split("://", 1)[-1]
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", or a form Ray itself explains
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError, OverflowError) as error:
+        reason = "timed out after 30 s" if isinstance(error, socket.timeout) else (getattr(error, "strerror", None) or str(error))
+        raise NeuromemError(f"--address {address!r}: could not connect to a Ray cluster ({reason}); start one with "
+                            "`ray start --head` and give its address, or leave --address out to start Ray here") from None
+
+
 def _run_ray(configs, data_root, address, cpus_per_cell, done) -> None:
     try:
         import ray
@@ -130,11 +150,18 @@ def _run_ray(configs, data_root, address, cpus_per_cell, done) -> None:
         raise NeuromemError("--executor ray needs Ray: pip install 'neuromem[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
+        if address:
+            _probe_ray_address(address)
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(RAY_CONNECT_TIMEOUT_S))
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise NeuromemError(f"--address {address!r}: could not connect to a Ray cluster ({error})") from None
     try:
+        cpus = float(ray.cluster_resources().get("CPU", 0))
+        if cpus_per_cell > cpus:
+            raise NeuromemError(f"--cpus-per-cell {cpus_per_cell:g} is more than the Ray cluster has ({cpus:g} CPUs); "
+                                f"no cell could ever start: give at most {cpus:g}")
         remote_cell = ray.remote(num_cpus=cpus_per_cell)(execute_cell)
         # the data root must be readable at the same path on every node of the cluster
         pending = [remote_cell.remote(c.to_dict(), str(data_root)) for c in configs]

@@ -41,6 +41,9 @@ def _parse_json(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise NeuromemError(f"option value {text[:30]}... nests deeper than can be read; give a plain value "
+                            "(a number, true/false, a string or a shallow list)") from None
 
 
 def parse_axis(text: str | None, flag: str, kind: Callable[[str], Any], valid: str,
