@@ -222,3 +222,23 @@ def test_real_recordings_convert(tmp_path):
     assert record["splits"]["test"]["samples"] == 3 * 4 * 5 and record["splits"]["train"]["samples"] == 3 * 4
     assert record["splits"]["train"]["events"] / 12 > 500  # speech drives the cochlea
     assert formats.read_shd(tmp_path / "R", "train").speakers.max() == 3
+
+
+def test_train_also_adds_another_root_to_training_only(recordings, converted, tiny_data, tmp_path):
+    from neuromem.data.convert import ConvertConfig, convert
+
+    extra = tmp_path / "extra"
+    convert(recordings, extra, ConvertConfig(test_index_below=1, seed=3), workers=1)
+    out = tmp_path / "out"
+    args = ["ablate", "--modality", "shd", "--memory", "hopfield", "--data-root", str(converted), "--epochs", "1",
+            "--hidden", "16", "--batch-size", "8", "--out", str(out)]
+    result = run_cli(*args, "--train-also", str(extra))
+    assert result.returncode == 0, result.stderr
+    (cell,) = json.loads((out / "results.json").read_text())["cells"]
+    assert cell["variant"] == "hidden=16 train_also=extra"
+    from neuromem.train.config import CellConfig
+
+    config = CellConfig.from_dict(json.loads((out / "cells" / cell["cell_id"] / "cell.json").read_text())["config"])
+    assert config.train_also[0][0] == str(extra.resolve())
+    refused = run_cli(*args, "--train-also", str(tiny_data), "--out", str(tmp_path / "o2"))
+    assert refused.returncode != 0 and "--train-also" in refused.stderr and "labels 0..19" in refused.stderr
