@@ -433,3 +433,173 @@ def test_r_cpus_per_cell_beyond_the_cluster_refused(monkeypatch, capsys, tiny_da
     assert code == 2
     line = one_error_line(err)
     assert "--cpus-per-cell 1e+09 is more than the Ray cluster has (2 CPUs)" in line
+
+
+# ---- hw verify / hw run on the data the network was trained on (item 5), forged networks (H-*)
+
+
+def _ten_class_root(tiny_data: Path, where: Path) -> Path:
+    """The tiny SHD data with classes 0..9 only: a network trained on it has 10 outputs."""
+    import h5py
+
+    for split in ("train", "test"):
+        with h5py.File(tiny_data / "SHD" / f"shd_{split}.h5") as f:
+            keep = np.flatnonzero(f["labels"][()] < 10)
+            T, U = f["spikes/times"][()][keep], f["spikes/units"][()][keep]
+            L = f["labels"][()][keep]
+        from conftest import write_shd_h5
+
+        write_shd_h5(where / "SHD" / f"shd_{split}.h5", list(T), list(U), L)
+    return where
+
+
+@pytest.fixture(scope="module")
+def loihi_export(tiny_data, tmp_path_factory) -> dict:
+    """A Loihi grid cell trained on a 10-class data root, exported to Lava (the export records its data)."""
+    from neuromem.cli import main
+
+    base = tmp_path_factory.mktemp("loihi-cell")
+    root = _ten_class_root(tiny_data, base / "ten")
+    out, net = base / "run", base / "net.h5"
+    argv = sys.argv
+    try:
+        for args in (["ablate", "--modality", "shd", "--memory", "hopfield-spiking", "--neuron", "loihi",
+                      "--data-root", str(root), "--out", str(out), *TINY],
+                     ["export", str(out), "--to", "lava", "--out", str(net)]):
+            sys.argv = ["neuromem", *args]
+            try:
+                main()
+            except SystemExit as exit_:
+                assert exit_.code in (0, None), args
+    finally:
+        sys.argv = argv
+    return {"root": root, "run": out, "net": net}
+
+
+def test_export_records_the_training_data(loihi_export):
+    import h5py
+
+    from neuromem.data.cache import root_fingerprint
+
+    with h5py.File(loihi_export["net"]) as f:
+        recorded = json.loads(f.attrs["neuromem_data"])
+    assert recorded["dataset"] == "shd" and recorded["data_root"] == str(loihi_export["root"].resolve())
+    assert recorded["data_fingerprint"] == root_fingerprint(loihi_export["root"])
+
+
+def _fake_lava(monkeypatch, seen: dict):
+    """verify/run without starting Lava: the inputs they would feed it are recorded."""
+    import neuromem.export.hardware as hardware
+
+    def verify(net, inputs, labels=None, **kwargs):
+        seen["inputs"], seen["labels"] = inputs, labels
+        raise SystemExit(0)
+
+    def run(net, inputs, *args, **kwargs):
+        seen["inputs"] = inputs
+        raise SystemExit(0)
+
+    monkeypatch.setattr(hardware, "verify_on_lava", verify)
+    monkeypatch.setattr(hardware, "run_lava_split", run)
+
+
+@pytest.mark.parametrize("command", ["verify", "run"])
+def test_hw_uses_the_training_root_unasked_and_says_so(monkeypatch, capsys, loihi_export, tiny_data, command):
+    seen: dict = {}
+    _fake_lava(monkeypatch, seen)
+    code, out, err = main_in_process(monkeypatch, capsys, "hw", command, str(loihi_export["net"]), "--samples", "4")
+    assert code == 0, err
+    assert f"at {loihi_export['root'].resolve()} (the root it was trained on, recorded in the export)" in out
+    assert "data: shd test, 4 samples" in out
+    assert seen["inputs"].shape[0] == 4
+
+
+@pytest.mark.parametrize("command", ["verify", "run"])
+def test_hw_other_root_with_more_classes_refused(monkeypatch, capsys, loihi_export, tiny_data, command):
+    seen: dict = {}
+    _fake_lava(monkeypatch, seen)
+    code, _, err = main_in_process(monkeypatch, capsys, "hw", command, str(loihi_export["net"]), "--data-root",
+                                   str(tiny_data), "--samples", "40")
+    assert code == 2 and not seen
+    line = one_error_line(err)
+    assert "has 10 output classes" in line and "labels up to 19" in line and str(tiny_data) in line
+
+
+def test_hw_missing_training_root_named(monkeypatch, capsys, loihi_export, tmp_path):
+    import shutil
+
+    import h5py
+
+    net = tmp_path / "net.h5"
+    shutil.copy(loihi_export["net"], net)
+    with h5py.File(net, "r+") as f:
+        recorded = json.loads(f.attrs["neuromem_data"])
+        f.attrs["neuromem_data"] = json.dumps({**recorded, "data_root": str(tmp_path / "gone")})
+    code, _, err = main_in_process(monkeypatch, capsys, "hw", "verify", str(net), "--samples", "2")
+    assert code == 2
+    line = one_error_line(err)
+    assert str(tmp_path / "gone") in line and "--data-root" in line
+
+
+def test_x_out_eq_in_verify_json_refused(monkeypatch, capsys, loihi_export):
+    net = loihi_export["net"]
+    before = net.read_bytes()
+    code, _, err = main_in_process(monkeypatch, capsys, "hw", "verify", str(net), "--json", str(net))
+    assert code == 2 and "is the input" in one_error_line(err)
+    assert net.read_bytes() == before
+
+
+def _forge(source: Path, target: Path, edit) -> Path:
+    import shutil
+
+    import h5py
+
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as f:
+        edit(f)
+    return target
+
+
+def _replace(f, key, value, **kwargs):
+    del f[key]
+    f.create_dataset(key, data=value, **kwargs)
+
+
+def _zero_out(f):
+    last = str(max(int(k) for k in f["layer"].keys()))
+    _replace(f, f"layer/{last}/weight", f[f"layer/{last}/weight"][()][:0])
+
+
+def _hugedims(f):
+    del f["layer/1/weight"]
+    f.create_dataset("layer/1/weight", shape=(16, 200_000_000), dtype=np.int32, chunks=(16, 1_000_000), fillvalue=0)
+
+
+@pytest.mark.parametrize("case, edit, named", [
+    ("H-tb_abc", lambda f: f.attrs.__setitem__("neuromem_data", json.dumps({"dataset": "shd", "time_bins": "abc"})),
+     'time_bins is "abc"'),
+    ("H-ds_list", lambda f: f.attrs.__setitem__("neuromem_data", json.dumps(["shd", 5])), "is a list"),
+    ("H-ds_nope", lambda f: f.attrs.__setitem__("neuromem_data", json.dumps({"dataset": "nope", "time_bins": None})),
+     "names data set 'nope'; valid data sets:"),
+    ("H-tb_huge", lambda f: f.attrs.__setitem__("neuromem_data", json.dumps({"dataset": "shd", "time_bins": 1000000})),
+     "into 1000000 time bins would write"),
+    ("H-zero_out", _zero_out, "weight is (0,"),
+    ("H-hugeinput", lambda f: _replace(f, "layer/0/shape", np.array([50_000_000])), "declares shape [50000000]"),
+    ("H-hugedims", _hugedims, "declares shape (16, 200000000)"),
+])
+def test_forged_networks_named_before_allocating(monkeypatch, capsys, loihi_export, tmp_path, case, edit, named):
+    import resource
+
+    seen: dict = {}
+    _fake_lava(monkeypatch, seen)
+    monkeypatch.setenv("NEUROMEM_HOME", str(tmp_path / "home"))
+    net = _forge(loihi_export["net"], tmp_path / "forged.h5", edit)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for command in ("verify", "run"):
+        code, _, err = main_in_process(monkeypatch, capsys, "hw", command, str(net), "--samples", "2")
+        assert code == 2, (case, err)
+        line = one_error_line(err)
+        assert named in line and (str(net) in line or "binning" in line), line
+        assert "internal error" not in line and "Warning" not in err
+    assert not seen
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300_000  # KB

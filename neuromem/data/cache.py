@@ -176,11 +176,15 @@ def clear(cache_dir: Path) -> tuple[int, int]:
 
 def root_fingerprint(root: str | os.PathLike) -> str:
     """Identity of a data root: its resolved path and the relative path, size and mtime of every data file
-    under it (dot-files aside), 16 hex digits. Other data, or the same files changed, give another value."""
+    under it (dot-files, and the folders of neuromem runs kept inside it, aside), 16 hex digits. Other data, or the
+    same files changed, give another value."""
     resolved = Path(root).expanduser().resolve()
     rows = []
     for folder, dirs, files in os.walk(resolved):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if folder != str(resolved) and "results.sqlite" in files:
+            dirs[:] = []  # a neuromem run's --out inside the data root: its own files are not the data
+            continue
         for name in sorted(files):
             if name.startswith("."):
                 continue

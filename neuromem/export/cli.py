@@ -73,10 +73,8 @@ def refuse_unexportable(config: dict, source: str) -> None:
         )
 
 
-def load_for_export(run_or_checkpoint: Path):
-    """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
-    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict, read_checkpoint_file
-
+def checkpoint_path(run_or_checkpoint: Path) -> Path:
+    """The model.pt a checkpoint file, a cell folder, or the single cell of a run directory names."""
     path = Path(run_or_checkpoint)
     if path.is_dir() and (path / "model.pt").is_file():
         path = path / "model.pt"  # runs/X/cells/<cell>
@@ -90,6 +88,84 @@ def load_for_export(run_or_checkpoint: Path):
         path = cells[0]
     if not path.is_file():
         raise NeuromemError(f"{path} does not exist; give a run directory or a model checkpoint (.pt)")
+    return path
+
+
+def training_data_info(run_or_checkpoint: Path) -> dict:
+    """The data a grid cell was trained on, for the export to record: its fingerprint (from the cell's config)
+    and its data root (the run's root whose files still have that fingerprint). {} for a bare network."""
+    import sqlite3
+
+    from neuromem.data.cache import root_fingerprint
+    from neuromem.export.model import read_checkpoint_file
+
+    path = checkpoint_path(run_or_checkpoint)
+    checkpoint = read_checkpoint_file(path)
+    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    fingerprint = config.get("data_fingerprint") if isinstance(config, dict) else None
+    if not isinstance(fingerprint, str) or not fingerprint:
+        return {}
+    info = {"data_fingerprint": fingerprint}
+    store = path.parent.parent.parent / "results.sqlite"
+    if path.parent.parent.name != "cells" or not store.is_file():
+        return info
+    try:
+        db = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            row = db.execute("SELECT value FROM run WHERE key = 'data_root'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return info
+    for root in (row[0].split("; ") if row and isinstance(row[0], str) else []):
+        if root and Path(root).is_dir() and root_fingerprint(root) == fingerprint:
+            info["data_root"] = str(Path(root).resolve())
+            break
+    return info
+
+
+def network_data(net: Path, data_root: Path | None, split: str, samples: int | None, num_classes: int,
+                 input_shape: tuple[int, ...]):
+    """(inputs, labels) for `hw run` / `hw verify`: the data set and root the network was trained on (recorded
+    in the export), another root only when --data-root says so; one line says which data it is."""
+    from neuromem.data.cache import root_fingerprint
+    from neuromem.export.lava import data_record
+
+    recorded = data_record(net)
+    dataset, time_bins = recorded.get("dataset") or "shd", recorded.get("time_bins")
+    if data_root is not None:
+        how = "--data-root"
+        if recorded.get("data_root") and Path(data_root).resolve() != Path(recorded["data_root"]):
+            how += f"; it was trained on {recorded['data_root']}"
+    elif recorded.get("data_root"):
+        data_root = Path(recorded["data_root"])
+        if not data_root.is_dir():
+            raise NeuromemError(f"{net} was trained on the data root {data_root}, which is not there now; give "
+                                "--data-root (the same data, or other data of its data set)")
+        how = "the root it was trained on, recorded in the export"
+        if recorded.get("data_fingerprint") and root_fingerprint(data_root) != recorded["data_fingerprint"]:
+            how += "; its files changed since training"
+    else:
+        from neuromem.data import resolve_data_root
+
+        data_root, source = resolve_data_root(None)
+        how = f"the default ({source}): the export does not record its training data; give --data-root to choose"
+    inputs, labels = _load_data(data_root, split, samples, time_bins, dataset)
+    if tuple(inputs.shape[2:]) != tuple(input_shape):
+        raise NeuromemError(f"{net} takes inputs of shape {tuple(input_shape)} per step, but {dataset} samples under "
+                            f"{data_root} are {tuple(inputs.shape[2:])}; give the data it was trained on")
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise NeuromemError(f"{net} has {num_classes} output classes, but the {dataset} {split} split under {data_root} "
+                            f"has labels up to {int(labels.max())}; give the --data-root it was trained on")
+    typer.echo(f"data: {dataset} {split}, {len(labels)} samples, at {data_root} ({how})")
+    return inputs, labels
+
+
+def load_for_export(run_or_checkpoint: Path):
+    """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
+    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict, read_checkpoint_file
+
+    path = checkpoint_path(run_or_checkpoint)
     checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or "config" not in checkpoint:
         raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
@@ -152,7 +228,7 @@ def register(app: typer.Typer) -> None:
         check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
         refuse_out_equal_to_input(out, run_or_checkpoint)
         model, dataset, time_bins = load_for_export(run_or_checkpoint)
-        data_info = None
+        data_info = training_data_info(run_or_checkpoint) if dataset is not None else None
         if compare and dataset is None:
             raise NeuromemError(f"--compare needs a grid cell (it names its data set); {run_or_checkpoint} is a bare "
                                 "Loihi network checkpoint")
@@ -183,7 +259,8 @@ def register(app: typer.Typer) -> None:
         if compare:
             from neuromem.export.nir import nir_agreement
 
-            inputs, labels = _load_data(None, "test", compare, time_bins, dataset)
+            trained_on = Path(data_info["data_root"]) if data_info and data_info.get("data_root") else None
+            inputs, labels = _load_data(trained_on, "test", compare, time_bins, dataset)
             _echo(nir_agreement(model, inputs, labels=labels).lines())
 
     @hw.command("run")
@@ -199,11 +276,9 @@ def register(app: typer.Typer) -> None:
         from neuromem.export.lava import model_from_lava
         from neuromem.export.resources import loihi_resources
         from neuromem.export.hardware import chain_shapes, run_lava_split
-        from neuromem.export.lava import data_of
 
         model = model_from_lava(net)
-        dataset, time_bins = data_of(net)
-        inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
+        inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes, model.config.input_shape)
         lava = run_lava_split(net, inputs, False, lava_workers(workers), parallel)
         accuracy = float((lava.predictions() == labels).mean())
         typer.echo(f"Lava accuracy on {len(labels)} {split} samples: {100 * accuracy:.2f}% ({lava.seconds:.1f} s simulated)")
@@ -222,12 +297,13 @@ def register(app: typer.Typer) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
         at every step, and accuracy. (200 samples of a 5-layer SHD cell: ~45 s of Lava on 2 cores.)"""
         from neuromem.export.hardware import verify_on_lava
-        from neuromem.export.lava import data_of
+        from neuromem.export.lava import model_from_lava
 
         if json_out is not None:
             check_writable_file(json_out, "--json", "verify.json")
-        dataset, time_bins = data_of(net)
-        inputs, labels = _load_data(data_root, split, samples, time_bins, dataset or "shd")
+            refuse_out_equal_to_input(json_out, net, "--json")
+        model = model_from_lava(net)  # a damaged network is named before any data is binned for it
+        inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes, model.config.input_shape)
         report = verify_on_lava(net, inputs, labels, record_voltages=True,
                                 workers=lava_workers(workers), parallel=parallel)
         _echo(report.lines())
@@ -235,7 +311,9 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             data = {k: v for k, v in vars(report).items() if k not in ("resources", "extra")}
             data["resources"] = report.resources.as_dict()
-            json_out.write_text(json.dumps(data, indent=2))
+            from neuromem.train.store import atomic_write_text
+
+            atomic_write_text(json_out, json.dumps(data, indent=2))
         if not report.identical:
             raise typer.Exit(1)
 

@@ -150,6 +150,24 @@ def _text(dataset) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
+MAX_INPUTS = 1 << 20  # inputs of one network: far beyond any data set neuromem reads (N-MNIST: 2 x 34 x 34)
+
+
+def _check_declared(path: Path, key: str, group, name: str) -> None:
+    """A dataset's declared size, before it is read: within the memory limit (int64 once read)."""
+    if name not in group:
+        return
+    dataset = group[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise NeuromemError(f"{path}: layer {key}'s {name} is a group; valid: an array")
+    from neuromem.bounds import human, memory_limit
+
+    limit, source = memory_limit()
+    if dataset.size * 8 > limit:
+        raise NeuromemError(f"{path}: layer {key}'s {name} declares shape {dataset.shape} ({human(dataset.size * 8)} "
+                            f"once read); the limit is {human(limit)} ({source})")
+
+
 def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
     """(input size, layers) from a netx-layout .h5; a one-line NeuromemError for anything else."""
     path = Path(path)
@@ -171,8 +189,12 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                 group = groups[key]
                 kind = _text(group["type"]) if "type" in group else "<missing>"
                 if kind == "input":
+                    _check_declared(path, key, group, "shape")
                     input_shape = tuple(int(d) for d in np.asarray(group["shape"][()]).reshape(-1))
-                    input_size = int(np.prod(input_shape))
+                    input_size = int(np.prod(input_shape, dtype=object))
+                    if not input_shape or min(input_shape) < 1 or input_size > MAX_INPUTS:
+                        raise NeuromemError(f"{path}: the input layer declares shape {list(input_shape)}; valid: "
+                                            f"positive sizes, at most {MAX_INPUTS} inputs in all")
                     continue
                 if kind not in ("dense", "conv"):
                     raise NeuromemError(f"{path}: layer {key} is '{kind}'; neuromem's Loihi backend runs 'input', 'conv' and 'dense' layers")
@@ -194,6 +216,8 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                     )
                 except ValueError as err:
                     raise NeuromemError(f"{path}: layer {key}: {err}") from None
+                for name in ("weight", "recurrentWeight", "synapseDelay"):
+                    _check_declared(path, key, group, name)
                 recurrent = np.asarray(group["recurrentWeight"][()]) if "recurrentWeight" in group else None
                 delays = np.asarray(group["synapseDelay"][()]).astype(np.int64) if "synapseDelay" in group else None
                 if delays is not None and kind == "conv":
@@ -235,6 +259,13 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
         raise NeuromemError(f"{path}: a convolution follows a dense layer; neuromem's chains put convolutions first")
     dense = layers[len(convs):]
     hidden, readout = dense[:-1], dense[-1]
+    for index, layer in enumerate(layers, start=1):
+        if layer.weight.ndim < 2 or 0 in layer.weight.shape:
+            raise NeuromemError(f"{path}: layer {index}'s weight is {tuple(layer.weight.shape)}; valid: at least one "
+                                "neuron and one input")
+    if not convs and int(layers[0].weight.shape[1]) != input_size:
+        raise NeuromemError(f"{path}: the input layer declares {input_size} inputs, but layer 1's weight takes "
+                            f"{int(layers[0].weight.shape[1])}; valid: the same number")
     config = LoihiNetworkConfig(
         input_size=input_size,
         hidden_sizes=tuple(int(l.weight.shape[0]) for l in hidden),
@@ -288,11 +319,38 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
     return model
 
 
-def data_of(path: str | Path) -> tuple[str | None, int | None]:
-    """(data set, time bins) recorded by `export_lava`, (None, None) when the file does not say."""
+def data_record(path: str | Path) -> dict:
+    """What `export_lava` recorded of the training data (neuromem_data), checked: {} when the file does not say;
+    a one-line NeuromemError naming the file and what is valid when it says something else."""
+    from neuromem.data.registry import dataset_names
+
     try:
         with h5py.File(path, "r") as handle:
-            recorded = json.loads(handle.attrs.get("neuromem_data", "{}"))
-    except (OSError, ValueError, TypeError):
-        return None, None
+            text = handle.attrs.get("neuromem_data", None)
+    except OSError:
+        return {}  # the reader names an unreadable file
+    if text is None:
+        return {}
+    valid = ("valid: a JSON object with dataset (a data set name or null), time_bins (a positive integer or null), "
+             "and optionally data_root, data_fingerprint (strings); re-export the cell")
+    try:
+        recorded = json.loads(text)
+    except (TypeError, ValueError):
+        raise NeuromemError(f"{path}: its neuromem_data attribute is not JSON; {valid}") from None
+    if not isinstance(recorded, dict):
+        raise NeuromemError(f"{path}: its neuromem_data attribute is a {type(recorded).__name__}; {valid}")
+    dataset, bins = recorded.get("dataset"), recorded.get("time_bins")
+    if dataset is not None and dataset not in dataset_names():
+        raise NeuromemError(f"{path}: neuromem_data names data set {dataset!r}; valid data sets: {', '.join(dataset_names())}")
+    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
+        raise NeuromemError(f"{path}: neuromem_data time_bins is {json.dumps(bins)}; {valid}")
+    for key in ("data_root", "data_fingerprint"):
+        if recorded.get(key) is not None and not isinstance(recorded[key], str):
+            raise NeuromemError(f"{path}: neuromem_data {key} is {json.dumps(recorded[key])}; {valid}")
+    return recorded
+
+
+def data_of(path: str | Path) -> tuple[str | None, int | None]:
+    """(data set, time bins) recorded by `export_lava`, (None, None) when the file does not say."""
+    recorded = data_record(path)
     return recorded.get("dataset"), recorded.get("time_bins")
