@@ -40,12 +40,16 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) || \
 		echo "chromium not installed: the browser test will be skipped"
 
-# Debian's espeak-ng speaks the digits of the speech stand-in (`neuromem data synth --kind speech`);
-# its test skips (and says so) where espeak-ng cannot be installed (not root, no apt).
+# Debian's espeak-ng and flite speak the digits of the speech stand-in (`neuromem data synth --kind speech`);
+# its tests skip (and say so) where they cannot be installed (not root, no apt): without flite, the tests
+# of the flite speakers only.
 espeak:
 	@command -v espeak-ng >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null)) || \
 		echo "espeak-ng not installed (needs apt and root): the speech stand-in cannot be built and its test will be skipped"
+	@command -v flite >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite >/dev/null)) || \
+		echo "flite not installed (needs apt and root): the speech stand-in's flite speakers cannot be built and their tests will be skipped"
 
 # With no --data-root and no real data in $$NEUROMEM_DATA, ablate writes the embedded
 # default ($$NEUROMEM_HOME/embedded, default ~/.cache/neuromem/embedded) on first use.

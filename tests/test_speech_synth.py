@@ -1,4 +1,4 @@
-"""The speech stand-in: espeak-ng digits through the spiking cochlea, in the real SHD layout."""
+"""The speech stand-in: espeak-ng and flite digits through the spiking cochlea, in the real SHD layout."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from neuromem.errors import NeuromemError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (`make espeak` installs it where apt and root are available)")
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("espeak-ng") is None,
+                                 reason="flite (or espeak-ng) is not installed: the flite speakers are not tested "
+                                        "(`make espeak` installs both where apt and root are available)")
 
-# 20 words x (1 train + 1 test) clips, 2 train speakers and 1 test speaker
+# 20 words x (1 train + 1 test) clips, 2 train speakers and 1 test speaker (all espeak-ng: flite's share rounds to 0)
 TINY = replace(speech.SpeechSynthConfig(), train_per_class=1, test_per_class=1, train_speakers=2, test_speakers=1)
 
 
@@ -129,4 +132,165 @@ def test_cli_offers_the_speech_kind_for_shd_only(tmp_path):
     assert result.exit_code == 0 and "speech" in result.output
     result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path / "d"), "--kind", "speech", "--modality", "nmnist"])
     assert isinstance(result.exception, NeuromemError) and "speech" in str(result.exception)
+    assert not (tmp_path / "d" / "SHD").exists()
+
+
+def test_tiny_has_no_flite_speaker():
+    # the tests above need espeak-ng only: TINY's flite share (0.25 of 2 and of 1 speakers) rounds to nobody
+    assert speech.speaker_families(TINY, 3) == ["espeak-ng"] * 3
+
+
+@needs_espeak
+def test_english_only_is_ten_classes(tmp_path):
+    cfg = replace(TINY, languages=("en",), families=("espeak-ng",))
+    marker = speech.write_speech(tmp_path, seed=0, cfg=cfg, workers=1)
+    for split in ("train", "test"):
+        with h5py.File(formats.shd_path(tmp_path, split), "r") as file:
+            assert sorted(file["labels"][()]) == list(range(10))  # FSDD's classes: the English digits 0-9
+            assert [k.decode() for k in file["extra/keys"][()]] == [f"english-{w}" for w in speech.WORDS["en"]]
+    assert list(marker["modalities"]["shd"]["config"]["languages"]) == ["en"]
+    assert speech.keys_of(("de",))[5] == "german-fuenf" and len(speech.keys_of(("en", "de"))) == 20
+
+
+@needs_flite
+def test_flite_speakers_say_english_only(tmp_path):
+    # 2 + 2 speakers, half of them flite voices; German words come from the espeak-ng speakers alone
+    cfg = replace(TINY, train_speakers=2, test_speakers=2, family_weights=(0.5, 0.5))
+    people = speech.speakers(cfg, seed=1)
+    assert [p["family"] for p in people].count("flite") == 2
+    assert {p["voice"] for p in people if p["family"] == "flite"} <= set(speech.FLITE_F0)
+    marker = speech.write_speech(tmp_path, seed=1, cfg=cfg, workers=1)
+    assert "flite" in marker and marker["speakers"] == people
+    for split in ("train", "test"):
+        with h5py.File(formats.shd_path(tmp_path, split), "r") as file:
+            labels, who = file["labels"][()], file["extra/speaker"][()]
+            assert sorted(labels) == list(range(20))
+            for label, speaker in zip(labels, who):
+                if people[speaker]["family"] == "flite":
+                    assert label < 10, "a flite speaker said a German word"
+            assert any(people[s]["family"] == "flite" for s in who)  # and they do speak
+            for times in file["spikes/times"][()]:
+                assert len(times) > 200
+
+
+@needs_flite
+def test_flite_speaks_with_its_pitch_and_rate():
+    slow, hz = speech.speak_flite("seven", "slt", 167.0, 20.0, 1.5)
+    fast, hz2 = speech.speak_flite("seven", "slt", 167.0, 20.0, 0.8)
+    assert hz == hz2 == 16000 and len(slow) > 1.5 * len(fast)
+    assert speech.speak_flite("seven", "kal", 100.0, 10.0, 1.0)[1] == 8000  # kal: an 8 kHz diphone voice
+
+
+def test_missing_flite_is_one_clear_line(monkeypatch, tmp_path):
+    real_which = shutil.which
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None if name == "flite" else real_which(name))
+    if real_which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (`make espeak` installs it where apt and root are available)")
+    cfg = replace(TINY, train_speakers=2, test_speakers=2, family_weights=(0.5, 0.5))
+    with pytest.raises(NeuromemError, match="flite is not installed") as error:
+        speech.write_speech(tmp_path / "r", cfg=cfg)
+    assert "\n" not in str(error.value) and "families=espeak-ng" in str(error.value)
+    speech.build_fingerprint(replace(cfg, families=("espeak-ng",)), 0)  # without flite speakers flite is not needed
+
+
+@needs_espeak
+def test_legacy_settings_draw_nothing_new():
+    # LEGACY (generator version 1's speaker model) must not touch the newer traits' generator: version 1's
+    # stream of draws, hence its clips, stays as it was (checked byte for byte against version 1's code once)
+    cfg = replace(TINY, **speech.LEGACY)
+    person = speech.speakers(cfg, seed=0)[0]
+    assert person["formant"] == 1.0 and person["lowpass"] == 8000.0 and person["family"] == "espeak-ng"
+    voice_rng = np.random.default_rng(5)
+    before = voice_rng.bit_generator.state
+    speech.utterance(3, person, np.random.default_rng(0), cfg, voice_rng)
+    assert voice_rng.bit_generator.state == before
+    # the default draws a contour for every utterance
+    speech.utterance(3, person, np.random.default_rng(0), TINY, voice_rng)
+    assert voice_rng.bit_generator.state != before
+
+
+def _vowel(f0: float, formants: tuple[float, ...], fs: int = 16000, seconds: float = 0.5) -> np.ndarray:
+    from scipy import signal
+
+    x = np.zeros(int(fs * seconds))
+    x[:: int(fs / f0)] = 1.0
+    for f in formants:  # two-pole resonators, 80 Hz wide
+        r = np.exp(-np.pi * 80 / fs)
+        x = signal.lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / fs), r * r], x)
+    return x / np.std(x)
+
+
+def _f0(x: np.ndarray, fs: int = 16000) -> float:
+    segment = x[2000:6000] - x[2000:6000].mean()
+    correlation = np.correlate(segment, segment, "full")[len(segment) - 1:]
+    low, high = fs // 400, fs // 60
+    return fs / (low + np.argmax(correlation[low:high]))
+
+
+def _envelope_peaks(x: np.ndarray, fs: int = 16000) -> np.ndarray:
+    from scipy import signal
+
+    f, power = signal.welch(x, fs, nperseg=1024)
+    cepstrum = np.fft.irfft(np.log(power + 1e-20))
+    cepstrum[30:-29] = 0
+    envelope = np.fft.rfft(cepstrum).real[: len(f)]
+    return f[signal.find_peaks(envelope)[0]]
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_formant_warp_moves_formants_and_keeps_pitch(factor):
+    x = _vowel(120.0, (700.0, 1800.0, 2600.0))
+    y = speech.warp_formants(x, 16000, factor)
+    assert len(y) == len(x) and np.all(np.isfinite(y))
+    assert _f0(y) == pytest.approx(_f0(x), rel=0.02)  # the harmonics stay
+    peaks = _envelope_peaks(y)
+    for formant in (700.0, 1800.0, 2600.0):  # each formant moved by the factor (within 10 %)
+        assert np.min(np.abs(peaks / (factor * formant) - 1)) < 0.1, (formant, peaks)
+    assert speech.warp_formants(x, 16000, 1.0) is x
+
+
+def test_config_errors_name_the_setting():
+    for change, name in (({"languages": ("fr",)}, "languages"), ({"languages": ()}, "languages"),
+                         ({"families": ("festival",)}, "families"), ({"family_weights": (1.0,)}, "family_weights"),
+                         ({"families": ("flite",), "family_weights": (1.0, 0.0)}, "family_weights"),
+                         ({"formant_range": (1.2, 0.8)}, "formant_range"), ({"flite_voices": ("hal",)}, "flite_voices"),
+                         ({"clause_marks": (";",)}, "clause_marks"), ({"contour_range": (1.0, 2.0, 3.0)}, "contour_range")):
+        with pytest.raises(NeuromemError, match=f"speech stand-in: {name}=") as error:
+            speech.check_config(replace(TINY, **change))
+        assert "\n" not in str(error.value)
+    with pytest.raises(NeuromemError, match="English only"):
+        speech.speaker_families(replace(TINY, families=("flite",), family_weights=(0.0, 1.0)), 0)
+    speech.check_config(replace(TINY, families=("flite",), family_weights=(0.0, 1.0), languages=("en",)))
+
+
+def test_options_set_the_stand_in_config():
+    from neuromem.data.embedded import with_options
+
+    cfg = with_options(speech.SpeechSynthConfig(), {"languages": "en", "formant_range": "0.9,1.1", "train_speakers": "8",
+                                                    "families": "espeak-ng", "clause_marks": "", "drift_depth": "0"}, "x")
+    assert cfg.languages == ("en",) and cfg.formant_range == (0.9, 1.1) and cfg.train_speakers == 8
+    assert cfg.families == ("espeak-ng",) and cfg.clause_marks == ("",) and cfg.drift_depth == 0.0
+    for options, text in (({"langauges": "en"}, "--option langauges: x has no such setting; valid keys: adaptation"),
+                          ({"rate_range": "1,2,3"}, "--option rate_range=1,2,3: expected 2 comma-separated numbers"),
+                          ({"train_speakers": "many"}, "--option train_speakers=many: "),
+                          ({"pitch_range": "a,b"}, "--option pitch_range=a,b: ")):
+        with pytest.raises(NeuromemError) as error:
+            with_options(speech.SpeechSynthConfig(), options, "x")
+        assert str(error.value).startswith(text) and "\n" not in str(error.value)
+        assert "valid keys:" in str(error.value) and "languages" in str(error.value)
+
+
+def test_cli_option_reaches_the_stand_in(tmp_path):
+    from typer.testing import CliRunner
+
+    from neuromem.data.cli import app
+
+    result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "shd", "--kind", "speech",
+                                      "--option", "languages=xx"])
+    assert isinstance(result.exception, NeuromemError) and "languages=('xx',)" in str(result.exception)
+    result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "shd", "--kind", "speech",
+                                      "--option", "nonsense=1"])
+    assert isinstance(result.exception, NeuromemError) and "--option nonsense" in str(result.exception)
+    result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "shd", "--option", "languages"])
+    assert isinstance(result.exception, NeuromemError) and "KEY=VALUE" in str(result.exception)
     assert not (tmp_path / "d" / "SHD").exists()

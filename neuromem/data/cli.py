@@ -58,6 +58,17 @@ def _sizes(pairs: list[str], names: list[str]) -> dict[str, int]:
     return sizes
 
 
+def _options(pairs: list[str]) -> dict[str, str]:
+    """--option key=value (repeatable) -> {key: value text}; the stand-in's config checks keys and values."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise NeuromemError(f"--option {pair!r}: expected KEY=VALUE (e.g. languages=en)")
+        options[key.strip()] = value.strip()
+    return options
+
+
 @app.command()
 def synth(
     root: Path = typer.Option(..., "--root", help="tonic save_to root: writes each data set's files in its real layout (ROOT/SHD/*.h5, ROOT/NMNIST/{Train,Test}/, ROOT/SSC/*.h5)"),
@@ -69,11 +80,13 @@ def synth(
     shd_test: Optional[int] = typer.Option(None, "--shd-test", help="SHD-like test samples per class"),
     nmnist_train: Optional[int] = typer.Option(None, "--nmnist-train", help="N-MNIST-like training samples per class (10 classes)"),
     nmnist_test: Optional[int] = typer.Option(None, "--nmnist-test", help="N-MNIST-like test samples per class"),
+    option: List[str] = typer.Option([], "--option", help="a setting of the chosen stand-in's config, KEY=VALUE (repeatable; lists comma-separated), e.g. --option languages=en --option families=espeak-ng,flite"),
 ) -> None:
     """Write the embedded default data (synthetic, in the real on-disk formats) under ROOT."""
     started = time.perf_counter()
     names = _datasets(modality)
     sizes = _sizes(size, names)
+    options = _options(option)
     for key, value in (("shd_train_per_class", shd_train), ("shd_test_per_class", shd_test),
                        ("nmnist_train_per_class", nmnist_train), ("nmnist_test_per_class", nmnist_test)):
         if value is not None:
@@ -81,7 +94,7 @@ def synth(
     kinds = {name: kind for name in names} if kind else None
     from neuromem.data.embedded import synthesize
 
-    marker = synthesize(root, seed=seed, datasets=names, kinds=kinds, **sizes)
+    marker = synthesize(root, seed=seed, datasets=names, kinds=kinds, options=options, **sizes)
     table = Table(title=f"synthetic data under {root} (seed {seed})")
     for column in ("data set", "kind", "split", "samples", "events", "events/sample", "written to"):
         table.add_column(column, justify="right" if column in ("samples", "events", "events/sample") else "left")

@@ -7,6 +7,7 @@ stand-in kind, config and counts). Same seed and sizes -> byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -22,10 +23,48 @@ GENERATOR = "neuromem.data.synth"
 GENERATOR_VERSION = 2  # bump whenever the generated data change: the embedded default is then rewritten
 
 
-def _config(data_set, kind: str | None, sizes: Mapping[str, int | None]):
-    """The stand-in's default config with the `<split>_per_class` sizes given for this data set."""
+def _parse(field, text: str):
+    """One `--option` value as the field's type, read off its default: a number, a word, or a comma list of them."""
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if isinstance(default, tuple):
+        items = [item.strip() for item in text.split(",")]
+        kind = type(default[0]) if default else str
+        values = tuple(kind(item) if kind is not str else item for item in items)
+        if default and all(isinstance(d, (int, float)) for d in default) and len(values) != len(default):
+            raise ValueError(f"expected {len(default)} comma-separated numbers")
+        return values
+    if isinstance(default, bool):
+        if text.strip().lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return text.strip().lower() in ("true", "1")
+    return type(default)(text.strip())
+
+
+def with_options(config, options: Mapping[str, str], what: str):
+    """`config` (a stand-in's frozen dataclass) with fields set from `--option key=value` text; an unknown
+    key or a value of the wrong type: one line naming the key and the valid ones."""
+    if not options:
+        return config
+    known = {f.name: f for f in fields(config)} if is_dataclass(config) else {}
+    overrides = {}
+    for key, text in options.items():
+        if key not in known:
+            raise NeuromemError(f"--option {key}: {what} has no such setting; valid keys: {', '.join(sorted(known))}")
+        default = getattr(config, key)
+        try:
+            overrides[key] = _parse(known[key], text)
+        except (TypeError, ValueError) as error:
+            shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
+            raise NeuromemError(f"--option {key}={text}: {error} (the default is {key}={shown}); "
+                                f"valid keys: {', '.join(sorted(known))}") from None
+    return replace(config, **overrides)
+
+
+def _config(data_set, kind: str | None, sizes: Mapping[str, int | None], options: Mapping[str, str] | None = None):
+    """The stand-in's default config with the `<split>_per_class` sizes given for this data set and the
+    `--option` settings (field=value text)."""
     stand_in = data_set.stand_in(kind)
-    config = stand_in.config()
+    config = with_options(stand_in.config(), options or {}, f"the {stand_in.kind!r} stand-in of {data_set.name}")
     names = {f.name for f in fields(config)} if is_dataclass(config) else set()
     overrides = {}
     for split in data_set.spec.splits:
@@ -42,12 +81,13 @@ def _config(data_set, kind: str | None, sizes: Mapping[str, int | None]):
 
 def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] | None = None,
                kinds: Mapping[str, str] | None = None, *, modalities: Iterable[str] | None = None,
-               **sizes: int | None) -> dict:
+               options: Mapping[str, str] | None = None, **sizes: int | None) -> dict:
     """Write stand-ins under `root` (a tonic `save_to` root) and the synthetic marker.
 
     datasets: names (default: every registered data set; `modalities` is the old
     name); kinds: data set -> stand-in kind (default: each one's default_stand_in);
-    sizes: `<dataset>_<split>_per_class=N` (e.g. shd_train_per_class=10).
+    sizes: `<dataset>_<split>_per_class=N` (e.g. shd_train_per_class=10); options: field -> value text
+    set on each chosen stand-in's config (`--option`, e.g. {"languages": "en"}).
     Returns the marker's content (with seconds per data set).
     """
     names = list(datasets if datasets is not None else modalities if modalities is not None else dataset_names())
@@ -58,7 +98,7 @@ def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] |
     unknown = sorted(set(sizes) - known)
     if unknown:
         raise NeuromemError(f"unknown size {unknown[0]!r}; valid sizes: {', '.join(sorted(known))}")
-    plans = [(data_set, *_config(data_set, (kinds or {}).get(data_set.name), sizes)) for data_set in data_sets]
+    plans = [(data_set, *_config(data_set, (kinds or {}).get(data_set.name), sizes, options)) for data_set in data_sets]
     own_marker = [stand_in.kind for _, stand_in, _ in plans if stand_in.writes_marker]
     if own_marker:
         if len(plans) > 1:

@@ -1,16 +1,45 @@
-"""Spoken digits from real speech synthesis: espeak-ng voices through a 700-channel spiking cochlea.
+"""Spoken digits from real speech synthesis: espeak-ng and flite voices through a 700-channel spiking cochlea.
 
-A realistic SHD stand-in. espeak-ng speaks the digits 0-9 in English (labels
-0-9) and German (labels 10-19), as in SHD. A *speaker* is an espeak-ng voice
-variant (a distinct vocal tract, glottal source and intonation), an English
-accent, a base pitch, speaking rate and a vocal-tract scale (the waveform is
-resampled, moving formants and pitch together); every speaker says every
-word in both languages, and the speakers of the test split never occur in
-the training split. Each utterance then gets its own pitch, rate and loudness
-jitter, a random onset, room reverberation (an exponentially decaying noise
-impulse response) and background noise at a random SNR — all drawn from a
-generator seeded by (seed, split, index), so a build is a pure function of
-its configuration and seed.
+A realistic SHD stand-in. The digits 0-9 are spoken in the languages of
+`languages`: by default English (labels 0-9) and German (labels 10-19), as in
+SHD (20 classes); `languages=("en",)` gives 10 classes, labels 0-9, as the Free
+Spoken Digit Dataset. Label = 10 * (position of the language) + digit.
+
+The speaker model. A *speaker* is drawn once and says every word of its
+languages; the speakers of the test split never occur in the training split.
+Each speaker has:
+- a synthesizer voice family (`families`, shared out by `family_weights` in
+  each split): espeak-ng (one voice variant per speaker, never reused: a
+  distinct glottal source, formant set and intonation; with an English accent)
+  or Debian's flite (voices kal, kal16, awb, rms, slt: diphone and clustergen
+  voices, different recordings of different people). flite speaks English
+  only: its speakers say the English digits only, and the German words come
+  from the espeak-ng speakers alone (a split that needs German needs at least
+  one espeak-ng speaker). The five flite voices are shared between speakers
+  (and splits): a flite speaker is its voice with its own pitch, rate, formant
+  warp and recording channel below;
+- a base pitch (espeak-ng `-p`, or a factor on the flite voice's own mean F0:
+  `int_f0_target_mean`) and a speaking rate (words per minute; flite's
+  `duration_stretch` = 175 / rate);
+- a vocal-tract scale `tract` (the waveform is resampled: formants and pitch
+  move together) and, independent of it, a formant warp `formant` over the
+  adult-male-to-child range (0.8-1.25): each 32 ms frame's spectral envelope
+  (cepstrally smoothed log spectrum) is stretched in frequency by the factor
+  while its harmonics (the pitch) stay where they are;
+- a recording channel: a low-pass at a cutoff drawn in `lowpass_range`
+  (telephone and 8 kHz recordings end near 3.5-4 kHz; at 8 kHz and above no
+  filter is applied).
+Each utterance then gets its own pitch and speaking-rate jitter, a pitch
+contour (a clause intonation drawn from `clause_marks` — statement, question,
+exclamation, continuation — with the intonation range scaled by a factor from
+`contour_range`: espeak-ng SSML `<prosody range>`, flite `int_f0_target_stddev`;
+and a slow drift of pitch and tempo by time-varying resampling, `drift_depth`),
+a random onset, room reverberation (an exponentially decaying noise impulse
+response), background noise at a random SNR and a level — all drawn from
+generators seeded by (seed, split, index), so a build is a pure function of
+its configuration and seed. `LEGACY` holds the settings of generator version 1
+(espeak-ng only, no formant warp, no contour, no channel): they reproduce
+version 1's files byte for byte.
 
 The cochlea: a 4th-order gammatone filterbank (scipy.signal.gammatone, centre
 frequencies ERB-spaced between `f_min` and `f_max`), half-wave rectification
@@ -30,6 +59,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import wave
 from dataclasses import asdict, dataclass
@@ -45,17 +75,37 @@ from neuromem.data.paths import MARKER_NAME, read_marker
 from neuromem.errors import NeuromemError
 
 GENERATOR = "neuromem.data.synth.speech"
-GENERATOR_VERSION = 1  # bump whenever the generated data change: a cached build is then rewritten
+# bump whenever the generated data change: a cached build is then rewritten. 2: the speaker model
+# (flite voices, formant warp, pitch contours, recording channel, wider rate jitter) and `languages`
+# became defaults; the LEGACY settings still write version 1's files byte for byte
+GENERATOR_VERSION = 2
 ESPEAK = "espeak-ng"
+FLITE = "flite"
 MISSING_ESPEAK = ("espeak-ng is not installed, so the speech stand-in cannot be built: install it "
                   "(`apt-get install espeak-ng` as root, or `make espeak`) or use the embedded default "
                   "(`neuromem data synth`)")
+MISSING_FLITE = ("flite is not installed, so the speech stand-in's flite speakers cannot be built: install it "
+                 "(`apt-get install flite` as root, or `make espeak`) or leave flite out (`--option families=espeak-ng`)")
+FAMILIES = (ESPEAK, FLITE)
+# flite's voices (awb_time is a limited-domain clock voice: left out) and each one's own mean F0 in Hz
+# (measured on "seven"; rms keeps its own F0 whatever int_f0_target_mean says)
+FLITE_F0 = {"kal": 100.0, "kal16": 100.0, "awb": 113.0, "rms": 89.0, "slt": 167.0}
+FLITE_LANGUAGES = ("en",)
 
 WORDS = {
     "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
     "de": ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"],
 }
-KEYS = [f"english-{w}" for w in WORDS["en"]] + [f"german-{w.replace('ü', 'ue')}" for w in WORDS["de"]]
+KEY_PREFIX = {"en": "english", "de": "german"}
+LANGUAGE_NAMES = {"en": "English", "de": "German"}
+
+
+def keys_of(languages: tuple[str, ...]) -> list[str]:
+    """The class names (SHD's extra/keys) of a build with these languages, in label order."""
+    return [f"{KEY_PREFIX[lang]}-{w.replace('ü', 'ue')}" for lang in languages for w in WORDS[lang]]
+
+
+KEYS = keys_of(("en", "de"))
 ENGLISH_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 # variants that do not sound like a person speaking (robots, whispering, effects)
 NON_HUMAN_VARIANTS = ("robot", "demonic", "croak", "whisper", "tweaky", "storm", "mr serious")
@@ -65,18 +115,28 @@ NON_HUMAN_VARIANTS = ("robot", "demonic", "croak", "whisper", "tweaky", "storm",
 class SpeechSynthConfig:
     train_per_class: int = 150
     test_per_class: int = 30
-    train_speakers: int = 40  # distinct voice variants; the test speakers are further variants
+    train_speakers: int = 40  # distinct speakers; the test speakers are further ones
     test_speakers: int = 12
+    languages: tuple[str, ...] = ("en", "de")  # 10 classes each, in this order; flite speakers say "en" only
+    families: tuple[str, ...] = (ESPEAK, FLITE)  # synthesizer voice families of the speakers
+    family_weights: tuple[float, float] = (0.75, 0.25)  # share of each split's speakers: espeak-ng, flite
+    flite_voices: tuple[str, ...] = ("kal", "kal16", "awb", "rms", "slt")
     sample_rate: int = 16000
     channels: int = formats.SHD_CHANNELS
     f_min: float = 80.0
     f_max: float = 7000.0
     max_duration: float = 1.4  # s; SHD words last up to ~1.4 s
     pitch_range: tuple[float, float] = (25.0, 75.0)  # espeak-ng -p (0-99) per speaker
-    rate_range: tuple[float, float] = (130.0, 200.0)  # espeak-ng -s, words per minute, per speaker
-    tract_range: tuple[float, float] = (0.9, 1.12)  # per-speaker frequency scale (resampling)
-    pitch_jitter: float = 6.0  # per utterance, in espeak-ng pitch units
-    rate_jitter: float = 0.08  # per utterance, relative
+    flite_pitch_range: tuple[float, float] = (0.8, 1.25)  # per flite speaker, factor on the voice's own mean F0
+    rate_range: tuple[float, float] = (130.0, 200.0)  # words per minute, per speaker
+    tract_range: tuple[float, float] = (0.9, 1.12)  # per-speaker frequency scale (resampling: pitch and formants)
+    formant_range: tuple[float, float] = (0.8, 1.25)  # per-speaker formant warp (pitch kept), log-uniform
+    lowpass_range: tuple[float, float] = (3500.0, 8000.0)  # Hz, per-speaker recording bandwidth, log-uniform
+    pitch_jitter: float = 6.0  # per utterance, in espeak-ng pitch units (flite: a factor exp(N(0, jitter / 100)))
+    rate_jitter: float = 0.12  # per utterance, relative
+    contour_range: tuple[float, float] = (50.0, 200.0)  # per utterance, intonation range in % of the voice's own
+    clause_marks: tuple[str, ...] = (".", "?", "!", ",")  # per utterance: the clause intonation ("" none)
+    drift_depth: float = 0.04  # per utterance, slow pitch + tempo drift by time-varying resampling, relative
     onset_range: tuple[float, float] = (0.02, 0.2)  # s of silence (noise) before the word
     snr_db_range: tuple[float, float] = (8.0, 30.0)
     reverb_probability: float = 0.7
@@ -91,6 +151,50 @@ class SpeechSynthConfig:
     adaptation: float = 0.5  # threshold increase per spike
     adaptation_tau: float = 0.05  # s
     membrane_noise: float = 0.15  # sigma per step, in thresholds
+
+
+# generator version 1's speaker model: espeak-ng only, no formant warp, no recording channel, no contour
+# or drift, rate jitter 0.08. replace(SpeechSynthConfig(), **LEGACY) writes version 1's files byte for byte.
+LEGACY = {"families": (ESPEAK,), "family_weights": (1.0, 0.0), "formant_range": (1.0, 1.0),
+          "lowpass_range": (8000.0, 8000.0), "rate_jitter": 0.08, "contour_range": (100.0, 100.0),
+          "clause_marks": ("",), "drift_depth": 0.0}
+
+
+def check_config(cfg: SpeechSynthConfig) -> None:
+    """One clear line naming the field when a setting cannot be built."""
+    def bad(name: str, why: str) -> NeuromemError:
+        return NeuromemError(f"speech stand-in: {name}={getattr(cfg, name)!r}: {why}")
+
+    for name in ("train_per_class", "test_per_class", "train_speakers", "test_speakers"):
+        if getattr(cfg, name) < 1:
+            raise bad(name, "must be >= 1")
+    if not cfg.languages or len(set(cfg.languages)) != len(cfg.languages) or set(cfg.languages) - set(WORDS):
+        raise bad("languages", f"one or more distinct of {', '.join(WORDS)}")
+    if 10 * len(cfg.languages) > formats.SHD_CLASSES:
+        raise bad("languages", f"the SHD layout holds at most {formats.SHD_CLASSES} classes")
+    if not cfg.families or len(set(cfg.families)) != len(cfg.families) or set(cfg.families) - set(FAMILIES):
+        raise bad("families", f"one or more distinct of {', '.join(FAMILIES)}")
+    if len(cfg.family_weights) != len(FAMILIES) or any(w < 0 for w in cfg.family_weights) \
+            or sum(_weight(cfg, f) for f in cfg.families) <= 0:
+        raise bad("family_weights", f"one non-negative weight per family ({', '.join(FAMILIES)}, in this order), "
+                                    "not 0 for every family in `families`")
+    if FLITE in cfg.families and (not cfg.flite_voices or set(cfg.flite_voices) - set(FLITE_F0)):
+        raise bad("flite_voices", f"one or more of {', '.join(FLITE_F0)}")
+    if set(cfg.clause_marks) - {"", ".", "?", "!", ","} or not cfg.clause_marks:
+        raise bad("clause_marks", 'one or more of ".", "?", "!", "," and "" (none)')
+    ranges = ("pitch_range", "flite_pitch_range", "rate_range", "tract_range", "formant_range", "lowpass_range",
+              "contour_range", "onset_range", "snr_db_range", "rt60_range", "reverb_mix_range", "level_db_range")
+    for name in ranges:
+        if len(getattr(cfg, name)) != 2:
+            raise bad(name, "expected two numbers, LOW,HIGH")
+        low, high = getattr(cfg, name)
+        if low > high:
+            raise bad(name, "expected LOW,HIGH with LOW <= HIGH")
+    for name in ("flite_pitch_range", "rate_range", "tract_range", "formant_range", "lowpass_range", "contour_range"):
+        if getattr(cfg, name)[0] <= 0:
+            raise bad(name, "must be positive")
+    if not 0 <= cfg.drift_depth < 0.5:
+        raise bad("drift_depth", "expected 0 <= drift_depth < 0.5")
 
 
 # ---------------------------------------------------------------------------- espeak-ng
@@ -118,14 +222,16 @@ def voice_variants() -> list[str]:
     return sorted(names)
 
 
-def speak(text: str, voice: str, pitch: int, rate: int) -> tuple[np.ndarray, int]:
-    """espeak-ng's waveform (float64 in [-1, 1]) and its sample rate."""
-    result = subprocess.run([ESPEAK, "-v", voice, "-p", str(pitch), "-s", str(rate), "--stdout", text],
-                            capture_output=True, check=False)
-    if result.returncode != 0 or len(result.stdout) < 64:
-        raise NeuromemError(f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
-    data = result.stdout
-    # espeak-ng streams a wav whose header sizes are placeholders: read the format, then all samples after "data"
+def flite_version() -> str:
+    """flite's version line, or a NeuromemError with one clear line when it is missing."""
+    if shutil.which(FLITE) is None:
+        raise NeuromemError(MISSING_FLITE)
+    out = subprocess.run([FLITE, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return out.splitlines()[0].strip() if out else "flite"
+
+
+def _read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """A 16-bit wav whose header sizes may be placeholders: the format, then all samples after "data"."""
     with wave.open(io.BytesIO(data[:44])) as header:
         rate_hz, width = header.getframerate(), header.getsampwidth()
     start = data.find(b"data") + 8
@@ -133,25 +239,117 @@ def speak(text: str, voice: str, pitch: int, rate: int) -> tuple[np.ndarray, int
     return samples.astype(np.float64) / 32768.0, rate_hz
 
 
+def speak(text: str, voice: str, pitch: int, rate: int, ssml_range: float | None = None,
+          mark: str = "") -> tuple[np.ndarray, int]:
+    """espeak-ng's waveform (float64 in [-1, 1]) and its sample rate. With `ssml_range` (% of the voice's
+    intonation range) the text goes in as SSML (`-m`, <prosody range>); `mark` ends the clause ("?": a question)."""
+    if ssml_range is None:
+        command = [ESPEAK, "-v", voice, "-p", str(pitch), "-s", str(rate), "--stdout", text + mark]
+    else:
+        ssml = f'<speak><prosody range="{ssml_range:.0f}%">{text}{mark}</prosody></speak>'
+        command = [ESPEAK, "-m", "-v", voice, "-p", str(pitch), "-s", str(rate), "--stdout", ssml]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0 or len(result.stdout) < 64:
+        raise NeuromemError(f"espeak-ng failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
+    # espeak-ng streams a wav whose header sizes are placeholders
+    return _read_wav_bytes(result.stdout)
+
+
+def speak_flite(text: str, voice: str, f0: float, f0_std: float, stretch: float) -> tuple[np.ndarray, int]:
+    """flite's waveform (float64 in [-1, 1]) and its sample rate (kal: 8 kHz, the others 16 kHz)."""
+    with tempfile.TemporaryDirectory(prefix="neuromem-flite-") as folder:
+        out = Path(folder) / "word.wav"
+        result = subprocess.run([FLITE, "-voice", voice, "--setf", f"duration_stretch={stretch:.4f}",
+                                 "--setf", f"int_f0_target_mean={f0:.2f}", "--setf", f"int_f0_target_stddev={f0_std:.2f}",
+                                 "-t", text, "-o", str(out)], capture_output=True, check=False)
+        data = out.read_bytes() if out.is_file() else b""
+    if result.returncode != 0 or len(data) < 64:
+        raise NeuromemError(f"flite failed for voice {voice!r}: {result.stderr.decode(errors='replace').strip()}")
+    return _read_wav_bytes(data)
+
+
 # ---------------------------------------------------------------------------- speakers and utterances
 
 
+def _weight(cfg: SpeechSynthConfig, family: str) -> float:
+    """The share of speakers of `family` (family_weights are in FAMILIES order; families picks among them)."""
+    return float(cfg.family_weights[FAMILIES.index(family)]) if family in cfg.families else 0.0
+
+
+def _shares(count: int, weights: tuple[float, ...]) -> list[int]:
+    """`count` speakers shared out by `weights` (largest remainder; ties to the earlier family)."""
+    total = float(sum(weights))
+    exact = [count * w / total for w in weights]
+    shares = [int(np.floor(e)) for e in exact]
+    for i in sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))[: count - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def speaker_families(cfg: SpeechSynthConfig, seed: int) -> list[str]:
+    """Each speaker's voice family: train speakers first, then test speakers, each split shared out by
+    `family_weights` and shuffled (a split that needs a language flite lacks keeps an espeak-ng speaker)."""
+    out = []
+    rng = np.random.default_rng([seed, 8])
+    for split, count in (("train", cfg.train_speakers), ("test", cfg.test_speakers)):
+        shares = _shares(count, tuple(_weight(cfg, f) for f in cfg.families))
+        if set(cfg.languages) - set(FLITE_LANGUAGES) and FLITE in cfg.families:
+            if ESPEAK not in cfg.families:
+                raise NeuromemError(f"speech stand-in: languages={cfg.languages!r} need espeak-ng speakers (flite "
+                                    "speaks English only); add espeak-ng to families or use languages=en")
+            flite, espeak = cfg.families.index(FLITE), cfg.families.index(ESPEAK)
+            if shares[espeak] == 0:  # the German words need someone to say them
+                shares[espeak], shares[flite] = 1, shares[flite] - 1
+        families = [f for f, n in zip(cfg.families, shares) for _ in range(n)]
+        out += [families[i] for i in rng.permutation(len(families))] if len(cfg.families) > 1 else families
+    return out
+
+
 def speakers(cfg: SpeechSynthConfig, seed: int) -> list[dict]:
-    """The train speakers, then the test speakers: each one voice variant (never shared between splits)."""
-    variants = voice_variants()
-    needed = cfg.train_speakers + cfg.test_speakers
+    """The train speakers, then the test speakers: an espeak-ng speaker is one voice variant (never shared
+    between speakers or splits); a flite speaker one of flite's voices with its own pitch, rate and warp."""
+    families = speaker_families(cfg, seed)
+    needed = families.count(ESPEAK)
+    variants = voice_variants() if needed else []
     if needed > len(variants):
-        raise NeuromemError(f"speech stand-in: {needed} speakers asked for (train {cfg.train_speakers} + test "
-                            f"{cfg.test_speakers}), but espeak-ng has only {len(variants)} usable voice variants")
-    rng = np.random.default_rng([seed, 7])
-    chosen = [variants[i] for i in rng.permutation(len(variants))[:needed]]
-    return [{"variant": v, "accent": ENGLISH_ACCENTS[rng.integers(len(ENGLISH_ACCENTS))],
-             "pitch": float(rng.uniform(*cfg.pitch_range)), "rate": float(rng.uniform(*cfg.rate_range)),
-             "tract": float(rng.uniform(*cfg.tract_range))} for v in chosen]
+        raise NeuromemError(f"speech stand-in: {needed} espeak-ng speakers asked for (train {cfg.train_speakers} + "
+                            f"test {cfg.test_speakers} speakers, family_weights {cfg.family_weights}), but espeak-ng "
+                            f"has only {len(variants)} usable voice variants")
+    # version 1's draws, in its order (its builds stay byte-identical); the newer traits from a stream of their own
+    rng, extra = np.random.default_rng([seed, 7]), np.random.default_rng([seed, 9])
+    chosen = iter([variants[i] for i in rng.permutation(len(variants))[:needed]])
+    people = []
+    for family in families:
+        person = {"family": family}
+        if family == ESPEAK:
+            person.update(variant=next(chosen), accent=ENGLISH_ACCENTS[rng.integers(len(ENGLISH_ACCENTS))],
+                          pitch=float(rng.uniform(*cfg.pitch_range)))
+        else:
+            rng.integers(len(ENGLISH_ACCENTS)), rng.uniform(*cfg.pitch_range)  # keep the stream aligned
+        person.update(rate=float(rng.uniform(*cfg.rate_range)), tract=float(rng.uniform(*cfg.tract_range)))
+        if family == FLITE:
+            voice = cfg.flite_voices[extra.integers(len(cfg.flite_voices))]
+            person.update(voice=voice, f0=float(FLITE_F0[voice] * _log_uniform(extra, cfg.flite_pitch_range)))
+        person.update(formant=float(_log_uniform(extra, cfg.formant_range)),
+                      lowpass=float(_log_uniform(extra, cfg.lowpass_range)))
+        people.append(person)
+    return people
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    return float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else float(low)
+
+
+def languages_of(speaker: dict, cfg: SpeechSynthConfig) -> tuple[str, ...]:
+    """The languages a speaker says: flite speakers the English digits only."""
+    if speaker.get("family", ESPEAK) == FLITE:
+        return tuple(lang for lang in cfg.languages if lang in FLITE_LANGUAGES)
+    return tuple(cfg.languages)
 
 
 def _trim(x: np.ndarray, rate_hz: int) -> np.ndarray:
-    """Cut espeak-ng's leading and trailing silence (keeps 10 ms either side)."""
+    """Cut the synthesizer's leading and trailing silence (keeps 10 ms either side)."""
     loud = np.flatnonzero(np.abs(x) > 0.02 * (np.abs(x).max() + 1e-12))
     if not len(loud):
         return x
@@ -159,17 +357,70 @@ def _trim(x: np.ndarray, rate_hz: int) -> np.ndarray:
     return x[max(loud[0] - pad, 0):loud[-1] + pad]
 
 
-def utterance(label: int, speaker: dict, rng: np.random.Generator, cfg: SpeechSynthConfig) -> np.ndarray:
-    """One spoken digit at cfg.sample_rate, with reverberation and noise, at most max_duration long."""
-    language = "en" if label < 10 else "de"
-    voice = f"{speaker['accent'] if language == 'en' else 'de'}+{speaker['variant']}"
-    pitch = int(np.clip(round(speaker["pitch"] + rng.normal(0, cfg.pitch_jitter)), 0, 99))
-    rate = int(round(speaker["rate"] * np.exp(rng.normal(0, cfg.rate_jitter))))
-    raw, raw_hz = speak(WORDS[language][label % 10], voice, pitch, rate)
+def warp_formants(x: np.ndarray, fs: int, factor: float, lifter: int = 30, nperseg: int = 512) -> np.ndarray:
+    """Move the formants by `factor` and keep the pitch: in each frame (32 ms at 16 kHz, hop 8 ms) the spectral
+    envelope (log spectrum smoothed by keeping `lifter` cepstral coefficients, below the pitch's quefrency up to
+    ~500 Hz F0) is stretched in frequency, env'(f) = env(f / factor), and the fine structure (the harmonics) kept."""
+    if factor == 1.0 or len(x) < 2:
+        return x
+    pad = nperseg
+    _, _, spec = signal.stft(np.pad(x, pad), fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg * 3 // 4)
+    log_mag = np.log(np.abs(spec) + 1e-9)
+    cepstrum = np.fft.irfft(log_mag, axis=0)
+    cepstrum[lifter:cepstrum.shape[0] - lifter + 1] = 0.0  # keep the low quefrencies (both halves)
+    envelope = np.fft.rfft(cepstrum, axis=0).real[: spec.shape[0]]
+    bins = np.arange(spec.shape[0], dtype=np.float64)
+    source = np.minimum(bins / factor, bins[-1])
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, len(bins) - 1)
+    weight = (source - low)[:, None]
+    warped = envelope[low] * (1 - weight) + envelope[high] * weight
+    gain = np.exp(np.clip(warped - envelope, -8.0, 8.0))  # at most ~70 dB either way
+    _, y = signal.istft(spec * gain, fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg * 3 // 4)
+    return y[pad:pad + len(x)]
+
+
+def _drift(raw: np.ndarray, depth: float, rng: np.random.Generator) -> np.ndarray:
+    """A slow pitch and tempo drift: the waveform read at a rate exp(depth * s(t)), s a half to one and a half
+    cycles of a sine over the word (a rise, a fall or an arch), by linear interpolation."""
+    n = len(raw)
+    cycles = rng.uniform(0.5, 1.5)
+    phase = rng.uniform(0, 2 * np.pi)
+    speed = np.exp(depth * np.sin(2 * np.pi * cycles * np.arange(n) / n + phase))
+    positions = np.concatenate([[0.0], np.cumsum(speed)])
+    positions = positions[positions <= n - 1]
+    return np.interp(positions, np.arange(n), raw)
+
+
+def utterance(label: int, speaker: dict, rng: np.random.Generator, cfg: SpeechSynthConfig,
+              voice_rng: np.random.Generator) -> np.ndarray:
+    """One spoken digit at cfg.sample_rate, with reverberation and noise, at most max_duration long.
+
+    `rng` draws version 1's traits in version 1's order (with LEGACY settings nothing else is drawn, so
+    version 1's clips come out); `voice_rng` draws the newer ones: intonation range, clause mark, drift."""
+    language = cfg.languages[label // 10]
+    word = WORDS[language][label % 10]
+    if language not in languages_of(speaker, cfg):
+        raise NeuromemError(f"speech stand-in: a {speaker.get('family')} speaker cannot say {language!r} words")
+    contour = None if cfg.contour_range == (100.0, 100.0) else voice_rng.uniform(*cfg.contour_range)
+    mark = cfg.clause_marks[voice_rng.integers(len(cfg.clause_marks))] if len(cfg.clause_marks) > 1 else cfg.clause_marks[0]
+    if speaker.get("family", ESPEAK) == ESPEAK:
+        voice = f"{speaker['accent'] if language == 'en' else language}+{speaker['variant']}"
+        pitch = int(np.clip(round(speaker["pitch"] + rng.normal(0, cfg.pitch_jitter)), 0, 99))
+        rate = int(round(speaker["rate"] * np.exp(rng.normal(0, cfg.rate_jitter))))
+        raw, raw_hz = speak(word, voice, pitch, rate, contour, mark)
+    else:
+        f0 = speaker["f0"] * np.exp(rng.normal(0, cfg.pitch_jitter / 100))
+        stretch = 175.0 / (speaker["rate"] * np.exp(rng.normal(0, cfg.rate_jitter)))
+        f0_std = 0.12 * f0 * (contour if contour is not None else 100.0) / 100
+        raw, raw_hz = speak_flite(word + mark, speaker["voice"], f0, f0_std, stretch)
     raw = _trim(raw, raw_hz)
+    if cfg.drift_depth > 0:
+        raw = _drift(raw, cfg.drift_depth, voice_rng)
     # a vocal-tract scale k: the waveform read as if sampled at k * raw_hz (formants and pitch move by k)
     scale = speaker["tract"] * np.exp(rng.normal(0, 0.02))
     x = signal.resample(raw, max(1, int(round(len(raw) * cfg.sample_rate / (raw_hz * scale)))))
+    x = warp_formants(x, cfg.sample_rate, speaker.get("formant", 1.0))  # formants alone (the pitch stays)
     x = x / (np.sqrt(np.mean(x**2)) + 1e-12) * 0.05  # the reference level (RMS 0.05)
     if rng.random() < cfg.reverb_probability:
         rt60 = rng.uniform(*cfg.rt60_range)
@@ -188,7 +439,13 @@ def utterance(label: int, speaker: dict, rng: np.random.Generator, cfg: SpeechSy
     if rng.random() < 0.5:  # pink-ish (low-frequency heavy) background instead of white
         noise = signal.lfilter([1.0], [1.0, -0.95], noise)
     noise *= speech_rms / (np.sqrt(np.mean(noise**2)) + 1e-12) * 10 ** (-rng.uniform(*cfg.snr_db_range) / 20)
-    return (out + noise) * 10 ** (rng.uniform(*cfg.level_db_range) / 20)
+    out = (out + noise) * 10 ** (rng.uniform(*cfg.level_db_range) / 20)
+    cutoff = speaker.get("lowpass", cfg.sample_rate / 2)
+    if cutoff < 0.475 * cfg.sample_rate:  # the recording channel: room, noise and voice through one low-pass
+        level = np.sqrt(np.mean(out**2))
+        out = signal.sosfilt(signal.butter(8, cutoff, fs=cfg.sample_rate, output="sos"), out)
+        out *= level / (np.sqrt(np.mean(out**2)) + 1e-12)  # the level drawn above, as a recording gain would
+    return out
 
 
 # ---------------------------------------------------------------------------- the cochlea
@@ -296,7 +553,8 @@ def render(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     label, speaker, rng_seed, cfg_dict = job
     cfg = SpeechSynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
     rng = np.random.default_rng(rng_seed)
-    return cochlea(utterance(label, speaker, rng, cfg), rng, cfg)
+    voice_rng = np.random.default_rng([*rng_seed, 5])
+    return cochlea(utterance(label, speaker, rng, cfg, voice_rng), rng, cfg)
 
 
 # ---------------------------------------------------------------------------- the build
@@ -308,12 +566,15 @@ def _jobs(cfg: SpeechSynthConfig, seed: int, people: list[dict]) -> dict[str, li
     for split_index, split in enumerate(("train", "test")):
         per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
         ids = range(cfg.train_speakers) if split == "train" else range(cfg.train_speakers, len(people))
-        ids = np.asarray(list(ids))
         jobs[split] = []
-        for label in range(20):
+        for label in range(10 * len(cfg.languages)):
+            # the speakers who say this word's language (flite speakers: English only)
+            language = cfg.languages[label // 10]
+            speaking = np.asarray([i for i in ids if language in languages_of(people[i], cfg)])
             rng = np.random.default_rng([seed, 0, split_index, label])
             # every speaker says every word about equally often, as in the real recordings
-            order = np.concatenate([rng.permutation(ids) for _ in range(-(-per_class // len(ids)))])[:per_class]
+            order = np.concatenate([rng.permutation(speaking)
+                                    for _ in range(-(-per_class // len(speaking)))])[:per_class]
             for index, speaker_id in enumerate(order):
                 jobs[split].append((label, int(speaker_id), [seed, 1, split_index, label, index]))
     return {split: [(label, people[sid], rng_seed, cfg_dict, sid) for label, sid, rng_seed in items]
@@ -324,9 +585,19 @@ def _render_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     return render(job[:4])
 
 
+def synthesizers(cfg: SpeechSynthConfig, seed: int) -> dict[str, str]:
+    """The version line of each synthesizer the build uses (a missing one: one clear line saying so); flite
+    only where some speaker is a flite voice."""
+    versions = {"espeak": espeak_version()}  # espeak-ng lists the voice variants, so it is always needed
+    if _weight(cfg, FLITE) > 0 and FLITE in speaker_families(cfg, seed):
+        versions["flite"] = flite_version()
+    return versions
+
+
 def build_fingerprint(cfg: SpeechSynthConfig, seed: int) -> str:
-    """What a cached build must match: generator version, espeak-ng version, configuration, seed."""
-    blob = json.dumps({"version": GENERATOR_VERSION, "espeak": espeak_version(), "config": asdict(cfg), "seed": seed},
+    """What a cached build must match: generator version, synthesizer versions, configuration, seed."""
+    check_config(cfg)
+    blob = json.dumps({"version": GENERATOR_VERSION, **synthesizers(cfg, seed), "config": asdict(cfg), "seed": seed},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -337,10 +608,7 @@ def write_speech(root: str | os.PathLike, seed: int = 0, cfg: SpeechSynthConfig 
 
     Returns the marker (with "cached": True when nothing had to be built, and "seconds").
     """
-    for name in ("train_per_class", "test_per_class", "train_speakers", "test_speakers"):
-        if getattr(cfg, name) < 1:
-            raise NeuromemError(f"speech stand-in: {name} must be >= 1, got {getattr(cfg, name)}")
-    fingerprint = build_fingerprint(cfg, seed)  # also the check that espeak-ng is there
+    fingerprint = build_fingerprint(cfg, seed)  # also the checks of the config and that the synthesizers are there
     root = Path(root).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -375,11 +643,12 @@ def write_speech(root: str | os.PathLike, seed: int = 0, cfg: SpeechSynthConfig 
         offset += len(jobs[split])
         labels = np.array([job[0] for job in jobs[split]])
         who = np.array([job[4] for job in jobs[split]])
-        formats.write_shd(formats.shd_path(root, split), [t for t, _ in part], [u for _, u in part], labels, who, KEYS)
+        formats.write_shd(formats.shd_path(root, split), [t for t, _ in part], [u for _, u in part], labels, who,
+                          keys_of(cfg.languages))
         summary[split] = {"samples": len(labels), "events": int(sum(len(t) for t, _ in part)),
                           "speakers": sorted({int(s) for s in who})}
     marker = {"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed, "fingerprint": fingerprint,
-              "espeak": espeak_version(), "speakers": people,
+              **synthesizers(cfg, seed), "speakers": people,
               "modalities": {"shd": {"kind": "speech", "config": asdict(cfg), "splits": summary}}, "complete": True}
     tmp = root / f".{MARKER_NAME}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
@@ -392,6 +661,8 @@ def _write_stand_in(root: Path, seed: int, cfg: SpeechSynthConfig) -> dict:
 
 
 # SHD's registry entry (neuromem.data.sets.shd) offers this as `--kind speech`; it keeps its own marker (a cached build)
-STAND_IN = StandIn("speech", "espeak-ng spoken digits (EN + DE voices, noise, reverberation) through a 700-channel "
-                   "spiking cochlea (neuromem.data.synth.speech); needs espeak-ng", SpeechSynthConfig, _write_stand_in,
+STAND_IN = StandIn("speech", "espeak-ng and flite spoken digits (EN + DE; speakers with formant warps, pitch contours, "
+                   "recording channels; noise, reverberation) through a 700-channel spiking cochlea "
+                   "(neuromem.data.synth.speech); needs espeak-ng (and flite for its flite speakers)", SpeechSynthConfig,
+                   _write_stand_in,
                    writes_marker=True)
