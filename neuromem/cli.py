@@ -207,7 +207,7 @@ def ablate(
     axes = {
         "neuron": neurons,
         "hidden": sweep.parse_axis(hidden, "--hidden", int, "positive integers, e.g. 64,128", lambda v: v >= 1),
-        "learning_rate": sweep.parse_axis(learning_rate, "--learning-rate", float, "numbers >= 0, e.g. 1e-3,2e-3", lambda v: v >= 0),
+        "learning_rate": sweep.parse_axis(learning_rate, "--learning-rate", float, "finite numbers >= 0, e.g. 1e-3,2e-3", lambda v: 0 <= v < float("inf")),
         "time_bins": sweep.parse_axis(time_bins, "--time-bins", int, "positive integers, e.g. 50,100", lambda v: v >= 1),
         "weight_decay": sweep.parse_axis(weight_decay, "--weight-decay", float, "numbers >= 0, e.g. 0,1e-4",
                                          lambda v: v >= 0 and v != float("inf")),

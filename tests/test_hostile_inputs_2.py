@@ -603,3 +603,230 @@ def test_forged_networks_named_before_allocating(monkeypatch, capsys, loihi_expo
         assert "internal error" not in line and "Warning" not in err
     assert not seen
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300_000  # KB
+
+
+# ---- store integrity (S*, E-other, RO-evaluate) and runs that did nothing
+
+
+def _rows(out: Path) -> list[tuple]:
+    db = sqlite3.connect(out / "results.sqlite")
+    try:
+        return db.execute("SELECT cell_id, config, metrics, status, finished_at FROM cells").fetchall()
+    finally:
+        db.close()
+
+
+def _execute(out: Path, sql: str, *args) -> None:
+    db = sqlite3.connect(out / "results.sqlite")
+    with db:
+        db.execute(sql, args)
+    db.close()
+
+
+def _fake_evaluate_cell(monkeypatch, loaded: list):
+    import neuromem.train.evaluate as evaluate
+
+    def fake(config, checkpoint, data_root, evaluations):
+        loaded.append(Path(checkpoint))
+        return [{"evaluation": evaluations[0], "level": 0.0, "metrics": {"accuracy": 0.5}}]
+
+    monkeypatch.setattr(evaluate, "evaluate_cell", fake)
+
+
+def test_s3_path_traversal_row_is_ignored(monkeypatch, capsys, one_cell_run, tmp_path):
+    import shutil
+
+    out = _copy_run(one_cell_run, tmp_path / "w" / "o")
+    cell, config, metrics, status, finished = _rows(out)[0]
+    victim = tmp_path / "victim"
+    shutil.copytree(out / "cells" / cell, victim)
+    _execute(out, "INSERT INTO cells VALUES (?, ?, ?, ?, ?)", "../../victim", config, metrics, status, finished)
+    loaded: list = []
+    _fake_evaluate_cell(monkeypatch, loaded)
+    code, _, err = main_in_process(monkeypatch, capsys, "evaluate", str(out), "--robustness", "noise")
+    assert code == 0, err
+    assert loaded == [out / "cells" / cell / "model.pt"]
+    assert "row '../../victim' ignored: cell id '../../victim' is not a plain name" in err
+    code, _, err = main_in_process(monkeypatch, capsys, "report", str(out))
+    assert code == 0 and "victim" not in (out / "results.csv").read_text()
+
+
+def test_s16_row_whose_config_does_not_match_its_id_is_not_repriced(monkeypatch, capsys, one_cell_run, tmp_path):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    cell, config, *_ = _rows(out)[0]
+    edited = {**json.loads(config), "hidden": 999}
+    _execute(out, "UPDATE cells SET config = ?", json.dumps(edited))
+    before = (out / "cells" / cell / "cell.json").read_text()
+    code, _, err = main_in_process(monkeypatch, capsys, "reprice", str(out), "--profile", "loihi")
+    assert code == 2
+    assert "does not end in its config's digest" in err and "re-priced 0 cells" in err
+    assert "nothing re-priced" in one_error_line(err)
+    assert json.loads(_rows(out)[0][1])["energy_profile"] == "horowitz-45nm"
+    assert (out / "cells" / cell / "cell.json").read_text() == before
+
+
+@pytest.mark.parametrize("case, column, value, named", [
+    ("S9-report", "metrics", "not json{", "not JSON"),
+    ("S15-report", "metrics", "[]", "metrics are a list"),
+    ("S11-report", "config", "SEED_ABC", 'config seed is "abc"; valid: int'),
+    ("S10-report", "config", "EXTRA_KEY", "does not end in its config's digest"),
+])
+def test_damaged_rows_are_named_not_tracebacks(monkeypatch, capsys, one_cell_run, tmp_path, case, column, value, named):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    cell, config, *_ = _rows(out)[0]
+    if value == "SEED_ABC":
+        value = json.dumps({**json.loads(config), "seed": "abc"})
+    if value == "EXTRA_KEY":  # the key added by hand: the id no longer matches
+        value = json.dumps({**json.loads(config), "foo": 1})
+    _execute(out, f"UPDATE cells SET {column} = ?", value)
+    code, _, err = main_in_process(monkeypatch, capsys, "report", str(out))
+    assert code == 0, (case, err)
+    assert f"row '{cell}' ignored" in err and named in err and "internal error" not in err
+
+
+def test_s10_newer_versions_config_keys_are_tolerated(monkeypatch, capsys, one_cell_run, tiny_data, tmp_path):
+    """A store written by a newer neuromem: its configs carry a key this version lacks, and ids of their digests."""
+    from neuromem.train.config import stored_digest
+
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    cell, config, metrics, status, finished = _rows(out)[0]
+    newer = {**json.loads(config), "foo": 1}
+    new_id = cell[:-8] + stored_digest(newer)[:8]
+    _execute(out, "INSERT INTO cells VALUES (?, ?, ?, ?, ?)", new_id, json.dumps(newer), metrics, status, finished)
+    code, _, err = main_in_process(monkeypatch, capsys, "report", str(out))
+    assert code == 0, err
+    assert "note: config keys this version does not know were ignored (foo)" in err and "ignored:" not in err
+    assert new_id in (out / "results.csv").read_text()
+    _no_training(monkeypatch)
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(tiny_data), "--out", str(out), *TINY)
+    assert code == 0, err  # S10-ablate: resumes into that store
+    assert "already finished" in err
+
+
+@pytest.mark.parametrize("case, break_it, named", [
+    ("S7-eval", lambda cell: (cell / "model.pt").unlink(), "no model.pt"),
+    ("S5-eval", lambda cell: torch.save({"config": {}, "state_dict": {"nope": {}}}, cell / "model.pt"),
+     "does not hold this cell's weights (KeyError"),
+])
+def test_evaluate_that_did_nothing_fails(monkeypatch, capsys, one_cell_run, tmp_path, case, break_it, named):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    break_it(next((out / "cells").iterdir()))
+    code, _, err = main_in_process(monkeypatch, capsys, "evaluate", str(out), "--robustness", "noise")
+    assert code == 2, (case, err)
+    assert named in err and "evaluated 0 cells" in err
+    assert "no cell of" in one_error_line(err)
+
+
+def test_e_other_tools_sqlite_is_never_changed(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "othertool"
+    out.mkdir()
+    db = sqlite3.connect(out / "results.sqlite")
+    db.execute("CREATE TABLE cells (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO cells VALUES (1, 'x')")
+    db.commit()
+    db.close()
+    before = (out / "results.sqlite").read_bytes()
+    for args in (["report", str(out)], ["reprice", str(out), "--profile", "loihi"],
+                 ["evaluate", str(out), "--robustness", "noise"]):
+        code, _, err = main_in_process(monkeypatch, capsys, *args)
+        assert code == 2, args
+        line = one_error_line(err)
+        assert "not a neuromem results store" in line and "left unchanged" in line
+    assert (out / "results.sqlite").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]
+
+
+def test_ro_evaluate_refused_before_any_cell(monkeypatch, capsys, one_cell_run, tmp_path):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    loaded: list = []
+    _fake_evaluate_cell(monkeypatch, loaded)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(out) in str(p) and mode & os.W_OK
+                        else real_access(p, mode, **k))  # a read-only mount (root ignores file modes)
+    code, _, err = main_in_process(monkeypatch, capsys, "evaluate", str(out), "--robustness", "noise")
+    assert code == 2 and loaded == []
+    assert "cannot write the results store (read-only)" in one_error_line(err)
+
+
+def test_s18_claims_file_is_named(monkeypatch, capsys, tiny_data, tmp_path):
+    from neuromem.train.store import ResultStore
+
+    out = tmp_path / "o"
+    ResultStore(out)
+    (out / ".claims").write_text("in the way")
+    _no_training(monkeypatch)
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY)
+    assert code == 2
+    line = one_error_line(err)
+    assert str(out / ".claims") in line and "move that file away" in line
+
+
+def test_s1_s2_engram_damaged_cell_json(monkeypatch, capsys, one_cell_run, tmp_path):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    cell_json = next((out / "cells").iterdir()) / "cell.json"
+    for case, text, named in (("S1", '{"config": [1, 2], "metrics": "x"}', "config is a list, metrics is a str"),
+                              ("S2", "[]", "not a neuromem cell description (list)")):
+        cell_json.write_text(text)
+        code, _, err = main_in_process(monkeypatch, capsys, "engram", str(out), "--out", str(tmp_path / "e.html"))
+        assert code == 2, case
+        line = one_error_line(err)
+        assert str(cell_json) in line and named in line
+
+
+def test_g_same_run_twice_and_zero_pairs(monkeypatch, capsys, one_cell_run, tmp_path):
+    code, _, err = main_in_process(monkeypatch, capsys, "engram", str(one_cell_run), str(one_cell_run) + "/",
+                                   "--out", str(tmp_path / "e.html"))
+    assert code == 2 and "is given twice" in one_error_line(err)
+    code, _, err = main_in_process(monkeypatch, capsys, "engram", str(one_cell_run), "--max-pairs-per-digit", "0",
+                                   "--out", str(tmp_path / "e.html"))
+    assert code == 2 and "--max-pairs-per-digit '0'" in one_error_line(err) and "greater than or equal to 1" in err
+
+
+# ---- numbers that make nothing
+
+
+def test_n_lr_inf_refused(monkeypatch, capsys, tiny_data, tmp_path):
+    _no_training(monkeypatch)
+    for value in ("inf", "nan"):
+        code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY, "--learning-rate", value)
+        assert code == 2 and "--learning-rate" in one_error_line(err) and "finite" in one_error_line(err)
+
+
+def test_non_finite_weights_make_a_failed_cell(monkeypatch, tiny_data):
+    import neuromem.train.grid as grid
+    from neuromem.train.config import CellConfig
+
+    class Outcome:
+        metrics, representations = {"test_accuracy": 0.05}, {}
+        state = {"shd": {"front.weight": torch.tensor([1.0, float("nan")]), "step": torch.tensor(3)}}
+
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: Outcome())
+    result = grid.execute_cell(CellConfig("shd", "hopfield").to_dict(), str(tiny_data))
+    assert result["status"] == "failed"
+    assert "non-finite" in result["metrics"]["error"] and "shd.front.weight" in result["metrics"]["error"]
+
+
+@pytest.mark.parametrize("case, flag", [("B-threads-neg", ["--threads", "-3"]), ("B-reps-neg", ["--repetitions", "-1"]),
+                                        ("B-reps-0", ["--repetitions", "0"]), ("B-block-neg", ["--block", "-5"])])
+def test_bench_counts_must_be_positive(monkeypatch, capsys, case, flag):
+    import neuromem.bench.core_speed as core_speed
+
+    monkeypatch.setattr(core_speed, "run_benchmark", lambda *a, **k: pytest.fail("benchmark ran"))
+    code, _, err = main_in_process(monkeypatch, capsys, "bench", "--quick", "--configs", "shd-feedforward",
+                                   "--no-memory", *flag)
+    assert code == 2, case
+    assert flag[0] in one_error_line(err)
+
+
+def test_b_bench_where_everything_failed_exits_non_zero(monkeypatch, capsys):
+    import neuromem.bench.core_speed as core_speed
+
+    class Failed:
+        error = "NeuromemError: data root /nonexistent/root does not exist"
+
+    monkeypatch.setattr(core_speed, "run_benchmark", lambda *a, **k: ([Failed(), Failed()], "| table |"))
+    code, out, err = main_in_process(monkeypatch, capsys, "bench", "--quick", "--configs", "shd-feedforward",
+                                     "--no-memory", "--inputs", "data", "--data", "/nonexistent/root")
+    assert code == 2 and "| table |" in out
+    assert "every configuration failed" in one_error_line(err) and "/nonexistent/root" in err

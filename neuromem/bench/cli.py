@@ -18,14 +18,14 @@ def register(app: typer.Typer) -> None:
         inputs: str = typer.Option("spec,data", help="what the steps run on, comma list: spec (random spikes at the "
                                    "configuration's density, the goals' input), data (data-layer batches, a sensitivity check)"),
         configs: Optional[str] = typer.Option(None, help="comma-separated configurations (default: all)"),
-        repetitions: Optional[int] = typer.Option(None, help="timed rounds per configuration (default 6; quick 2)"),
+        repetitions: Optional[int] = typer.Option(None, min=1, help="timed rounds per configuration (default 6; quick 2)"),
         block: Optional[int] = typer.Option(
-            None, help="consecutive steps per framework per round, the first not timed (default 3; quick 1; 1: every step, cold)"
+            None, min=1, help="consecutive steps per framework per round, the first not timed (default 3; quick 1; 1: every step, cold)"
         ),
-        warmup: Optional[int] = typer.Option(None, help="warm-up steps per framework (default 2; quick 1)"),
+        warmup: Optional[int] = typer.Option(None, min=0, help="warm-up steps per framework (default 2; quick 1)"),
         memory: bool = typer.Option(True, "--memory/--no-memory", help="measure peak memory in subprocesses"),
         threads: Optional[int] = typer.Option(
-            None, help="torch intra-op threads for every framework (default: torch's; `make bench` uses 1: a grid runs one cell per core)"
+            None, min=1, help="torch intra-op threads for every framework (default: torch's; `make bench` uses 1: a grid runs one cell per core)"
         ),
         out: Optional[Path] = typer.Option(None, help="write the Markdown results table here"),
     ) -> None:
@@ -44,9 +44,12 @@ def register(app: typer.Typer) -> None:
                    + (f" --inputs {','.join(kinds)}" if kinds != INPUT_KINDS else "")
                    + (f" --threads {threads}" if threads else "")
                    + (f" --block {block}" if block else ""))
-        _, markdown = run_benchmark(
+        results, markdown = run_benchmark(
             quick=quick, device=device, data=data, repetitions=repetitions, warmup=warmup, inputs=kinds,
             config_names=config_names, peak_memory=memory, out=out, command=command,
             threads=threads, block=block, log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(markdown)
+        failed = [r for r in results if getattr(r, "error", None)]
+        if results and len(failed) == len(results):  # nothing was measured: not a success
+            raise NeuromemError(f"every configuration failed ({failed[0].error}); nothing was measured")

@@ -673,7 +673,9 @@ def run_benchmark(
     }
     markdown = render_markdown(results, machine_info(torch_device), settings)
     if out is not None:
-        Path(out).write_text(markdown + "\n")
+        from neuromem.train.store import atomic_write_text
+
+        atomic_write_text(Path(out), markdown + "\n")
     return results, markdown
 
 

@@ -12,12 +12,18 @@ def register(app: typer.Typer) -> None:
     def engram(
         run_dirs: list[Path] = typer.Argument(..., help="run directories written by `neuromem ablate`"),
         out: Path = typer.Option(Path("engram_report.html"), "--out", help="HTML report; engram.json goes beside it"),
-        permutations: int = typer.Option(1000, "--permutations", help="permutations per significance test"),
+        permutations: int = typer.Option(1000, "--permutations", min=1, help="permutations per significance test"),
         seed: int = typer.Option(0, "--seed", help="seed of the permutation tests"),
-        max_pairs_per_digit: int = typer.Option(50, "--max-pairs-per-digit", help="digit-matched pairs per digit for CKA/CCA"),
+        max_pairs_per_digit: int = typer.Option(50, "--max-pairs-per-digit", min=1, help="digit-matched pairs per digit for CKA/CCA"),
     ) -> None:
         """Cross-modal alignment of memory engrams (cosine, CKA, RSA, CCA with permutation p-values)."""
-        from neuromem.errors import check_writable_file
+        from neuromem.errors import NeuromemError, check_writable_file
+
+        seen: dict[Path, Path] = {}
+        for run in run_dirs:
+            if Path(run).resolve() in seen:
+                raise NeuromemError(f"run {run} is given twice (also as {seen[Path(run).resolve()]}); give each run once")
+            seen[Path(run).resolve()] = run
 
         check_writable_file(out, "--out", "engram_report.html")  # before the statistics, not after
         check_writable_file(Path(out).parent / "engram.json", "--out (engram.json beside it)")

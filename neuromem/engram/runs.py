@@ -75,6 +75,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise NeuromemError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except (RecursionError, UnicodeDecodeError) as error:
+        raise NeuromemError(f"{path}: not readable JSON ({type(error).__name__})") from None
 
 
 @contextmanager
@@ -94,6 +96,11 @@ def _load_cell(run_dir: Path, cell_dir: Path) -> Cell:
     if not cell_json.is_file():
         raise NeuromemError(f"{cell_dir}: no cell.json; the engram report needs each cell's config and metrics")
     data = _read_json(cell_json)
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict) or not isinstance(data.get("metrics", {}), dict):
+        shown = type(data).__name__ if not isinstance(data, dict) else ", ".join(
+            f"{key} is a {type(data.get(key)).__name__}" for key in ("config", "metrics") if not isinstance(data.get(key, {}), dict))
+        raise NeuromemError(f"{cell_json}: not a neuromem cell description ({shown}); valid: an object with config and "
+                            f"metrics objects; delete {cell_dir} and re-run the ablation to train that cell again")
     cell = Cell(run_dir, cell_dir.name, dict(data.get("config", {})), dict(data.get("metrics", {})))
     npz_path = cell_dir / "representations.npz"
     if not npz_path.is_file():

@@ -14,19 +14,39 @@ from neuromem.errors import NeuromemError
 console = Console(stderr=True)
 
 
-def _open_store(run: Path):
-    from neuromem.train.store import ResultStore
+def _open_store(run: Path, writes: bool = False):
+    """The run's store, after checking that it is one (another tool's SQLite file is never changed); with
+    `writes`, also that this process may write it (before any work)."""
+    import os
 
-    if not (Path(run) / "results.sqlite").is_file():
+    from neuromem.train.store import ResultStore, check_foreign_store
+
+    path = Path(run) / "results.sqlite"
+    if path.is_dir():
+        raise NeuromemError(f"{path} is a folder, not a results store; give the --out folder of a `neuromem ablate` run")
+    if not path.is_file():
         raise NeuromemError(f"{run}: no results.sqlite there; give the --out folder of a `neuromem ablate` run")
+    check_foreign_store(path)
+    if writes and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise NeuromemError(f"{path}: cannot write the results store (read-only); this command stores its results "
+                            "there: copy the run to a writable folder")
     return ResultStore(run)
+
+
+def _say_rejected(store) -> None:
+    for cell_id, why in sorted(store.rejected.items()):
+        console.print(f"[yellow]-[/] row {cell_id!r} ignored: {why}", highlight=False, soft_wrap=True)
+    for note in store.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def report(run: Path = typer.Argument(..., help="The --out folder of an ablate run.")) -> None:
     """Rebuild results.csv, results.json and report.md from the store alone."""
     from neuromem.train.report import write_reports
 
-    paths = write_reports(_open_store(run))
+    store = _open_store(run)
+    paths = write_reports(store)
+    _say_rejected(store)
     console.print(f"report: {paths['report']}  (also {paths['csv'].name}, {paths['json'].name})")
 
 
@@ -41,12 +61,15 @@ def reprice(
 
     if profile not in PROFILES:
         raise NeuromemError(f"--profile {profile!r} is not known; valid: {', '.join(PROFILES)}")
-    store = _open_store(run)
+    store = _open_store(run, writes=True)
     done, skipped = reprice_store(store, PROFILES[profile])
+    _say_rejected(store)
     console.print(f"re-priced {len(done)} cells under {profile} (accuracy and counts unchanged)")
     for cell_id, why in sorted(skipped.items()):
         console.print(f"  not re-priced: {cell_id}: {why}", highlight=False)
     write_reports(store)
+    if not done and (skipped or store.rejected):
+        raise NeuromemError(f"nothing re-priced in {run}: every cell was skipped (reasons above)")
 
 
 def evaluate(
@@ -65,7 +88,7 @@ def evaluate(
     chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
     if not chosen:
         raise NeuromemError(f"nothing to evaluate: give --robustness ({', '.join(ROBUSTNESS)}) and/or --completion ({', '.join(COMPLETION)})")
-    store = _open_store(run)
+    store = _open_store(run, writes=True)
     if data_root is None:
         roots = [r for r in store.run_info().get("data_root", "").split("; ") if r]
         if len(roots) != 1:
@@ -83,8 +106,11 @@ def evaluate(
                       ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
 
     count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale)
+    _say_rejected(store)
     paths = write_reports(store)
     console.print(f"evaluated {count} cells ({', '.join(chosen)}); report: {paths['report']}")
+    if count == 0:  # a run that did nothing is not a success
+        raise NeuromemError(f"no cell of {run} was evaluated (the reasons are above)")
 
 
 def register(app: typer.Typer) -> None:

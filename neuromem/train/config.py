@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,10 @@ class CellConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CellConfig":
-        data = dict(data)
+        """The configuration a stored dict describes; keys this version does not know (a store written by a newer
+        neuromem) are left out (`unknown_keys` names them)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in dict(data).items() if k in known}
         data["memory_options"] = tuple(sorted(dict(data.get("memory_options") or {}).items()))
         data["task_options"] = tuple(sorted(dict(data.get("task_options") or {}).items()))
         data["front_options"] = tuple(sorted(dict(data.get("front_options") or {}).items()))
@@ -115,3 +118,49 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def unknown_keys(data: dict[str, Any]) -> list[str]:
+    """Keys of a stored config this version of CellConfig does not have."""
+    known = {f.name for f in fields(CellConfig)}
+    return sorted(k for k in data if k not in known)
+
+
+def config_problems(data: Any) -> list[str]:
+    """What makes a stored config unusable here: not a mapping, a required field missing, a field of the wrong
+    type (each names the field, the value and what is valid). Unknown keys are not problems."""
+    if not isinstance(data, dict):
+        return [f"config is a {type(data).__name__}, not an object"]
+    problems = []
+    for f in fields(CellConfig):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+                problems.append(f"config lacks {f.name!r}")
+            continue
+        value, annotation = data[f.name], str(f.type)
+        kinds = [k for k in ("str", "int", "float") if k in annotation.split(" | ")]
+        if not kinds:
+            continue
+        allowed = tuple(t for k in kinds for t in _KINDS[k])
+        ok = (value is None and "None" in annotation) or (isinstance(value, allowed) and not isinstance(value, bool))
+        if ok and isinstance(value, float) and value != value:
+            ok = False
+        if not ok:
+            problems.append(f"config {f.name} is {json.dumps(value, default=str)}; valid: {' or '.join(kinds)}"
+                            f"{' or null' if 'None' in annotation else ''}")
+    for name in ("memory_options", "task_options", "front_options"):
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            problems.append(f"config {name} is {json.dumps(data[name], default=str)[:60]}; valid: an object")
+    if data.get("augment") is not None and not (isinstance(data["augment"], list)
+                                                and all(isinstance(p, list) and len(p) == 2 for p in data["augment"])):
+        problems.append("config augment is not a list of [name, strength] pairs")
+    return problems
+
+
+def stored_digest(data: dict[str, Any]) -> str:
+    """The digest of a stored config dict as it is (unknown keys included: a newer version's cell keeps its id)."""
+    identity = {k: v for k, v in data.items() if k not in PRICING_FIELDS}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()

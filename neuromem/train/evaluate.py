@@ -139,13 +139,22 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
         except RuntimeError as error:  # load_state_dict: the saved weights do not fit the rebuilt network
             on_cell(row["cell_id"], None, f"saved weights do not fit the network built today ({' '.join(str(error).split())[:200]})")
             continue
-        db = _connect(store)
+        except (KeyError, TypeError, AttributeError) as error:  # a checkpoint without this cell's weights
+            on_cell(row["cell_id"], None, f"{checkpoint} does not hold this cell's weights ({type(error).__name__}: "
+                                          f"{' '.join(str(error).split())[:120]}); re-train it")
+            continue
         try:
-            with db:
-                db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?)",
-                               [(row["cell_id"], r["evaluation"], r["level"], json.dumps(r["metrics"])) for r in results])
-        finally:
-            db.close()
+            db = _connect(store)
+            try:
+                with db:
+                    db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?)",
+                                   [(row["cell_id"], r["evaluation"], r["level"], json.dumps(r["metrics"])) for r in results])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as error:
+            from neuromem.train.store import _unreadable
+
+            raise _unreadable(Path(store.path), error) from None
         count += 1
         on_cell(row["cell_id"], results, None)
     return count

@@ -35,6 +35,11 @@ def execute_cell(config_data: dict[str, Any], data_root: str, progress: Progress
     except Exception as error:  # a failing cell is recorded, the grid goes on
         failure = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
         return {"config": config_data, "status": "failed", "metrics": failure}
+    broken = _non_finite(outcome.state)
+    if broken:  # a diverged cell's numbers mean nothing: failed, never an ok row
+        failure = {"error": f"its weights became non-finite during training (NaN or inf in {', '.join(broken[:3])}"
+                            f"{', ...' if len(broken) > 3 else ''}); lower --learning-rate"}
+        return {"config": config_data, "status": "failed", "metrics": failure}
     return {
         "config": config_data,
         "status": "ok",
@@ -42,6 +47,17 @@ def execute_cell(config_data: dict[str, Any], data_root: str, progress: Progress
         "representations": outcome.representations,
         "state": outcome.state,
     }
+
+
+def _non_finite(state: Any, prefix: str = "") -> list[str]:
+    """Names of the tensors in a (nested) state dict that hold NaN or inf."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return [prefix or "weights"] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [name for key, value in state.items() for name in _non_finite(value, f"{prefix}.{key}" if prefix else str(key))]
+    return []
 
 
 def _record(store: ResultStore, result: dict[str, Any]) -> CellConfig:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from neuromem.errors import NeuromemError
-from neuromem.train.config import CellConfig
+from neuromem.train.config import CellConfig, config_problems, stored_digest, unknown_keys
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -220,6 +220,50 @@ def _unreadable(path: Path, error: BaseException) -> NeuromemError:
                          f"(e.g. mv {path} {path}.broken) to start a new store there, or choose another --out")
 
 
+def plain_cell_id(cell_id: Any) -> bool:
+    """A name for one folder under cells/: no path separator, no leading dot, nothing but printable text."""
+    return (isinstance(cell_id, str) and bool(cell_id) and "/" not in cell_id and "\\" not in cell_id
+            and not cell_id.startswith(".") and cell_id.isprintable())
+
+
+def _checked_row(cell_id, config_text, metrics_text, status, finished_at) -> tuple[dict | None, str | None]:
+    if not plain_cell_id(cell_id):
+        return None, f"cell id {cell_id!r} is not a plain name (no '/', no leading '.'); valid: <modality>-<memory>-s<seed>-<digest>"
+    try:
+        config, metrics = json.loads(config_text), json.loads(metrics_text)
+    except (TypeError, ValueError, RecursionError) as error:
+        return None, f"its config or metrics are not JSON ({type(error).__name__})"
+    problems = config_problems(config)
+    if problems:
+        return None, "; ".join(problems)
+    if not isinstance(metrics, dict):
+        return None, f"its metrics are a {type(metrics).__name__}; valid: an object"
+    if not cell_id.endswith("-" + stored_digest(config)[:8]):
+        return None, (f"its cell id does not end in its config's digest ({stored_digest(config)[:8]}): the row was "
+                      "edited or belongs to another cell")
+    return {"cell_id": cell_id, "config": config, "metrics": metrics, "status": status, "finished_at": finished_at}, None
+
+
+def check_foreign_store(path: Path) -> None:
+    """Before a read-only command opens `path` for writing: it must be a neuromem results store (a `cells` table
+    with neuromem's columns); another tool's SQLite file is refused and never changed."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as error:
+        raise _unreadable(Path(path), error) from None
+    try:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(cells)")]
+    except sqlite3.DatabaseError as error:
+        raise _unreadable(Path(path), error) from None
+    finally:
+        db.close()
+    expected = ["cell_id", "config", "metrics", "status", "finished_at"]
+    if columns != expected:
+        found = f"its cells table has columns {', '.join(columns)}" if columns else "it has no cells table"
+        raise NeuromemError(f"{path}: not a neuromem results store ({found}; valid: {', '.join(expected)}); "
+                            "it was left unchanged; give the --out folder of a `neuromem ablate` run")
+
+
 class CellClaim:
     """This process's exclusive right to train and save one cell (an flock, released on close or death)."""
 
@@ -241,6 +285,8 @@ class ResultStore:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / STORE_NAME
         self.opened_at = time.time()  # rows finished after this were written by another run
+        self.rejected: dict[str, str] = {}  # rows() fills these
+        self.notes: list[str] = []
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -302,12 +348,23 @@ class ResultStore:
         return row is not None and row[0] > since
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every row that holds together (`rejected`: the others, cell id -> why; `notes`: what was tolerated).
+        A row's cell id must be a plain name ending in its config's digest: it names a folder under cells/."""
         with self._db() as db:
             rows = db.execute("SELECT cell_id, config, metrics, status, finished_at FROM cells ORDER BY cell_id").fetchall()
-        return [
-            {"cell_id": c, "config": json.loads(cfg), "metrics": json.loads(m), "status": s, "finished_at": t}
-            for c, cfg, m, s, t in rows
-        ]
+        self.rejected, self.notes, good = {}, [], []
+        unknown: set[str] = set()
+        for cell_id, config_text, metrics_text, status, finished_at in rows:
+            row, why = _checked_row(cell_id, config_text, metrics_text, status, finished_at)
+            if why is not None:
+                self.rejected[str(cell_id)] = why
+                continue
+            unknown.update(unknown_keys(row["config"]))
+            good.append(row)
+        if unknown:
+            self.notes.append(f"config keys this version does not know were ignored ({', '.join(sorted(unknown))}): "
+                              "the store was written by a newer neuromem?")
+        return good
 
     def cell_dir(self, cell_id: str) -> Path:
         return self.out_dir / "cells" / cell_id
@@ -324,7 +381,8 @@ class ResultStore:
             claims.mkdir(exist_ok=True)
             fd = os.open(claims / f"{cell_id}.lock", os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
-            raise NeuromemError(f"--out {self.out_dir}: cannot write there ({_reason(error)}); choose a writable folder") from None
+            raise NeuromemError(f"--out {self.out_dir}: cannot write its claims folder {claims} ({_reason(error)}); "
+                                f"{'move that file away' if claims.exists() and not claims.is_dir() else 'choose a writable folder'}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as error:
