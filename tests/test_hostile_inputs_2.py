@@ -830,3 +830,59 @@ def test_b_bench_where_everything_failed_exits_non_zero(monkeypatch, capsys):
                                      "--no-memory", "--inputs", "data", "--data", "/nonexistent/root")
     assert code == 2 and "| table |" in out
     assert "every configuration failed" in one_error_line(err) and "/nonexistent/root" in err
+
+
+# ---- synthesized data, --out inside the data root
+
+
+def test_y_seed_neg_refused_and_nothing_created(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "y1"
+    code, _, err = main_in_process(monkeypatch, capsys, "data", "synth", "--root", str(root), "--modality", "shd",
+                                   "--shd-train", "1", "--shd-test", "1", "--seed", "-1")
+    assert code == 2
+    assert "--seed must be an integer >= 0, got -1" in one_error_line(err)
+    assert not root.exists()
+
+
+def test_sig_synth_int_leaves_a_folder_that_says_so(monkeypatch, capsys, tmp_path):
+    import neuromem.data.embedded as embedded
+
+    root = tmp_path / "synint"
+    calls = []
+    real_asdict = embedded.asdict
+
+    def interrupted_second(config):  # called after each data set is written: the 2nd is interrupted
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_asdict(config)
+
+    monkeypatch.setattr(embedded, "asdict", interrupted_second)
+    args = ["data", "synth", "--root", str(root), "--modality", "shd,nmnist", "--shd-train", "1", "--shd-test", "1",
+            "--nmnist-train", "1", "--nmnist-test", "1"]
+    code, _, err = main_in_process(monkeypatch, capsys, *args)
+    assert code == 130 and "interrupted" in one_error_line(err)
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(root), "--out", str(tmp_path / "o"), *TINY)
+    assert code == 2 and "left incomplete by an interrupted `neuromem data synth`" in one_error_line(err)
+    monkeypatch.setattr(embedded, "asdict", real_asdict)
+    code, _, err = main_in_process(monkeypatch, capsys, *args)  # the same synth finishes it
+    assert code == 0, err
+    assert (root / "NEUROMEM_SYNTHETIC.json").is_file() and not (root / ".NEUROMEM_SYNTHETIC.partial").exists()
+
+
+def test_o_in_dataroot_run_keeps_the_data_fingerprint(monkeypatch, capsys, tiny_data, tmp_path):
+    import shutil
+
+    from neuromem.data.cache import root_fingerprint
+
+    root = tmp_path / "inroot"
+    shutil.copytree(tiny_data, root)
+    before = root_fingerprint(root)
+    out = root / "run"
+    for attempt in range(2):
+        code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                       "--data-root", str(root), "--out", str(out), *TINY)
+        assert code == 0, err
+    assert "1 already finished, 0 to run" in err
+    assert root_fingerprint(root) == before

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import time
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from neuromem.data.paths import MARKER_NAME, read_marker
+from neuromem.data.paths import MARKER_NAME, PARTIAL_NAME, read_marker
 from neuromem.data.registry import dataset_names, get_dataset, registered
 from neuromem.errors import NeuromemError
 
@@ -99,6 +100,8 @@ def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] |
     if unknown:
         raise NeuromemError(f"unknown size {unknown[0]!r}; valid sizes: {', '.join(sorted(known))}")
     plans = [(data_set, *_config(data_set, (kinds or {}).get(data_set.name), sizes, options)) for data_set in data_sets]
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise NeuromemError(f"--seed must be an integer >= 0, got {seed!r}")
     own_marker = [stand_in.kind for _, stand_in, _ in plans if stand_in.writes_marker]
     if own_marker:
         if len(plans) > 1:
@@ -111,11 +114,14 @@ def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] |
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise NeuromemError(f"cannot create data root {root}: {error.strerror}") from None
-    if read_marker(root) is None and any((root / entry.spec.folder).exists() for entry in registered().values()):
+    partial = root / PARTIAL_NAME
+    if read_marker(root) is None and not partial.exists() and any((root / entry.spec.folder).exists()
+                                                                  for entry in registered().values()):
         raise NeuromemError(f"{root} already holds data without the synthetic marker ({MARKER_NAME}), probably real data; "
                             "synthesize into another folder")
 
     previous = read_marker(root) or {}
+    partial.touch()  # until the marker is written: an interrupted synth leaves a folder that says so
     marker = {"generator": GENERATOR, "version": GENERATOR_VERSION, "seed": seed, "modalities": {}}
     if (previous.get("generator"), previous.get("seed"), previous.get("version")) == (GENERATOR, seed, GENERATOR_VERSION):
         marker["modalities"] = {k: v for k, v in previous.get("modalities", {}).items() if k not in names}
@@ -131,6 +137,7 @@ def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] |
     tmp = root / f".{MARKER_NAME}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, root / MARKER_NAME)
+    partial.unlink(missing_ok=True)
     return marker
 
 

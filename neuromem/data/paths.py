@@ -12,6 +12,9 @@ from pathlib import Path
 from neuromem.errors import NeuromemError
 
 MARKER_NAME = "NEUROMEM_SYNTHETIC.json"
+# written before `synthesize` writes any stand-in and removed after its marker: a folder that still has it was
+# left by an interrupted synth (incomplete, and never taken for real data)
+PARTIAL_NAME = ".NEUROMEM_SYNTHETIC.partial"
 
 
 def neuromem_home() -> Path:
@@ -39,7 +42,11 @@ def read_marker(root: str | os.PathLike) -> dict | None:
 
 
 def source_of(root: str | os.PathLike) -> str:
-    """'synthetic' iff the marker written by `synthesize` is present, else 'real'."""
+    """'synthetic' iff the marker written by `synthesize` is present, else 'real'; a folder an interrupted
+    synth left incomplete is refused."""
+    if (Path(root) / PARTIAL_NAME).exists():
+        raise NeuromemError(f"{root} was left incomplete by an interrupted `neuromem data synth` ({PARTIAL_NAME} is "
+                            f"there); re-run the same synth to finish it, or delete the folder")
     return "synthetic" if (Path(root) / MARKER_NAME).is_file() else "real"
 
 
