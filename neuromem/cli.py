@@ -515,14 +515,51 @@ def _say_error(text: str) -> None:
 
 
 INTERRUPTED = "interrupted; nothing half-written kept"
+_SIGNALS: list[int] = []  # SIGTERM received by this command (its exit code is then 143, not 130)
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM ends a command as Ctrl-C does: cleanup runs, one line, exit 143. Processes forked from this one
+    (workers) keep the default: they simply end."""
+    import signal
+
+    if os.getpid() != _MAIN_PID[0]:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt
+
+
+_MAIN_PID = [0]
+
+
+def _interrupted_code() -> int:
+    return 128 + (_SIGNALS[-1] if _SIGNALS else 2)
 
 
 def main() -> None:
     """The console entry point: every failure leaves as one line and an exit code (2: bad input, 1: failure,
-    130: interrupted); `--debug` anywhere on the line (or NEUROMEM_DEBUG=1) re-raises with the traceback."""
+    130: interrupted, 143: terminated); `--debug` anywhere on the line (or NEUROMEM_DEBUG=1) re-raises with the traceback."""
     args = sys.argv[1:]
     debug = "--debug" in args or os.environ.get("NEUROMEM_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    import signal
+    import threading
+
+    _SIGNALS.clear()
+    _MAIN_PID[0] = os.getpid()
+    previous_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _main(args, debug)
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _main(args: list[str], debug: bool) -> None:
     click_errors = _click_exception_classes("ClickException")
     no_args_help = _click_exception_classes("NoArgsIsHelpError")
     exits = (typer.Exit, *_click_exception_classes("Exit"))
@@ -548,7 +585,7 @@ def main() -> None:
         sys.exit(getattr(exit_, "exit_code", 0))
     except (KeyboardInterrupt, *aborts):
         _say_error(INTERRUPTED)
-        sys.exit(130)
+        sys.exit(_interrupted_code())
     except Exception as error:  # a bug, not bad input: still one line unless asked for the traceback
         if debug:
             raise
@@ -557,4 +594,5 @@ def main() -> None:
     if isinstance(code, int) and not isinstance(code, bool):
         if code == 130:  # typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns it silently
             _say_error(INTERRUPTED)
+            code = _interrupted_code()
         sys.exit(code)

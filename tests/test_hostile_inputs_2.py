@@ -148,7 +148,7 @@ def test_sig_export_keeps_the_previous_file_whole(monkeypatch, capsys, loihi_che
     monkeypatch.setattr(lava, "export_lava", interrupted)
     for out in (existing, new):
         code, _, err = main_in_process(monkeypatch, capsys, "export", str(loihi_checkpoint), "--to", "lava", "--out", str(out))
-        assert code == 130, err
+        assert code == 128 + signum, err
         assert "interrupted" in one_error_line(err) and "internal error" not in err
     assert existing.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.h5"]  # no new file, no temporary file
@@ -886,3 +886,33 @@ def test_o_in_dataroot_run_keeps_the_data_fingerprint(monkeypatch, capsys, tiny_
         assert code == 0, err
     assert "1 already finished, 0 to run" in err
     assert root_fingerprint(root) == before
+
+
+# ---- interrupts through the real entry point (item 6)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sig_ablate_interrupted_through_the_entry_point(tiny_data, tmp_path, signum):
+    import time
+
+    out = tmp_path / "o"
+    process = subprocess.Popen([sys.executable, "-m", "neuromem", "ablate", "--modality", "shd,nmnist", "--memory",
+                                "hopfield", "--data-root", str(tiny_data), "--out", str(out), *TINY],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "cells").is_dir() and any(not p.name.startswith(".") for p in (out / "cells").iterdir()):
+            break
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert process.returncode in (2, 128 + signum), err
+    line = one_error_line(err)
+    assert "interrupted" in line and "Traceback" not in err
+    assert not [p for p in (out / "cells").iterdir() if p.name.startswith(".")]  # no staging folder left
+    db = sqlite3.connect(out / "results.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert {row[0] for row in db.execute("SELECT status FROM cells")} <= {"ok"}
+    db.close()

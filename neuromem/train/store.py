@@ -122,6 +122,9 @@ def atomic_output(path: Path, flag: str = "--out") -> Iterator[Path]:
 
     def on_signal(signum, frame):
         interrupted.append(signum)
+        handler = previous.get(signum)
+        if callable(handler):  # the command line's own handler records which signal, then raises
+            handler(signum, frame)
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
