@@ -414,12 +414,14 @@ def _print_summary(store) -> None:
 
     table = Table(title="test accuracy")
     columns = ("test_accuracy", "train_accuracy", "activation_sparsity", "energy_ratio", "wall_seconds")
-    table.add_column("cell")
+    rows = [row for row in flat_rows(store) if row["status"] == "ok"]
+    longest = max((len(row["cell_id"]) for row in rows), default=4)
+    # whole cell names on an 80-column terminal: the numbers' columns give way (and a longer name folds, never cut)
+    table.add_column("cell", overflow="fold", min_width=min(longest, 48))
     for column in columns:
-        table.add_column(column.replace("_", " "))
-    for row in flat_rows(store):
-        if row["status"] == "ok":
-            table.add_row(row["cell_id"], *(f"{row[c]:.4g}" if isinstance(row.get(c), float) else "" for c in columns))
+        table.add_column(column.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(row["cell_id"], *(f"{row[c]:.4g}" if isinstance(row.get(c), float) else "" for c in columns))
     Console().print(table)
 
 

@@ -916,3 +916,40 @@ def test_sig_ablate_interrupted_through_the_entry_point(tiny_data, tmp_path, sig
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert {row[0] for row in db.execute("SELECT status FROM cells")} <= {"ok"}
     db.close()
+
+
+# ---- messages that mislead (item 7)
+
+
+def test_summary_table_shows_whole_cell_names_on_80_columns(monkeypatch, capsys, one_cell_run):
+    import neuromem.cli as cli
+    from neuromem.train.store import ResultStore
+
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+    cli._print_summary(ResultStore(one_cell_run))
+    out = capsys.readouterr().out
+    cell = _rows(one_cell_run)[0][0]
+    assert cell in out and max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_report_provenance_and_one_seed_comparisons(monkeypatch, capsys, one_cell_run, tmp_path):
+    """Several memories have several fingerprints: none is stale. One seed: no table of n/a rows."""
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    cell, config, metrics, status, finished = _rows(out)[0]
+    from neuromem.train.config import CellConfig
+    from neuromem.train.provenance import current_provenance
+
+    other = CellConfig.from_dict({**json.loads(config), "memory": "scl"})
+    other_metrics = {**json.loads(metrics), "provenance": current_provenance("scl")}
+    _execute(out, "INSERT INTO cells VALUES (?, ?, ?, ?, ?)", other.cell_id, json.dumps(other.to_dict(), sort_keys=True),
+             json.dumps(other_metrics), "ok", finished)
+    code, _, err = main_in_process(monkeypatch, capsys, "report", str(out))
+    assert code == 0, err
+    report = (out / "report.md").read_text()
+    assert "--rerun stale" not in report and "hopfield, " in report and "scl, " in report
+    assert "a paired comparison needs at least 2 seeds" in report and "n/a (n < 2)" not in report
+    stale = {**json.loads(metrics), "provenance": {**current_provenance("hopfield"), "code_fingerprint": "0" * 16}}
+    _execute(out, "UPDATE cells SET metrics = ? WHERE cell_id = ?", json.dumps(stale), cell)
+    assert main_in_process(monkeypatch, capsys, "report", str(out))[0] == 0
+    assert "1 cells were computed with model code that has changed since (hopfield: 1)" in (out / "report.md").read_text()

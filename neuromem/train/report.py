@@ -303,16 +303,36 @@ def _fmt(value: Any) -> str:
 
 
 def _provenance_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Cells per (memory, version, model-code fingerprint). Each memory module has its own fingerprint (its code and
+    the code it shares), so several fingerprints in one grid are normal; a cell is stale only when its fingerprint
+    differs from what its memory's code gives today."""
+    from neuromem.train.provenance import current_provenance, stale_reason
+
     ok = [r for r in rows if r["status"] == "ok"]
     fingerprints = defaultdict(int)
+    stale: dict[str, list[str]] = defaultdict(list)
+    current: dict[str, dict[str, Any]] = {}
     for r in ok:
-        fingerprints[(r.get("neuromem_version") or "?", r.get("code_fingerprint") or "not recorded")] += 1
+        memory = r.get("memory") or "?"
+        fingerprints[(memory, r.get("neuromem_version") or "?", r.get("code_fingerprint") or "not recorded")] += 1
+        if memory not in current:
+            try:
+                current[memory] = current_provenance(memory)
+            except Exception:  # noqa: BLE001 - a memory not registered here: its cells cannot be judged
+                current[memory] = {}
+        stored = {k: r[k] for k in ("code_fingerprint", "neuromem_version") if r.get(k)}
+        if current[memory] and stale_reason(stored or None, current[memory]):
+            stale[memory].append(r.get("cell_id", "?"))
     if not fingerprints:
         return []
-    lines = ["## Provenance", "", "Cells per (neuromem version, model-code fingerprint):", ""]
-    lines += [f"- {version}, `{fingerprint}`: {count}" for (version, fingerprint), count in sorted(fingerprints.items())]
-    if len(fingerprints) > 1:
-        lines += ["", "Cells were computed with different model code: `neuromem ablate ... --rerun stale` re-trains the stale ones."]
+    lines = ["## Provenance", "", "Cells per (memory, neuromem version, model-code fingerprint; each memory has its own):", ""]
+    lines += [f"- {memory}, {version}, `{fingerprint}`: {count}"
+              for (memory, version, fingerprint), count in sorted(fingerprints.items())]
+    if stale:
+        count = sum(len(ids) for ids in stale.values())
+        lines += ["", f"{count} cells were computed with model code that has changed since "
+                      f"({', '.join(f'{m}: {len(ids)}' for m, ids in sorted(stale.items()))}): "
+                      "`neuromem ablate ... --rerun stale` re-trains them."]
     return lines + [""]
 
 
@@ -363,7 +383,16 @@ def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
     retrieval = _retrieval_table(groups)
     if retrieval:
         report += ["## Cross-modal recall@1, mean ± std over seeds", "", retrieval, ""]
-    if study["comparisons"]:
+    if study["comparisons"] and all(c["n"] < 2 for c in study["comparisons"]):
+        report += [
+            "## Paired comparisons of test accuracy",
+            "",
+            f"None here: a paired comparison needs at least 2 seeds that both configurations have, and these "
+            f"{len(study['comparisons'])} pairs share {max(c['n'] for c in study['comparisons'])} "
+            "(re-run with `--seeds 2` or more into the same --out to add them).",
+            "",
+        ]
+    elif study["comparisons"]:
         report += [
             "## Paired comparisons of test accuracy",
             "",
