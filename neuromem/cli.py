@@ -36,7 +36,9 @@ def _split(value: str, flag: str, valid: list[str]) -> list[str]:
         raise NeuromemError(f"{flag} is empty; valid: {', '.join(valid)}")
     unknown = [v for v in items if v not in valid]
     if unknown:
-        raise NeuromemError(f"{flag} {', '.join(unknown)!s} is not known; valid: {', '.join(valid)}")
+        shown = ", ".join(unknown)
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown)} characters)"
+        raise NeuromemError(f"{flag} {shown} is not known; valid: {', '.join(valid)}")
     return list(dict.fromkeys(items))
 
 

@@ -708,6 +708,8 @@ def test_s10_newer_versions_config_keys_are_tolerated(monkeypatch, capsys, one_c
     ("S7-eval", lambda cell: (cell / "model.pt").unlink(), "no model.pt"),
     ("S5-eval", lambda cell: torch.save({"config": {}, "state_dict": {"nope": {}}}, cell / "model.pt"),
      "does not hold this cell's weights (KeyError"),
+    ("S4-eval", lambda cell: torch.save({"config": {}, "state_dict": {"shd": {"w": torch.zeros(2)}}}, cell / "model.pt"),
+     "saved weights do not fit"),
 ])
 def test_evaluate_that_did_nothing_fails(monkeypatch, capsys, one_cell_run, tmp_path, case, break_it, named):
     out = _copy_run(one_cell_run, tmp_path / "o")
@@ -953,3 +955,37 @@ def test_report_provenance_and_one_seed_comparisons(monkeypatch, capsys, one_cel
     _execute(out, "UPDATE cells SET metrics = ? WHERE cell_id = ?", json.dumps(stale), cell)
     assert main_in_process(monkeypatch, capsys, "report", str(out))[0] == 0
     assert "1 cells were computed with model code that has changed since (hopfield: 1)" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("case, plant, named", [
+    ("D-shd_h5dir", lambda p: p.mkdir(), "is a folder, not a SHD HDF5 file"),
+    ("D-shd_symloop", lambda p: os.symlink(p.name, p), "is a link that leads to no file"),
+])
+def test_shd_file_that_is_not_a_file_is_named_as_such(monkeypatch, capsys, tiny_data, tmp_path, case, plant, named):
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "SHD").mkdir(parents=True)
+    shutil.copy(tiny_data / "SHD" / "shd_test.h5", root / "SHD" / "shd_test.h5")
+    plant(root / "SHD" / "shd_train.h5")
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--data-root", str(root), "--out", str(tmp_path / "o"), *TINY)
+    assert code == 2, case
+    line = one_error_line(err)
+    assert str(root / "SHD" / "shd_train.h5") in line and named in line
+
+
+def test_n_long_modality_is_not_echoed_whole(monkeypatch, capsys):
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "x" * 100_000, "--memory", "hopfield",
+                                   "--dry-run")
+    assert code == 2
+    line = one_error_line(err)
+    assert "(100000 characters)" in line and "valid: shd" in line and len(line) < 400
+
+
+def test_out_with_only_hidden_files_is_fine(monkeypatch, capsys, tiny_data, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"\0")
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY)
+    assert code == 0, err

@@ -77,6 +77,10 @@ def require_file(root: str | os.PathLike, path: Path, name: str, expected: str) 
     if not path.is_file():
         if not Path(root).is_dir():
             raise NeuromemError(f"data root {root} does not exist; {_fix_hint(root)}")
+        if path.is_dir():
+            raise NeuromemError(f"{path} is a folder, not a {name} HDF5 file (expected {expected})")
+        if path.is_symlink():
+            raise NeuromemError(f"{path} is a link that leads to no file (dangling, or a loop); expected {expected}")
         raise NeuromemError(f"missing {name} file {path} (expected {expected}); {_fix_hint(root)}")
     return path
 

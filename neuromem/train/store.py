@@ -171,7 +171,7 @@ def check_out_is_ours(out_dir: Path, flag: str = "--out") -> None:
     if not out_dir.is_dir() or (out_dir / STORE_NAME).exists():
         return
     try:
-        entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".neuromem-write-test."))
+        entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))  # .DS_Store, .gitkeep...
     except OSError:
         return  # unreadable: the writability check names it
     if entries:
