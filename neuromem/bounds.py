@@ -13,8 +13,9 @@ from neuromem.errors import NeuromemError
 
 LIMIT_ENV = "NEUROMEM_MEMORY_LIMIT"
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-# settling / iteration counts of the memory modules: each is one more pass per time bin
-ITERATION_OPTIONS = ("steps", "iterations", "num_steps", "n_steps", "settle_steps")
+# counts of passes the memory modules make (settling steps, inner gradient steps, feedback rounds, stacked
+# layers, unrolled chunks, readout windows): each is one more pass, so their product bounds the work
+ITERATION_SUFFIXES = ("steps", "iterations", "layers", "chunks", "windows")
 MAX_ITERATIONS = 1000
 
 
@@ -67,12 +68,28 @@ def meta_bytes(build: Callable[[], Any]) -> int | None:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def iteration_option(key: str) -> bool:
+    return any(key == suffix or key.endswith("_" + suffix) for suffix in ITERATION_SUFFIXES)
+
+
+def probe_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The options an up-front probe runs with: pass counts that change no shape (steps, iterations, layers of the
+    same shape) at their smallest, so that a probe stays instant; sizes as given (their memory is bounded first)."""
+    def smallest(key: str, value: Any) -> Any:
+        if (any(key == s or key.endswith("_" + s) for s in ("steps", "iterations", "layers"))
+                and isinstance(value, int) and not isinstance(value, bool) and value > 2):
+            return 2
+        return value
+
+    return {key: smallest(key, value) for key, value in options.items()}
+
+
 def check_iterations(memory: str, options: dict[str, Any]) -> None:
-    for key in ITERATION_OPTIONS:
-        value = options.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= MAX_ITERATIONS:
+    for key, value in options.items():
+        if (iteration_option(key) and isinstance(value, int) and not isinstance(value, bool)
+                and not 1 <= value <= MAX_ITERATIONS):
             raise NeuromemError(f"--memory-option for {memory!r}: {key} must be an integer in 1..{MAX_ITERATIONS}, "
-                                f"got {value} (each step is one more retrieval pass per time bin)")
+                                f"got {value} (each is one more pass of the memory per time bin)")
 
 
 def check_module_memory(memory: str, options: dict[str, Any], build: Callable[[], Any]) -> None:

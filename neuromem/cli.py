@@ -100,7 +100,7 @@ def check_memory_options(name: str, options: dict[str, Any]) -> None:
         if (isinstance(value, int) and not isinstance(value, bool) and value <= 0
                 and isinstance(default, int) and not isinstance(default, bool) and default > 0):
             raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value} (default {default})")
-    from neuromem.bounds import check_iterations, check_module_memory
+    from neuromem.bounds import check_iterations, check_module_memory, probe_settings
     from neuromem.memory import build_memory
 
     check_iterations(name, options)  # the probe below runs them: bounded first
@@ -109,7 +109,7 @@ def check_memory_options(name: str, options: dict[str, Any]) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _probe_memory(name, subset)
+                _probe_memory(name, probe_settings(subset))
         except Exception as error:  # construction errors come as ValueError, TypeError or torch's RuntimeError
             shown = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in subset.items())
             if len(subset) == 1:

@@ -311,6 +311,7 @@ def _no_training(monkeypatch):
     ("N-steps-neg", "steps=-5", "steps must be a positive integer, got -5"),
     ("N-patterns-huge", "num_patterns=30000000", "num_patterns=30000000 needs an estimated"),
     ("N-dim-huge", "dim=100000000", "dim=100000000 needs an estimated"),
+    ("N-time-bins-huge", "time_bins=1000000000", "time_bins=1000000000 needs an estimated"),
 ])
 def test_memory_option_bounds_before_any_probe(monkeypatch, capsys, tiny_data, tmp_path, case, option, named):
     import resource
@@ -326,6 +327,27 @@ def test_memory_option_bounds_before_any_probe(monkeypatch, capsys, tiny_data, t
     if "estimated" in line:
         assert "the limit is" in line and "NEUROMEM_MEMORY_LIMIT" in line
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing big allocated
+
+
+@pytest.mark.parametrize("memory, option", [("ttt", "feedback_steps=1000000000"), ("ttt", "grad_steps=1000000000"),
+                                            ("hgrn", "layers=100000"), ("hgrn", "readout_windows=1000000000")])
+def test_other_modules_pass_counts_are_bounded(monkeypatch, capsys, tiny_data, tmp_path, memory, option):
+    import neuromem.cli as cli
+
+    monkeypatch.setattr(cli, "_probe_memory", lambda *a: pytest.fail("probed with an unbounded option"))
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, "--memory-option", option, "--dry-run", memory=memory)
+    assert code == 2 and f"{option.split('=')[0]} must be an integer in 1..1000" in one_error_line(err)
+
+
+def test_probes_run_with_the_smallest_pass_counts(monkeypatch, capsys, tiny_data, tmp_path):
+    import neuromem.cli as cli
+
+    probed = []
+    monkeypatch.setattr(cli, "_probe_memory", lambda name, options: probed.append(options))
+    code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, "--memory-option", "steps=1000",
+                           "--memory-option", "dim=64", "--dry-run")
+    assert code == 0, err
+    assert probed and all(p.get("steps", 2) <= 2 for p in probed) and {"steps": 2, "dim": 64} in probed
 
 
 def test_n_deep_json_option(monkeypatch, capsys, tiny_data, tmp_path):
@@ -989,3 +1011,13 @@ def test_out_with_only_hidden_files_is_fine(monkeypatch, capsys, tiny_data, tmp_
     (out / ".DS_Store").write_bytes(b"\0")
     code, _, err = _ablate(monkeypatch, capsys, tiny_data, tmp_path, *TINY)
     assert code == 0, err
+
+
+def test_engram_out_onto_the_runs_own_files_refused(monkeypatch, capsys, one_cell_run, tmp_path):
+    out = _copy_run(one_cell_run, tmp_path / "o")
+    store = (out / "results.sqlite").read_bytes()
+    for target in (out / "results.sqlite", out / "results.json", next((out / "cells").iterdir()) / "cell.json"):
+        code, _, err = main_in_process(monkeypatch, capsys, "engram", str(out), "--out", str(target))
+        assert code == 2, target
+        assert "would overwrite a file of the input run" in one_error_line(err)
+    assert (out / "results.sqlite").read_bytes() == store

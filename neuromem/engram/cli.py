@@ -25,6 +25,13 @@ def register(app: typer.Typer) -> None:
                 raise NeuromemError(f"run {run} is given twice (also as {seen[Path(run).resolve()]}); give each run once")
             seen[Path(run).resolve()] = run
 
+        for target, flag in ((Path(out), "--out"), (Path(out).parent / "engram.json", "--out (engram.json beside it)")):
+            for run in run_dirs:  # an input run's own files are never overwritten
+                if target.exists() and target.resolve().is_relative_to(Path(run).resolve() / "cells") or (
+                        target.resolve().parent == Path(run).resolve()
+                        and target.name in ("results.sqlite", "results.csv", "results.json", "report.md")):
+                    raise NeuromemError(f"{flag} {target} would overwrite a file of the input run {run}; "
+                                        "give another output path")
         check_writable_file(out, "--out", "engram_report.html")  # before the statistics, not after
         check_writable_file(Path(out).parent / "engram.json", "--out (engram.json beside it)")
         from neuromem.engram.report import build_report  # matplotlib only when the command runs
