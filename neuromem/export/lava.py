@@ -150,6 +150,7 @@ def _text(dataset) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
+MAX_ARRAY_BYTES = 2 * 1024**3
 MAX_INPUTS = 1 << 20  # inputs of one network: far beyond any data set neuromem reads (N-MNIST: 2 x 34 x 34)
 
 
@@ -163,9 +164,20 @@ def _check_declared(path: Path, key: str, group, name: str) -> None:
     from neuromem.bounds import human, memory_limit
 
     limit, source = memory_limit()
+    if limit > MAX_ARRAY_BYTES:  # a network file's arrays: at most 2 GiB each (a Loihi 2 chip holds 120M synapses)
+        limit, source = MAX_ARRAY_BYTES, "2 GiB per array of a network file"
     if dataset.size * 8 > limit:
         raise NeuromemError(f"{path}: layer {key}'s {name} declares shape {dataset.shape} ({human(dataset.size * 8)} "
                             f"once read); the limit is {human(limit)} ({source})")
+
+
+def _conv_in_shape(path: Path, key: str, group) -> tuple[int, ...]:
+    _check_declared(path, key, group, "inShape")
+    shape = tuple(int(d) for d in np.asarray(group["inShape"][()]).reshape(-1))
+    if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape, dtype=object)) > MAX_INPUTS:
+        raise NeuromemError(f"{path}: layer {key} declares inShape {list(shape)}; valid: (channels, height, width), "
+                            f"positive, at most {MAX_INPUTS} inputs in all")
+    return shape
 
 
 def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
@@ -230,7 +242,7 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
                         recurrent_exp=_scalar(group, "recurrentWeightExponent", path, 0),
                         readout=bool(group.attrs.get("readout", False)),
                         conv=(_scalar(group, "stride", path), _scalar(group, "padding", path)) if kind == "conv" else None,
-                        in_shape=tuple(int(d) for d in np.asarray(group["inShape"][()])) if kind == "conv" else (),
+                        in_shape=_conv_in_shape(path, key, group) if kind == "conv" else (),
                         delays=delays,
                         delay_window=(_scalar(group, "delayWindow", path, int(delays.max(initial=0)) + 1)
                                       if delays is not None else 0),
