@@ -1022,3 +1022,14 @@ def test_engram_out_onto_the_runs_own_files_refused(monkeypatch, capsys, one_cel
         assert code == 2, target
         assert "would overwrite a file of the input run" in one_error_line(err)
     assert (out / "results.sqlite").read_bytes() == store
+
+
+def test_v_home_file_names_neuromem_home(monkeypatch, capsys, tmp_path):
+    home = tmp_path / "homefile"
+    home.write_text("not a folder")
+    monkeypatch.setenv("NEUROMEM_HOME", str(home))
+    code, _, err = main_in_process(monkeypatch, capsys, "ablate", "--modality", "shd", "--memory", "hopfield",
+                                   "--out", str(tmp_path / "o"), *TINY)
+    assert code == 2
+    line = one_error_line(err)
+    assert "Not a directory" in line and "NEUROMEM_HOME" in line

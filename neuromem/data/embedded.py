@@ -113,7 +113,11 @@ def synthesize(root: str | os.PathLike, seed: int = 0, datasets: Iterable[str] |
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise NeuromemError(f"cannot create data root {root}: {error.strerror}") from None
+        from neuromem.data.paths import default_embedded_root
+
+        hint = ("; it is under $NEUROMEM_HOME: set NEUROMEM_HOME to a writable folder"
+                if root == default_embedded_root() else "")
+        raise NeuromemError(f"cannot create data root {root}: {error.strerror}{hint}") from None
     partial = root / PARTIAL_NAME
     if read_marker(root) is None and not partial.exists() and any((root / entry.spec.folder).exists()
                                                                   for entry in registered().values()):
