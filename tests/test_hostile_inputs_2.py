@@ -609,6 +609,9 @@ def _hugedims(f):
     ("H-zero_out", _zero_out, "weight is (0,"),
     ("H-hugeinput", lambda f: _replace(f, "layer/0/shape", np.array([50_000_000])), "declares shape [50000000]"),
     ("H-hugedims", _hugedims, "declares shape (16, 200000000)"),
+    ("H-recurrent-shape", lambda f: _replace(f, next(f"layer/{k}/recurrentWeight" for k in f["layer"]
+                                                     if "recurrentWeight" in f[f"layer/{k}"]), np.zeros((3, 5), np.int32)),
+     "recurrentWeight is (3, 5)"),
 ])
 def test_forged_networks_named_before_allocating(monkeypatch, capsys, loihi_export, tmp_path, case, edit, named):
     import resource

@@ -275,6 +275,10 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
         if layer.weight.ndim < 2 or 0 in layer.weight.shape:
             raise NeuromemError(f"{path}: layer {index}'s weight is {tuple(layer.weight.shape)}; valid: at least one "
                                 "neuron and one input")
+        out = int(layer.weight.shape[0])
+        if layer.recurrent_weight is not None and tuple(layer.recurrent_weight.shape) != (out, out):
+            raise NeuromemError(f"{path}: layer {index}'s recurrentWeight is {tuple(layer.recurrent_weight.shape)}; "
+                                f"its weight has {out} neurons, so valid: ({out}, {out})")
     if not convs and int(layers[0].weight.shape[1]) != input_size:
         raise NeuromemError(f"{path}: the input layer declares {input_size} inputs, but layer 1's weight takes "
                             f"{int(layers[0].weight.shape[1])}; valid: the same number")
