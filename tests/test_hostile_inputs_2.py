@@ -1036,3 +1036,28 @@ def test_v_home_file_names_neuromem_home(monkeypatch, capsys, tmp_path):
     assert code == 2
     line = one_error_line(err)
     assert "Not a directory" in line and "NEUROMEM_HOME" in line
+
+
+def test_sigterm_to_the_parent_alone_stops_a_grid_with_workers(tiny_data, tmp_path):
+    """`kill PID` of an ablate with --workers: the run ends at once (its workers too), it does not finish the grid."""
+    import time
+
+    out = tmp_path / "o"
+    process = subprocess.Popen([sys.executable, "-m", "neuromem", "ablate", "--modality", "shd,nmnist", "--memory",
+                                "hopfield,scl", "--seeds", "2", "--workers", "2", "--data-root", str(tiny_data),
+                                "--out", str(out), *TINY],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "cells").is_dir() and any(not p.name.startswith(".") for p in (out / "cells").iterdir()):
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert time.monotonic() - started < 30, err
+    assert "interrupted" in one_error_line(err) and "Traceback" not in err
+    finished = [p for p in (out / "cells").iterdir() if not p.name.startswith(".")]
+    assert len(finished) < 8

@@ -134,10 +134,21 @@ def _run_batch(configs, data_root, executor, workers, address, cpus_per_cell, do
         return
     # spawn: fresh interpreters, no inherited torch thread pools or locks
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
         futures = [pool.submit(execute_cell, c.to_dict(), str(data_root)) for c in configs]
         for future in as_completed(futures):
             done(future.result())
+    except BaseException:  # interrupted (SIGINT, or SIGTERM to this process alone): stop, never wait for the grid
+        workers_now = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers_now:  # their cells are saved by this process only: nothing of theirs is lost
+            if process.is_alive():
+                process.terminate()
+        for process in workers_now:
+            process.join(timeout=10)
+        raise
+    pool.shutdown()
 
 
 RAY_CONNECT_TIMEOUT_S = 30
