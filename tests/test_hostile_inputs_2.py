@@ -1061,3 +1061,9 @@ def test_sigterm_to_the_parent_alone_stops_a_grid_with_workers(tiny_data, tmp_pa
     assert "interrupted" in one_error_line(err) and "Traceback" not in err
     finished = [p for p in (out / "cells").iterdir() if not p.name.startswith(".")]
     assert len(finished) < 8
+
+
+def test_y_synth_0_names_the_flag(monkeypatch, capsys, tmp_path):
+    code, _, err = main_in_process(monkeypatch, capsys, "data", "synth", "--root", str(tmp_path / "y0"),
+                                   "--modality", "shd", "--shd-train", "0")
+    assert code == 2 and "--shd-train (shd_train_per_class, samples per class) must be >= 1, got 0" in one_error_line(err)

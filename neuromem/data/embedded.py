@@ -73,7 +73,9 @@ def _config(data_set, kind: str | None, sizes: Mapping[str, int | None], options
         if value is None:
             continue
         if value < 1:
-            raise NeuromemError(f"{data_set.name}_{split}_per_class must be >= 1, got {value}")
+            flag = (f"--{data_set.name}-{split}" if data_set.name in ("shd", "nmnist") and split in ("train", "test")
+                    else f"--size {data_set.name}.{split}=N")
+            raise NeuromemError(f"{flag} ({data_set.name}_{split}_per_class, samples per class) must be >= 1, got {value}")
         if f"{split}_per_class" not in names:
             raise NeuromemError(f"the {stand_in.kind!r} stand-in of {data_set.name} has no {split}_per_class size")
         overrides[f"{split}_per_class"] = value
