@@ -1067,3 +1067,9 @@ def test_y_synth_0_names_the_flag(monkeypatch, capsys, tmp_path):
     code, _, err = main_in_process(monkeypatch, capsys, "data", "synth", "--root", str(tmp_path / "y0"),
                                    "--modality", "shd", "--shd-train", "0")
     assert code == 2 and "--shd-train (shd_train_per_class, samples per class) must be >= 1, got 0" in one_error_line(err)
+
+
+def test_s13_store_that_is_a_folder_is_named_as_such(monkeypatch, capsys, tmp_path):
+    (tmp_path / "run" / "results.sqlite").mkdir(parents=True)
+    code, _, err = main_in_process(monkeypatch, capsys, "report", str(tmp_path / "run"))
+    assert code == 2 and "is a folder, not a results store" in one_error_line(err)
