@@ -725,7 +725,9 @@ def run_tiers(tiers: list[str], argv: list[str], out: str | os.PathLike | None, 
         lines.append(f"| {config} | {framework} | >= {goal:g}x | " + " | ".join(cells) + " |")
     markdown = "\n".join(lines + [""] + sections)
     if out is not None:
-        Path(out).write_text(markdown + "\n")
+        from neuromem.train.store import atomic_write_text
+
+        atomic_write_text(Path(out), markdown + "\n")
     return markdown
 
 
@@ -792,7 +794,9 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
         out=args.out, threads=args.threads, inputs=parse_inputs(args.inputs), command=command,
     )
     if args.goals_json:
-        Path(args.goals_json).write_text(json.dumps(goal_records(results)))
+        from neuromem.train.store import atomic_write_text
+
+        atomic_write_text(Path(args.goals_json), json.dumps(goal_records(results)))
     print(markdown)
 
 
