@@ -109,8 +109,11 @@ def test_variants_never_blur(grid):
     table = report.split("## Test accuracy")[1].split("##")[0]
     body = [line for line in table.splitlines() if line.startswith("| joint")]
     assert len(body) == 3  # one row per (modality, memory, variant), never one averaged row
+    header = [c.strip() for c in next(line for line in table.splitlines() if line.startswith("| modality")).strip("|").split("|")]
+    n_at, mean_at = header.index("n"), header.index("test accuracy, mean ± std")
     for line in body:
-        assert line.split("|")[4].strip() == "2"  # n = seeds behind the mean
+        assert line.strip("|").split("|")[n_at].strip() == "2"  # n = seeds behind the mean
+        assert line.strip("|").split("|")[header.index("protocol")].strip() == "the data set's own split"
     by_variant = {}
     for r in rows:
         by_variant.setdefault((r["memory"], r["variant"]), []).append(float(r["test_accuracy"]))
@@ -118,7 +121,7 @@ def test_variants_never_blur(grid):
         cells = [c.strip() for c in line.strip("|").split("|")]
         values = by_variant[(cells[1], cells[2])]
         mean = 100 * sum(values) / 2
-        assert cells[4].startswith(f"{mean:.2f}")
+        assert cells[mean_at].startswith(f"{mean:.2f}")
     comparisons = report.split("## Paired comparisons")[1].split("##")[0]
     assert "scipy.stats.ttest_rel" in comparisons
     assert len([line for line in comparisons.splitlines() if line.startswith("| joint")]) == 3  # 3 choose 2
