@@ -20,8 +20,9 @@ needs_flite = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("
                                  reason="flite (or espeak-ng) is not installed: the flite speakers are not tested "
                                         "(`make espeak` installs both where apt and root are available)")
 
-# 20 words x (1 train + 1 test) clips, 2 train speakers and 1 test speaker (all espeak-ng: flite's share rounds to 0)
-TINY = replace(speech.SpeechSynthConfig(), train_per_class=1, test_per_class=1, train_speakers=2, test_speakers=1)
+# 20 words x (1 train + 1 test) clips, 2 train speakers and 1 test speaker, all espeak-ng (the flite tests add flite)
+TINY = replace(speech.SpeechSynthConfig(), train_per_class=1, test_per_class=1, train_speakers=2, test_speakers=1,
+               families=("espeak-ng",))
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +136,15 @@ def test_cli_offers_the_speech_kind_for_shd_only(tmp_path):
     assert not (tmp_path / "d" / "SHD").exists()
 
 
-def test_tiny_has_no_flite_speaker():
-    # the tests above need espeak-ng only: TINY's flite share (0.25 of 2 and of 1 speakers) rounds to nobody
-    assert speech.speaker_families(TINY, 3) == ["espeak-ng"] * 3
+def test_speakers_shared_out_by_family():
+    assert speech.speaker_families(TINY, 3) == ["espeak-ng"] * 3  # the tests above need espeak-ng only
+    default = speech.SpeechSynthConfig()
+    families = speech.speaker_families(default, 0)
+    assert families[:40].count("flite") == 20 and families[40:].count("flite") == 6
+    assert speech._shares(3, (0.75, 0.25)) == [2, 1] and speech._shares(1, (0.5, 0.5)) == [1, 0]
+    # German needs an espeak-ng speaker in every split, whatever the weights say
+    assert speech.speaker_families(replace(TINY, families=("espeak-ng", "flite"), family_weights=(0.1, 0.9)), 0) \
+        .count("espeak-ng") == 2
 
 
 @needs_espeak
@@ -155,7 +162,7 @@ def test_english_only_is_ten_classes(tmp_path):
 @needs_flite
 def test_flite_speakers_say_english_only(tmp_path):
     # 2 + 2 speakers, half of them flite voices; German words come from the espeak-ng speakers alone
-    cfg = replace(TINY, train_speakers=2, test_speakers=2, family_weights=(0.5, 0.5))
+    cfg = replace(TINY, train_speakers=2, test_speakers=2, families=("espeak-ng", "flite"), family_weights=(0.5, 0.5))
     people = speech.speakers(cfg, seed=1)
     assert [p["family"] for p in people].count("flite") == 2
     assert {p["voice"] for p in people if p["family"] == "flite"} <= set(speech.FLITE_F0)
@@ -186,7 +193,7 @@ def test_missing_flite_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setattr(speech.shutil, "which", lambda name: None if name == "flite" else real_which(name))
     if real_which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (`make espeak` installs it where apt and root are available)")
-    cfg = replace(TINY, train_speakers=2, test_speakers=2, family_weights=(0.5, 0.5))
+    cfg = replace(TINY, train_speakers=2, test_speakers=2, families=("espeak-ng", "flite"), family_weights=(0.5, 0.5))
     with pytest.raises(NeuromemError, match="flite is not installed") as error:
         speech.write_speech(tmp_path / "r", cfg=cfg)
     assert "\n" not in str(error.value) and "families=espeak-ng" in str(error.value)
@@ -253,7 +260,7 @@ def test_config_errors_name_the_setting():
     for change, name in (({"languages": ("fr",)}, "languages"), ({"languages": ()}, "languages"),
                          ({"families": ("festival",)}, "families"), ({"family_weights": (1.0,)}, "family_weights"),
                          ({"families": ("flite",), "family_weights": (1.0, 0.0)}, "family_weights"),
-                         ({"formant_range": (1.2, 0.8)}, "formant_range"), ({"flite_voices": ("hal",)}, "flite_voices"),
+                         ({"formant_range": (1.2, 0.8)}, "formant_range"), ({"flite_voices": ("hal",), "families": ("espeak-ng", "flite")}, "flite_voices"),
                          ({"clause_marks": (";",)}, "clause_marks"), ({"contour_range": (1.0, 2.0, 3.0)}, "contour_range")):
         with pytest.raises(NeuromemError, match=f"speech stand-in: {name}=") as error:
             speech.check_config(replace(TINY, **change))
