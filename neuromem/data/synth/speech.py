@@ -27,8 +27,8 @@ Each speaker has:
   (cepstrally smoothed log spectrum) is stretched in frequency by the factor
   while its harmonics (the pitch) stay where they are;
 - a recording channel: a low-pass at a cutoff drawn in `lowpass_range`
-  (telephone and 8 kHz recordings end near 3.5-4 kHz; at 8 kHz and above no
-  filter is applied).
+  (telephone and 8 kHz recordings end near 3.5-4 kHz; from 0.475 x the sample
+  rate, 7.6 kHz, up no filter is applied).
 Each utterance then gets its own pitch and speaking-rate jitter, a pitch
 contour (a clause intonation drawn from `clause_marks` — statement, question,
 exclamation, continuation — with the intonation range scaled by a factor from
@@ -38,8 +38,9 @@ a random onset, room reverberation (an exponentially decaying noise impulse
 response), background noise at a random SNR and a level — all drawn from
 generators seeded by (seed, split, index), so a build is a pure function of
 its configuration and seed. `LEGACY` holds the settings of generator version 1
-(espeak-ng only, no formant warp, no contour, no channel): they reproduce
-version 1's files byte for byte.
+(espeak-ng only, no formant warp, no contour, no channel; onsets from 20 ms,
+SNR 8-30 dB, reverberation on 70 % of clips): they reproduce version 1's
+files byte for byte.
 
 The cochlea: a 4th-order gammatone filterbank (scipy.signal.gammatone, centre
 frequencies ERB-spaced between `f_min` and `f_max`), half-wave rectification
@@ -76,8 +77,8 @@ from neuromem.errors import NeuromemError
 
 GENERATOR = "neuromem.data.synth.speech"
 # bump whenever the generated data change: a cached build is then rewritten. 2: the speaker model
-# (flite voices, formant warp, pitch contours, recording channel, wider rate jitter) and `languages`
-# became defaults; the LEGACY settings still write version 1's files byte for byte
+# (flite voices, formant warp, pitch contours, recording channel, wider rate jitter), cleaner rooms and
+# `languages` became defaults; the LEGACY settings still write version 1's files byte for byte
 GENERATOR_VERSION = 2
 ESPEAK = "espeak-ng"
 FLITE = "flite"
@@ -139,9 +140,11 @@ class SpeechSynthConfig:
     contour_range: tuple[float, float] = (50.0, 200.0)  # per utterance, intonation range in % of the voice's own
     clause_marks: tuple[str, ...] = (".", "?", "!", ",")  # per utterance: the clause intonation ("" none)
     drift_depth: float = 0.04  # per utterance, slow pitch + tempo drift by time-varying resampling, relative
-    onset_range: tuple[float, float] = (0.02, 0.2)  # s of silence (noise) before the word
-    snr_db_range: tuple[float, float] = (8.0, 30.0)
-    reverb_probability: float = 0.7
+    # recording conditions; version 2 widened them to close-talking, clean recordings (measured: 0.374 -> 0.466
+    # on real recordings, datasets/README.md); version 1: onset 0.02-0.2 s, SNR 8-30 dB, reverberation on 70 %
+    onset_range: tuple[float, float] = (0.0, 0.2)  # s of silence (noise) before the word
+    snr_db_range: tuple[float, float] = (8.0, 40.0)
+    reverb_probability: float = 0.5
     rt60_range: tuple[float, float] = (0.1, 0.6)  # s
     reverb_mix_range: tuple[float, float] = (0.1, 0.5)  # reverberant energy share
     level_db_range: tuple[float, float] = (-8.0, 6.0)  # loudness around the reference level
@@ -155,11 +158,12 @@ class SpeechSynthConfig:
     membrane_noise: float = 0.15  # sigma per step, in thresholds
 
 
-# generator version 1's speaker model: espeak-ng only, no formant warp, no recording channel, no contour
-# or drift, rate jitter 0.08. replace(SpeechSynthConfig(), **LEGACY) writes version 1's files byte for byte.
+# generator version 1's speaker model and rooms: espeak-ng only, no formant warp, no recording channel, no
+# contour or drift, rate jitter 0.08, onset 0.02-0.2 s, SNR 8-30 dB, reverberation on 70 % of clips. replace(SpeechSynthConfig(), **LEGACY) writes version 1's files byte for byte.
 LEGACY = {"families": (ESPEAK,), "family_weights": (1.0, 0.0), "formant_range": (1.0, 1.0),
           "lowpass_range": (8000.0, 8000.0), "rate_jitter": 0.08, "contour_range": (100.0, 100.0),
-          "clause_marks": ("",), "drift_depth": 0.0}
+          "clause_marks": ("",), "drift_depth": 0.0, "onset_range": (0.02, 0.2), "snr_db_range": (8.0, 30.0),
+          "reverb_probability": 0.7}
 
 
 def check_config(cfg: SpeechSynthConfig) -> None:
