@@ -50,6 +50,12 @@ def _gather_channels(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 2, index) * valid[:, None, :].to(x.dtype)
 
 
+def _shifted(batch: int, size: int, most: int, generator: torch.Generator) -> torch.Tensor:
+    """Source positions (batch, size) of a shift by a whole amount in [-most, most] per sample."""
+    shift = torch.randint(-most, most + 1, (batch, 1), generator=generator)
+    return torch.arange(size)[None, :] - shift
+
+
 @dataclass(frozen=True)
 class Augmentation:
     name: ClassVar[str]
@@ -65,18 +71,22 @@ class Augmentation:
 
 
 @dataclass(frozen=True)
-class TimeShift(Augmentation):
-    name: ClassVar[str] = "time_shift"
-    valid: ClassVar[str] = "a whole number of bins >= 0"
+class _Whole(Augmentation):
+    """A strength that counts bins or channels."""
 
     def check(self) -> None:
         if not (self.strength >= 0 and float(self.strength).is_integer()):
             raise ValueError
 
+
+@dataclass(frozen=True)
+class TimeShift(_Whole):
+    name: ClassVar[str] = "time_shift"
+    valid: ClassVar[str] = "a whole number of bins >= 0"
+
+
     def __call__(self, x, generator):
-        batch, steps = x.shape[:2]
-        shift = torch.randint(-int(self.strength), int(self.strength) + 1, (batch, 1), generator=generator)
-        return _gather_time(x, torch.arange(steps)[None, :] - shift)
+        return _gather_time(x, _shifted(x.shape[0], x.shape[1], int(self.strength), generator))
 
 
 @dataclass(frozen=True)
@@ -97,19 +107,14 @@ class TimeStretch(Augmentation):
 
 
 @dataclass(frozen=True)
-class ChannelShift(Augmentation):
+class ChannelShift(_Whole):
     name: ClassVar[str] = "channel_shift"
     needs_channels: ClassVar[bool] = True
     valid: ClassVar[str] = "a whole number of channels >= 0"
 
-    def check(self) -> None:
-        if not (self.strength >= 0 and float(self.strength).is_integer()):
-            raise ValueError
 
     def __call__(self, x, generator):
-        batch, _, channels = x.shape
-        shift = torch.randint(-int(self.strength), int(self.strength) + 1, (batch, 1), generator=generator)
-        return _gather_channels(x, torch.arange(channels)[None, :] - shift)
+        return _gather_channels(x, _shifted(x.shape[0], x.shape[2], int(self.strength), generator))
 
 
 @lru_cache(maxsize=8)
@@ -168,14 +173,11 @@ class NoiseEvents(Augmentation):
 
 
 @dataclass(frozen=True)
-class ChannelMask(Augmentation):
+class ChannelMask(_Whole):
     name: ClassVar[str] = "mask_channels"
     needs_channels: ClassVar[bool] = True
     valid: ClassVar[str] = "a whole number of channels >= 0"
 
-    def check(self) -> None:
-        if not (self.strength >= 0 and float(self.strength).is_integer()):
-            raise ValueError
 
     def __call__(self, x, generator):
         batch, _, channels = x.shape
