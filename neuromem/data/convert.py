@@ -42,7 +42,10 @@ SPEAKERS = "speakers.json"
 DEFAULT_PATTERN = "{label}_{speaker}_{index}.wav"
 FIELDS = ("label", "speaker", "index")
 REFERENCE_RMS = 0.05  # the cochlea's reference level (synth.speech: RMS 0.05 drives a fibre at lif_gain)
-MAX_FILES = 1_000_000  # far above any spoken-digit corpus: a bound before anything is read
+MAX_FILES = 1_000_000
+# the cochlea's own settings: what the spikes of a recording depend on (the stand-in's other fields do not enter)
+COCHLEA_FIELDS = ("sample_rate", "channels", "f_min", "f_max", "compression", "step_hz", "lif_tau", "lif_gain",
+                  "refractory", "adaptation", "adaptation_tau", "membrane_noise", "max_duration")  # far above any spoken-digit corpus: a bound before anything is read
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,12 @@ def choose_test_speakers(speakers: list[str], cfg: ConvertConfig) -> tuple[str, 
 def fingerprint(recordings: list[Recording], cfg: ConvertConfig, cochlea_config) -> str:
     files = [[r.path.name, r.path.stat().st_size, r.path.stat().st_mtime_ns] for r in recordings]
     blob = json.dumps({"version": CONVERTER_VERSION, "files": files, "config": asdict(cfg),
-                       "cochlea": asdict(cochlea_config)}, sort_keys=True, default=list)
+                       "cochlea": cochlea_settings(cochlea_config)}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cochlea_settings(cochlea_config) -> dict:
+    return {name: getattr(cochlea_config, name) for name in COCHLEA_FIELDS}
 
 
 def read_conversion(root: Path) -> dict | None:
@@ -259,7 +266,7 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
     _atomic_json(root / "SHD" / SPEAKERS, speakers)
     record = {"converter": "neuromem.data.convert", "version": CONVERTER_VERSION, "fingerprint": stamp,
               "audio": str(audio.resolve()), "recordings": len(recordings), "speakers": speakers,
-              "classes": len(keys), "config": asdict(cfg), "cochlea": asdict(cochlea_config),
+              "classes": len(keys), "config": asdict(cfg), "cochlea": cochlea_settings(cochlea_config),
               "split": "speakers " + ",".join(test_speakers) + " are test" if test_speakers is not None
               else f"the data set's own rule: recordings with index < {cfg.test_index_below} are test (seen speakers)",
               "splits": summary}
