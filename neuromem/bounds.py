@@ -19,7 +19,8 @@ ITERATION_SUFFIXES = ("steps", "iterations", "layers", "chunks", "windows")
 MAX_ITERATIONS = 1000
 
 
-def parse_size(text: str, name: str) -> int:
+def parse_size(text: str, name: str, allow_zero: bool = False, example: str = "500M, 8G") -> int:
+    """A byte count from an environment variable: a number, optionally with K, M, G or T (powers of 1024)."""
     text = text.strip()
     number, unit = text.rstrip("bBiI"), ""
     if number and number[-1].lower() in _UNITS:
@@ -28,9 +29,9 @@ def parse_size(text: str, name: str) -> int:
         value = float(number) * _UNITS[unit]
     except ValueError:
         value = -1
-    if not (value > 0 and value != float("inf")):
-        raise NeuromemError(f"${name}={text!r} is not a size; valid: a number of bytes > 0, optionally with K, M, G "
-                            "or T (e.g. 500M, 8G)")
+    if not ((value >= 0 if allow_zero else value > 0) and value != float("inf")):
+        raise NeuromemError(f"${name}={text!r} is not a size; valid: a number of bytes {'>=' if allow_zero else '>'} 0, "
+                            f"optionally with K, M, G or T (e.g. {example})")
     return int(value)
 
 

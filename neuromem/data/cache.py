@@ -28,7 +28,6 @@ from neuromem.errors import NeuromemError
 CACHE_FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 2 * 1024**3
 MAX_BYTES_ENV = "NEUROMEM_CACHE_MAX_BYTES"
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def file_identity(paths: Iterable[Path]) -> list[list]:
@@ -98,17 +97,9 @@ def max_cache_bytes() -> int:
     text = os.environ.get(MAX_BYTES_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_BYTES
-    number, unit = text.rstrip("bBiI"), ""
-    if number and number[-1].lower() in _UNITS:
-        number, unit = number[:-1], number[-1].lower()
-    try:
-        value = float(number) * _UNITS[unit]
-    except ValueError:
-        value = -1
-    if not value >= 0:
-        raise NeuromemError(f"${MAX_BYTES_ENV}={text!r} is not a size; valid: a number of bytes >= 0, "
-                            "optionally with K, M, G or T (e.g. 500M, 2G)")
-    return int(value)
+    from neuromem.bounds import parse_size
+
+    return parse_size(text, MAX_BYTES_ENV, allow_zero=True, example="500M, 2G")
 
 
 def _tree_bytes(path: Path) -> int:
