@@ -145,6 +145,17 @@ def torch_loop_step(dynamics, drive, membrane, spike, aux, c, zero_reset):
 _SPARSE_OUTER_DENSITY = 0.07
 
 
+
+def kernel_layout(membranes, weight, c, surrogate, slope) -> tuple:
+    """What the numba backward kernels read besides the tensors: the (T, rows, columns) view of a sequence
+    (columns = neurons with a recurrent weight), its rows' shape, the numpy scalar type, and the model's and
+    surrogate's constants in it."""
+    steps = membranes.shape[0]
+    shape = (steps, -1, weight.shape[0]) if weight is not None else (steps, 1, -1)
+    dtype = buffers._numpy_dtype(membranes.dtype).type
+    return (shape, shape[1:], dtype, tuple(dtype(value) for value in c),
+            tuple(dtype(value) for value in surrogate.constants(slope)))
+
 class _NeuronSequence(torch.autograd.Function):
     """A template model over a whole sequence, one autograd node.
 
@@ -287,11 +298,7 @@ class _NeuronSequence(torch.autograd.Function):
         kernels = neuron_kernels.backward_kernels(model, surrogate)
         steps = membranes.shape[0]
         recurrent = weight is not None
-        shape = (steps, -1, weight.shape[0]) if recurrent else (steps, 1, -1)
-        rows_shape = shape[1:]
-        dtype = buffers._numpy_dtype(membranes.dtype).type
-        constants = tuple(dtype(value) for value in c)
-        surrogate_constants = tuple(dtype(value) for value in surrogate.constants(slope))
+        shape, rows_shape, dtype, constants, surrogate_constants = kernel_layout(membranes, weight, c, surrogate, slope)
         trace = aux_trace.numpy().reshape(shape) if aux_trace is not None else np.zeros((1, 1, 1), dtype=dtype)
         has_grad_spikes, has_grad_membranes = grad_spikes is not None, grad_membranes is not None
         grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else membranes

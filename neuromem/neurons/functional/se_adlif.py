@@ -242,11 +242,7 @@ def _compiled_backward(ctx, membranes, weight, grad_spikes, grad_membranes, grad
     backward = _backward_kernel(surrogate)
     steps = membranes.shape[0]
     recurrent = weight is not None
-    shape = (steps, -1, weight.shape[0]) if recurrent else (steps, 1, -1)
-    rows_shape = shape[1:]
-    dtype = buffers._numpy_dtype(membranes.dtype).type
-    constants_ = tuple(dtype(value) for value in c)
-    surrogate_constants = tuple(dtype(value) for value in surrogate.constants(slope))
+    shape, rows_shape, dtype, constants_, surrogate_constants = neuron.kernel_layout(membranes, weight, c, surrogate, slope)
     has_grad_spikes, has_grad_membranes = grad_spikes is not None, grad_membranes is not None
     grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else membranes
     grad_membranes = grad_membranes.detach().contiguous() if has_grad_membranes else membranes
