@@ -10,7 +10,7 @@ import torch
 
 from neuromem.errors import NeuromemError
 from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig, binary_time_major, chip_network
-from neuromem.hardware_bridge import lava_available
+from neuromem.export.hardware import lava_available
 from neuromem.models import build_network
 from neuromem.models.frontends import AudioFrontEnd
 from neuromem.neurons.delays import (

@@ -147,3 +147,56 @@ def test_export_refusals_give_the_modules_reason_and_a_flag_ablate_accepts(tmp_p
     with pytest.raises(NeuromemError, match=r"neuromem ablate --neuron loihi --memory hopfield-spiking") as refused:
         load_for_export(lif)
     assert "hw train" not in str(refused.value) and "loihi" in NEURON_LAYERS
+
+
+def test_a_new_export_target_is_one_file_and_one_registration_line(model, tmp_path, monkeypatch):
+    import sys
+
+    from neuromem.export import targets
+
+    # the file: a writer of the chain's integer weights
+    (tmp_path / "npz_target.py").write_text(
+        "import numpy as np\n\n"
+        "def write(model, path):\n"
+        "    weights = {f'layer{i}': l.synapse.integer_weight().detach().numpy() for i, l in enumerate(model.layers)}\n"
+        "    with open(path, 'wb') as handle:\n"
+        "        np.savez(handle, **weights)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(targets, "_TARGETS", dict(targets._TARGETS))
+    # the registration line
+    targets.register_export_target(targets.ExportTarget("npz", ".npz", "integer weights", "npz_target:write"))
+    checkpoint = save_checkpoint(model, tmp_path / "model.pt")
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "--to", "npz", "--out", str(tmp_path / "w.npz")])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "30 -> 12 -> 10r -> 3" in result.output
+    with np.load(tmp_path / "w.npz") as stored:
+        assert np.array_equal(stored["layer0"], model.layers[0].synapse.integer_weight().detach().numpy())
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "--to", "npz", "--out", str(tmp_path / "x.npz"),
+                                      "--compare", "3"])
+    assert isinstance(result.exception, NeuromemError) and "targets with one: nir" in str(result.exception)
+    with pytest.raises(ValueError, match="registered twice"):
+        targets.register_export_target(targets.ExportTarget("npz", ".npz", "again", "npz_target:write"))
+    sys.modules.pop("npz_target", None)
+
+
+def test_netx_reader_imports_nothing_but_numpy_and_h5py():
+    """The Lava backend (Python 3.10, no torch) reads network files with the exporter's own reader."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import neuromem.export.netx; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'scipy', 'typer', 'numba', 'sklearn'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_registering_a_loihi_memory_without_chip_layers_is_refused():
+    from neuromem.memory.base import MemoryModule, register_memory
+
+    class NoChain(MemoryModule):
+        spiking = True
+
+    with pytest.raises(ValueError, match="defines chip_layers"):
+        register_memory("no-chain-test", "a spiking module without its chain", loihi_exportable=True)(NoChain)

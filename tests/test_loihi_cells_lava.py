@@ -9,7 +9,7 @@ import torch
 from neuromem.export.hardware import verify_on_lava
 from neuromem.export.lava import export_lava, model_from_lava
 from neuromem.export.model import binary_time_major, chip_network
-from neuromem.hardware_bridge import lava_available
+from neuromem.export.hardware import lava_available
 from neuromem.models import build_network
 
 pytestmark = pytest.mark.skipif(not lava_available(), reason="Lava environment missing (make lava)")

@@ -8,7 +8,7 @@ from neuromem.errors import NeuromemError
 from neuromem.export.hardware import verify_on_lava
 from neuromem.export.lava import export_lava
 from neuromem.export.model import train_loihi_model
-from neuromem.hardware_bridge import LAVA_PYTHON_ENV, lava_available, run_on_lava
+from neuromem.export.hardware import LAVA_PYTHON_ENV, lava_available, run_on_lava
 
 needs_lava = pytest.mark.skipif(not lava_available(), reason="Lava environment .venv-lava missing (run `make lava`)")
 

@@ -14,8 +14,7 @@ import numpy as np
 import typer
 
 from neuromem.errors import NeuromemError, check_writable_file
-
-EXPORT_TARGETS = ("lava", "nir")
+from neuromem.export.targets import export_target, export_target_names
 
 
 def _echo(lines) -> None:
@@ -97,7 +96,7 @@ def training_data_info(run_or_checkpoint: Path) -> dict:
     import sqlite3
 
     from neuromem.data.cache import root_fingerprint
-    from neuromem.export.model import read_checkpoint_file
+    from neuromem.train.store import read_checkpoint_file
 
     path = checkpoint_path(run_or_checkpoint)
     checkpoint = read_checkpoint_file(path)
@@ -163,7 +162,8 @@ def network_data(net: Path, data_root: Path | None, split: str, samples: int | N
 
 def load_for_export(run_or_checkpoint: Path):
     """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
-    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict, read_checkpoint_file
+    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict
+    from neuromem.train.store import read_checkpoint_file
 
     path = checkpoint_path(run_or_checkpoint)
     checkpoint = read_checkpoint_file(path)
@@ -207,6 +207,24 @@ WORKERS_HELP = "Lava processes at once, each a share of the samples (default: on
 PARALLEL_HELP = "samples per Lava process side by side (copies of the network); its groups of samples follow one another in one run"
 
 
+def _written_lines(model, path: Path, to: str) -> list[str]:
+    """What was written; for a chain of Loihi layers its shape and Loihi 2 resources too."""
+    from neuromem.export.model import LoihiNetwork
+
+    if not isinstance(model, LoihiNetwork):
+        return [f"wrote {path} ({to})"]
+    from neuromem.export.hardware import chain_shapes
+    from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
+
+    shapes = chain_shapes(model)
+    layers = " -> ".join(f"{'conv ' if len(s) > 3 else ''}{s[1]}{'r' if s[2] else ''}" for s in shapes)
+    sizes = [(s[1], (s[3] if len(s) > 3 else s[0] * s[1]) + (s[1] ** 2 if s[2] else 0)) for s in shapes]
+    cores = sum(layer_cores(n, s) for n, s in sizes)
+    return [f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)",
+            f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
+            f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"]
+
+
 def register(app: typer.Typer) -> None:
     hw = typer.Typer(help="Loihi 2 via Lava: run and verify exported networks (train them with `neuromem ablate --neuron loihi`).",
                      no_args_is_help=True)
@@ -214,54 +232,37 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_command(
         run_or_checkpoint: Path = typer.Argument(..., help="a cell (runs/X/cells/<cell>), its model.pt, or a run directory with one cell"),
-        to: str = typer.Option(..., "--to", help="lava (netx HDF5) or nir"),
-        out: Path = typer.Option(..., "--out", help="output file (.h5 for lava, .nir for nir)"),
+        to: str = typer.Option(..., "--to", help=" | ".join(f"{n}: {export_target(n).summary}" for n in export_target_names())),
+        out: Path = typer.Option(..., "--out", help="output file (" + ", ".join(
+            f"{export_target(n).suffix} for {n}" for n in export_target_names()) + ")"),
         compare: int = typer.Option(0, "--compare", min=0,
-                                    help="with --to nir: run the written graph in Norse and snnTorch on N test samples "
-                                         "of the cell's data set, against neuromem's float run and the fixed-point chain"),
+                                    help="run the written form against neuromem on N test samples of the cell's data "
+                                         "set (targets that can: " + ", ".join(
+                                             n for n in export_target_names() if export_target(n).compare) + ")"),
     ) -> None:
-        """Export a trained Loihi network to Lava (netx HDF5) or NIR."""
-        if to not in EXPORT_TARGETS:
-            raise NeuromemError(f"--to {to!r} is not known; valid: {', '.join(EXPORT_TARGETS)}")
-        if compare and to != "nir":
-            raise NeuromemError("--compare checks a NIR export (--to nir); a Lava export is checked by `neuromem hw verify`")
-        check_writable_file(out, "--out", "net.h5" if to == "lava" else "net.nir")
+        """Export a trained cell to one of the registered targets (neuromem.export.targets)."""
+        target = export_target(to)
+        if compare and target.compare is None:
+            comparable = ", ".join(n for n in export_target_names() if export_target(n).compare)
+            raise NeuromemError(f"--compare: --to {to} has no comparison here ({target.summary}); targets with one: "
+                                f"{comparable}")
+        check_writable_file(out, "--out", f"net{target.suffix}")
         refuse_out_equal_to_input(out, run_or_checkpoint)
-        model, dataset, time_bins = load_for_export(run_or_checkpoint)
+        model, dataset, time_bins = target.function("loader")(run_or_checkpoint)
         data_info = training_data_info(run_or_checkpoint) if dataset is not None else None
         if compare and dataset is None:
             raise NeuromemError(f"--compare needs a grid cell (it names its data set); {run_or_checkpoint} is a bare "
                                 "Loihi network checkpoint")
         from neuromem.train.store import atomic_output
 
+        recorded = {"dataset": dataset, "time_bins": time_bins, "data_info": data_info} if target.records_data else {}
         with atomic_output(out) as tmp:  # the previous file stays whole until the new one is complete
-            if to == "lava":
-                from neuromem.export.lava import export_lava
-
-                export_lava(model, tmp, dataset=dataset, time_bins=time_bins, data_info=data_info)
-            else:
-                from neuromem.export.nir import write_nir
-
-                write_nir(model, tmp)
-        path = out
-        from neuromem.export.hardware import chain_shapes
-        from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
-
-        shapes = chain_shapes(model)
-        layers = " -> ".join(f"{'conv ' if len(s) > 3 else ''}{s[1]}{'r' if s[2] else ''}" for s in shapes)
-        typer.echo(f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)")
-        sizes = [(s[1], (s[3] if len(s) > 3 else s[0] * s[1]) + (s[1] ** 2 if s[2] else 0)) for s in shapes]
-        cores = sum(layer_cores(n, s) for n, s in sizes)
-        typer.echo(
-            f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
-            f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"
-        )
+            target.function("writer")(model, tmp, **recorded)
+        _echo(_written_lines(model, out, to))
         if compare:
-            from neuromem.export.nir import nir_agreement
-
             trained_on = Path(data_info["data_root"]) if data_info and data_info.get("data_root") else None
             inputs, labels = _load_data(trained_on, "test", compare, time_bins, dataset)
-            _echo(nir_agreement(model, inputs, labels=labels).lines())
+            _echo(target.function("compare")(model, inputs, labels=labels).lines())
 
     @hw.command("run")
     def run_command(

@@ -31,6 +31,7 @@ import neuromem
 from neuromem.errors import NeuromemError
 from neuromem.neurons.functional.loihi import LoihiParameters
 from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig
+from neuromem.export.netx import read_netx
 from neuromem.neurons.delays import DelayedQuantizedDense
 
 FORMAT = "lava-dl-netx-hdf5"
@@ -135,132 +136,23 @@ def _conv_shapes(model: LoihiNetwork) -> list[tuple[tuple[int, ...], tuple[int, 
     return shapes
 
 
-def _scalar(group: h5py.Group, key: str, path: Path, default: int | None = None) -> int:
-    if key not in group:
-        if default is not None:
-            return default
-        raise NeuromemError(f"{path}: layer {group.name} lacks '{key}'; not a netx network description")
-    return int(np.asarray(group[key][()]).reshape(-1)[0])
-
-
-def _text(dataset) -> str:
-    value = dataset[()]
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0]
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
-
-
-MAX_ARRAY_BYTES = 2 * 1024**3
-MAX_INPUTS = 1 << 20  # inputs of one network: far beyond any data set neuromem reads (N-MNIST: 2 x 34 x 34)
-
-
-def _check_declared(path: Path, key: str, group, name: str) -> None:
-    """A dataset's declared size, before it is read: within the memory limit (int64 once read)."""
-    if name not in group:
-        return
-    dataset = group[name]
-    if not isinstance(dataset, h5py.Dataset):
-        raise NeuromemError(f"{path}: layer {key}'s {name} is a group; valid: an array")
-    from neuromem.bounds import human, memory_limit
-
-    limit, source = memory_limit()
-    if limit > MAX_ARRAY_BYTES:  # a network file's arrays: at most 2 GiB each (a Loihi 2 chip holds 120M synapses)
-        limit, source = MAX_ARRAY_BYTES, "2 GiB per array of a network file"
-    if dataset.size * 8 > limit:
-        raise NeuromemError(f"{path}: layer {key}'s {name} declares shape {dataset.shape} ({human(dataset.size * 8)} "
-                            f"once read); the limit is {human(limit)} ({source})")
-
-
-def _conv_in_shape(path: Path, key: str, group) -> tuple[int, ...]:
-    _check_declared(path, key, group, "inShape")
-    shape = tuple(int(d) for d in np.asarray(group["inShape"][()]).reshape(-1))
-    if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape, dtype=object)) > MAX_INPUTS:
-        raise NeuromemError(f"{path}: layer {key} declares inShape {list(shape)}; valid: (channels, height, width), "
-                            f"positive, at most {MAX_INPUTS} inputs in all")
-    return shape
-
-
 def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
-    """(input size, layers) from a netx-layout .h5; a one-line NeuromemError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise NeuromemError(f"network file {path} does not exist")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError:
-        raise NeuromemError(
-            f"{path}: not a readable HDF5 file (truncated or corrupt?); re-export it with `neuromem export --to lava`"
-        ) from None
-    try:
-        with handle:
-            if "layer" not in handle:
-                raise NeuromemError(f"{path}: no 'layer' group, so not a netx network description")
-            groups = handle["layer"]
-            input_size, input_shape, layers = None, (), []
-            for key in sorted(groups.keys(), key=lambda k: int(k) if k.isdigit() else -1):
-                group = groups[key]
-                kind = _text(group["type"]) if "type" in group else "<missing>"
-                if kind == "input":
-                    _check_declared(path, key, group, "shape")
-                    input_shape = tuple(int(d) for d in np.asarray(group["shape"][()]).reshape(-1))
-                    input_size = int(np.prod(input_shape, dtype=object))
-                    if not input_shape or min(input_shape) < 1 or input_size > MAX_INPUTS:
-                        raise NeuromemError(f"{path}: the input layer declares shape {list(input_shape)}; valid: "
-                                            f"positive sizes, at most {MAX_INPUTS} inputs in all")
-                    continue
-                if kind not in ("dense", "conv"):
-                    raise NeuromemError(f"{path}: layer {key} is '{kind}'; neuromem's Loihi backend runs 'input', 'conv' and 'dense' layers")
-                neuron = group["neuron"]
-                neuron_type = _text(neuron["type"])
-                if neuron_type not in ("CUBA", "LOIHI"):
-                    raise NeuromemError(f"{path}: layer {key} neuron type '{neuron_type}'; supported: CUBA")
-                bias_mant, bias_exp = _scalar(neuron, "biasMant", path, 0), _scalar(neuron, "biasExp", path, 0)
-                if "bias" in group and "biasMant" not in neuron:
-                    bias_mant, bias_exp = int(np.asarray(group["bias"][()]).reshape(-1)[0]), 6
-                try:
-                    params = LoihiParameters(
-                        du=_scalar(neuron, "iDecay", path) - 1,
-                        dv=_scalar(neuron, "vDecay", path),
-                        vth=_scalar(neuron, "vThMant", path),
-                        bias_mant=bias_mant,
-                        bias_exp=bias_exp,
-                        weight_exp=_scalar(group, "weightExponent", path, 0),
-                    )
-                except ValueError as err:
-                    raise NeuromemError(f"{path}: layer {key}: {err}") from None
-                for name in ("weight", "recurrentWeight", "synapseDelay"):
-                    _check_declared(path, key, group, name)
-                recurrent = np.asarray(group["recurrentWeight"][()]) if "recurrentWeight" in group else None
-                delays = np.asarray(group["synapseDelay"][()]).astype(np.int64) if "synapseDelay" in group else None
-                if delays is not None and kind == "conv":
-                    raise NeuromemError(f"{path}: layer {key} is a convolution with synaptic delays; neuromem delays dense layers only")
-                layers.append(
-                    ExportedLayer(
-                        weight=np.asarray(group["weight"][()]).astype(np.int64),
-                        params=params,
-                        recurrent_weight=None if recurrent is None else recurrent.astype(np.int64),
-                        recurrent_exp=_scalar(group, "recurrentWeightExponent", path, 0),
-                        readout=bool(group.attrs.get("readout", False)),
-                        conv=(_scalar(group, "stride", path), _scalar(group, "padding", path)) if kind == "conv" else None,
-                        in_shape=_conv_in_shape(path, key, group) if kind == "conv" else (),
-                        delays=delays,
-                        delay_window=(_scalar(group, "delayWindow", path, int(delays.max(initial=0)) + 1)
-                                      if delays is not None else 0),
-                    )
-                )
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise NeuromemError(f"{path}: damaged network description ({type(err).__name__}: {err})") from None
-    if not layers:
-        raise NeuromemError(f"{path}: no dense layers")
-    return input_size if input_size is not None else int(layers[0].weight.shape[1]), layers
-
-
-def input_shape_of(path: str | Path) -> tuple[int, ...]:
-    """The input layer's shape ((channels,) or (C, H, W)) of a netx-layout .h5."""
-    input_size, layers = read_lava(path)
-    if layers[0].conv is not None:
-        return layers[0].in_shape
-    return (input_size,)
+    """(input size, layers) from a netx-layout .h5 (read by `netx.read_netx`, the reader the Lava backend
+    shares); a one-line NeuromemError for anything else."""
+    input_size, stored = read_netx(path)
+    layers = []
+    for layer in stored:
+        try:
+            params = LoihiParameters(du=layer.du, dv=layer.dv, vth=layer.vth, bias_mant=layer.bias_mant,
+                                     bias_exp=layer.bias_exp, weight_exp=layer.weight_exp)
+        except ValueError as err:
+            raise NeuromemError(f"{path}: layer {layer.key}: {err}") from None
+        layers.append(ExportedLayer(
+            weight=layer.weight, params=params, recurrent_weight=layer.recurrent_weight,
+            recurrent_exp=layer.recurrent_exp, readout=layer.readout, conv=layer.conv, in_shape=layer.in_shape,
+            delays=layer.delays, delay_window=layer.delay_window,
+        ))
+    return input_size, layers
 
 
 def model_from_lava(path: str | Path) -> LoihiNetwork:

@@ -10,11 +10,10 @@ argmax of the final readout voltage.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -231,24 +230,12 @@ def model_from_checkpoint_dict(checkpoint: dict, source: str) -> LoihiNetwork:
     return model
 
 
-def read_checkpoint_file(path: str | Path) -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, so a crafted file cannot run code."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        text = " ".join(str(err).split())
-        found = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text, re.IGNORECASE)
-        if "Weights only load failed" in text and found:
-            what = f" ({found.group(1) or found.group(2)})"
-            raise NeuromemError(f"{path}: refused: the file asks to load Python objects{what}, not only weights; "
-                                "neuromem reads checkpoints it wrote (tensors and plain values) and never runs code from one") from None
-        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
-
-
 def load_checkpoint(path: str | Path) -> LoihiNetwork:
     path = Path(path)
     if not path.is_file():
         raise NeuromemError(f"checkpoint {path} does not exist")
+    from neuromem.train.store import read_checkpoint_file
+
     checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict):
         raise NeuromemError(f"{path}: not a neuromem checkpoint (expected a dict with 'config' and 'state_dict')")
@@ -268,13 +255,14 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
     A NeuromemError names what is not a chip layer (a float memory, a non-Loihi neuron)."""
     from neuromem.neurons.loihi import LoihiSpikeReadout
 
+    from neuromem.memory.base import memory_info
+
     front = network.front_ends[modality]
-    chip_layers = getattr(network.memory, "chip_layers", None)
     readout = network.readouts[modality]
-    if chip_layers is None or not isinstance(readout, LoihiSpikeReadout):
+    if not memory_info(network.memory.name).loihi_exportable or not isinstance(readout, LoihiSpikeReadout):
         raise NeuromemError(f"memory '{network.memory.name}' is not a chain of Loihi layers")
     front_layers = [m for m in front.modules() if isinstance(m, (LoihiLinear, LoihiConv2d))]
-    layers = [*front_layers, *chip_layers(modality)]
+    layers = [*front_layers, *network.memory.chip_layers(modality)]
     if not front_layers or not all(isinstance(l, (LoihiLinear, LoihiConv2d)) for l in layers):
         raise NeuromemError("the cell's layers are not all Loihi layers; train it with `neuromem ablate --neuron loihi`")
     convs = [l for l in layers if isinstance(l, LoihiConv2d)]

@@ -65,6 +65,12 @@ class MemoryModule(nn.Module):
     def reset_memory(self) -> None:
         """Restore memories written at test time; no-op for modules that do not adapt."""
 
+    def chip_layers(self, modality: str) -> list[nn.Module]:
+        """A Loihi-exportable module (registered with `loihi_exportable=True`, which checks it defines this):
+        its layers one modality's signal passes, in order, each feeding the next; the export reads the cell's
+        chain of chip layers as front end + these + readout. Other modules have no chip form."""
+        raise NotImplementedError(f"memory {self.name!r} is not a chain of chip layers: {memory_info(self.name).loihi}")
+
 
 TEST_TIME_WRITES = "writes its memories at test time (Loihi runs fixed synaptic weights)"
 FLOAT_MATH = "float math on pooled firing rates"
@@ -90,14 +96,17 @@ _REGISTRY: dict[str, MemoryInfo] = {}
 def register_memory(name: str, summary: str, loihi_exportable: bool = False, loihi_reason: str = ""):
     """Class decorator: make a memory module available by name to the trainer, CLI and reports.
 
-    `loihi_exportable`: the module is a chain of Loihi-mappable spiking layers (`spiking`, with
-    `chip_layers`); otherwise `loihi_reason` says, in one clause, what Loihi cannot run."""
+    `loihi_exportable`: the module is a chain of Loihi-mappable spiking layers (`spiking`, and it must
+    define `chip_layers`: checked here); otherwise `loihi_reason` says, in one clause, what Loihi cannot run."""
 
     def decorate(cls: type[MemoryModule]) -> type[MemoryModule]:
         if name in _REGISTRY:
             raise ValueError(f"memory {name!r} registered twice")
         if loihi_exportable and not cls.spiking:
             raise ValueError(f"memory {name!r}: only spiking modules can be Loihi-exportable")
+        if loihi_exportable and cls.chip_layers is MemoryModule.chip_layers:
+            raise ValueError(f"memory {name!r}: a Loihi-exportable module defines chip_layers(modality), its layers "
+                             "in signal order")
         reason = "" if loihi_exportable else (
             loihi_reason or (TEST_TIME_WRITES if cls.adapts_at_test_time else FLOAT_MATH))
         cls.name = name

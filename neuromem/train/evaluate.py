@@ -67,7 +67,7 @@ def _seed(config: CellConfig, evaluation: str, level: float) -> int:
 
 def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
     """Curves of one finished cell: one dict per (evaluation, level)."""
-    from neuromem.export.model import read_checkpoint_file
+    from neuromem.train.store import read_checkpoint_file
     from neuromem.train import trainer
     from neuromem.train.tasks import TASKS
 

@@ -508,3 +508,20 @@ class ResultStore:
 def configs_to_run(store: ResultStore, configs: Iterable[CellConfig]) -> list[CellConfig]:
     done = store.finished_ids()
     return [c for c in configs if c.cell_id not in done]
+
+
+def read_checkpoint_file(path: str | Path) -> Any:
+    """A model.pt as `ResultStore` writes it (or `export.model.save_checkpoint`), read with torch.load
+    weights_only=True: tensors and plain containers only, so a crafted file cannot run code."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        text = " ".join(str(err).split())
+        found = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text, re.IGNORECASE)
+        if "Weights only load failed" in text and found:
+            what = f" ({found.group(1) or found.group(2)})"
+            raise NeuromemError(f"{path}: refused: the file asks to load Python objects{what}, not only weights; "
+                                "neuromem reads checkpoints it wrote (tensors and plain values) and never runs code from one") from None
+        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
