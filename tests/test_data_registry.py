@@ -92,7 +92,7 @@ def test_every_data_set_from_stand_in_to_front_end(name, stand_ins, tmp_path):
         np.testing.assert_array_equal(binned.labels, source.labels)
         # every event inside the window is counted once (no bin reaches the uint8 clip here)
         in_window = [int((e["t"] < spec.window_us).sum()) for e in events]
-        assert binned.inputs.reshape(len(events), -1).sum(axis=1).tolist() == in_window
+        assert np.asarray(binned.inputs).reshape(len(events), -1).sum(axis=1).tolist() == in_window
 
     concepts = data_set.concepts(np.arange(spec.num_classes))
     assert concepts.shape == (spec.num_classes,)
@@ -247,7 +247,7 @@ def test_a_new_data_set_needs_only_its_entry(clicks_registered, tmp_path):
     binned = load_split("clicks", root, "train", cache_dir=tmp_path / "cache")
     assert binned.inputs.shape == (12, 6, 12)
     # each class's events land on its own four channels
-    per_class = binned.inputs.sum(axis=1).reshape(3, 4, 3, 4).sum(axis=(1, 3))
+    per_class = np.asarray(binned.inputs).sum(axis=1).reshape(3, 4, 3, 4).sum(axis=(1, 3))
     assert (per_class == np.diag(np.diag(per_class))).all() and (np.diag(per_class) == 4 * 20).all()
     assert concept_of("clicks", binned.labels).tolist() == binned.labels.tolist()
 

@@ -387,7 +387,7 @@ def test_n_tb_100000_binning_bounded_before_writing(monkeypatch, capsys, tiny_da
                            "--batch-size", "1", "--time-bins", "100000")
     assert code == 2
     line = one_error_line(err)
-    assert "binning shd train into 100000 time bins would write" in line and "the bound is" in line
+    assert "binning shd train into 100000 time bins would make" in line and "the bound is" in line
     cache = tmp_path / "home"
     leftovers = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
     assert sum(p.stat().st_size for p in leftovers) < 1_000_000, leftovers

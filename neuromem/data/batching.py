@@ -5,6 +5,8 @@ rows and transposing afterwards touches every element three times (convert,
 transpose, copy); `time_major_batch` converts and transposes in one pass into
 a buffer on huge pages, and hands back the usual batch-major view of it, so
 `x.transpose(0, 1)` in the network is contiguous again and costs nothing.
+Sparse counts (the cache's form) are scattered into that buffer directly: the
+cost follows the events drawn, not the bins.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuromem.data.sparse_counts import SparseCounts
 from neuromem.neurons.functional import buffers
 
 try:
@@ -33,9 +36,13 @@ if _numba is not None:
                     out[t, position, f] = counts[row, t, f]
 
 
-def time_major_batch(counts: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """float32 (B, T, *shape) view of (T, B, *shape) storage holding `counts[rows]`."""
+def time_major_batch(counts: "np.ndarray | SparseCounts", rows: np.ndarray) -> torch.Tensor:
+    """float32 (B, T, *shape) view of (T, B, *shape) storage holding `counts[rows]` (dense or sparse counts)."""
     rows = np.asarray(rows, dtype=np.int64)
+    if isinstance(counts, SparseCounts):
+        out = buffers.empty((counts.shape[1], len(rows), *counts.shape[2:]), torch.float32)
+        counts.scatter_time_major(rows, out.numpy())
+        return out.transpose(0, 1)
     samples, steps = counts.shape[:2]
     shape = counts.shape[2:]
     out = buffers.empty((steps, len(rows), *shape), torch.float32)

@@ -1,7 +1,8 @@
 """On-disk cache of binned tensors, keyed by source-file identity and binning parameters.
 
-An entry is a folder <cache_dir>/<modality>-<split>-<key>/ with inputs.npy
-(memory-mapped on load), labels.npy and meta.json. It is built in a temporary
+An entry is a folder <cache_dir>/<modality>-<split>-<key>/ with the split's
+counts as sparse rows (offsets.npy, index.u16, counts.u8: `sparse_counts`;
+memory-mapped on load), labels.npy and meta.json. It is built in a temporary
 folder and renamed into place, so readers never see half an entry and two
 processes binning the same data at once both end with one complete entry.
 
@@ -23,9 +24,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from neuromem.data.sparse_counts import BYTES_PER_BIN, COUNT_DTYPE, INDEX_DTYPE, SparseCounts
 from neuromem.errors import NeuromemError
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: sparse rows (sparse_counts); 1 held dense uint8 frames
 DEFAULT_MAX_BYTES = 2 * 1024**3
 MAX_BYTES_ENV = "NEUROMEM_CACHE_MAX_BYTES"
 
@@ -49,36 +51,80 @@ def cache_key(identity: list, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def load_entry(entry: Path) -> tuple[np.ndarray, np.ndarray, dict] | None:
+def load_entry(entry: Path) -> tuple[SparseCounts, np.ndarray, dict] | None:
     meta_path = entry / "meta.json"
     if not meta_path.is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        inputs = np.load(entry / "inputs.npy", mmap_mode="r")
+        offsets = np.load(entry / "offsets.npy")
         labels = np.load(entry / "labels.npy")
-    except (OSError, ValueError):
+        sample_shape = tuple(int(n) for n in meta["sample_shape"])
+        nonzero = int(offsets[-1]) if len(offsets) else -1
+        index, counts = (_read_raw(entry / name, dtype, nonzero)
+                         for name, dtype in (("index.u16", INDEX_DTYPE), ("counts.u8", COUNT_DTYPE)))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None  # a damaged entry is rebuilt rather than trusted
-    if inputs.shape[0] != labels.shape[0]:
+    if offsets.ndim != 1 or len(offsets) != labels.shape[0] + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         return None
     try:
         os.utime(entry)  # last use, for least-recently-used eviction
     except OSError:
         pass
-    return inputs, labels, meta
+    return SparseCounts(offsets, index, counts, sample_shape), labels, meta
 
 
-def build_entry(entry: Path, shape: tuple[int, ...], labels: np.ndarray, fill: Callable[[np.ndarray], dict],
-                meta: dict) -> None:
-    """Create the entry: `fill(inputs_memmap)` writes the binned samples and returns extra metadata."""
+def _read_raw(path: Path, dtype, length: int) -> np.ndarray:
+    """A flat array of `length` items written by `SparseWriter`, memory-mapped (an empty one read plainly)."""
+    if length < 0 or path.stat().st_size != length * np.dtype(dtype).itemsize:
+        raise ValueError(f"{path} does not hold {length} items")
+    return np.zeros(0, dtype=dtype) if length == 0 else np.memmap(path, dtype=dtype, mode="r", shape=(length,))
+
+
+class SparseWriter:
+    """Appends one sample's non-zero bins at a time to an entry being built (see `sparse_counts`)."""
+
+    def __init__(self, folder: Path, samples: int, limit: Callable[[int, int], None]):
+        self.offsets = np.zeros(samples + 1, dtype=np.int64)
+        self.written = 0  # samples so far
+        self._limit = limit  # limit(bytes so far, samples so far): raises when the entry would not fit
+        self._index = open(folder / "index.u16", "wb")
+        self._counts = open(folder / "counts.u8", "wb")
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets[self.written]) * BYTES_PER_BIN + self.offsets.nbytes
+
+    def append(self, index: np.ndarray, counts: np.ndarray) -> None:
+        self._index.write(np.ascontiguousarray(index, dtype=INDEX_DTYPE).tobytes())
+        self._counts.write(np.ascontiguousarray(counts, dtype=COUNT_DTYPE).tobytes())
+        self.offsets[self.written + 1] = self.offsets[self.written] + len(index)
+        self.written += 1
+        if self.written % 256 == 0 or self.written == len(self.offsets) - 1:
+            self._limit(self.nbytes, self.written)
+
+    def close(self, folder: Path) -> None:
+        for handle in (self._index, self._counts):
+            handle.close()
+        np.save(folder / "offsets.npy", self.offsets)
+
+
+def build_entry(entry: Path, samples: int, labels: np.ndarray, fill: Callable[[SparseWriter], dict],
+                meta: dict, limit: Callable[[int, int], None] = lambda nbytes, samples: None) -> None:
+    """Create the entry: `fill(writer)` appends every sample's non-zero bins in order and returns extra
+    metadata; `limit(bytes, samples)` is asked as it grows and may refuse (an exception) before the disk fills."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        inputs = np.lib.format.open_memmap(tmp / "inputs.npy", mode="w+", dtype=np.uint8, shape=shape)
-        meta = {**meta, **fill(inputs)}
-        inputs.flush()
-        del inputs
+        writer = SparseWriter(tmp, samples, limit)
+        try:
+            meta = {**meta, **fill(writer)}
+        finally:
+            writer.close(tmp)
+        if writer.written != samples:
+            raise ValueError(f"the entry was given {writer.written} of {samples} samples")
+        meta["stored_bytes"] = writer.nbytes
         np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -14,6 +15,7 @@ from neuromem.data.batching import time_major_batch
 from neuromem.data.binning import FixedWindowFrames
 from neuromem.data.cache import build_entry, cache_key, file_identity, load_entry
 from neuromem.data.paths import default_cache_dir, fix_hint, source_of
+from neuromem.data.sparse_counts import sample_to_sparse
 from neuromem.data.registry import get_dataset
 from neuromem.errors import NeuromemError
 
@@ -21,7 +23,8 @@ from neuromem.errors import NeuromemError
 class BinnedDataset:
     """A thin view over cached count frames.
 
-    inputs: (N, T, *input_shape) uint8 event counts (memory-mapped); labels: (N,) int64.
+    inputs: (N, T, *input_shape) uint8 event counts, stored sparsely (`SparseCounts`, memory-mapped; `np.asarray`
+    makes them dense); labels: (N,) int64.
     `ds[i]` gives (float32 tensor (T, *input_shape), int); `batches` gives batch-major
     float32 tensors (B, T, *input_shape) — time-major models transpose(0, 1).
     """
@@ -84,7 +87,7 @@ class BinnedDataset:
             # reading rows in file order is kinder to the page cache; put them back in batch order after
             sorted_pos = np.argsort(rows, kind="stable")
             block = np.empty((len(rows), *self._inputs.shape[1:]), dtype=np.float32)
-            block[sorted_pos] = self._inputs[rows[sorted_pos]]
+            block[sorted_pos] = np.asarray(self._inputs[rows[sorted_pos]])
             yield torch.from_numpy(block), torch.from_numpy(self._labels[rows])
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "BinnedDataset":
@@ -105,39 +108,64 @@ class BinnedDataset:
 
 def _entry_fits(cached, spec, time_bins: int) -> bool:
     inputs, labels, _ = cached
-    return (labels.ndim == 1 and labels.dtype.kind in "iu" and tuple(inputs.shape[1:]) == (time_bins, *spec.input_shape)
+    return (labels.ndim == 1 and labels.dtype.kind in "iu" and len(inputs) == len(labels)
+            and tuple(inputs.shape[1:]) == (time_bins, *spec.input_shape)
             and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < spec.num_classes)))
 
 
-def _check_binned_size(spec, split: str, samples: int, time_bins: int, cache_dir: Path) -> None:
-    """The binned split (one byte per bin), before anything is written: within the cache cap (or twice the split's
-    size at the data set's own time bins, whichever is larger: real N-MNIST alone is beyond the default cap) and
-    within the free space of the cache's disk."""
+def _check_binned_size(spec, split: str, samples: int, time_bins: int) -> None:
+    """The split as dense frames (one byte per bin), before anything is read: batches, perturbations and `hw` runs
+    make parts of it dense, so it stays within the cache cap, or twice the split's dense size at the data set's own
+    time bins, whichever is larger (real N-MNIST alone is beyond the default cap)."""
     from neuromem.bounds import human
     from neuromem.data.cache import MAX_BYTES_ENV, max_cache_bytes
 
     per_bin = samples * int(np.prod(spec.input_shape))
     size, usual = per_bin * time_bins, per_bin * spec.time_bins
     limit = max(max_cache_bytes(), 2 * usual)
-    shown = (f"binning {spec.name} {split} into {time_bins} time bins would write {human(size)} "
-             f"({samples} samples x {time_bins} x {int(np.prod(spec.input_shape))} bytes)")
     if size > limit:
-        raise NeuromemError(f"{shown}; the bound is {human(limit)} (the cache cap ${MAX_BYTES_ENV}, or twice the "
-                            f"split at its default {spec.time_bins} bins); use fewer time bins or raise the cap")
-    try:
-        free = shutil.disk_usage(cache_dir if cache_dir.exists() else cache_dir.parent).free
-    except OSError:
-        return
-    if size > free:
-        raise NeuromemError(f"{shown}; only {human(free)} are free in {cache_dir}; free space or use fewer time bins")
+        raise NeuromemError(f"binning {spec.name} {split} into {time_bins} time bins would make {human(size)} of "
+                            f"dense frames ({samples} samples x {time_bins} x {int(np.prod(spec.input_shape))} bytes); "
+                            f"the bound is {human(limit)} (the cache cap ${MAX_BYTES_ENV}, or twice the split at its "
+                            f"default {spec.time_bins} bins); use fewer time bins or raise the cap")
+
+
+def _entry_limit(spec, split: str, samples: int, cache_dir: Path):
+    """limit(bytes, done) for `build_entry`: the sparse entry, extrapolated from the samples binned so far, must fit
+    in the free space of the cache's disk (one line with the size it needs, before the disk fills)."""
+    from neuromem.bounds import human
+
+    def limit(nbytes: int, done: int) -> None:
+        needed = int(nbytes / max(done, 1) * samples)
+        try:
+            free = shutil.disk_usage(cache_dir).free
+        except OSError:
+            return
+        if needed - nbytes > free:
+            raise NeuromemError(f"the {spec.name} {split} split needs about {human(needed)} in the binned cache, but "
+                                f"only {human(free)} are free in {cache_dir}; free space or set NEUROMEM_HOME elsewhere")
+
+    return limit
+
+
+def _warn_over_cap(spec, split: str, entry: Path, meta: dict) -> None:
+    """An entry larger than the cache cap is used, but the next entry evicts it and the next run bins it again: say so."""
+    from neuromem.bounds import human
+    from neuromem.data.cache import MAX_BYTES_ENV, max_cache_bytes
+
+    stored, cap = int(meta.get("stored_bytes", 0)), max_cache_bytes()
+    if stored > cap:
+        print(f"warning: the binned {spec.name} {split} split takes {human(stored)} ({entry}), over the cache cap of "
+              f"{human(cap)}: it is evicted by the next entry and binned again next run; raise ${MAX_BYTES_ENV} "
+              f"above {human(stored)} to keep it", file=sys.stderr)
 
 
 def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int | None = None,
                cache_dir: str | os.PathLike | None = None, window_us: int | None = None) -> BinnedDataset:
-    """Bin one split of a registered data set under a tonic `save_to` root (cached) and return it.
+    """Bin one split of a registered data set under a tonic `save_to` root (cached sparsely) and return it.
 
     time_bins / window_us default to the data set's spec; events at or after
-    window_us are dropped. Counts above 255 in one bin are clipped (uint8 cache).
+    window_us are dropped. Counts above 255 in one bin are clipped (uint8 counts).
     """
     data_set = get_dataset(dataset)
     spec = data_set.spec
@@ -166,20 +194,21 @@ def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int
             shutil.rmtree(entry, ignore_errors=True)
         source_split = data_set.read(root, split)
         labels, read_events = source_split.labels, source_split.events
-        _check_binned_size(spec, split, len(labels), time_bins, cache_dir)
+        _check_binned_size(spec, split, len(labels), time_bins)
         to_frames = FixedWindowFrames(spec.sensor_size, time_bins, window_us)
 
-        def fill(inputs: np.ndarray) -> dict:
+        def fill(writer) -> dict:
             clipped = 0
             for i in range(len(labels)):
-                frames = to_frames(read_events(i))
-                clipped += int((frames > 255).sum())
-                inputs[i] = np.minimum(frames, 255)
+                index, counts, clipped_here = sample_to_sparse(to_frames(read_events(i)))
+                writer.append(index, counts)
+                clipped += clipped_here
             return {"clipped_bins": clipped}
 
-        meta = {**params, "root": str(root.resolve()), "source": source, "num_samples": int(len(labels))}
+        meta = {**params, "root": str(root.resolve()), "source": source, "num_samples": int(len(labels)),
+                "sample_shape": [time_bins, *spec.input_shape]}
         try:
-            build_entry(entry, (len(labels), time_bins, *spec.input_shape), labels, fill, meta)
+            build_entry(entry, len(labels), labels, fill, meta, _entry_limit(spec, split, len(labels), cache_dir))
         except OSError as error:
             raise NeuromemError(f"cannot write the binned cache in {cache_dir} ({error.strerror or error}); "
                                 "pass another cache_dir or set NEUROMEM_HOME to a writable folder") from None
@@ -187,6 +216,7 @@ def load_split(dataset: str, root: str | os.PathLike, split: str, time_bins: int
         if cached is None:
             raise NeuromemError(f"could not write the binned cache under {cache_dir}; check that it is writable")
         cached[2]["cache_hit"] = False
+        _warn_over_cap(spec, split, entry, cached[2])
     else:
         cached[2]["cache_hit"] = True
     inputs, labels, meta = cached

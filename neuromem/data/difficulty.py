@@ -20,6 +20,7 @@ from neuromem.data.registry import dataset_names
 
 
 def _features(inputs: np.ndarray, collapse_time: bool) -> np.ndarray:
+    inputs = np.asarray(inputs)  # dense: the probe is for small sets
     x = inputs.sum(axis=1) if collapse_time else inputs
     return np.log1p(x.reshape(len(x), -1).astype(np.float32))  # log1p tames the heavy tail of counts
 

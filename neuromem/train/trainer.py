@@ -25,6 +25,8 @@ from neuromem.accounting import ABLATION_COLUMNS, accounting_metrics, energy_pro
 from neuromem.data import load_split
 from neuromem.data.augment import Compose
 from neuromem.data.batching import time_major_batch
+from neuromem.data.sparse_counts import SparseCounts
+from neuromem.data.sparse_counts import concatenate as join_counts
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
@@ -49,7 +51,7 @@ class SplitData:
     """One data set's split as arrays, with the labels the task trains on."""
 
     name: str
-    inputs: np.ndarray  # (N, T, *shape) event counts
+    inputs: np.ndarray | SparseCounts  # (N, T, *shape) event counts
     labels: np.ndarray  # (N,) task labels (concepts for joint/parallel)
     original_labels: np.ndarray
     input_shape: tuple[int, ...]
@@ -82,7 +84,7 @@ def _load(task: Task, config: CellConfig, data_root: Path, split: str) -> dict[s
             keep = np.sort(np.random.default_rng(config.seed).permutation(len(labels))[: config.max_train_samples])
             inputs, labels = inputs[keep], labels[keep]
         if split == "train" and config.train_also:
-            inputs, labels = _with_extra_roots(name, config, np.asarray(inputs), labels)
+            inputs, labels = _with_extra_roots(name, config, inputs, labels)
         task_labels = concept_of(name, labels) if task.concept_labels else labels
         out[name] = SplitData(name, inputs, task_labels, labels, tuple(input_shape))
     return out
@@ -101,9 +103,9 @@ def _with_extra_roots(name: str, config: CellConfig, inputs: np.ndarray, labels:
                                     f"of shape {extra.input_shape}; the data root's training labels are 0..{labels.max()} "
                                     f"of shape {tuple(inputs.shape[2:])} (give a root of the same classes, e.g. a stand-in "
                                     "written with the same languages)")
-            parts.append(np.asarray(extra.inputs))
+            parts.append(extra.inputs)
             part_labels.append(extra_labels)
-    return np.concatenate(parts), np.concatenate(part_labels)
+    return join_counts(parts), np.concatenate(part_labels)
 
 
 def _fold_part(name: str, config: CellConfig, data_root: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +117,7 @@ def _fold_part(name: str, config: CellConfig, data_root: Path, role: str) -> tup
     splits = {split: load_split(name, data_root, split, time_bins=config.time_bins) for split in ("train", "test")}
     labels = {split: np.asarray(d.labels, dtype=np.int64) for split, d in splits.items()}
     chosen = fold_rows(get_dataset(name), data_root, config.fold, labels)[role].rows
-    inputs = np.concatenate([np.asarray(splits[split].inputs[rows]) for split, rows in chosen.items()])
+    inputs = join_counts([splits[split].inputs[rows] for split, rows in chosen.items()])
     return inputs, np.concatenate([labels[split][rows] for split, rows in chosen.items()])
 
 
