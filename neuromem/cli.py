@@ -57,6 +57,14 @@ def _option_type_ok(kind: str, value: Any) -> bool:
     return True
 
 
+def _non_positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value <= 0
+
+
+def _positive_default(default: Any) -> bool:
+    return isinstance(default, int) and not isinstance(default, bool) and default > 0
+
+
 def _probe_memory(name: str, options: dict[str, Any]) -> None:
     """Build the module on a tiny input and run it forward once: raises whatever construction or use raises."""
     import torch
@@ -73,33 +81,27 @@ def _probe_memory(name: str, options: dict[str, Any]) -> None:
 
 
 def check_memory_options(name: str, options: dict[str, Any]) -> None:
-    """--memory-option values for one memory module, before any training: each key must be a parameter of
-    the module, each value of the parameter's type, and the module must build and run with it. The
-    message names the key, the value and what is valid."""
-    import inspect
+    """--memory-option values for one memory module, before any training, against its option record (the
+    module's `Options`, a `MemoryOptions`: names, types, defaults): each key must be an option of the module,
+    each value of the option's type, and the module must build and run with it. The message names the key,
+    the value and what is valid."""
     import warnings
 
     from neuromem.memory import memory_info
 
-    parameters = dict(inspect.signature(memory_info(name).cls.__init__).parameters)
-    parameters.pop("self", None)
-    parameters.pop("input_sizes", None)
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    named = {k: p for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    record = memory_info(name).options
+    named = record.option_fields()
     for key, value in options.items():
-        parameter = named.get(key)
-        if parameter is None:
-            if takes_any:
-                continue
+        option = named.get(record.ALIASES.get(key, key))
+        if option is None:
             raise NeuromemError(f"--memory-option for {name!r}: no option {key!r}; valid: {', '.join(named)}")
-        kind = parameter.annotation if isinstance(parameter.annotation, str) else getattr(parameter.annotation, "__name__", "")
+        kind = option.type if isinstance(option.type, str) else getattr(option.type, "__name__", "")
         if kind in _OPTION_TYPES and not _option_type_ok(kind, value):
             raise NeuromemError(f"--memory-option for {name!r}: {key} must be {_OPTION_TYPES[kind]}, got {json.dumps(value)} "
-                                f"(default {json.dumps(parameter.default, default=str)})")
-        default = getattr(parameter, "default", None)
-        if (isinstance(value, int) and not isinstance(value, bool) and value <= 0
-                and isinstance(default, int) and not isinstance(default, bool) and default > 0):
-            raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value} (default {default})")
+                                f"(default {json.dumps(option.default, default=str)})")
+        if _positive_default(option.default) and _non_positive(value):
+            raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value} "
+                                f"(default {option.default})")
     from neuromem.bounds import check_iterations, check_module_memory, probe_settings
     from neuromem.memory import build_memory
 
@@ -112,12 +114,6 @@ def check_memory_options(name: str, options: dict[str, Any]) -> None:
                 _probe_memory(name, probe_settings(subset))
         except Exception as error:  # construction errors come as ValueError, TypeError or torch's RuntimeError
             shown = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in subset.items())
-            if len(subset) == 1:
-                (key, value), = subset.items()
-                default = getattr(named.get(key), "default", None)
-                if (isinstance(value, int) and not isinstance(value, bool) and value <= 0
-                        and isinstance(default, int) and not isinstance(default, bool) and default > 0):
-                    raise NeuromemError(f"--memory-option for {name!r}: {key} must be a positive integer, got {value}") from None
             reason = " ".join(str(error).split()) or type(error).__name__
             raise NeuromemError(f"--memory-option for {name!r}: {shown} is not valid ({reason})") from None
 

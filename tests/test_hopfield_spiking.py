@@ -5,7 +5,7 @@ import torch
 
 from neuromem.memory import build_memory
 from neuromem.memory import hopfield_spiking, scl_spiking
-from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, init_for_rate
+from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, DEFAULT_WIDTH, init_for_rate
 from neuromem.models.frontends import layer_kinds
 
 
@@ -150,7 +150,7 @@ def test_default_width_depends_on_neuron(memory, module):
     options = {"num_patterns": 4} if memory == "hopfield-spiking" else {"hidden": 8}
     loihi = build_memory(memory, {"shd": 20}, neuron="loihi", **options)
     lif = build_memory(memory, {"shd": 20}, neuron="lif", **options)
-    assert loihi.output_size == module.DEFAULT_DIM["loihi"] == 256 and lif.output_size == 128
+    assert loihi.output_size == DEFAULT_WIDTH["loihi"] == 256 and lif.output_size == 128
     if memory == "hopfield-spiking":
         assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
     with pytest.raises(ValueError, match=f"{memory} option dim"):

@@ -43,6 +43,25 @@ def test_registry_entry(name):
     assert isinstance(memory.output_size, int) and memory.output_size > 0
 
 
+def test_options_are_one_frozen_record(name):
+    """The module's options are its registered record: declared once, checked once, read by the CLI."""
+    import dataclasses
+
+    from neuromem.cli import check_memory_options
+    from neuromem.errors import NeuromemError
+
+    record = memory_info(name).options
+    assert dataclasses.is_dataclass(record) and record.__dataclass_params__.frozen
+    memory = build(name)
+    assert type(memory.options) is record and memory.options == record()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        memory.options.dim = 3
+    with pytest.raises(TypeError, match=f"{name} got unexpected option.*bogus.*valid: .*dim"):
+        build_memory(name, SIZES, bogus=1)
+    with pytest.raises(NeuromemError, match=f"no option 'bogus'; valid: {', '.join(record.option_fields())}"):
+        check_memory_options(name, {"bogus": 1})
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_shapes_for_any_subset_of_modalities(name, training):
     memory = build(name).train(training)

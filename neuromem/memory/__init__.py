@@ -1,10 +1,12 @@
-"""Memory modules: one file each, one registry, one interface (`MemoryModule`).
+"""Memory modules: one file each, one registry, one interface (`MemoryModule`), each module's options
+one frozen record (`MemoryOptions`) registered with it.
 
 Importing this package registers every module shipped with neuromem.
 """
 
 from neuromem.memory.base import (
     MemoryModule,
+    MemoryOptions,
     MemoryOutput,
     build_memory,
     memory_info,
@@ -19,4 +21,4 @@ from neuromem.memory import ttt  # noqa: F401  (registers "ttt")
 from neuromem.memory import hopfield_spiking  # noqa: F401  (registers "hopfield-spiking")
 from neuromem.memory import scl_spiking  # noqa: F401  (registers "scl-spiking")
 
-__all__ = ["MemoryModule", "MemoryOutput", "build_memory", "memory_info", "memory_names", "register_memory"]
+__all__ = ["MemoryModule", "MemoryOptions", "MemoryOutput", "build_memory", "memory_info", "memory_names", "register_memory"]

@@ -11,6 +11,7 @@ readout's cross-entropy and never asks which module it is talking to.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -27,8 +28,74 @@ class MemoryOutput:
     extras: dict[str, Any] = field(default_factory=dict)  # module-specific tensors for its own loss
 
 
+@dataclass(frozen=True)
+class MemoryOptions:
+    """A memory module's options, one frozen record per module (`MemoryModule.Options`): each field an
+    option's name, type and default. It is the schema `--memory-option` is checked against (`option_fields`)
+    and what the module reads (`module.options`). Options several modules share are records of their own
+    that the modules' records extend (`SpikingOptions`, `SupConOptions`, `TTTBlockOptions`, `PooledOptions`).
+
+    `check(memory)` refuses a bad value with a ValueError naming the module, the option and what is valid;
+    a record that adds fields extends it (calling super().check(memory)). `ALIASES`: other names an option
+    may be given by (cmhan: lambda = coupling)."""
+
+    ALIASES: ClassVar[Mapping[str, str]] = {}
+
+    def check(self, memory: str) -> None:
+        """Raise ValueError("<memory> option <key> must be ..., got <value>") for a bad value."""
+
+    @classmethod
+    def option_fields(cls) -> dict[str, dataclasses.Field]:
+        """name -> field (its `type` as written, its `default`), in declaration order."""
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def parse(cls, memory: str, options: Mapping[str, Any]) -> "MemoryOptions":
+        """The checked record of keyword options (aliases resolved); TypeError for a name the record lacks."""
+        given = {cls.ALIASES.get(key, key): value for key, value in options.items()}
+        unknown = [key for key in options if cls.ALIASES.get(key, key) not in cls.option_fields()]
+        if unknown:
+            raise TypeError(f"{memory or cls.__name__} got unexpected option(s) {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join([*cls.option_fields(), *cls.ALIASES])}")
+        record = cls(**given)
+        record.check(memory)
+        return record
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.option_fields()}
+
+
+def check_positive_int(memory: str, minimum: int = 1, **values: Any) -> None:
+    """Each value an integer >= `minimum`, else a ValueError naming the module, the option and the value."""
+    for option, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            valid = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ValueError(f"{memory} option {option} must be {valid}, got {value!r}")
+
+
+def check_choice(memory: str, option: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise ValueError(f"{memory} option {option} must be one of {', '.join(valid)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PooledOptions(MemoryOptions):
+    """A module reading pooled firing rates in `time_bins` consecutive windows."""
+
+    time_bins: int = 10
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, time_bins=self.time_bins)
+
+
 class MemoryModule(nn.Module):
-    """Base class; subclasses set `name`, `output_size` and implement `forward`."""
+    """Base class; subclasses are registered with their option record (`register_memory(name, summary,
+    XOptions)`), make their layers in `build(options)` (setting `output_size`) and implement `forward`.
+    The constructor takes the options as keywords, keeps the checked record as `self.options` and calls
+    `build` with it."""
+
+    Options: ClassVar[type[MemoryOptions]] = MemoryOptions
 
     name: ClassVar[str] = ""
     # modules that learn at test time (writes under no_grad in eval mode) say so
@@ -43,8 +110,12 @@ class MemoryModule(nn.Module):
             raise ValueError("a memory module needs at least one modality")
         self.input_sizes = dict(input_sizes)
         self.modalities = tuple(self.input_sizes)
-        self.options = dict(options)
+        self.options = self.Options.parse(self.name, options)
         self.output_size: int = 0
+        self.build(self.options)
+
+    def build(self, options: MemoryOptions) -> None:
+        """Make the module's layers for `self.input_sizes` from its checked options; set `output_size`."""
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:  # pragma: no cover - interface
         """inputs: modality -> spike train (T, batch, input_sizes[modality]); any non-empty subset."""
@@ -81,6 +152,7 @@ class MemoryInfo:
     name: str
     cls: type[MemoryModule]
     summary: str
+    options: type[MemoryOptions]  # the module's option record: the schema of --memory-option
     loihi_exportable: bool = False
     loihi_reason: str = ""  # why it cannot run on Loihi: one clause; empty when it can
 
@@ -93,8 +165,10 @@ class MemoryInfo:
 _REGISTRY: dict[str, MemoryInfo] = {}
 
 
-def register_memory(name: str, summary: str, loihi_exportable: bool = False, loihi_reason: str = ""):
-    """Class decorator: make a memory module available by name to the trainer, CLI and reports.
+def register_memory(name: str, summary: str, options: type[MemoryOptions] = MemoryOptions,
+                    loihi_exportable: bool = False, loihi_reason: str = ""):
+    """Class decorator: make a memory module available by name to the trainer, CLI and reports, with
+    `options`, its record of options (a frozen `MemoryOptions` dataclass).
 
     `loihi_exportable`: the module is a chain of Loihi-mappable spiking layers (`spiking`, and it must
     define `chip_layers`: checked here); otherwise `loihi_reason` says, in one clause, what Loihi cannot run."""
@@ -109,8 +183,11 @@ def register_memory(name: str, summary: str, loihi_exportable: bool = False, loi
                              "in signal order")
         reason = "" if loihi_exportable else (
             loihi_reason or (TEST_TIME_WRITES if cls.adapts_at_test_time else FLOAT_MATH))
-        cls.name = name
-        _REGISTRY[name] = MemoryInfo(name, cls, summary, loihi_exportable, reason)
+        if not (dataclasses.is_dataclass(options) and issubclass(options, MemoryOptions)
+                and options.__dataclass_params__.frozen):
+            raise ValueError(f"memory {name!r}: its options must be a frozen dataclass extending MemoryOptions")
+        cls.name, cls.Options = name, options
+        _REGISTRY[name] = MemoryInfo(name, cls, summary, options, loihi_exportable, reason)
         return cls
 
     return decorate

@@ -56,14 +56,15 @@ i.e. gradient descent with eta = 1; see functional.cmhan.settle).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations, permutations
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import MemoryModule, MemoryOutput, PooledOptions, check_choice, check_positive_int, register_memory
 from neuromem.memory.functional.cmhan import SettleParameters, paired_info_nce, settle, total_energy
 from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.scl import labels_for
@@ -74,81 +75,73 @@ ENERGY_TERMS = ("both", "within", "between")  # energy-term ablations: which ter
 ALIASES = {"lambda": "coupling", "tau": "temperature", "eta": "step_size"}
 
 
+@dataclass(frozen=True)
+class CMHANOptions(PooledOptions):
+    # the shared space and each modality's patterns
+    dim: int = 128
+    num_patterns: int = 32
+    # settling (functional.cmhan.settle)
+    coupling: float = 1.0  # lambda
+    temperature: float = 0.1  # tau
+    step_size: float = 0.5  # eta
+    steps: int = 5
+    tolerance: float = 1e-4
+    update: str = "gradient"
+    terms: str = "both"
+    # what a modality starts from when absent, and what its representation is
+    absent_init: str = "prior"
+    representation: str = "alone"
+    residual: bool = True
+    # the auxiliary loss's weights
+    alpha: float = 1.0
+    beta: float = 0.3
+    gamma: float = 0.01
+    recall_weight: float = 0.3
+    contrast_temperature: float = 0.1
+
+    ALIASES = ALIASES
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, dim=self.dim, num_patterns=self.num_patterns)
+        for option in ("alpha", "beta", "gamma", "recall_weight"):
+            if not float(getattr(self, option)) >= 0:
+                raise ValueError(f"{memory} option {option} must be >= 0, got {getattr(self, option)}")
+        if not float(self.contrast_temperature) > 0:
+            raise ValueError(f"{memory} option contrast_temperature must be > 0, got {self.contrast_temperature}")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"{memory} option residual must be true or false, got {self.residual!r}")
+        check_choice(memory, "terms", self.terms, ENERGY_TERMS)
+        check_choice(memory, "representation", self.representation, REPRESENTATIONS)
+        check_choice(memory, "absent_init", self.absent_init, ABSENT_INITS)
+
+
 @register_memory("cmhan", "cross-modal harmonic associative network: coupled per-modality Hopfield energies settled by gradient descent",
+                 CMHANOptions,
                  loihi_reason="iterative energy descent (gradient steps on float states at inference)")
 class CMHANMemory(MemoryModule):
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int = 128,
-        num_patterns: int = 32,
-        coupling: float = 1.0,
-        temperature: float = 0.1,
-        step_size: float = 0.5,
-        steps: int = 5,
-        tolerance: float = 1e-4,
-        absent_init: str = "prior",
-        alpha: float = 1.0,
-        beta: float = 0.3,
-        gamma: float = 0.01,
-        recall_weight: float = 0.3,
-        contrast_temperature: float = 0.1,
-        time_bins: int = 10,
-        residual: bool = True,
-        terms: str = "both",
-        update: str = "gradient",
-        representation: str = "alone",
-        **aliases: Any,
-    ) -> None:
-        unknown = set(aliases) - set(ALIASES)
-        if unknown:
-            raise TypeError(f"cmhan got unexpected option(s) {', '.join(sorted(unknown))}")
-        named = {"coupling": coupling, "temperature": temperature, "step_size": step_size}
-        named.update({ALIASES[k]: v for k, v in aliases.items()})
-        options = dict(
-            dim=dim, num_patterns=num_patterns, steps=steps, tolerance=tolerance, absent_init=absent_init,
-            alpha=alpha, beta=beta, gamma=gamma, recall_weight=recall_weight,
-            contrast_temperature=contrast_temperature, time_bins=time_bins, residual=residual, terms=terms,
-            update=update, representation=representation, **named,
-        )
-        super().__init__(input_sizes, **options)
-        for option in ("dim", "num_patterns", "time_bins"):
-            if int(options[option]) < 1:
-                raise ValueError(f"cmhan option {option} must be a positive integer, got {options[option]}")
-        for option in ("alpha", "beta", "gamma", "recall_weight"):
-            if not float(options[option]) >= 0:
-                raise ValueError(f"cmhan option {option} must be >= 0, got {options[option]}")
-        if not float(contrast_temperature) > 0:
-            raise ValueError(f"cmhan option contrast_temperature must be > 0, got {contrast_temperature}")
-        if not isinstance(residual, bool):
-            raise ValueError(f"cmhan option residual must be true or false, got {residual!r}")
-        if terms not in ENERGY_TERMS:
-            raise ValueError(f"cmhan option terms must be one of {', '.join(ENERGY_TERMS)}, got {terms!r}")
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"cmhan option representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
-        if absent_init not in ABSENT_INITS:
-            raise ValueError(f"cmhan option absent_init must be one of {', '.join(ABSENT_INITS)}, got {absent_init!r}")
+    def build(self, o: CMHANOptions) -> None:
         self.settle_parameters = SettleParameters(
-            coupling=float(named["coupling"]), temperature=float(named["temperature"]),
-            step_size=float(named["step_size"]), steps=int(steps), tolerance=float(tolerance),
-            within=terms in ("both", "within"), between=terms in ("both", "between"), update=str(update),
+            coupling=float(o.coupling), temperature=float(o.temperature),
+            step_size=float(o.step_size), steps=int(o.steps), tolerance=float(o.tolerance),
+            within=o.terms in ("both", "within"), between=o.terms in ("both", "between"), update=str(o.update),
         )
-        dim, num_patterns, self.time_bins = int(dim), int(num_patterns), int(time_bins)
-        self.projections = nn.ModuleDict({m: nn.Linear(size * self.time_bins, dim) for m, size in input_sizes.items()})
-        self.decoders = nn.ModuleDict({m: nn.Linear(dim, size * self.time_bins) for m, size in input_sizes.items()})
+        dim, num_patterns, self.time_bins = o.dim, o.num_patterns, o.time_bins
+        self.projections = nn.ModuleDict({m: nn.Linear(size * self.time_bins, dim) for m, size in self.input_sizes.items()})
+        self.decoders = nn.ModuleDict({m: nn.Linear(dim, size * self.time_bins) for m, size in self.input_sizes.items()})
         # unit-norm patterns match the unit-norm initial states
         self.patterns = nn.ParameterDict(
-            {m: nn.Parameter(F.normalize(torch.randn(num_patterns, dim), dim=-1)) for m in input_sizes}
+            {m: nn.Parameter(F.normalize(torch.randn(num_patterns, dim), dim=-1)) for m in self.input_sizes}
         )
         # identity: at the start, associated states are simply aligned states
         self.associations = nn.ParameterDict(
-            {self.pair_key(m, n): nn.Parameter(torch.eye(dim)) for m, n in permutations(input_sizes, 2)}
+            {self.pair_key(m, n): nn.Parameter(torch.eye(dim)) for m, n in permutations(self.input_sizes, 2)}
         )
-        self.priors = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim)) for m in input_sizes}) if absent_init == "prior" else None
-        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
-        self.recall_weight, self.contrast_temperature = float(recall_weight), float(contrast_temperature)
-        self.residual = bool(residual)
-        self.representation = representation
+        self.priors = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim)) for m in self.input_sizes}) if o.absent_init == "prior" else None
+        self.alpha, self.beta, self.gamma = float(o.alpha), float(o.beta), float(o.gamma)
+        self.recall_weight, self.contrast_temperature = float(o.recall_weight), float(o.contrast_temperature)
+        self.residual = o.residual
+        self.representation = o.representation
         self.output_size = dim
 
     @staticmethod

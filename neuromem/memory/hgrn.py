@@ -19,13 +19,21 @@ datasets/README.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import (
+    MemoryModule,
+    MemoryOptions,
+    MemoryOutput,
+    check_choice,
+    check_positive_int,
+    register_memory,
+)
 from neuromem.memory.functional.hgrn import gated_scan, gated_scan_loop, hgru_recurrence, layer_lower_bounds
 from neuromem.memory.functional.pooling import windowed_rates
 
@@ -58,46 +66,45 @@ class HGRNLayer(nn.Module):
         return x, forget
 
 
+@dataclass(frozen=True)
+class HGRNOptions(MemoryOptions):
+    dim: int = 128
+    layers: int = 2
+    expand: int = 2  # the GLU channel mixer's expansion (0: none)
+    pooling: str = "windows"
+    scan: str = "chunked"
+    time_bins: int | None = None  # pooled windows the recurrence runs over (None: every step)
+    readout_windows: int = 10
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, readout_windows=self.readout_windows)
+        if self.time_bins is not None and (isinstance(self.time_bins, bool) or not isinstance(self.time_bins, int)
+                                           or self.time_bins < 1):
+            raise ValueError(f"{memory} option time_bins must be a positive integer (or null: every step), "
+                             f"got {self.time_bins!r}")
+        check_positive_int(memory, dim=self.dim)
+        if not isinstance(self.layers, int) or self.layers < 1:
+            raise ValueError(f"{memory} option layers must be >= 1 (the hierarchy needs >= 2), got {self.layers}")
+        if not isinstance(self.expand, int) or self.expand < 0:
+            raise ValueError(f"{memory} option expand must be >= 0 (0 disables the GLU channel mixer), got {self.expand}")
+        check_choice(memory, "pooling", self.pooling, POOLINGS)
+        check_choice(memory, "scan", self.scan, tuple(SCANS))
+
+
 @register_memory("hgrn", "hierarchically gated linear recurrence, forget-gate lower bound rising with depth (Qin et al. 2023)",
+                 HGRNOptions,
                  loihi_reason="input-dependent multiplicative gates (a product of two activity-driven signals)")
 class HGRNMemory(MemoryModule):
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int = 128,
-        layers: int = 2,
-        expand: int = 2,
-        pooling: str = "windows",
-        scan: str = "chunked",
-        time_bins: int | None = None,
-        readout_windows: int = 10,
-    ) -> None:
-        super().__init__(input_sizes, dim=dim, layers=layers, expand=expand, pooling=pooling, scan=scan,
-                         time_bins=time_bins, readout_windows=readout_windows)
-        if isinstance(readout_windows, bool) or not isinstance(readout_windows, int) or readout_windows < 1:
-            raise ValueError(f"hgrn option readout_windows must be a positive integer, got {readout_windows!r}")
-        if time_bins is not None and (isinstance(time_bins, bool) or not isinstance(time_bins, int) or time_bins < 1):
-            raise ValueError(f"hgrn option time_bins must be a positive integer (or null: every step), got {time_bins!r}")
-        self.time_bins = time_bins
-        if int(dim) < 1:
-            raise ValueError(f"hgrn option dim must be a positive integer, got {dim}")
-        if int(layers) < 1:
-            raise ValueError(f"hgrn option layers must be >= 1 (the hierarchy needs >= 2), got {layers}")
-        if int(expand) < 0:
-            raise ValueError(f"hgrn option expand must be >= 0 (0 disables the GLU channel mixer), got {expand}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"hgrn option pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        if scan not in SCANS:
-            raise ValueError(f"hgrn option scan must be one of {', '.join(SCANS)}, got {scan!r}")
-        dim, layers, expand = int(dim), int(layers), int(expand)
-        self.inputs = nn.ModuleDict({m: nn.Linear(size, dim) for m, size in input_sizes.items()})
+    def build(self, o: HGRNOptions) -> None:
+        self.inputs = nn.ModuleDict({m: nn.Linear(size, o.dim) for m, size in self.input_sizes.items()})
         # equal logits: bounds start at 0, 1/L, 2/L, ... and are learned per channel
-        self.bound_logits = nn.Parameter(torch.ones(layers, dim))
-        self.blocks = nn.ModuleList(HGRNLayer(dim, expand) for _ in range(layers))
-        self.final_norm = nn.LayerNorm(dim)
-        self.pooling, self.scan = pooling, SCANS[scan]
-        self.windows = readout_windows if pooling == "windows" else 1
-        self.output_size = dim * self.windows
+        self.bound_logits = nn.Parameter(torch.ones(o.layers, o.dim))
+        self.blocks = nn.ModuleList(HGRNLayer(o.dim, o.expand) for _ in range(o.layers))
+        self.final_norm = nn.LayerNorm(o.dim)
+        self.time_bins, self.pooling, self.scan = o.time_bins, o.pooling, SCANS[o.scan]
+        self.windows = o.readout_windows if o.pooling == "windows" else 1
+        self.output_size = o.dim * self.windows
 
     def lower_bounds(self) -> torch.Tensor:
         """Forget-gate lower bound per layer and channel (layers, dim)."""

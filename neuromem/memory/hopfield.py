@@ -12,43 +12,39 @@ query added back (`residual`), which keeps gradients alive early in training.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import MemoryModule, MemoryOutput, PooledOptions, register_memory
 from neuromem.memory.functional.hopfield import hopfield_retrieve
 from neuromem.memory.functional.pooling import binned_rates
 
 
+@dataclass(frozen=True)
+class HopfieldOptions(PooledOptions):
+    dim: int = 128
+    num_patterns: int = 64
+    beta: float = 4.0  # inverse temperature of the retrieval's softmax (learned with `learn_beta`)
+    steps: int = 1  # retrieval updates
+    residual: bool = True  # the query added to the retrieved state
+    learn_beta: bool = True
+
+
 @register_memory("hopfield", "modern continuous Hopfield retrieval over learned stored patterns (Ramsauer et al. 2020)",
+                 HopfieldOptions,
                  loihi_reason="softmax retrieval and LayerNorm on pooled float rates (the spiking form is hopfield-spiking)")
 class HopfieldMemory(MemoryModule):
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int = 128,
-        num_patterns: int = 64,
-        beta: float = 4.0,
-        steps: int = 1,
-        residual: bool = True,
-        learn_beta: bool = True,
-        time_bins: int = 10,
-    ) -> None:
-        super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, beta=beta, steps=steps, residual=residual,
-                         time_bins=time_bins)
-        if isinstance(time_bins, bool) or not isinstance(time_bins, int) or time_bins < 1:
-            raise ValueError(f"hopfield option time_bins must be a positive integer, got {time_bins!r}")
-        self.time_bins = time_bins
-        self.queries = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(size * time_bins, dim), nn.LayerNorm(dim)) for m, size in input_sizes.items()}
-        )
-        self.patterns = nn.Parameter(torch.randn(num_patterns, dim) / math.sqrt(dim))
-        log_beta = torch.tensor(math.log(beta))
-        self.log_beta = nn.Parameter(log_beta) if learn_beta else nn.Buffer(log_beta)
-        self.steps, self.residual = steps, residual
-        self.output_size = dim
+    def build(self, o: HopfieldOptions) -> None:
+        self.queries = nn.ModuleDict({m: nn.Sequential(nn.Linear(size * o.time_bins, o.dim), nn.LayerNorm(o.dim))
+                                      for m, size in self.input_sizes.items()})
+        self.patterns = nn.Parameter(torch.randn(o.num_patterns, o.dim) / math.sqrt(o.dim))
+        log_beta = torch.tensor(math.log(o.beta))
+        self.log_beta = nn.Parameter(log_beta) if o.learn_beta else nn.Buffer(log_beta)
+        self.time_bins, self.steps, self.residual = o.time_bins, o.steps, o.residual
+        self.output_size = o.dim
 
     @property
     def beta(self) -> torch.Tensor:

@@ -43,21 +43,21 @@ Everything trains end to end with surrogate gradients.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, check_positive_int, register_memory
 from neuromem.memory.spiking_layers import (
+    SpikingOptions,
     init_for_rate,
     lateral_inhibition,
     layer_kinds,
     rate_band_active,
-    rate_band_for,
     rate_band_penalty,
     set_surrogate_slope,
-    surrogate_slope_for,
     tie_transposed,
 )
 
@@ -68,75 +68,61 @@ HIDDEN_RATE = 0.1
 # the first logits are huge (loss ~10-20, the readout's gradient then dominates the clipped update): gain 0.3.
 # lif's readout is a linear layer on firing rates: gain 1.
 DEFAULT_GAIN = {"loihi": 0.3}
-# Default width (query, relay and retrieved neurons) per neuron model. On "loihi" 128 underfits SHD: with
-# rate_floor 0.01, 5 epochs, seed 0 (embedded data) dim 128 reached train 0.849 / test 0.762, dim 256 (relay 256)
-# train 0.936 / test 0.853 (the float hopfield on the same front end: 0.990 / 0.900), 268 s against 222 s a cell.
-# Other models: 128.
-DEFAULT_DIM = {"loihi": 256}
 
 
-@register_memory(
-    "hopfield-spiking",
-    "Hopfield memory of spiking neurons: stored patterns as synapses, lateral-inhibition winner-take-all, "
-    "retrieval through the patterns' transpose",
-    loihi_exportable=True,
-)
+@dataclass(frozen=True)
+class SpikingHopfieldOptions(SpikingOptions):
+    """Besides the spiking memories' options: stored patterns, their inhibition, the query layer's expected
+    input rate, the init gain (None: the neuron model's) and the relay's width (None: `dim`)."""
+
+    num_patterns: int = 64
+    inhibition: float = 0.25
+    input_rate: float = 0.3
+    gain: float | None = None
+    relay: int | None = None
+
+    MIN_DIM = 2
+
+    @property
+    def init_gain(self) -> float:
+        return DEFAULT_GAIN.get(self.neuron, 1.0) if self.gain is None else self.gain
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, 2, num_patterns=self.num_patterns)
+        check_positive_int(memory, 0, relay=self.width if self.relay is None else self.relay)
+        if not 0.0 <= float(self.inhibition) < 1.0:
+            raise ValueError(f"{memory} option inhibition must be in [0, 1), got {self.inhibition}")
+        if not 0.0 < float(self.input_rate) <= 1.0:
+            raise ValueError(f"{memory} option input_rate must be in (0, 1], got {self.input_rate}")
+        if not float(self.init_gain) > 0.0:
+            raise ValueError(f"{memory} option gain must be > 0, got {self.gain}")
+
+
+@register_memory("hopfield-spiking", "Hopfield memory of spiking neurons: stored patterns as synapses, lateral-inhibition "
+                 "winner-take-all, retrieval through the patterns' transpose", SpikingHopfieldOptions, loihi_exportable=True)
 class SpikingHopfieldMemory(MemoryModule):
     spiking = True
 
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int | None = None,
-        num_patterns: int = 64,
-        inhibition: float = 0.25,
-        input_rate: float = 0.3,
-        gain: float | None = None,
-        surrogate_slope: float | None = None,
-        relay: int | None = None,
-        rate_floor: float | None = None,
-        rate_ceiling: float | None = None,
-        rate_weight: float = 1.0,
-        neuron: str = "lif",
-    ) -> None:
-        super().__init__(input_sizes, dim=dim, num_patterns=num_patterns, inhibition=inhibition,
-                         input_rate=input_rate, gain=gain, surrogate_slope=surrogate_slope, relay=relay,
-                         rate_floor=rate_floor, rate_ceiling=rate_ceiling, rate_weight=rate_weight, neuron=neuron)
-        if dim is None:
-            dim = DEFAULT_DIM.get(neuron, 128)
-        for option, value in (("dim", dim), ("num_patterns", num_patterns)):
-            if int(value) != value or int(value) < 2:
-                raise ValueError(f"hopfield-spiking option {option} must be an integer >= 2, got {value}")
-        if relay is None:
-            relay = dim
-        if isinstance(relay, bool) or int(relay) != relay or int(relay) < 0:
-            raise ValueError(f"hopfield-spiking option relay must be an integer >= 0, got {relay}")
-        if not 0.0 <= float(inhibition) < 1.0:
-            raise ValueError(f"hopfield-spiking option inhibition must be in [0, 1), got {inhibition}")
-        if not 0.0 < float(input_rate) <= 1.0:
-            raise ValueError(f"hopfield-spiking option input_rate must be in (0, 1], got {input_rate}")
-        if gain is None:
-            gain = DEFAULT_GAIN.get(neuron, 1.0)
-        if not float(gain) > 0.0:
-            raise ValueError(f"hopfield-spiking option gain must be > 0, got {gain}")
-        surrogate_slope = surrogate_slope_for("hopfield-spiking", surrogate_slope, neuron)
-        self.rate_band = rate_band_for("hopfield-spiking", rate_floor, rate_ceiling, rate_weight, neuron)
-        kinds = layer_kinds(neuron)
-        dim, num_patterns, relay = int(dim), int(num_patterns), int(relay)
+    def build(self, o: SpikingHopfieldOptions) -> None:
+        relay = o.width if o.relay is None else o.relay
+        dim, num_patterns, inhibition, gain = o.width, o.num_patterns, o.inhibition, o.init_gain
+        self.rate_band = o.rate_band
+        kinds = layer_kinds(o.neuron)
         self.num_patterns = num_patterns
-        self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in input_sizes.items()})
+        self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in self.input_sizes.items()})
         # the pattern layer's first num_patterns neurons are the patterns; the `relay` neurons after them
         # (not inhibited, own weights) carry the query on to the retrieved layer beside the patterns
         self.patterns = kinds.linear(dim, num_patterns + relay, recurrent=True)
         for query in self.queries.values():
-            init_for_rate(query, float(input_rate), float(gain))
+            init_for_rate(query, float(o.input_rate), float(gain))
         init_for_rate(self.patterns, HIDDEN_RATE, float(gain))
         lateral_inhibition(self.patterns, float(inhibition), num_patterns)
         self.retrieval = kinds.linear(num_patterns + relay, dim)
         if relay:
             init_for_rate(self.retrieval, HIDDEN_RATE, float(gain))  # the relay's columns keep this init
         tie_transposed(self.retrieval, self.patterns, rows=num_patterns)
-        set_surrogate_slope([*self.queries.values(), self.patterns, self.retrieval], surrogate_slope)
+        set_surrogate_slope([*self.queries.values(), self.patterns, self.retrieval], o.slope)
         self.output_size = dim
 
     def chip_layers(self, modality: str) -> list[nn.Module]:

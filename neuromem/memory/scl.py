@@ -18,13 +18,22 @@ so paired modalities are positives for each other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import (
+    MemoryModule,
+    MemoryOptions,
+    MemoryOutput,
+    PooledOptions,
+    check_choice,
+    check_positive_int,
+    register_memory,
+)
 from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.functional.scl import supcon_loss
 
@@ -36,14 +45,38 @@ def labels_for(labels: torch.Tensor | Mapping[str, torch.Tensor], modality: str)
     return labels[modality] if isinstance(labels, Mapping) else labels
 
 
-def check_supcon_options(name: str, temperature: float, loss: str, supcon_weight: float) -> None:
-    """The SupCon options both forms share (scl, scl-spiking), refused in one line naming the module."""
-    if not float(temperature) > 0:
-        raise ValueError(f"{name} option temperature must be > 0, got {temperature}")
-    if loss not in LOSSES:
-        raise ValueError(f"{name} option loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if not float(supcon_weight) >= 0:
-        raise ValueError(f"{name} option supcon_weight must be >= 0, got {supcon_weight}")
+@dataclass(frozen=True)
+class SupConOptions(MemoryOptions):
+    """The SupCon options both forms share (scl, scl-spiking): the encoder's hidden width, the training-only
+    projection head's width, the loss's temperature, which loss trains the encoder, and SupCon's weight."""
+
+    hidden: int = 256
+    projection_dim: int = 64
+    temperature: float = 0.1
+    loss: str = "both"
+    supcon_weight: float = 1.0
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, hidden=self.hidden, projection_dim=self.projection_dim)
+        if not float(self.temperature) > 0:
+            raise ValueError(f"{memory} option temperature must be > 0, got {self.temperature}")
+        check_choice(memory, "loss", self.loss, LOSSES)
+        if not float(self.supcon_weight) >= 0:
+            raise ValueError(f"{memory} option supcon_weight must be >= 0, got {self.supcon_weight}")
+
+    def projection_head(self, dim: int) -> nn.Module:
+        """The training-only head from the `dim`-wide representation to the `projection_dim` SupCon space."""
+        return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, self.projection_dim))
+
+
+@dataclass(frozen=True)
+class SupConMemoryOptions(SupConOptions, PooledOptions):
+    dim: int = 128
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, dim=self.dim)
 
 
 def stacked_supcon(projections: Mapping[str, torch.Tensor], labels, temperature: float) -> torch.Tensor:
@@ -54,41 +87,23 @@ def stacked_supcon(projections: Mapping[str, torch.Tensor], labels, temperature:
 
 
 @register_memory("scl", "supervised contrastive embedding with projection head; CE, SupCon or both (Khosla et al. 2020)",
+                 SupConMemoryOptions,
                  loihi_reason="LayerNorm MLP encoder on pooled float rates (the spiking form is scl-spiking)")
 class SupConMemory(MemoryModule):
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int = 128,
-        hidden: int = 256,
-        projection_dim: int = 64,
-        temperature: float = 0.1,
-        loss: str = "both",
-        supcon_weight: float = 1.0,
-        time_bins: int = 10,
-    ) -> None:
-        super().__init__(
-            input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,
-            loss=loss, supcon_weight=supcon_weight, time_bins=time_bins,
-        )
-        for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim), ("time_bins", time_bins)):
-            if int(value) < 1:
-                raise ValueError(f"scl option {option} must be a positive integer, got {value}")
-        check_supcon_options("scl", temperature, loss, supcon_weight)
-        dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
-        self.time_bins = int(time_bins)
+    def build(self, o: SupConMemoryOptions) -> None:
+        self.time_bins = o.time_bins
         self.encoders = nn.ModuleDict(
             {
                 m: nn.Sequential(
-                    nn.Linear(size * self.time_bins, hidden), nn.LayerNorm(hidden), nn.ReLU(),
-                    nn.Linear(hidden, dim), nn.LayerNorm(dim),
+                    nn.Linear(size * self.time_bins, o.hidden), nn.LayerNorm(o.hidden), nn.ReLU(),
+                    nn.Linear(o.hidden, o.dim), nn.LayerNorm(o.dim),
                 )
-                for m, size in input_sizes.items()
+                for m, size in self.input_sizes.items()
             }
         )
-        self.projection_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, projection_dim))
-        self.temperature, self.loss, self.supcon_weight = float(temperature), loss, float(supcon_weight)
-        self.output_size = dim
+        self.projection_head = o.projection_head(o.dim)
+        self.temperature, self.loss, self.supcon_weight = float(o.temperature), o.loss, float(o.supcon_weight)
+        self.output_size = o.dim
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         representations, projections = {}, {}

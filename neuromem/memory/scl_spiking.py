@@ -23,6 +23,7 @@ Other neuron models: no band by default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -30,67 +31,36 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, register_memory
-from neuromem.memory.scl import check_supcon_options, stacked_supcon
+from neuromem.memory.scl import SupConOptions, stacked_supcon
 from neuromem.memory.spiking_layers import (
+    SpikingOptions,
     layer_kinds,
     rate_band_active,
-    rate_band_for,
     rate_band_penalty,
     set_surrogate_slope,
-    surrogate_slope_for,
 )
 
-# Default output width per neuron model. SHD embedded, loihi, seed 0, 5 epochs, rate_floor 0.01: dim 128
-# train 0.933 / test 0.795, dim 256 train 0.934 / test 0.833 (233 s a cell against 190 s). Other models: 128.
-DEFAULT_DIM = {"loihi": 256}
+
+@dataclass(frozen=True)
+class SpikingSupConOptions(SupConOptions, SpikingOptions):
+    """The spiking memories' options and the SupCon ones."""
 
 
-@register_memory(
-    "scl-spiking",
-    "supervised contrastive memory of spiking layers; the SupCon projection head is training-only",
-    loihi_exportable=True,
-)
+@register_memory("scl-spiking", "supervised contrastive memory of spiking layers; the SupCon projection head is "
+                 "training-only", SpikingSupConOptions, loihi_exportable=True)
 class SpikingSupConMemory(MemoryModule):
     spiking = True
 
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int | None = None,
-        hidden: int = 256,
-        projection_dim: int = 64,
-        temperature: float = 0.1,
-        loss: str = "both",
-        supcon_weight: float = 1.0,
-        surrogate_slope: float | None = None,
-        rate_floor: float | None = None,
-        rate_ceiling: float | None = None,
-        rate_weight: float = 1.0,
-        neuron: str = "lif",
-    ) -> None:
-        super().__init__(
-            input_sizes, dim=dim, hidden=hidden, projection_dim=projection_dim, temperature=temperature,
-            loss=loss, supcon_weight=supcon_weight, surrogate_slope=surrogate_slope,
-            rate_floor=rate_floor, rate_ceiling=rate_ceiling, rate_weight=rate_weight, neuron=neuron,
-        )
-        if dim is None:
-            dim = DEFAULT_DIM.get(neuron, 128)
-        for option, value in (("dim", dim), ("hidden", hidden), ("projection_dim", projection_dim)):
-            if int(value) != value or int(value) < 1:
-                raise ValueError(f"scl-spiking option {option} must be a positive integer, got {value}")
-        check_supcon_options("scl-spiking", temperature, loss, supcon_weight)
-        surrogate_slope = surrogate_slope_for("scl-spiking", surrogate_slope, neuron)
-        self.rate_band = rate_band_for("scl-spiking", rate_floor, rate_ceiling, rate_weight, neuron)
-        kinds = layer_kinds(neuron)
-        dim, hidden, projection_dim = int(dim), int(hidden), int(projection_dim)
-        self.encoders = nn.ModuleDict(
-            {m: nn.Sequential(kinds.linear(size, hidden), kinds.linear(hidden, dim)) for m, size in input_sizes.items()}
-        )
+    def build(self, o: SpikingSupConOptions) -> None:
+        kinds = layer_kinds(o.neuron)
+        self.encoders = nn.ModuleDict({m: nn.Sequential(kinds.linear(size, o.hidden), kinds.linear(o.hidden, o.width))
+                                       for m, size in self.input_sizes.items()})
         for encoder in self.encoders.values():
-            set_surrogate_slope(encoder, surrogate_slope)
-        self.projection_head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, projection_dim))
-        self.temperature, self.loss, self.supcon_weight = float(temperature), loss, float(supcon_weight)
-        self.output_size = dim
+            set_surrogate_slope(encoder, o.slope)
+        self.projection_head = o.projection_head(o.width)
+        self.temperature, self.loss, self.supcon_weight = float(o.temperature), o.loss, float(o.supcon_weight)
+        self.rate_band = o.rate_band
+        self.output_size = o.width
 
     def chip_layers(self, modality: str) -> list[nn.Module]:
         return list(self.encoders[modality])

@@ -4,11 +4,14 @@ fixed lateral inhibition, and a layer whose synapse is the transpose of another'
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from neuromem.memory.base import MemoryOptions, check_positive_int
 from neuromem.neurons.synapses import TiedTransposedLinear
 
 # Default surrogate slope of the memory's neurons per neuron model (None: the model's own). A Loihi neuron's
@@ -79,16 +82,6 @@ def lateral_inhibition(layer: nn.Module, strength: float, size: int | None = Non
     weight.requires_grad_(False)
 
 
-def surrogate_slope_for(memory: str, slope: float | None, neuron: str) -> float | None:
-    """A spiking memory's `surrogate_slope` option: None -> DEFAULT_SURROGATE_SLOPE for `neuron` (None there:
-    the model's own); else it must be > 0."""
-    if slope is None:
-        return DEFAULT_SURROGATE_SLOPE.get(neuron)
-    if not float(slope) > 0.0:
-        raise ValueError(f"{memory} option surrogate_slope must be > 0, got {slope}")
-    return slope
-
-
 def set_surrogate_slope(layers, slope: float | None) -> None:
     """Give `layers`' neurons the surrogate slope `slope` (None: keep the model's). Backward pass only: the
     spikes, and so the exported network, do not change."""
@@ -98,27 +91,61 @@ def set_surrogate_slope(layers, slope: float | None) -> None:
         layer.parameters_ = dataclasses.replace(layer.parameters_, surrogate_slope=float(slope))
 
 
+# Default width (`dim`) of a spiking memory per neuron model (other models: 128). On "loihi" 128 underfits SHD
+# (measurements in hopfield_spiking.py and scl_spiking.py).
+DEFAULT_WIDTH = {"loihi": 256}
+
 # Default firing-rate band (rate_floor, rate_ceiling) of the memory's neurons per neuron model, for
 # `rate_band_loss` (other models: no band). On neuron "loihi" up to 39% of a memory layer's neurons stopped
 # firing for good during training (SHD embedded, 5 epochs); the measurements are in the modules' docstrings.
 DEFAULT_RATE_BAND = {"loihi": (0.01, 1.0)}
 
 
-def rate_band_for(memory: str, floor: float | None, ceiling: float | None, weight: float,
-                  neuron: str) -> tuple[float, float, float]:
-    """A spiking memory's firing-rate band options: `rate_floor` in [0, 1) (0: no floor), `rate_ceiling` in
-    (floor, 1] (1: no ceiling), both in spikes per neuron per step (None: DEFAULT_RATE_BAND for `neuron`),
-    and `rate_weight` >= 0."""
-    default_floor, default_ceiling = DEFAULT_RATE_BAND.get(neuron, (0.0, 1.0))
-    floor = default_floor if floor is None else floor
-    ceiling = default_ceiling if ceiling is None else ceiling
-    if not 0.0 <= float(floor) < 1.0:
-        raise ValueError(f"{memory} option rate_floor must be in [0, 1), got {floor}")
-    if not float(floor) < float(ceiling) <= 1.0:
-        raise ValueError(f"{memory} option rate_ceiling must be in (rate_floor, 1], got {ceiling}")
-    if not float(weight) >= 0.0:
-        raise ValueError(f"{memory} option rate_weight must be >= 0, got {weight}")
-    return float(floor), float(ceiling), float(weight)
+@dataclass(frozen=True)
+class SpikingOptions(MemoryOptions):
+    """The options every spiking memory takes (None: the neuron model's default): its width `dim` (at least
+    `MIN_DIM`), its neurons' surrogate slope (backward pass only), their firing-rate band for
+    `rate_band_loss` (`rate_floor` in [0, 1), 0: none; `rate_ceiling` in (floor, 1], 1: none; spikes per
+    neuron per step; `rate_weight` >= 0), and the network's neuron model (`build_network` sets it)."""
+
+    dim: int | None = None
+    surrogate_slope: float | None = None
+    rate_floor: float | None = None
+    rate_ceiling: float | None = None
+    rate_weight: float = 1.0
+    neuron: str = "lif"
+
+    MIN_DIM: ClassVar[int] = 1
+
+    @property
+    def width(self) -> int:
+        return DEFAULT_WIDTH.get(self.neuron, 128) if self.dim is None else self.dim
+
+    @property
+    def slope(self) -> float | None:
+        """The surrogate slope of the memory's neurons (None: the model's own)."""
+        return DEFAULT_SURROGATE_SLOPE.get(self.neuron) if self.surrogate_slope is None else self.surrogate_slope
+
+    @property
+    def rate_band(self) -> tuple[float, float, float]:
+        """(floor, ceiling, weight), the defaults of the neuron model filled in."""
+        default_floor, default_ceiling = DEFAULT_RATE_BAND.get(self.neuron, (0.0, 1.0))
+        floor = default_floor if self.rate_floor is None else self.rate_floor
+        ceiling = default_ceiling if self.rate_ceiling is None else self.rate_ceiling
+        return float(floor), float(ceiling), float(self.rate_weight)
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_positive_int(memory, self.MIN_DIM, dim=self.width)
+        if self.surrogate_slope is not None and not float(self.surrogate_slope) > 0.0:
+            raise ValueError(f"{memory} option surrogate_slope must be > 0, got {self.surrogate_slope}")
+        floor, ceiling, weight = self.rate_band
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"{memory} option rate_floor must be in [0, 1), got {floor}")
+        if not floor < ceiling <= 1.0:
+            raise ValueError(f"{memory} option rate_ceiling must be in (rate_floor, 1], got {ceiling}")
+        if not weight >= 0.0:
+            raise ValueError(f"{memory} option rate_weight must be >= 0, got {weight}")
 
 
 def rate_band_active(floor: float, ceiling: float, weight: float) -> bool:

@@ -37,7 +37,9 @@ auxiliary cross-modal contrastive loss aligns by label and `retrieve` uses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -45,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuromem.memory.functional.pooling import binned_rates
-from neuromem.memory.base import MemoryModule, MemoryOutput, register_memory
+from neuromem.memory.base import MemoryModule, MemoryOptions, MemoryOutput, register_memory
 from neuromem.memory.functional.ttt import (
     WRITE_MODES,
     TTTParameters,
@@ -64,43 +66,53 @@ def _check_range(name: str, value, low, high=None, integer: bool = False) -> Non
         raise ValueError(f"ttt option {name}={value!r} is out of range; valid: {'an integer ' if integer else ''}{valid}")
 
 
+@dataclass(frozen=True)
+class TTTBlockOptions(MemoryOptions):
+    """How a `TTTMemoryBlock` reads and writes (see the module doc)."""
+
+    mode: str = "attention"
+    write_hidden: int = 64
+    beta: float = 1.0
+    write_rate: float = 0.1
+    grad_steps: int = 1
+    grad_lr: float = 0.1
+    test_time_writes: bool = True
+    unrolled_writes: bool = True
+    unroll_chunks: int = 2
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        if self.mode not in WRITE_MODES:
+            raise ValueError(f"ttt option mode={self.mode!r} is not valid; valid: {', '.join(WRITE_MODES)}")
+        _check_range("write_hidden", self.write_hidden, 1, integer=True)
+        _check_range("beta", self.beta, 1e-6)
+        _check_range("write_rate", self.write_rate, 0.0, 1.0)
+        _check_range("grad_steps", self.grad_steps, 1, integer=True)
+        _check_range("grad_lr", self.grad_lr, 0.0)
+        _check_range("unroll_chunks", self.unroll_chunks, 2, integer=True)
+
+    def block_options(self) -> dict:
+        """This record's own fields (what a `TTTMemoryBlock` takes), from a record that extends it."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TTTBlockOptions)}
+
+
 class TTTMemoryBlock(nn.Module):
     """Slots (num_slots, dim) read by attention and written at test time.
 
     forward(summary (B, dim)) -> (read-out (B, dim), attention (B, num_slots)).
-    The caller adds the read-out to its own stream (residual).
+    The caller adds the read-out to its own stream (residual). Options: `TTTBlockOptions`.
     """
 
-    def __init__(
-        self,
-        num_slots: int,
-        dim: int,
-        mode: str = "attention",
-        write_hidden: int = 64,
-        beta: float = 1.0,
-        write_rate: float = 0.1,
-        grad_steps: int = 1,
-        grad_lr: float = 0.1,
-        test_time_writes: bool = True,
-        unrolled_writes: bool = True,
-        unroll_chunks: int = 2,
-        drift_compensation: bool = False,
-    ) -> None:
+    def __init__(self, num_slots: int, dim: int, drift_compensation: bool = False, **options) -> None:
         super().__init__()
-        if mode not in WRITE_MODES:
-            raise ValueError(f"ttt option mode={mode!r} is not valid; valid: {', '.join(WRITE_MODES)}")
         _check_range("num_slots", num_slots, 1, integer=True)
         _check_range("dim", dim, 1, integer=True)
-        _check_range("write_hidden", write_hidden, 1, integer=True)
-        _check_range("beta", beta, 1e-6)
-        _check_range("write_rate", write_rate, 0.0, 1.0)
-        _check_range("grad_steps", grad_steps, 1, integer=True)
-        _check_range("grad_lr", grad_lr, 0.0)
-        _check_range("unroll_chunks", unroll_chunks, 2, integer=True)
+        o = TTTBlockOptions.parse("ttt", options)
+        mode, write_hidden, unroll_chunks = o.mode, o.write_hidden, o.unroll_chunks
         self.unroll_chunks = unroll_chunks
         self.mode, self.num_slots, self.dim = mode, num_slots, dim
-        self.parameters_ = TTTParameters(beta=beta, write_rate=write_rate, grad_steps=grad_steps, grad_lr=grad_lr)
-        self.test_time_writes, self.unrolled_writes = test_time_writes, unrolled_writes
+        self.parameters_ = TTTParameters(beta=o.beta, write_rate=o.write_rate, grad_steps=o.grad_steps, grad_lr=o.grad_lr)
+        self.test_time_writes, self.unrolled_writes = o.test_time_writes, o.unrolled_writes
         self.slots = nn.Parameter(torch.randn(num_slots, dim) / math.sqrt(dim))
         # drift compensation addresses slots in the input space itself, so their drift is an input-space shift
         self.drift_compensation = drift_compensation
@@ -225,62 +237,50 @@ class TTTMemoryBlock(nn.Module):
         return reconstruction_loss(self.slots, self.query(summary), self.parameters_.beta, self.decoder)
 
 
-@register_memory("ttt", "test-time-training memories: attention-read slots with gated or gradient writes at inference")
+@dataclass(frozen=True)
+class TTTOptions(TTTBlockOptions):
+    """The registry module's options: the blocks' (`TTTBlockOptions`), then its own."""
+
+    dim: int = 128
+    num_slots: int = 32  # per modality
+    central_slots: int = 64
+    feedback_steps: int = 2
+    time_bins: int = 10
+    drift_compensation: bool = False  # the modality memories' reads (see TTTMemoryBlock)
+    align_weight: float = 0.1
+    temperature: float = 0.1
+    recon_weight: float = 0.1
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        _check_range("num_slots", self.num_slots, 1, integer=True)
+        _check_range("dim", self.dim, 1, integer=True)
+        _check_range("central_slots", self.central_slots, 1, integer=True)
+        _check_range("feedback_steps", self.feedback_steps, 0, integer=True)
+        _check_range("time_bins", self.time_bins, 1, integer=True)
+        _check_range("align_weight", self.align_weight, 0.0)
+        _check_range("temperature", self.temperature, 1e-6)
+        _check_range("recon_weight", self.recon_weight, 0.0)
+
+
+@register_memory("ttt", "test-time-training memories: attention-read slots with gated or gradient writes at inference",
+                 TTTOptions)
 class TTTMemory(MemoryModule):
     adapts_at_test_time = True
 
-    def __init__(
-        self,
-        input_sizes: Mapping[str, int],
-        dim: int = 128,
-        num_slots: int = 32,
-        central_slots: int = 64,
-        mode: str = "attention",
-        feedback_steps: int = 2,
-        time_bins: int = 10,
-        write_hidden: int = 64,
-        beta: float = 1.0,
-        write_rate: float = 0.1,
-        grad_steps: int = 1,
-        grad_lr: float = 0.1,
-        test_time_writes: bool = True,
-        unrolled_writes: bool = True,
-        unroll_chunks: int = 2,
-        drift_compensation: bool = False,
-        align_weight: float = 0.1,
-        temperature: float = 0.1,
-        recon_weight: float = 0.1,
-    ) -> None:
-        super().__init__(
-            input_sizes, dim=dim, num_slots=num_slots, central_slots=central_slots, mode=mode,
-            feedback_steps=feedback_steps, time_bins=time_bins, write_hidden=write_hidden, beta=beta,
-            write_rate=write_rate, grad_steps=grad_steps, grad_lr=grad_lr, test_time_writes=test_time_writes,
-            unrolled_writes=unrolled_writes, unroll_chunks=unroll_chunks, drift_compensation=drift_compensation,
-            align_weight=align_weight, temperature=temperature,
-            recon_weight=recon_weight,
-        )  # fmt: skip
-        _check_range("central_slots", central_slots, 1, integer=True)
-        _check_range("feedback_steps", feedback_steps, 0, integer=True)
-        _check_range("time_bins", time_bins, 1, integer=True)
-        _check_range("align_weight", align_weight, 0.0)
-        _check_range("temperature", temperature, 1e-6)
-        _check_range("recon_weight", recon_weight, 0.0)
-        block = dict(
-            mode=mode, write_hidden=write_hidden, beta=beta, write_rate=write_rate, grad_steps=grad_steps,
-            grad_lr=grad_lr, test_time_writes=test_time_writes, unrolled_writes=unrolled_writes,
-            unroll_chunks=unroll_chunks,
-        )  # fmt: skip
+    def build(self, o: TTTOptions) -> None:
+        dim, num_slots, time_bins, block = o.dim, o.num_slots, o.time_bins, o.block_options()
         self.time_bins = time_bins
         self.project = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(size * time_bins, dim), nn.LayerNorm(dim)) for m, size in input_sizes.items()}
+            {m: nn.Sequential(nn.Linear(size * time_bins, dim), nn.LayerNorm(dim)) for m, size in self.input_sizes.items()}
         )
         self.modality_memories = nn.ModuleDict(
-            {m: TTTMemoryBlock(num_slots, dim, drift_compensation=drift_compensation, **block) for m in input_sizes}
+            {m: TTTMemoryBlock(num_slots, dim, drift_compensation=o.drift_compensation, **block) for m in self.input_sizes}
         )
-        self.central = TTTMemoryBlock(central_slots, dim, **block)
+        self.central = TTTMemoryBlock(o.central_slots, dim, **block)
         self.feedback = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.feedback_steps = feedback_steps
-        self.align_weight, self.temperature, self.recon_weight = align_weight, temperature, recon_weight
+        self.feedback_steps = o.feedback_steps
+        self.align_weight, self.temperature, self.recon_weight = o.align_weight, o.temperature, o.recon_weight
         self.output_size = dim
 
     def blocks(self) -> dict[str, TTTMemoryBlock]:
