@@ -27,7 +27,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from neuromem.errors import NeuromemError
 from neuromem.train.config import CellConfig, config_problems, stored_digest, unknown_keys
@@ -503,11 +503,6 @@ class ResultStore:
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-
-
-def configs_to_run(store: ResultStore, configs: Iterable[CellConfig]) -> list[CellConfig]:
-    done = store.finished_ids()
-    return [c for c in configs if c.cell_id not in done]
 
 
 def read_checkpoint_file(path: str | Path) -> Any:

@@ -34,7 +34,7 @@ from neuromem.neurons.delays import anneal_delays
 from neuromem.train.config import CellConfig
 from neuromem.train.tasks import EXTERNAL_TASKS, NUM_CONCEPTS, TASKS, Task, concept_of
 
-EVAL_BATCH = 256
+EVAL_BATCH = 64  # inference batches; 256 made the N-MNIST evaluation the peak of a cell's memory (~2 GB)
 ACCOUNTING_SAMPLES = 128  # counting costs a few forward passes; a test subset suffices
 
 
@@ -255,8 +255,9 @@ def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test
     per_modality = {}
     with torch.no_grad():
         for d in group:
-            x, _ = test[d].take(np.arange(min(ACCOUNTING_SAMPLES, len(test[d].labels))))
-            per_modality[d] = accounting_metrics(network, twin, [{d: x}], profile=energy_profile(profile_name), batch_dim=0)
+            rows = np.arange(min(ACCOUNTING_SAMPLES, len(test[d].labels)))
+            chunks = [{d: test[d].take(rows[i:i + EVAL_BATCH])[0]} for i in range(0, len(rows), EVAL_BATCH)]
+            per_modality[d] = accounting_metrics(network, twin, chunks, profile=energy_profile(profile_name), batch_dim=0)
     merged: dict[str, Any] = {c: float(np.mean([per_modality[d][c] for d in group])) for c in ABLATION_COLUMNS}
     merged["layer_sparsity"] = {k: v for d in group for k, v in per_modality[d]["layer_sparsity"].items()}
     merged["energy_assumptions"] = [f"[{d}] {line}" for d in group for line in per_modality[d]["energy_assumptions"]]
