@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -425,8 +426,8 @@ def test_delta_encoder_level_crossings():
 def test_modality_specs():
     assert MODALITY_SPECS["shd"].num_classes == 20 and MODALITY_SPECS["shd"].input_shape == (700,)
     assert MODALITY_SPECS["nmnist"].num_classes == 10 and MODALITY_SPECS["nmnist"].input_shape == (2, 34, 34)
-    with pytest.raises(Exception):
-        MODALITY_SPECS["shd"].time_bins = 5  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MODALITY_SPECS["shd"].time_bins = 5
 
 
 # ---------------------------------------------------------------- the `neuromem data` sub-app

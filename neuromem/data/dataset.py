@@ -98,9 +98,6 @@ class BinnedDataset:
         return BinnedDataset(self._inputs, self._labels, num_classes=self.num_classes, time_bins=self.time_bins,
                              source=self.source, dataset=self.dataset, index=rows, meta=self.meta)
 
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=self.num_classes)
-
     def __repr__(self) -> str:
         return (f"BinnedDataset({self.dataset}, n={len(self)}, T={self.time_bins}, "
                 f"input_shape={self.input_shape}, source={self.source})")

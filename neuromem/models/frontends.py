@@ -48,11 +48,6 @@ NEURON_LAYERS: dict[str, LayerKinds] = {
 }
 
 
-def register_neuron_layers(name: str, kinds: LayerKinds) -> None:
-    """Let another neuron model (e.g. Loihi fixed-point) build the same front ends."""
-    NEURON_LAYERS[name] = kinds
-
-
 def layer_kinds(neuron: str) -> LayerKinds:
     try:
         return NEURON_LAYERS[neuron]
@@ -138,13 +133,6 @@ class VisualFrontEnd(nn.Module):
 
 # front-end networks by kind; a data set's registry entry names the kind that reads it (`front_end`)
 FRONT_ENDS: dict[str, type[nn.Module]] = {"audio": AudioFrontEnd, "visual": VisualFrontEnd}
-
-
-def register_front_end(kind: str, cls: type[nn.Module]) -> None:
-    """Another front-end network, for data sets whose entry names `kind`; cls(input_shape, hidden=, neuron=, ...)."""
-    if kind in FRONT_ENDS:
-        raise ValueError(f"front end {kind!r} is already registered ({FRONT_ENDS[kind].__name__})")
-    FRONT_ENDS[kind] = cls
 
 
 def build_front_end(dataset: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:

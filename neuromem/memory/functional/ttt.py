@@ -56,15 +56,6 @@ def read_slots(queries: torch.Tensor, slots: torch.Tensor, beta: float) -> tuple
     return weights @ slots, weights
 
 
-def pair_slots_with_summary(slots: torch.Tensor, summaries: torch.Tensor) -> torch.Tensor:
-    """[slot, summary] for every (sample, slot) pair: (B, S, 2D) — the input of the write networks."""
-    batch, (num_slots, dim) = summaries.shape[0], slots.shape
-    return torch.cat(
-        [slots.unsqueeze(0).expand(batch, num_slots, dim), summaries.unsqueeze(1).expand(batch, num_slots, dim)],
-        dim=-1,
-    )
-
-
 def gated_write(
     slots: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, gates: torch.Tensor
 ) -> torch.Tensor:

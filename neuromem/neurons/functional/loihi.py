@@ -85,15 +85,6 @@ class LoihiParameters:
     def effective_bias(self) -> int:
         return self.bias_mant << self.bias_exp
 
-    @property
-    def current_decay(self) -> float:
-        """Fraction of u kept per step (before truncation): (4096 - du - 1) / 4096."""
-        return (DECAY_UNITY - self.du - 1) / DECAY_UNITY
-
-    @property
-    def voltage_decay(self) -> float:
-        """Fraction of v kept per step (before truncation): (4096 - dv) / 4096."""
-        return (DECAY_UNITY - self.dv) / DECAY_UNITY
 
 
 class LoihiState(NamedTuple):
