@@ -129,3 +129,32 @@ def test_wide_gaps_are_bridged_and_damaged_rows_refused():
     damaged = SparseCounts(sparse.offsets, np.full_like(sparse.index, 65535), sparse.counts, sparse.sample_shape)
     with pytest.raises(ValueError, match="damaged cache entry"):
         time_major_batch(damaged, np.array([0]))
+
+
+def test_pages_handed_back_are_read_again(tmp_path, monkeypatch):
+    """A worker hands the cache's mapped pages back as it goes (its resident memory does not grow with the split);
+    what it reads afterwards is the same."""
+    import neuromem.data.sparse_counts as sparse_counts
+    from neuromem.data import load_split, synthesize
+
+    root = tmp_path / "data"
+    synthesize(root, seed=0, modalities=["shd"], shd_train_per_class=1, shd_test_per_class=1)
+    binned = load_split("shd", root, "test", cache_dir=tmp_path / "cache")
+    want = np.asarray(binned.inputs).astype(np.float32)
+    advised = []
+
+    class Recording:
+        def __init__(self, mapping):
+            self.mapping = mapping
+
+        def madvise(self, option, *args):
+            advised.append(option)
+            return self.mapping.madvise(option, *args)
+
+    sparse = binned.inputs
+    assert isinstance(sparse.index, np.memmap) and isinstance(sparse.counts, np.memmap)
+    sparse.index._mmap = Recording(sparse.index._mmap)
+    monkeypatch.setattr(sparse_counts, "RELEASE_EVERY_BYTES", 1)
+    for rows in (np.arange(10), np.arange(10, 20), np.arange(20)):
+        assert np.array_equal(time_major_batch(sparse, rows).numpy(), want[rows])
+    assert advised == [sparse_counts.mmap.MADV_DONTNEED] * 3

@@ -18,6 +18,7 @@ one sample (`x[i]`, dense), and `np.asarray(x)` (dense: for small sets only).
 
 from __future__ import annotations
 
+import mmap
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - numba comes with tonic
 INDEX_DTYPE = np.uint16  # a step between consecutive non-zero bins of one sample
 COUNT_DTYPE = np.uint8
 MAX_STEP = int(np.iinfo(INDEX_DTYPE).max)
+RELEASE_EVERY_BYTES = 64 << 20  # mapped cache pages read since the last release: then handed back
 BYTES_PER_BIN = np.dtype(INDEX_DTYPE).itemsize + np.dtype(COUNT_DTYPE).itemsize
 
 
@@ -45,6 +47,7 @@ class SparseCounts:
         self.offsets, self.index, self.counts = offsets, index, counts
         self.sample_shape = tuple(int(n) for n in sample_shape)  # (T, *shape)
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._read_since_release = 0
 
     # -- array-like ---------------------------------------------------------------
     @property
@@ -123,6 +126,7 @@ class SparseCounts:
         steps = self.sample_shape[0]
         features = int(np.prod(self.sample_shape[1:]))
         out = out.reshape(steps, len(rows), features)
+        self._release_pages(rows)
         if _numba is not None:
             if not _scatter(np.asarray(self.offsets), self.index, self.counts, rows, features, out):
                 raise ValueError("a cached row of counts runs past its sample's bins (a damaged cache entry): "
@@ -133,6 +137,23 @@ class SparseCounts:
             start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
             flat = np.cumsum(self.index[start:stop], dtype=np.int64)
             out[flat // features, position, flat % features] = self.counts[start:stop]
+
+
+    def _release_pages(self, rows: np.ndarray) -> None:
+        """A memory-mapped cache's pages count in the process's resident memory once read, so an epoch over a large
+        split would grow a worker by the split's size: every RELEASE_EVERY_BYTES read, the pages are handed back
+        (the kernel keeps them in its page cache; the next read maps them again)."""
+        self._read_since_release += int((self.offsets[rows + 1] - self.offsets[rows]).sum()) * BYTES_PER_BIN
+        if self._read_since_release < RELEASE_EVERY_BYTES:
+            return
+        self._read_since_release = 0
+        for array in (self.index, self.counts):
+            mapping = getattr(array, "_mmap", None)
+            if mapping is not None and hasattr(mapping, "madvise"):
+                try:
+                    mapping.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):
+                    pass
 
 
 def concatenate(parts: Sequence) -> "SparseCounts | np.ndarray":
