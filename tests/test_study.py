@@ -341,6 +341,32 @@ def test_code_fingerprint_covers_a_memory_module_and_what_it_imports_only():
     assert code_fingerprint("cmhan") != code_fingerprint("hopfield") != code_fingerprint()
 
 
+def test_a_whitespace_only_edit_of_a_memory_module_leaves_its_cells_fresh(tmp_path):
+    """The fingerprint reads the parsed code: reformatting, comments and docstrings leave a cell fresh; a change
+    of what runs makes it stale (and only the cells of the module changed)."""
+    from neuromem.train.provenance import _package_root, code_fingerprint, stale_reason
+
+    root = tmp_path / "neuromem"
+    shutil.copytree(_package_root(), root, ignore=shutil.ignore_patterns("__pycache__"))
+    stored = {memory: {"code_fingerprint": code_fingerprint(memory, root)} for memory in ("hopfield", "cmhan")}
+    fresh = lambda memory: stale_reason(stored[memory], {"code_fingerprint": code_fingerprint(memory, root)})  # noqa: E731
+    module = root / "memory" / "hopfield.py"
+    source = module.read_text()
+    edits = [("    dim: int = 128\n", "    dim  :  int=128   # the width\n\n"),  # spacing, a comment, a blank line
+             ("from dataclasses import dataclass\n", "from dataclasses import (\n    dataclass,\n)\n\n\n"),  # re-wrapped
+             ('"""`hopfield`: a modern', '"""`hopfield`, reworded: a modern')]  # the module's docstring
+    for old, new in edits:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    module.write_text("\n".join(line + "   " for line in source.split("\n")))  # trailing blanks on every line
+    code_fingerprint.cache_clear()
+    assert fresh("hopfield") is None and fresh("cmhan") is None
+    module.write_text(source.replace("num_patterns: int = 64", "num_patterns: int = 65"))
+    code_fingerprint.cache_clear()
+    assert "model code" in fresh("hopfield") and fresh("cmhan") is None
+    code_fingerprint.cache_clear()
+
+
 def test_default_epochs_come_from_the_data_set_entry_and_the_flag_overrides_them():
     from neuromem.data.registry import get_dataset
     from neuromem.train import sweep
