@@ -5,7 +5,8 @@ import torch
 
 from neuromem.memory import build_memory
 from neuromem.memory import hopfield_spiking, scl_spiking
-from neuromem.memory.spiking_layers import DEFAULT_RATE_BAND, DEFAULT_WIDTH, init_for_rate
+from neuromem.memory.spiking_layers import init_for_rate
+from neuromem.neurons.models import get_neuron
 from neuromem.models.frontends import layer_kinds
 
 
@@ -136,7 +137,7 @@ def test_rate_band_is_a_training_loss_that_leaves_the_spikes_alone(memory):
         module.eval()
         with torch.no_grad():
             assert module.auxiliary_loss(module({"shd": x}), labels).item() == 0.0  # nothing collected in eval
-    assert build_memory(memory, {"shd": 40}, dim=16, neuron="loihi").rate_band == (*DEFAULT_RATE_BAND["loihi"], 1.0)
+    assert build_memory(memory, {"shd": 40}, dim=16, neuron="loihi").rate_band == (*get_neuron("loihi").memory_tuning.rate_band, 1.0)
     assert build_memory(memory, {"shd": 40}, dim=16, neuron="lif").rate_band == (0.0, 1.0, 1.0)  # lif: no band
     for bad in ({"rate_floor": 1.0}, {"rate_floor": -0.1}, {"rate_floor": 0.2, "rate_ceiling": 0.1},
                 {"rate_ceiling": 1.5}, {"rate_weight": -1.0}):
@@ -150,7 +151,7 @@ def test_default_width_depends_on_neuron(memory, module):
     options = {"num_patterns": 4} if memory == "hopfield-spiking" else {"hidden": 8}
     loihi = build_memory(memory, {"shd": 20}, neuron="loihi", **options)
     lif = build_memory(memory, {"shd": 20}, neuron="lif", **options)
-    assert loihi.output_size == DEFAULT_WIDTH["loihi"] == 256 and lif.output_size == 128
+    assert loihi.output_size == get_neuron("loihi").memory_tuning.width == 256 and lif.output_size == 128
     if memory == "hopfield-spiking":
         assert loihi.patterns.synapse.weight.shape == (4 + 256, 256)  # relay follows dim
     with pytest.raises(ValueError, match=f"{memory} option dim"):

@@ -4,8 +4,8 @@ The float `hopfield` retrieves by a softmax over query-pattern similarities on
 pooled firing rates. Here every step is a layer of the network's own neurons
 (lif, cuba or loihi), so the memory runs on a chip as three layers:
 
-    query     : front-end spikes -> `dim` query neurons (one per modality; `dim` defaults to 256 on
-                neuron "loihi", 128 otherwise: DEFAULT_DIM)
+    query     : front-end spikes -> `dim` query neurons (one per modality; `dim` defaults to the neuron
+                model's `memory_tuning.width`: 256 on "loihi", 128 otherwise)
     patterns  : query spikes -> `num_patterns` pattern neurons; the stored patterns
                 are this layer's synaptic weights (row k = pattern k), so the drive
                 of pattern neuron k is the similarity <xi_k, q> of the query's spikes
@@ -63,17 +63,13 @@ from neuromem.memory.spiking_layers import (
 
 # the firing rate (spikes per neuron per step) a layer initialised by `init_for_rate` at gain 1 settles near
 HIDDEN_RATE = 0.1
-# Default init gain per neuron model. On "loihi" the readout integrates the retrieved spikes over every step
-# (its voltage, not a rate, is the logit), so the retrieved layer must start sparse (~2% per step on SHD) or
-# the first logits are huge (loss ~10-20, the readout's gradient then dominates the clipped update): gain 0.3.
-# lif's readout is a linear layer on firing rates: gain 1.
-DEFAULT_GAIN = {"loihi": 0.3}
 
 
 @dataclass(frozen=True)
 class SpikingHopfieldOptions(SpikingOptions):
     """Besides the spiking memories' options: stored patterns, their inhibition, the query layer's expected
-    input rate, the init gain (None: the neuron model's) and the relay's width (None: `dim`)."""
+    input rate, the init gain (None: the neuron model's `memory_tuning.init_gain`: 0.3 on "loihi", 1 otherwise;
+    a float spiking memory's readout is a linear layer on firing rates) and the relay's width (None: `dim`)."""
 
     num_patterns: int = 64
     inhibition: float = 0.25
@@ -85,7 +81,7 @@ class SpikingHopfieldOptions(SpikingOptions):
 
     @property
     def init_gain(self) -> float:
-        return DEFAULT_GAIN.get(self.neuron, 1.0) if self.gain is None else self.gain
+        return self.tuning.init_gain if self.gain is None else self.gain
 
     def check(self, memory: str) -> None:
         super().check(memory)

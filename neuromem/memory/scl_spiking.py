@@ -1,8 +1,8 @@
 """`scl-spiking`: the supervised contrastive memory with spiking projection layers, mappable to Loihi.
 
 Each modality's front-end spikes drive two layers of the network's neurons
-(lif, cuba or loihi): `hidden` then `dim` neurons (`dim` defaults to 256 on neuron
-"loihi", 128 otherwise: DEFAULT_DIM), whose firing rate (batch,
+(lif, cuba or loihi): `hidden` then `dim` neurons (`dim` defaults to the neuron model's
+`memory_tuning.width`: 256 on "loihi", 128 otherwise), whose firing rate (batch,
 dim) is the representation and whose spike train the readout reads. The
 SupCon objective (Khosla et al. 2020) is computed during training only, on a
 float projection head over those rates; it shapes the spiking layers and is
@@ -15,7 +15,7 @@ below `rate_floor` (or above `rate_ceiling`) spikes per step are pulled back by 
 `rate_weight`; the exported cell does not change. On neuron "loihi" rate_floor defaults to 0.01 (no ceiling):
 without it 6% of the hidden and 26% of the output neurons of the trained SHD cell never fired. SHD embedded,
 loihi, seed 0, 5 epochs, dim 128, SupCon weight 1: train 0.908 -> 0.933, test 0.800 -> 0.795 (2-epoch screen:
-test 0.375 -> 0.465). With dim 256 (DEFAULT_DIM) and the Loihi readout's smaller logit scale since
+test 0.375 -> 0.465). With dim 256 (Loihi's default width) and the Loihi readout's smaller logit scale since
 (neurons/loihi.LOGIT_SCALE 1/2**18) the default cell reaches train 0.970 / test 0.875; SupCon weight 0.3 then
 measured train 0.976 / test 0.883: not kept.
 Other neuron models: no band by default.

@@ -12,13 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromem.memory.base import MemoryOptions, check_positive_int
+from neuromem.neurons.models import MemoryTuning, get_neuron, neuron_names
 from neuromem.neurons.synapses import TiedTransposedLinear
-
-# Default surrogate slope of the memory's neurons per neuron model (None: the model's own). A Loihi neuron's
-# long current and voltage time constants make each layer's backward gain large: at the model's slope 4 the
-# front end's gradient norm is ~15,000 behind hopfield-spiking (~60 behind the float hopfield) and the memory's
-# layers learn slowly; at slope 1 it is ~1,600 and a 640-sample screen learns about twice as fast.
-DEFAULT_SURROGATE_SLOPE = {"loihi": 1.0}
 
 
 def layer_kinds(neuron: str):
@@ -91,22 +86,13 @@ def set_surrogate_slope(layers, slope: float | None) -> None:
         layer.parameters_ = dataclasses.replace(layer.parameters_, surrogate_slope=float(slope))
 
 
-# Default width (`dim`) of a spiking memory per neuron model (other models: 128). On "loihi" 128 underfits SHD
-# (measurements in hopfield_spiking.py and scl_spiking.py).
-DEFAULT_WIDTH = {"loihi": 256}
-
-# Default firing-rate band (rate_floor, rate_ceiling) of the memory's neurons per neuron model, for
-# `rate_band_loss` (other models: no band). On neuron "loihi" up to 39% of a memory layer's neurons stopped
-# firing for good during training (SHD embedded, 5 epochs); the measurements are in the modules' docstrings.
-DEFAULT_RATE_BAND = {"loihi": (0.01, 1.0)}
-
-
 @dataclass(frozen=True)
 class SpikingOptions(MemoryOptions):
-    """The options every spiking memory takes (None: the neuron model's default): its width `dim` (at least
-    `MIN_DIM`), its neurons' surrogate slope (backward pass only), their firing-rate band for
-    `rate_band_loss` (`rate_floor` in [0, 1), 0: none; `rate_ceiling` in (floor, 1], 1: none; spikes per
-    neuron per step; `rate_weight` >= 0), and the network's neuron model (`build_network` sets it)."""
+    """The options every spiking memory takes (None: the neuron model's default, its registry entry's
+    `memory_tuning`): its width `dim` (at least `MIN_DIM`), its neurons' surrogate slope (backward pass only),
+    their firing-rate band for `rate_band_loss` (`rate_floor` in [0, 1), 0: none; `rate_ceiling` in
+    (floor, 1], 1: none; spikes per neuron per step; `rate_weight` >= 0), and the network's neuron model
+    (`build_network` sets it)."""
 
     dim: int | None = None
     surrogate_slope: float | None = None
@@ -118,18 +104,24 @@ class SpikingOptions(MemoryOptions):
     MIN_DIM: ClassVar[int] = 1
 
     @property
+    def tuning(self) -> MemoryTuning:
+        """The neuron model's defaults for what is left unset; a layer kind that is no neuron model (the dense
+        ReLU twin) takes the plain ones."""
+        return get_neuron(self.neuron).memory_tuning if self.neuron in neuron_names() else MemoryTuning()
+
+    @property
     def width(self) -> int:
-        return DEFAULT_WIDTH.get(self.neuron, 128) if self.dim is None else self.dim
+        return self.tuning.width if self.dim is None else self.dim
 
     @property
     def slope(self) -> float | None:
         """The surrogate slope of the memory's neurons (None: the model's own)."""
-        return DEFAULT_SURROGATE_SLOPE.get(self.neuron) if self.surrogate_slope is None else self.surrogate_slope
+        return self.tuning.surrogate_slope if self.surrogate_slope is None else self.surrogate_slope
 
     @property
     def rate_band(self) -> tuple[float, float, float]:
         """(floor, ceiling, weight), the defaults of the neuron model filled in."""
-        default_floor, default_ceiling = DEFAULT_RATE_BAND.get(self.neuron, (0.0, 1.0))
+        default_floor, default_ceiling = self.tuning.rate_band
         floor = default_floor if self.rate_floor is None else self.rate_floor
         ceiling = default_ceiling if self.rate_ceiling is None else self.rate_ceiling
         return float(floor), float(ceiling), float(self.rate_weight)

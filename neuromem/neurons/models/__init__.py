@@ -49,6 +49,10 @@ of this file); see `alif.py`. `spiking_layers=True` (the default) lets
 NEURON_LAYERS) and the CLI's `--neuron` choices offer it. A model with layers of its
 own registers with `spiking_layers=False`, and its layer kinds are entered in
 NEURON_LAYERS by name (Loihi: `LoihiLinear` / `LoihiConv2d`, see `loihi.py`).
+
+A model's entry also carries what a spiking memory takes on it for an option left unset
+(`memory_tuning`, a `MemoryTuning`: width, init gain, surrogate slope, firing-rate band), so no
+memory module keeps a table per neuron model.
 """
 
 from __future__ import annotations
@@ -77,6 +81,20 @@ class MembraneDynamics:
 
 
 @dataclass(frozen=True)
+class MemoryTuning:
+    """What a spiking memory (`neuromem.memory.spiking_layers.SpikingOptions`) takes on this neuron model for
+    an option left unset (None): its width (`dim`), the init gain of hopfield-spiking's layers, the surrogate
+    slope of its neurons (None: the model's own) and its firing-rate band (floor, ceiling) for the
+    training-only penalty ((0, 1): none). The defaults suit the float spiking models; a model with other
+    needs (Loihi's fixed point, `loihi.py`) gives its own on its entry, beside the measurements that chose them."""
+
+    width: int = 128
+    init_gain: float = 1.0
+    surrogate_slope: float | None = None
+    rate_band: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class NeuronModel:
     name: str
     parameters: type  # the validated, immutable parameter record
@@ -90,6 +108,7 @@ class NeuronModel:
     # -> as `neuron_sequence`; None: the reference loop
     sequence: Callable | None = None
     spiking_layers: bool = True  # SpikingLinear / SpikingConv2d run it (front ends, --neuron)
+    memory_tuning: MemoryTuning = MemoryTuning()  # a spiking memory's defaults on this model
     doc: str = ""
 
     def __post_init__(self) -> None:
