@@ -240,7 +240,7 @@ def _check_agreement(report, simulators):
             assert sim.decisions_equal == 1.0 and sim.voltage_error < 1e-4, report.lines()
     for mismatches, spikes in zip(report.fixed_mismatches[:-1], report.fixed_spikes[:-1]):
         assert mismatches <= 0.05 * spikes, report.lines()  # the chip's rounding moves a few spikes, no more
-    assert report.decisions_vs_fixed_aligned >= 0.8, report.lines()
+    assert report.decisions_vs_cell_aligned >= 0.8, report.lines()
 
 
 def test_nmnist_cell_with_convolutions_exports_and_runs_in_norse_and_snntorch(tmp_path):

@@ -305,6 +305,13 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
 
 def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork, str, int | None]:
     """(chain, data set, time bins) of a grid cell's model.pt; a NeuromemError says why a cell has no chain."""
+    network, dataset, shape, config = cell_network(checkpoint, source)
+    return chip_network(network, dataset, shape), dataset, config.time_bins
+
+
+def cell_network(checkpoint: dict, source: str):
+    """(trained network in eval mode, data set, input shape per step, CellConfig) of a one-data-set grid
+    cell's model.pt, rebuilt as the trainer built it; a NeuromemError says why it cannot be."""
     from neuromem.data import get_spec
     from neuromem.models import build_network
     from neuromem.train.config import CellConfig
@@ -336,4 +343,4 @@ def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork,
             f"{source}: weights do not fit the cell's network as the current '{config.memory}' builds it (trained by "
             f"an older version? re-train it with `neuromem ablate ... --rerun stale`; {' '.join(str(err).split())[:120]})"
         ) from None
-    return chip_network(network.eval(), dataset, shape), dataset, config.time_bins
+    return network.eval(), dataset, shape, config

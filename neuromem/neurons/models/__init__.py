@@ -43,6 +43,13 @@ its adaptation is updated after the spike and carries gradient both ways, which 
 template's backward does not cover), which `neuron_sequence` then runs in place of the
 reference loop; the tests check it against the model's `step`.
 
+NIR (`neuromem.export.nir`): a model says how it is written to and read from a NIR graph on its
+entry, `to_nir` (parameter record, neuron shape, dt -> the NIR node and a caveat, one clause on what
+the node does not say, or None; a NeuromemError in one line naming what NIR cannot express) and `from_nir` (NIR node, dt -> an `NIRNeuron`, or None when the node
+is not this model's); a model without them gives `nir_refusal` (one clause: what NIR cannot say).
+The exporter writes the synapses and the graph around them, the importer asks each entry in turn
+(a node whose metadata names a model asks that one first). Shared pieces: `nir_forms.py`.
+
 Adding a model is one file here plus one registration line (the import at the end
 of this file); see `alif.py`. `spiking_layers=True` (the default) lets
 `SpikingLinear` / `SpikingConv2d` run it, so the front ends (`models/frontends.py`
@@ -110,6 +117,11 @@ class NeuronModel:
     spiking_layers: bool = True  # SpikingLinear / SpikingConv2d run it (front ends, --neuron)
     memory_tuning: MemoryTuning = MemoryTuning()  # a spiking memory's defaults on this model
     doc: str = ""
+    # NIR (see the module doc): (p, shape, dt) -> (node, caveat or None); (node, dt, exact) -> NIRNeuron | None;
+    # without to_nir, nir_refusal says in one clause what NIR cannot express
+    to_nir: Callable | None = None
+    from_nir: Callable | None = None
+    nir_refusal: str = ""
 
     def __post_init__(self) -> None:
         if self.dynamics is None and (self.step is None or self.initial_state is None):
@@ -120,6 +132,8 @@ class NeuronModel:
             raise ValueError(f"neuron model {self.name!r}: the fused convolution covers template models without aux")
         if self.sequence is not None and self.dynamics is not None:
             raise ValueError(f"neuron model {self.name!r}: a template model's fast path is generated, not given")
+        if self.to_nir is None and not self.nir_refusal:
+            raise ValueError(f"neuron model {self.name!r}: give to_nir, or nir_refusal saying what NIR cannot express")
 
     @property
     def has_kernels(self) -> bool:
@@ -143,6 +157,18 @@ class NeuronModel:
     def check(self, p: Any) -> None:
         if type(p) is not self.parameters:
             raise TypeError(f"neuron {self.name!r} takes {self.parameters.__name__}, got {type(p).__name__}")
+
+
+@dataclass(frozen=True)
+class NIRNeuron:
+    """What a model reads from a NIR neuron node: its parameter record, the factor its drive is the NIR
+    node's input times (a synapse's weights and bias are multiplied by it), the same for a recurrent
+    weight (None: `gain`), and keyword arguments of the layer that runs it (e.g. Loihi's recurrent_exp)."""
+
+    parameters: Any
+    gain: float = 1.0
+    recurrent_gain: float | None = None
+    layer: tuple[tuple[str, Any], ...] = ()
 
 
 _MODELS: dict[str, NeuronModel] = {}
@@ -200,8 +226,37 @@ def check_unit_interval(name: str, value: float) -> None:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
 
 
+def nir_node_of(p: Any, shape: tuple[int, ...], dt: float):
+    """The NIR node of neurons with record `p` (one per element of `shape`); a NeuromemError naming what
+    NIR cannot express for a model without an NIR form or with parameters outside it."""
+    from neuromem.errors import NeuromemError
+
+    model = neuron_of(p)
+    if model.to_nir is None:
+        raise NeuromemError(f"NIR export refused: neuron '{model.name}' has no NIR form: {model.nir_refusal}; "
+                            f"neurons NIR can express: {', '.join(n for n, m in _MODELS.items() if m.to_nir)}")
+    return model.to_nir(p, tuple(int(d) for d in shape), float(dt))
+
+
+def nir_neuron_from(node, dt: float, exact: bool = False) -> NIRNeuron | None:
+    """The registered model reading NIR neuron `node` (None: no model reads it). `exact`: honour the
+    neuromem metadata a node may carry (the model it was written from: Loihi fixed point, a subtract
+    reset), else read it as NIR states it; a model named there is asked first, then every model in turn."""
+    from neuromem.neurons.models.nir_forms import written_by
+
+    named = written_by(node) if exact else None
+    order = ([_MODELS[named]] if named in _MODELS else []) + [m for n, m in _MODELS.items() if n != named]
+    for model in order:
+        if model.from_nir is not None:
+            found = model.from_nir(node, float(dt), exact)
+            if found is not None:
+                return found
+    return None
+
+
 __all__ = [
-    "MembraneDynamics", "NeuronModel", "register_neuron", "neuron_names", "get_neuron", "neuron_of",
+    "MembraneDynamics", "NeuronModel", "NIRNeuron", "register_neuron", "neuron_names", "get_neuron", "neuron_of",
+    "nir_node_of", "nir_neuron_from",
 ]
 
 # registration: one import per model file

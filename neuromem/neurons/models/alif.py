@@ -19,9 +19,11 @@ from typing import NamedTuple
 
 import torch
 
+from neuromem.errors import NeuromemError
 from neuromem.neurons.models import (
-    MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
+    MembraneDynamics, NeuronModel, NIRNeuron, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
+from neuromem.neurons.models.nir_forms import leaky_node, record_from_metadata
 from neuromem.neurons.models.lif import Reset
 from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
 
@@ -71,10 +73,25 @@ def _leak(s, c, zero_reset):
     return leaky_leak(s, c[0], zero_reset)
 
 
+def _to_nir(p: ALIFParameters, shape: tuple[int, ...], dt: float):
+    """Without adaptation (beta_a = 0) ALIF is lif; NIR has no neuron whose threshold moves."""
+    if p.beta_a != 0.0:
+        raise NeuromemError(
+            f"NIR export refused: neuron 'alif' has an adaptive threshold (b0 + beta_a a_t, beta_a = {p.beta_a}) and "
+            "NIR 1.0's neurons (LIF, CubaLIF, IF) have a fixed one; train with --neuron lif or cuba to export to NIR")
+    return leaky_node(0.0, p.beta, p.threshold, shape, dt, p.reset, "alif", p)
+
+
+def _from_nir(node, dt: float, exact: bool) -> NIRNeuron | None:
+    """Only a node neuromem wrote from an alif layer (read exactly); NIR says no adaptation otherwise."""
+    record = record_from_metadata(node, "alif", ALIFParameters) if exact else None
+    return None if record is None else NIRNeuron(record)
+
+
 ALIF = register_neuron(
     NeuronModel(
         "alif", ALIFParameters, ALIFState,
         MembraneDynamics(_constants, _charge, _threshold, _leak, aux_update=_adapt, adaptive=True),
-        aux_field="adaptation", doc="adaptive-threshold LIF",
+        aux_field="adaptation", doc="adaptive-threshold LIF", to_nir=_to_nir, from_nir=_from_nir,
     )
 )

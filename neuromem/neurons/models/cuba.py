@@ -13,8 +13,9 @@ from typing import NamedTuple
 import torch
 
 from neuromem.neurons.models import (
-    MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
+    MembraneDynamics, NeuronModel, NIRNeuron, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
+from neuromem.neurons.models.nir_forms import leaky_node, read_leaky, record_from_metadata
 from neuromem.neurons.models.lif import Reset
 from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
 
@@ -64,10 +65,27 @@ def _current_decay(c):
     return c[0]
 
 
+def _to_nir(p: CUBAParameters, shape: tuple[int, ...], dt: float):
+    return leaky_node(p.alpha, p.beta, p.threshold, shape, dt, p.reset, "cuba", p)
+
+
+def _from_nir(node, dt: float, exact: bool) -> NIRNeuron | None:
+    """NIR's CubaLIF (one with alpha 0 reads as lif first: the same neuron)."""
+    import nir
+
+    if exact and (record := record_from_metadata(node, "cuba", CUBAParameters)) is not None:
+        return NIRNeuron(record)
+    found = read_leaky(node, dt) if isinstance(node, nir.CubaLIF) else None
+    if found is None:
+        return None
+    return NIRNeuron(CUBAParameters(beta=found.beta, threshold=found.threshold, reset="zero", alpha=found.alpha),
+                     gain=found.gain)
+
+
 CUBA = register_neuron(
     NeuronModel(
         "cuba", CUBAParameters, CUBAState,
         MembraneDynamics(_constants, _charge, _threshold, _leak, aux_update=_current, drive_decay=_current_decay),
-        aux_field="current", doc="current-based LIF (synaptic current filter)",
+        aux_field="current", doc="current-based LIF (synaptic current filter)", to_nir=_to_nir, from_nir=_from_nir,
     )
 )

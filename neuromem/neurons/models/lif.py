@@ -13,9 +13,10 @@ from typing import Literal, NamedTuple
 import torch
 
 from neuromem.neurons.models import (
-    MembraneDynamics, NeuronModel, check_reset_and_surrogate, check_unit_interval, register_neuron,
+    MembraneDynamics, NeuronModel, NIRNeuron, check_reset_and_surrogate, check_unit_interval, register_neuron,
 )
 from neuromem.neurons.models.membrane import leaky_charge, leaky_leak
+from neuromem.neurons.models.nir_forms import leaky_node, read_leaky, record_from_metadata
 
 Reset = Literal["subtract", "zero"]
 
@@ -56,9 +57,23 @@ def _leak(s, c, zero_reset):
     return leaky_leak(s, c[0], zero_reset)
 
 
+def _to_nir(p: LIFParameters, shape: tuple[int, ...], dt: float):
+    return leaky_node(0.0, p.beta, p.threshold, shape, dt, p.reset, "lif", p)
+
+
+def _from_nir(node, dt: float, exact: bool) -> NIRNeuron | None:
+    """NIR's LIF and IF, and a CubaLIF whose current is its input (tau_syn = dt: alpha 0)."""
+    if exact and (record := record_from_metadata(node, "lif", LIFParameters)) is not None:
+        return NIRNeuron(record)
+    found = read_leaky(node, dt)
+    if found is None or found.alpha != 0.0:
+        return None
+    return NIRNeuron(LIFParameters(beta=found.beta, threshold=found.threshold, reset="zero"), gain=found.gain)
+
+
 LIF = register_neuron(
     NeuronModel(
         "lif", LIFParameters, LIFState, MembraneDynamics(_constants, _charge, _threshold, _leak), fused_conv=True,
-        doc="leaky integrate-and-fire",
+        doc="leaky integrate-and-fire", to_nir=_to_nir, from_nir=_from_nir,
     )
 )
