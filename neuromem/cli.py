@@ -191,8 +191,8 @@ def ablate(
     from neuromem.accounting.energy import PROFILES
     from neuromem.train import sweep
     from neuromem.train.grid import EXECUTORS, run_grid
-    from neuromem.train.report import write_reports
-    from neuromem.train.store import ResultStore
+    from neuromem.study.report import write_reports
+    from neuromem.study.store import ResultStore
     from neuromem.train.tasks import EXTERNAL_TASKS, TASKS, default_epochs
 
     modalities = _split(modality, "--modality", [*TASKS, *EXTERNAL_TASKS])
@@ -241,7 +241,7 @@ def ablate(
     if dry_run:
         sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
         return
-    from neuromem.train.store import check_out_is_ours
+    from neuromem.study.store import check_out_is_ours
 
     check_out_is_ours(out)
     _check_writable(out)
@@ -408,7 +408,7 @@ def _check_data(modalities: list[str], root: Path, time_bins: int | None) -> Non
 
 
 def _print_summary(store) -> None:
-    from neuromem.train.report import flat_rows
+    from neuromem.study.report import flat_rows
 
     table = Table(title="test accuracy")
     columns = ("test_accuracy", "train_accuracy", "activation_sparsity", "energy_ratio", "wall_seconds")

@@ -221,7 +221,7 @@ def _race(out: str, rounds: int, queue) -> None:
     import torch
 
     from neuromem.train.config import CellConfig
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     store, config = ResultStore(Path(out)), CellConfig(modality="shd", memory="hopfield")
     try:
@@ -252,7 +252,7 @@ def test_cc3_same_cell_saved_by_two_processes(tmp_path):
 
 def test_cc3_failed_row_never_replaces_an_ok_row(tmp_path):
     from neuromem.train.config import CellConfig
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     store, config = ResultStore(tmp_path), CellConfig(modality="shd", memory="hopfield")
     store.record(config, {"test_accuracy": 0.5}, "ok", {}, {})
@@ -262,7 +262,7 @@ def test_cc3_failed_row_never_replaces_an_ok_row(tmp_path):
 
 
 def _hold_claim(out: str, cell_id: str, ready) -> None:
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     assert ResultStore(Path(out)).claim(cell_id) is not None
     ready.set()
@@ -274,7 +274,7 @@ def _hold_claim(out: str, cell_id: str, ready) -> None:
 def test_claims_of_a_killed_run_are_taken_over(tmp_path):
     import signal
 
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     context = multiprocessing.get_context("fork")
     ready = context.Event()

@@ -90,7 +90,7 @@ def test_o_foreign_dot_folders_in_a_store_are_never_removed(monkeypatch, capsys,
 
 def test_s8_a_planted_link_is_removed_not_followed(tmp_path):
     from neuromem.train.config import CellConfig
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -650,7 +650,7 @@ def _execute(out: Path, sql: str, *args) -> None:
 
 
 def _fake_evaluate_cell(monkeypatch, loaded: list):
-    import neuromem.train.evaluate as evaluate
+    import neuromem.study.evaluate as evaluate
 
     def fake(config, checkpoint, data_root, evaluations):
         loaded.append(Path(checkpoint))
@@ -778,7 +778,7 @@ def test_ro_evaluate_refused_before_any_cell(monkeypatch, capsys, one_cell_run, 
 
 
 def test_s18_claims_file_is_named(monkeypatch, capsys, tiny_data, tmp_path):
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     out = tmp_path / "o"
     ResultStore(out)
@@ -951,7 +951,7 @@ def test_sig_ablate_interrupted_through_the_entry_point(tiny_data, tmp_path, sig
 
 def test_summary_table_shows_whole_cell_names_on_80_columns(monkeypatch, capsys, one_cell_run):
     import neuromem.cli as cli
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     monkeypatch.setenv("COLUMNS", "80")
     capsys.readouterr()

@@ -128,7 +128,7 @@ def test_variants_never_blur(grid):
 
 
 def test_statistics_match_a_hand_computation():
-    from neuromem.train.stats import paired, summarize
+    from neuromem.study.stats import paired, summarize
 
     summary = summarize([0.5, 0.6, 0.7])
     t_975_2df = 4.302652729911275  # Student t quantile, 2 degrees of freedom
@@ -265,7 +265,7 @@ def test_evaluate_writes_curves_figures_and_an_html_report(grid, tmp_path):
 def test_perturbations_are_composable_and_keep_shape():
     import numpy as np
 
-    from neuromem.train.perturb import Compose, CutWindow, EventDropout, EventNoise, MaskRegion, TimeJitter
+    from neuromem.study.perturb import Compose, CutWindow, EventDropout, EventNoise, MaskRegion, TimeJitter
 
     rng = np.random.default_rng(0)
     frames = rng.poisson(0.4, (3, 12, 2, 8, 8)).astype(np.uint8)
@@ -325,7 +325,7 @@ def test_cmhan_cccp_update_is_the_one_step_hopfield_update():
 
 
 def test_pareto_front_keeps_only_undominated_cells():
-    from neuromem.train.figures import pareto_front
+    from neuromem.study.figures import pareto_front
 
     points = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 60.0), (4.0, 70.0)]
     assert pareto_front(points) == [3, 0, 1, 4, 5]  # (3, 55) is beaten by (2, 60); ties both stay

@@ -673,7 +673,7 @@ def run_benchmark(
     }
     markdown = render_markdown(results, machine_info(torch_device), settings)
     if out is not None:
-        from neuromem.train.store import atomic_write_text
+        from neuromem.study.store import atomic_write_text
 
         atomic_write_text(Path(out), markdown + "\n")
     return results, markdown
@@ -725,7 +725,7 @@ def run_tiers(tiers: list[str], argv: list[str], out: str | os.PathLike | None, 
         lines.append(f"| {config} | {framework} | >= {goal:g}x | " + " | ".join(cells) + " |")
     markdown = "\n".join(lines + [""] + sections)
     if out is not None:
-        from neuromem.train.store import atomic_write_text
+        from neuromem.study.store import atomic_write_text
 
         atomic_write_text(Path(out), markdown + "\n")
     return markdown
@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None, default_out: str | os.PathLike | None = 
         out=args.out, threads=args.threads, inputs=parse_inputs(args.inputs), command=command,
     )
     if args.goals_json:
-        from neuromem.train.store import atomic_write_text
+        from neuromem.study.store import atomic_write_text
 
         atomic_write_text(Path(args.goals_json), json.dumps(goal_records(results)))
     print(markdown)

@@ -370,7 +370,7 @@ def build_report(
     out = Path(out)
     # strict JSON: non-finite numbers (e.g. a baseline cell's missing energy) become null
     numbers = json.dumps(_finite(document), indent=2, default=_json_default, allow_nan=False)
-    from neuromem.train.store import atomic_write_text  # whole file or the old one: never half a report
+    from neuromem.study.store import atomic_write_text  # whole file or the old one: never half a report
 
     atomic_write_text(out, page)
     atomic_write_text(out.parent / "engram.json", numbers)

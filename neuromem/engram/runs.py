@@ -140,7 +140,7 @@ def load_run(run_dir: Path) -> list[Cell]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NeuromemError(f"{run_dir}: no such run directory")
-    from neuromem.train.store import finished_cell_dirs
+    from neuromem.study.store import finished_cell_dirs
 
     cell_dirs = finished_cell_dirs(run_dir)  # no staging folders of a killed run, no cells without an ok row
     if not cell_dirs:

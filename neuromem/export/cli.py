@@ -44,7 +44,7 @@ def _load_data(data_root: Path, split: str, samples: int | None, time_bins: int 
 
 def _cell_checkpoints(run_dir: Path) -> list[Path]:
     """model.pt of each finished cell (never a killed run's staging folder)."""
-    from neuromem.train.store import finished_cell_dirs
+    from neuromem.study.store import finished_cell_dirs
 
     return [cell / "model.pt" for cell in finished_cell_dirs(run_dir) if (cell / "model.pt").is_file()]
 
@@ -96,7 +96,7 @@ def training_data_info(run_or_checkpoint: Path) -> dict:
     import sqlite3
 
     from neuromem.data.cache import root_fingerprint
-    from neuromem.train.store import read_checkpoint_file
+    from neuromem.study.store import read_checkpoint_file
 
     path = checkpoint_path(run_or_checkpoint)
     checkpoint = read_checkpoint_file(path)
@@ -163,7 +163,7 @@ def network_data(net: Path, data_root: Path | None, split: str, samples: int | N
 def load_for_export(run_or_checkpoint: Path):
     """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
     from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict
-    from neuromem.train.store import read_checkpoint_file
+    from neuromem.study.store import read_checkpoint_file
 
     path = checkpoint_path(run_or_checkpoint)
     checkpoint = read_checkpoint_file(path)
@@ -253,7 +253,7 @@ def register(app: typer.Typer) -> None:
         if compare and dataset is None:
             raise NeuromemError(f"--compare needs a grid cell (it names its data set); {run_or_checkpoint} is a bare "
                                 "Loihi network checkpoint")
-        from neuromem.train.store import atomic_output
+        from neuromem.study.store import atomic_output
 
         recorded = {"dataset": dataset, "time_bins": time_bins, "data_info": data_info} if target.records_data else {}
         with atomic_output(out) as tmp:  # the previous file stays whole until the new one is complete
@@ -312,7 +312,7 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             data = {k: v for k, v in vars(report).items() if k not in ("resources", "extra")}
             data["resources"] = report.resources.as_dict()
-            from neuromem.train.store import atomic_write_text
+            from neuromem.study.store import atomic_write_text
 
             atomic_write_text(json_out, json.dumps(data, indent=2))
         if not report.identical:

@@ -234,7 +234,7 @@ def load_checkpoint(path: str | Path) -> LoihiNetwork:
     path = Path(path)
     if not path.is_file():
         raise NeuromemError(f"checkpoint {path} does not exist")
-    from neuromem.train.store import read_checkpoint_file
+    from neuromem.study.store import read_checkpoint_file
 
     checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict):

@@ -1,4 +1,5 @@
-"""Training cells, the ablation grid, its results store and reports."""
+"""Training cells and the ablation grid (config, sweep, grid, trainer, tasks, protocol, provenance);
+the results store, reports, evaluations and re-pricing are the study layer, `neuromem.study`."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def _open_store(run: Path, writes: bool = False):
     `writes`, also that this process may write it (before any work)."""
     import os
 
-    from neuromem.train.store import ResultStore, check_foreign_store
+    from neuromem.study.store import ResultStore, check_foreign_store
 
     path = Path(run) / "results.sqlite"
     if path.is_dir():
@@ -42,7 +42,7 @@ def _say_rejected(store) -> None:
 
 def report(run: Path = typer.Argument(..., help="The --out folder of an ablate run.")) -> None:
     """Rebuild results.csv, results.json and report.md from the store alone."""
-    from neuromem.train.report import write_reports
+    from neuromem.study.report import write_reports
 
     store = _open_store(run)
     paths = write_reports(store)
@@ -56,8 +56,8 @@ def reprice(
 ) -> None:
     """Re-price every finished cell's energy from its stored per-sample counts (no retraining)."""
     from neuromem.accounting.energy import PROFILES
-    from neuromem.train.report import write_reports
-    from neuromem.train.reprice import reprice_store
+    from neuromem.study.report import write_reports
+    from neuromem.study.reprice import reprice_store
 
     if profile not in PROFILES:
         raise NeuromemError(f"--profile {profile!r} is not known; valid: {', '.join(PROFILES)}")
@@ -81,9 +81,9 @@ def evaluate(
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
     levels; curves go into the store, the report and one figure per evaluation."""
-    from neuromem.train.evaluate import evaluate_store, parse_evaluations
-    from neuromem.train.perturb import COMPLETION, ROBUSTNESS
-    from neuromem.train.report import write_reports
+    from neuromem.study.evaluate import evaluate_store, parse_evaluations
+    from neuromem.study.perturb import COMPLETION, ROBUSTNESS
+    from neuromem.study.report import write_reports
 
     chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
     if not chosen:

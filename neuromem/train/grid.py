@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from neuromem.errors import NeuromemError
 from neuromem.train.config import CellConfig
 from neuromem.train.provenance import current_provenance
-from neuromem.train.store import ResultStore
+from neuromem.study.store import ResultStore
 from neuromem.train.trainer import ProgressSink, run_cell
 
 EXECUTORS = ("local", "ray")

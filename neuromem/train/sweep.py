@@ -198,7 +198,7 @@ def print_dry_run(configs: list[CellConfig], out, rerun_stale: bool, say: Callab
     existing store in `out` (never creates one), trains nothing."""
     from pathlib import Path
 
-    from neuromem.train.store import ResultStore
+    from neuromem.study.store import ResultStore
 
     store_path = Path(out) / "results.sqlite"
     plan = plan_run(ResultStore(out), configs, rerun_stale) if store_path.is_file() else RunPlan(configs, {}, lambda memory: {}, rerun_stale)
@@ -217,7 +217,7 @@ def reprice_finished(store, plan: RunPlan, profile_name: str, say: Callable[[str
     if not plan.reprice:
         return
     from neuromem.accounting.energy import energy_profile
-    from neuromem.train.reprice import reprice_store
+    from neuromem.study.reprice import reprice_store
 
     done, skipped = reprice_store(store, energy_profile(profile_name), {c.cell_id for c in plan.reprice})
     say(f"re-priced {len(done)} finished cells under {profile_name} from their stored counts (no retraining)")

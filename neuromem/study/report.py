@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from neuromem.train.config import VARIANT_FIELDS, CellConfig
-from neuromem.train.evaluate import load_evaluations
-from neuromem.train.figures import write_figures
-from neuromem.train.perturb import EVALUATIONS
+from neuromem.study.evaluate import load_evaluations
+from neuromem.study.figures import write_figures
+from neuromem.study.perturb import EVALUATIONS
 from neuromem.train.protocol import describe as describe_protocol
-from neuromem.train.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
-from neuromem.train.store import ResultStore, atomic_write_text
+from neuromem.study.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
+from neuromem.study.store import ResultStore, atomic_write_text
 
 # leading columns, in this order; every other metric follows alphabetically
 LEADING_COLUMNS = [
@@ -429,7 +429,7 @@ def _evaluation_lines(groups: list[Group], evaluations: list[dict[str, Any]]) ->
     lines = ["## Robustness and pattern completion", "",
              "Accuracy (%) on perturbed test inputs (each data set perturbed alone, mean over data sets), "
              "mean ± std over seeds (n); recall@1 of perturbed cues for two-sense cells is in results.json "
-             "(`study.evaluations`) and in the figures. Perturbations: `neuromem.train.perturb`.", ""]
+             "(`study.evaluations`) and in the figures. Perturbations: `neuromem.study.perturb`.", ""]
     names = sorted({e["evaluation"] for e in evaluations}, key=lambda n: (EVALUATIONS[n].kind, n) if n in EVALUATIONS else ("", n))
     for name in names:
         rows = [e for e in evaluations if e["evaluation"] == name and e["cell_id"] in label_of]

@@ -2,7 +2,7 @@
 
 Each finished cell's `model.pt` is read with `torch.load(weights_only=True)`, its networks are
 rebuilt exactly as the trainer built them, and its test split is evaluated under each
-perturbation of `neuromem.train.perturb` at increasing levels: every data set perturbed alone,
+perturbation of `neuromem.study.perturb` at increasing levels: every data set perturbed alone,
 accuracy per data set and their mean (as `test_accuracy`); for cells holding two senses, the
 cross-modal recall@1 of a perturbed cue against the clean target's test representations. The
 perturbation is seeded by (cell seed, evaluation, level): same cell, same curve.
@@ -26,7 +26,7 @@ import torch
 
 from neuromem.errors import NeuromemError
 from neuromem.train.config import CellConfig
-from neuromem.train.perturb import EVALUATIONS
+from neuromem.study.perturb import EVALUATIONS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -67,7 +67,7 @@ def _seed(config: CellConfig, evaluation: str, level: float) -> int:
 
 def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
     """Curves of one finished cell: one dict per (evaluation, level)."""
-    from neuromem.train.store import read_checkpoint_file
+    from neuromem.study.store import read_checkpoint_file
     from neuromem.train import trainer
     from neuromem.train.tasks import TASKS
 
@@ -152,7 +152,7 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
             finally:
                 db.close()
         except sqlite3.DatabaseError as error:
-            from neuromem.train.store import _unreadable
+            from neuromem.study.store import _unreadable
 
             raise _unreadable(Path(store.path), error) from None
         count += 1

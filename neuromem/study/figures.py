@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from neuromem.train.store import atomic_write_bytes
+from neuromem.study.store import atomic_write_bytes
 
 FIGURES_DIR = "figures"
 
@@ -116,7 +116,7 @@ def evaluation_figure(name: str, level_name: str, curves: dict[str, dict[float, 
 
 
 def write_figures(out: Path, groups, evaluation_rows: list[dict[str, Any]]) -> list[tuple[str, Path]]:
-    from neuromem.train.perturb import EVALUATIONS
+    from neuromem.study.perturb import EVALUATIONS
 
     folder = Path(out) / FIGURES_DIR
     made = []
