@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from neuromem.errors import NeuromemError
+from neuromem.study.perturb import COMPLETION, ROBUSTNESS  # numpy only: the evaluations' names, for --help
 
 console = Console(stderr=True)
 
@@ -74,15 +75,14 @@ def reprice(
 
 def evaluate(
     run: Path = typer.Argument(..., help="The --out folder of an ablate run."),
-    robustness: str = typer.Option("", help="Comma list of robustness evaluations: noise, dropout, jitter."),
-    completion: str = typer.Option("", help="Comma list of pattern-completion evaluations: drop, mask, window."),
+    robustness: str = typer.Option("", help=f"Comma list of robustness evaluations: {', '.join(ROBUSTNESS)}."),
+    completion: str = typer.Option("", help=f"Comma list of pattern-completion evaluations: {', '.join(COMPLETION)}."),
     data_root: Optional[Path] = typer.Option(None, help="Data root the cells were trained on (default: the run's, if it used one)."),
     allow_stale: bool = typer.Option(False, "--allow-stale", help="Also evaluate cells whose model code changed since training (their weights are loaded into today's network)."),
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
     levels; curves go into the store, the report and one figure per evaluation."""
     from neuromem.study.evaluate import evaluate_store, parse_evaluations
-    from neuromem.study.perturb import COMPLETION, ROBUSTNESS
     from neuromem.study.report import write_reports
 
     chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
