@@ -27,7 +27,7 @@ app = typer.Typer(
 
 # sub-commands living next to the code they drive; each module exposes register(app)
 SUMMARY_METRICS = ("test_accuracy", "activation_sparsity", "energy_ratio", "retrieval_image_to_audio_recall@1")
-COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.engram.cli", "neuromem.bench.cli", "neuromem.train.cli")
+COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.export.nir.cli", "neuromem.engram.cli", "neuromem.bench.cli", "neuromem.train.cli")
 
 
 def _split(value: str, flag: str, valid: list[str]) -> list[str]:

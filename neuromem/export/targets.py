@@ -73,5 +73,6 @@ def export_target(name: str) -> ExportTarget:
 # the targets shipped with neuromem: one line each
 register_export_target(ExportTarget("lava", ".h5", "netx HDF5 for Lava's Loihi 2 (checked by `neuromem hw verify`)",
                                     "neuromem.export.lava:export_lava", records_data=True))
-register_export_target(ExportTarget("nir", ".nir", "NIR graph for Norse, snnTorch and other simulators",
-                                    "neuromem.export.nir:write_nir", compare="neuromem.export.nir:nir_agreement"))
+register_export_target(ExportTarget("nir", ".nir", "NIR graph for Norse, snnTorch, Sinabs, Rockpool, Spyx and chips' own importers",
+                                    "neuromem.export.nir:write_nir", records_data=True,
+                                    loader="neuromem.export.nir:load_for_nir", compare="neuromem.export.nir:nir_agreement"))

@@ -155,6 +155,7 @@ class MemoryInfo:
     options: type[MemoryOptions]  # the module's option record: the schema of --memory-option
     loihi_exportable: bool = False
     loihi_reason: str = ""  # why it cannot run on Loihi: one clause; empty when it can
+    listed: bool = True  # among `memory_names()` (grids, `neuromem memories`, the memory contract tests)
 
     @property
     def loihi(self) -> str:
@@ -166,12 +167,14 @@ _REGISTRY: dict[str, MemoryInfo] = {}
 
 
 def register_memory(name: str, summary: str, options: type[MemoryOptions] = MemoryOptions,
-                    loihi_exportable: bool = False, loihi_reason: str = ""):
+                    loihi_exportable: bool = False, loihi_reason: str = "", listed: bool = True):
     """Class decorator: make a memory module available by name to the trainer, CLI and reports, with
     `options`, its record of options (a frozen `MemoryOptions` dataclass).
 
     `loihi_exportable`: the module is a chain of Loihi-mappable spiking layers (`spiking`, and it must
-    define `chip_layers`: checked here); otherwise `loihi_reason` says, in one clause, what Loihi cannot run."""
+    define `chip_layers`: checked here); otherwise `loihi_reason` says, in one clause, what Loihi cannot run.
+    `listed=False`: a structural module that is not a memory to study (`none`, the passthrough of cells
+    `neuromem import` builds from NIR graphs): `memory_info` finds it, `memory_names` leaves it out."""
 
     def decorate(cls: type[MemoryModule]) -> type[MemoryModule]:
         if name in _REGISTRY:
@@ -187,7 +190,7 @@ def register_memory(name: str, summary: str, options: type[MemoryOptions] = Memo
                 and options.__dataclass_params__.frozen):
             raise ValueError(f"memory {name!r}: its options must be a frozen dataclass extending MemoryOptions")
         cls.name, cls.Options = name, options
-        _REGISTRY[name] = MemoryInfo(name, cls, summary, options, loihi_exportable, reason)
+        _REGISTRY[name] = MemoryInfo(name, cls, summary, options, loihi_exportable, reason, listed)
         return cls
 
     return decorate
@@ -195,11 +198,12 @@ def register_memory(name: str, summary: str, options: type[MemoryOptions] = Memo
 
 def loihi_memory_names() -> list[str]:
     """The registered modules that can run on Loihi (trained with neuron 'loihi')."""
-    return [n for n, info in _REGISTRY.items() if info.loihi_exportable]
+    return [n for n, info in _REGISTRY.items() if info.loihi_exportable and info.listed]
 
 
 def memory_names() -> list[str]:
-    return list(_REGISTRY)
+    """The memories to study (grids, `neuromem memories`); `memory_info` also finds unlisted structural ones."""
+    return [n for n, info in _REGISTRY.items() if info.listed]
 
 
 def memory_info(name: str) -> MemoryInfo:

@@ -131,15 +131,59 @@ class VisualFrontEnd(nn.Module):
         return self.dense(self.convs(inputs))
 
 
-# front-end networks by kind; a data set's registry entry names the kind that reads it (`front_end`)
-FRONT_ENDS: dict[str, type[nn.Module]] = {"audio": AudioFrontEnd, "visual": VisualFrontEnd}
+class LayerListFrontEnd(nn.Module):
+    """A front end given layer by layer: what `neuromem import` builds from a NIR graph's chain of layers, chosen
+    with the front option front_end="layers" (`build_front_end`) whatever the data set's own front end.
+
+    `layers`: one record (a dict) per spiking layer, in signal order: "kind" ("linear" or "conv"), "in" and "out"
+    (features or channels), for a convolution "kernel", "stride", "padding", "recurrent" (a linear layer's
+    all-to-all recurrent weight), "neuron" (a registered neuron model) and "parameters" (its parameter record's
+    fields), and for a Loihi layer "recurrent_exp". A dense layer after convolutions reads their (C, H, W) frames
+    flattened. `source`: the digest of the graph the weights came from (part of the cell's identity only)."""
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int = 256, neuron: str = "lif", layers=(),
+                 source: str = "", **neuron_params) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("a layers front end needs at least one layer record")
+        built = []
+        for index, spec in enumerate(layers):
+            spec = dict(spec)
+            model, params = spec.get("neuron", neuron), dict(spec.get("parameters") or {})
+            kinds = layer_kinds(model)
+            try:
+                if spec.get("kind") == "conv":
+                    built.append(kinds.conv2d(int(spec["in"]), int(spec["out"]), int(spec["kernel"]),
+                                              stride=int(spec.get("stride", 1)), padding=int(spec.get("padding", 0)),
+                                              **params))
+                elif spec.get("kind") == "linear":
+                    extra = {"recurrent_exp": int(spec["recurrent_exp"])} if "recurrent_exp" in spec else {}
+                    built.append(kinds.linear(int(spec["in"]), int(spec["out"]), recurrent=bool(spec.get("recurrent")),
+                                              **params, **extra))
+                else:
+                    raise ValueError(f"kind {spec.get('kind')!r} is not linear or conv")
+            except (KeyError, TypeError) as error:
+                raise ValueError(f"layer record {index} ({spec.get('kind')}) does not build: {error}") from None
+        self.layers = nn.Sequential(*built)
+        self.output_size = int(layers[-1]["out"])
+        if layers[-1].get("kind") == "conv":
+            raise ValueError("a layers front end ends in a dense layer (the readout reads features, not frames)")
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layers(inputs)
+
+
+# front-end networks by kind; a data set's registry entry names the kind that reads it (`front_end`), the
+# front option front_end=KIND another ("layers": the cells `neuromem import` builds)
+FRONT_ENDS: dict[str, type[nn.Module]] = {"audio": AudioFrontEnd, "visual": VisualFrontEnd, "layers": LayerListFrontEnd}
 
 
 def build_front_end(dataset: str, input_shape: tuple[int, ...], **kwargs) -> nn.Module:
-    """The front end the registered data set `dataset` names, for inputs of `input_shape` per time bin."""
+    """The front end the registered data set `dataset` names (or the keyword `front_end` names), for inputs of
+    `input_shape` per time bin."""
     from neuromem.data.registry import get_dataset  # on use: building a front end needs the registry, importing models does not
 
-    kind = get_dataset(dataset).front_end
+    kind = kwargs.pop("front_end", None) or get_dataset(dataset).front_end
     try:
         cls = FRONT_ENDS[kind]
     except KeyError:

@@ -387,6 +387,9 @@ class NIRAgreement:
     decisions_vs_cell: float  # neuromem's graph run's decisions vs the cell's
     simulators: list[SimulatorAgreement]
     decisions_vs_cell_aligned: float | None = None  # Loihi: the graph's decision at step T - 1 - layers
+    # float cells: the graph read with its neuromem metadata (as `neuromem import` reads it) vs the cell
+    exact_mismatches: list[int] | None = None
+    exact_decisions: float | None = None
     cell_accuracy: float | None = None
     graph_accuracy: float | None = None
     caveats: list[str] = field(default_factory=list)
@@ -402,6 +405,10 @@ class NIRAgreement:
         out.append(f"  vs the {self.cell}{' (delay-aligned)' if self.decisions_vs_cell_aligned is not None else ''}: "
                    f"mismatching spike entries / its spikes per layer: {against}; decisions equal "
                    f"{100 * self.decisions_vs_cell:.1f}%{aligned}")
+        if self.exact_mismatches is not None:
+            out.append(f"  the graph read with its neuromem metadata (as `neuromem import` reads it) vs the cell: "
+                       f"mismatching spike entries per layer {self.exact_mismatches}; decisions equal "
+                       f"{100 * self.exact_decisions:.1f}%")
         for sim in self.simulators:
             label = f"{sim.name} {sim.version}" if sim.version else sim.name
             if sim.refused:
@@ -481,6 +488,12 @@ def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=Non
         decisions_vs_cell_aligned=aligned, cell_accuracy=accuracy(cell_decisions), graph_accuracy=accuracy(decisions),
         caveats=written.caveats,
     )
+    if isinstance(model, SpikingChain):
+        with torch.no_grad():
+            exact, exact_membranes = from_nir(graph, dt, exact=True).spiking_outputs(x)
+        report.exact_mismatches = [int((a != b).sum()) if a.numel() else int(b.sum())
+                                   for a, b in zip(cell_spikes, exact)]
+        report.exact_decisions = float((exact_membranes[-1].argmax(-1) == cell_decisions).float().mean())
     scale = float(membranes.abs().max()) or 1.0
     for name in SIMULATORS if simulators is None else simulators:
         if name not in SIMULATORS:

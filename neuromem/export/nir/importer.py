@@ -242,15 +242,15 @@ def read_neuron(node, dt: float, exact: bool, name: str = "") -> NIRNeuron:
     return found
 
 
-def _neuron(node, dt: float) -> NeuronSequence:
-    return NeuronSequence(read_neuron(node, dt, exact=False))
+def _neuron(node, dt: float, exact: bool = False) -> NeuronSequence:
+    return NeuronSequence(read_neuron(node, dt, exact))
 
 
-def _recurrent(node: RecurrentNeuron, dt: float) -> NeuronSequence:
-    return NeuronSequence(read_neuron(node.neuron, dt, exact=False), recurrent=node.weight)
+def _recurrent(node: RecurrentNeuron, dt: float, exact: bool = False) -> NeuronSequence:
+    return NeuronSequence(read_neuron(node.neuron, dt, exact), recurrent=node.weight)
 
 
-def node_table(dt: float) -> dict[type, Any]:
+def node_table(dt: float, exact: bool = False) -> dict[type, Any]:
     """NIR node type -> the function building its neuromem module (nirtorch calls it with the node)."""
     return {
         nir.Input: lambda node: nn.Identity(),
@@ -259,10 +259,10 @@ def node_table(dt: float) -> dict[type, Any]:
         nir.Linear: _linear,
         nir.Conv2d: _conv,
         nir.Flatten: lambda node: TimeMajorFlatten(node.start_dim, node.end_dim),
-        nir.LIF: partial(_neuron, dt=dt),
-        nir.CubaLIF: partial(_neuron, dt=dt),
-        nir.IF: partial(_neuron, dt=dt),
-        RecurrentNeuron: partial(_recurrent, dt=dt),
+        nir.LIF: partial(_neuron, dt=dt, exact=exact),
+        nir.CubaLIF: partial(_neuron, dt=dt, exact=exact),
+        nir.IF: partial(_neuron, dt=dt, exact=exact),
+        RecurrentNeuron: partial(_recurrent, dt=dt, exact=exact),
     }
 
 
@@ -327,9 +327,10 @@ def signal_order(graph) -> list[str]:
     return order
 
 
-def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
+def from_nir(graph_or_path, dt: float = NIR_DT, exact: bool = False) -> NIRNetwork:
     """neuromem modules for a NIR graph (or .nir path) as NIR states it, discretised with time step `dt` (seconds);
-    see the module doc (Norse 1.1.0's graphs: dt = its dt squared)."""
+    see the module doc (Norse 1.1.0's graphs: dt = its dt squared). `exact`: read the neuron models a node's
+    neuromem metadata names (a subtract reset restored; not Loihi layers, whose fixed point runs in a cell)."""
     import warnings
 
     import nirtorch
@@ -338,7 +339,10 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
     neuron_names = [k for k in signal_order(graph) if isinstance(graph.nodes[k], (*NEURON_NODES, RecurrentNeuron))]
     for name in neuron_names:  # a node no model reads is named here, not deep in the walk
         node = graph.nodes[name]
-        read_neuron(node.neuron if isinstance(node, RecurrentNeuron) else node, dt, exact=False, name=name)
+        read = read_neuron(node.neuron if isinstance(node, RecurrentNeuron) else node, dt, exact, name=name)
+        if read.layer:
+            raise NeuromemError(f"NIR node '{name}': its {type(read.parameters).__name__} layer runs in a cell "
+                                "(`neuromem import`), not in the graph's float run")
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Conv2d):
             conv_parts(node, name)
@@ -349,7 +353,7 @@ def from_nir(graph_or_path, dt: float = NIR_DT) -> NIRNetwork:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            executor = nirtorch.nir_to_torch(graph, node_table(dt), default_map={})
+            executor = nirtorch.nir_to_torch(graph, node_table(dt, exact), default_map={})
     except NeuromemError:
         raise
     except (ValueError, KeyError, RuntimeError, TypeError) as error:
