@@ -122,12 +122,13 @@ def training_estimate(config) -> int | None:
     if size is None:
         return None
     activations = 0
+    batch = min(config.batch_size, config.max_train_samples or config.batch_size)  # a batch holds at most the samples
     for spec in specs:
         bins = config.time_bins or spec.time_bins
         inputs = 1
         for dim in spec.input_shape:
             inputs *= int(dim)
-        activations += config.batch_size * bins * (inputs + 6 * config.hidden) * 4 * 3
+        activations += batch * bins * (inputs + 6 * config.hidden) * 4 * 3
     return 4 * size + activations
 
 
@@ -137,7 +138,7 @@ def check_training_memory(configs: Iterable) -> None:
     seen = set()
     for config in configs:
         key = (config.modality, config.memory, config.hidden, config.neuron, config.time_bins, config.batch_size,
-               config.memory_options, config.front_options)
+               config.max_train_samples, config.memory_options, config.front_options)
         if key in seen:
             continue
         seen.add(key)

@@ -239,7 +239,8 @@ def ablate(
     if cv is not None:
         configs = sweep.with_folds(configs, _fold_lister(modalities, resolve_data_root(data_root)[0]))
     if dry_run:
-        sweep.print_dry_run(_with_data_fingerprint(configs, resolve_data_root(data_root)[0]), out, rerun == "stale", typer.echo)
+        root = _check_data_files(modalities, resolve_data_root(data_root)[0])  # a root without the data: one line
+        sweep.print_dry_run(_with_data_fingerprint(configs, root), out, rerun == "stale", typer.echo)
         return
     from neuromem.study.store import check_out_is_ours
 
@@ -392,6 +393,19 @@ def _with_data_fingerprint(configs: list, root: Path) -> list:
 
     fingerprint = root_fingerprint(root)
     return [replace(config, data_fingerprint=fingerprint) for config in configs]
+
+
+def _check_data_files(modalities: list[str], root: Path) -> Path:
+    """The files of every split the grid needs are there (listed, not read): a dry run checks this much, before
+    the data root is fingerprinted (`--data-root /` is refused at once, not walked)."""
+    from neuromem.data.registry import get_dataset
+    from neuromem.train.tasks import EXTERNAL_TASK_DATASETS, TASKS
+
+    needed = sorted({d for m in modalities for d in (TASKS[m].datasets if m in TASKS else EXTERNAL_TASK_DATASETS[m])})
+    for name in needed:
+        for split in ("train", "test"):
+            get_dataset(name).files(root, split)
+    return root
 
 
 def _check_data(modalities: list[str], root: Path, time_bins: int | None) -> None:

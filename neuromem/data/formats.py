@@ -223,6 +223,7 @@ def list_nmnist(root: str | os.PathLike, split: str) -> tuple[list[Path], np.nda
         if not Path(root).is_dir():
             raise NeuromemError(f"data root {root} does not exist; {_fix_hint(root)}")
         raise NeuromemError(f"missing N-MNIST folder {split_dir} (expected ROOT/NMNIST/Train/<digit>/*.bin and ROOT/NMNIST/Test/<digit>/*.bin); {_fix_hint(root)}")
+    _warn_extra_class_folders(split_dir)
     files, labels = [], []
     for digit in range(NMNIST_CLASSES):
         digit_files = sorted((split_dir / str(digit)).glob("*.bin"))
@@ -231,6 +232,28 @@ def list_nmnist(root: str | os.PathLike, split: str) -> tuple[list[Path], np.nda
     if not files:
         raise NeuromemError(f"{split_dir} holds no .bin files in digit folders 0..9 (empty split); {_fix_hint(root)}")
     return files, np.asarray(labels, dtype=np.int64)
+
+
+_WARNED_EXTRA_FOLDERS: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_extra_class_folders(split_dir: Path) -> None:
+    """Folders beside the digit folders (Train/12, Train/seven) hold no class N-MNIST has: their files are not
+    read. Said once per process in a warning line naming them and the valid class folders."""
+    import sys
+
+    digits = {str(digit) for digit in range(NMNIST_CLASSES)}
+    try:
+        extra = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in digits)
+    except OSError:
+        return
+    key = (str(split_dir.resolve()), tuple(extra))
+    if not extra or key in _WARNED_EXTRA_FOLDERS:
+        return
+    _WARNED_EXTRA_FOLDERS.add(key)
+    shown = ", ".join(extra[:10]) + (f" and {len(extra) - 10} more" if len(extra) > 10 else "")
+    print(f"warning: {split_dir}: folder(s) {shown} are not N-MNIST class folders, so their files are not read; "
+          f"valid class folders: 0..{NMNIST_CLASSES - 1}", file=sys.stderr)
 
 
 def read_nmnist_events(path: str | os.PathLike) -> np.ndarray:

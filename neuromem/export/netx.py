@@ -61,7 +61,11 @@ def _scalar(group: h5py.Group, key: str, path: Path, default: Optional[int] = No
         if default is not None:
             return default
         raise NetxError(f"{path}: layer {group.name} lacks '{key}'; not a netx network description")
-    return int(np.asarray(group[key][()]).reshape(-1)[0])
+    value = np.asarray(group[key][()]).reshape(-1)
+    if value.size == 0 or value.dtype.kind not in "iuf" or not np.isfinite(value[0]) or value[0] != np.floor(value[0]):
+        raise NetxError(f"{path}: {group.name.strip('/')}/{key} is {value[0] if value.size else 'empty'} "
+                        f"({value.dtype}); valid: an integer")
+    return int(value[0])
 
 
 def _text(dataset) -> str:
@@ -78,6 +82,8 @@ def _check_declared(path: Path, key: str, group, name: str) -> None:
     dataset = group[name]
     if not isinstance(dataset, h5py.Dataset):
         raise NetxError(f"{path}: layer {key}'s {name} is a group; valid: an array")
+    if dataset.dtype.kind not in "iuf":
+        raise NetxError(f"{path}: layer {key}'s {name} is of type {dataset.dtype}; valid: an array of integers")
     from neuromem.bounds import human, memory_limit
 
     limit, source = memory_limit()

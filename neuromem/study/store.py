@@ -168,12 +168,12 @@ def check_out_is_ours(out_dir: Path, flag: str = "--out") -> None:
     """Before a run writes into `out_dir`: refuse a folder that holds files but no neuromem results store
     (another tool's folder: its report.md, results.csv or dot-folders would be overwritten or removed)."""
     out_dir = Path(out_dir)
-    if not out_dir.is_dir() or (out_dir / STORE_NAME).exists():
-        return
     try:
+        if not out_dir.is_dir() or (out_dir / STORE_NAME).exists():
+            return
         entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))  # .DS_Store, .gitkeep...
     except OSError:
-        return  # unreadable: the writability check names it
+        return  # unreadable, or a name too long to look up: the writability check names it
     if entries:
         shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
         raise NeuromemError(f"{flag} {out_dir}: holds files neuromem did not write ({shown}) and no {STORE_NAME}; "
@@ -367,6 +367,10 @@ class ResultStore:
         if unknown:
             self.notes.append(f"config keys this version does not know were ignored ({', '.join(sorted(unknown))}): "
                               "the store was written by a newer neuromem?")
+        odd = sorted({str(row["status"]) for row in good} - {"ok", "failed"})
+        if odd:
+            self.notes.append(f"status {', '.join(map(repr, odd))} is not one neuromem writes (valid: ok, failed): those "
+                              "rows are counted as failed cells")
         return good
 
     def cell_dir(self, cell_id: str) -> Path:

@@ -16,8 +16,8 @@ console = Console(stderr=True)
 
 
 def _open_store(run: Path, writes: bool = False):
-    """The run's store, after checking that it is one (another tool's SQLite file is never changed); with
-    `writes`, also that this process may write it (before any work)."""
+    """The run's store, after checking that this process may write it (with `writes`, before any work: a
+    read-only mount is named as such) and that it is one (another tool's SQLite file is never changed)."""
     import os
 
     from neuromem.study.store import ResultStore, check_foreign_store
@@ -27,10 +27,10 @@ def _open_store(run: Path, writes: bool = False):
         raise NeuromemError(f"{path} is a folder, not a results store; give the --out folder of a `neuromem ablate` run")
     if not path.is_file():
         raise NeuromemError(f"{run}: no results.sqlite there; give the --out folder of a `neuromem ablate` run")
-    check_foreign_store(path)
-    if writes and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-        raise NeuromemError(f"{path}: cannot write the results store (read-only); this command stores its results "
+    if writes and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):  # first: a read-only mount
+        raise NeuromemError(f"{path}: cannot write the results store (read-only); this command writes its results "
                             "there: copy the run to a writable folder")
+    check_foreign_store(path)
     return ResultStore(run)
 
 
@@ -45,7 +45,7 @@ def report(run: Path = typer.Argument(..., help="The --out folder of an ablate r
     """Rebuild results.csv, results.json and report.md from the store alone."""
     from neuromem.study.report import write_reports
 
-    store = _open_store(run)
+    store = _open_store(run, writes=True)  # the reports are written beside the store
     paths = write_reports(store)
     _say_rejected(store)
     console.print(f"report: {paths['report']}  (also {paths['csv'].name}, {paths['json'].name})")
