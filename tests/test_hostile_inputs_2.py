@@ -1489,7 +1489,7 @@ def test_x_nir_as_ckpt_is_not_a_checkpoint(monkeypatch, capsys, tmp_path):
                                    "--out", str(tmp_path / "g.h5"))
     assert code == 2
     line = one_error_line(err)
-    assert str(garbage) in line and "cannot read checkpoint" in line
+    assert str(garbage) in line and "cannot read checkpoint" in line and "valid: a model.pt neuromem wrote" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.nir"]
 
 

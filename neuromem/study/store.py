@@ -523,4 +523,5 @@ def read_checkpoint_file(path: str | Path) -> Any:
             what = f" ({found.group(1) or found.group(2)})"
             raise NeuromemError(f"{path}: refused: the file asks to load Python objects{what}, not only weights; "
                                 "neuromem reads checkpoints it wrote (tensors and plain values) and never runs code from one") from None
-        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); is the file complete?") from None
+        raise NeuromemError(f"{path}: cannot read checkpoint ({type(err).__name__}); valid: a model.pt neuromem wrote "
+                            "(cells/<cell_id>/model.pt of an ablate run), complete; a NIR graph goes to `neuromem import`") from None
