@@ -15,8 +15,9 @@ from neuromem.neurons.functional.neuron import neuron_sequence, reference_core
 from neuromem.neurons.models import get_neuron, neuron_names
 from neuromem.neurons.surrogates import surrogate_names
 
-# the template models (numba kernels, torch loop) and those outside it with a fast path of their own (SE-adLIF)
-FAST_MODELS = [name for name in neuron_names() if get_neuron(name).has_fast_path]
+# the template models (numba kernels, torch loop) and those outside it with a fast path of their own (SE-adLIF);
+# Loihi's fixed-point fast path takes integer activations and has its own test, tests/test_loihi_kernels.py
+FAST_MODELS = [name for name in neuron_names() if get_neuron(name).has_fast_path and name != "loihi"]
 FUSED_CONV_MODELS = [name for name in neuron_names() if get_neuron(name).fused_conv]
 DEFAULT_SURROGATE = "fast_sigmoid"
 F64 = dict(rtol=1e-10, atol=1e-12)
@@ -144,12 +145,12 @@ def test_alif_without_adaptation_is_lif():
     assert adapting.sum() < lif_spikes.sum()  # a raised threshold fires less
 
 
-def test_model_outside_the_template_runs_its_reference_loop():
-    """Loihi's fixed-point neuron has no kernels: the fast path runs its own step, never another model's."""
-    from neuromem.neurons.functional.loihi import LoihiParameters, loihi_sequence
+def test_model_outside_the_template_runs_its_own_fast_path():
+    """Loihi's fixed-point neuron has no template kernels: the fast path runs its own, never another model's."""
+    from neuromem.neurons.functional.loihi import LoihiParameters, loihi_reference_sequence as loihi_sequence
 
     model = get_neuron("loihi")
-    assert not model.has_kernels and not model.fused_conv
+    assert not model.has_kernels and not model.fused_conv and model.has_fast_path
     activations = torch.randint(-40, 80, (25, 3, 10)).double()
     spikes, state = neuron_sequence("loihi", activations, LoihiParameters(vth=64))
     want, voltages, _ = loihi_sequence(activations, LoihiParameters(vth=64))

@@ -165,7 +165,27 @@ def loihi_sequence(
     `recurrent_weight` (N, N) holds integer weights; its Dense is a separate
     Lava process with its own exponent and rounding, also one step late.
     Returns spikes (T, batch, N), voltages after reset (T, batch, N), final state.
+
+    On CPU with numba the compiled kernels run (`loihi_kernels`: spikes and
+    voltages bit for bit the reference's, gradients to float rounding); under
+    `reference_core()`, elsewhere, or with a state that needs a gradient, the
+    reference loop (`loihi_reference_sequence`).
     """
+    from neuromem.neurons.functional import loihi_kernels
+
+    if loihi_kernels.kernels_apply(activations, recurrent_weight, state):
+        return loihi_kernels.loihi_fast_sequence(activations, p, recurrent_weight, recurrent_exp, state)
+    return loihi_reference_sequence(activations, p, recurrent_weight, recurrent_exp, state)
+
+
+def loihi_reference_sequence(
+    activations: torch.Tensor,
+    p: LoihiParameters,
+    recurrent_weight: torch.Tensor | None = None,
+    recurrent_exp: int = 0,
+    state: LoihiState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, LoihiState]:
+    """`loihi_sequence` as the step-by-step loop over `loihi_step` (autograd through every step): the oracle."""
     state = state if state is not None else initial_loihi_state(activations[0])
     spikes_out, voltages = [], []
     for a in activations:
@@ -175,6 +195,15 @@ def loihi_sequence(
         spikes_out.append(spikes)
         voltages.append(state.voltage)
     return torch.stack(spikes_out), torch.stack(voltages), state
+
+
+def loihi_neuron_sequence(inputs, p, recurrent_weight=None, state=None, return_membrane=False):
+    """The registry entry's fast path (`neuron_sequence`'s signature; the recurrent input unshifted, as the
+    reference step loop adds it): spikes, final state (and the voltages)."""
+    spikes, voltages, final = loihi_sequence(inputs, p, recurrent_weight, 0, state)
+    if return_membrane:
+        return spikes, final, voltages
+    return spikes, final
 
 
 def delay_one_step(x: torch.Tensor) -> torch.Tensor:

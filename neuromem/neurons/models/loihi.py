@@ -1,8 +1,9 @@
 """The Loihi 2 fixed-point CUBA-LIF (`neuromem.neurons.functional.loihi`, bit-exact with Lava).
 
 Outside the template (integer decays, a 24-bit wrap, a clip, the voltage reset to 0, a
-threshold-scaled surrogate): registered with its own step, it runs the reference loop on
-every device; there is no numba kernel for it, and no fused convolution. Its layers are
+threshold-scaled surrogate): registered with its own step (the reference loop, the oracle) and its
+own fast path, `sequence` (`functional/loihi_kernels.py`: numba forward/backward kernels on CPU,
+bit-exact with the reference; the reference loop elsewhere); no fused convolution. Its layers are
 `neuromem.neurons.loihi`'s (`LoihiLinear`, `LoihiConv2d`: 8-bit weights and Lava's one-step
 synaptic delay), not `SpikingLinear`'s (`spiking_layers=False`): the front ends enter them in
 NEURON_LAYERS under "loihi" (`neuromem/models/frontends.py`).
@@ -23,7 +24,7 @@ import numpy as np
 
 from neuromem.errors import NeuromemError
 from neuromem.neurons.functional.loihi import (
-    DECAY_UNITY, LoihiParameters, LoihiState, initial_loihi_state, loihi_step,
+    DECAY_UNITY, LoihiParameters, LoihiState, initial_loihi_state, loihi_neuron_sequence, loihi_step,
 )
 from neuromem.neurons.models import MemoryTuning, NeuronModel, NIRNeuron, register_neuron
 from neuromem.neurons.models.nir_forms import metadata_of, record_from_metadata, with_metadata
@@ -79,7 +80,8 @@ MEMORY_TUNING = MemoryTuning(width=256, init_gain=0.3, surrogate_slope=1.0, rate
 LOIHI = register_neuron(
     NeuronModel(
         "loihi", LoihiParameters, LoihiState, None, step=loihi_step, initial_state=initial_loihi_state,
-        spiking_layers=False, doc="Loihi 2 fixed-point CUBA-LIF (reference loop on every device)",
+        sequence=loihi_neuron_sequence,
+        spiking_layers=False, doc="Loihi 2 fixed-point CUBA-LIF (numba kernels on CPU, else its reference loop)",
         memory_tuning=MEMORY_TUNING,
         to_nir=_to_nir, from_nir=_from_nir,
     )
