@@ -31,6 +31,8 @@ from neuromem.neurons.functional.loihi import (
     quantize_weight,
     shift_activation,
 )
+from neuromem.neurons.functional.neuron import fast_path_enabled
+from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
 from neuromem.neurons.layers import SpikingLayer
 from neuromem.neurons.synapses import TiedTransposedLinear
 
@@ -47,10 +49,38 @@ READOUT_DEFAULTS = {"du": 4095, "dv": 16}
 LOGIT_SCALE = 1.0 / (256 * 1024)
 
 
+class _UnarySpikes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs):
+        ctx.dtype = inputs.dtype
+        return (inputs > 0).to(torch.float64)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.to(ctx.dtype)
+
+
 def unary_spikes(inputs: torch.Tensor) -> torch.Tensor:
-    """Counts -> single spikes (x > 0) in float64; the gradient passes straight through."""
-    x = inputs.to(torch.float64)
-    return x + ((x > 0).to(torch.float64) - x).detach()
+    """Counts -> single spikes (x > 0) in float64; the gradient passes straight through.
+
+    One pass, the values of the straight-through form x + ((x > 0) - x).detach() (which
+    the reference path, `reference_core()`, still runs) for every count below 2**53."""
+    if not fast_path_enabled():
+        x = inputs.to(torch.float64)
+        return x + ((x > 0).to(torch.float64) - x).detach()
+    if not inputs.requires_grad:
+        return (inputs > 0).to(torch.float64)
+    return _UnarySpikes.apply(inputs)
+
+
+def _integer_linear(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Binary spikes (rows, in) times integer weights (out, in), in float64: sums of integers, exact in any
+    order, so the sparse sums over the spiking inputs (`sparse_input_linear`, where spikes are sparse) give
+    the dense matmul's values bit for bit (its weight gradient: to rounding). The reference path: the matmul."""
+    spikes, weight = spikes.to(torch.float64), weight.to(torch.float64)
+    if fast_path_enabled() and spikes.dim() == 2:
+        return sparse_input_linear(spikes, weight)
+    return spikes @ weight.t()
 
 
 class QuantizedDense(nn.Linear):
@@ -72,8 +102,7 @@ class QuantizedDense(nn.Linear):
         """Binary spikes (..., in) -> the integer activation Lava's Dense accumulates and shifts."""
         if spikes.dim() == 4 and spikes[0].numel() == self.in_features:
             spikes = spikes.flatten(1)
-        accumulated = spikes.to(torch.float64) @ self.integer_weight().to(torch.float64).t()
-        return shift_activation(accumulated, self.weight_exp)
+        return shift_activation(_integer_linear(spikes, self.integer_weight()), self.weight_exp)
 
     def transposed(self, rows: int | None = None, extra: torch.Tensor | None = None) -> "TransposedQuantizedDense":
         return TransposedQuantizedDense(self, rows, extra)
@@ -93,8 +122,7 @@ class TransposedQuantizedDense(TiedTransposedLinear):
         return quantize_weight(self.weight)  # elementwise: the tied part is the source's integers, transposed
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        accumulated = spikes.to(torch.float64) @ self.integer_weight().to(torch.float64).t()
-        return shift_activation(accumulated, self.weight_exp)
+        return shift_activation(_integer_linear(spikes, self.integer_weight()), self.weight_exp)
 
 
 class QuantizedConv2d(nn.Conv2d):
@@ -113,10 +141,14 @@ class QuantizedConv2d(nn.Conv2d):
     def forward(self, spikes: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
         weight = self.integer_weight().to(torch.float64)
         frames = spikes.to(torch.float64)
-        chunks = frames.split(chunk_frames) if chunk_frames else (frames,)
-        accumulated = torch.cat([
-            nn.functional.conv2d(c, weight, None, self.stride, self.padding) for c in chunks
-        ])
+        if fast_path_enabled():  # the sparse scatter where the spikes are sparse: the same integer sums
+            accumulated = sparse_input_conv2d(frames, weight, None, self.stride[0], self.padding[0],
+                                              chunk_frames=chunk_frames)
+        else:
+            chunks = frames.split(chunk_frames) if chunk_frames else (frames,)
+            accumulated = torch.cat([
+                nn.functional.conv2d(c, weight, None, self.stride, self.padding) for c in chunks
+            ])
         return shift_activation(accumulated, self.weight_exp)
 
 

@@ -130,7 +130,9 @@ def clip_voltage(voltage: torch.Tensor) -> torch.Tensor:
 
 def shift_activation(accumulated: torch.Tensor, weight_exp: int) -> torch.Tensor:
     """Dense: left shift for a positive exponent, arithmetic right shift (floor) for a negative one."""
-    if weight_exp >= 0:
+    if weight_exp == 0:  # x * 1.0: the same values and gradient, without a pass over x
+        return accumulated
+    if weight_exp > 0:
         return accumulated * float(1 << weight_exp)
     return floor_ste(accumulated / float(1 << -weight_exp))
 
