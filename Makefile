@@ -14,13 +14,15 @@ install: $(VENV)/.installed
 # torch first: the CPU wheel pinned here lies on this machine's disk; an
 # unpinned torch would pull a CUDA build of several GB. pyproject only states
 # a range, which 2.13.0 satisfies. norse goes in with --no-deps because its
-# metadata asks for torchvision, which does not import beside this torch.
+# metadata asks for torchvision, which does not import beside this torch;
+# sinabs too, because it asks for nir<=1.0.4 (it imports NIR 1.0.8 graphs).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,ray]'
 	$(BIN)/pip install -q --no-deps norse==1.1.0
+	$(BIN)/pip install -q --no-deps sinabs==3.1.3
 	touch $@
 
 # The Lava backend needs Python 3.10 (lava-nc 0.10.0); hardware/find-python310
