@@ -68,7 +68,7 @@ def refuse_unexportable(config: dict, source: str) -> None:
     if neuron not in (None, "loihi"):
         raise NeuromemError(
             f"{source}: its layers use neuron '{neuron}', which has no Loihi fixed-point form; "
-            f"train the cell with `neuromem ablate --neuron loihi --memory {memory or (exportable[0] if exportable else '...')}`"
+            f"train the cell with `neuromem ablate --neuron loihi --memory {memory if memory in exportable else (exportable[0] if exportable else '...')}`"
         )
 
 
