@@ -122,6 +122,9 @@ def test_layers_fast_equal_reference(layer):
     with reference_core():
         want = run()
     assert torch.equal(got[0], want[0])
+    with torch.no_grad():  # evaluation: the synapse's integer sums in float32, the same values
+        assert torch.equal(module(inputs), want[0])
+        assert torch.equal(module(inputs * 3.0), want[0])  # counts are single spikes
     torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-6)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)

@@ -53,7 +53,7 @@ class _UnarySpikes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs):
         ctx.dtype = inputs.dtype
-        return (inputs > 0).to(torch.float64)
+        return (inputs > 0).to(inputs.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,24 +61,36 @@ class _UnarySpikes(torch.autograd.Function):
 
 
 def unary_spikes(inputs: torch.Tensor) -> torch.Tensor:
-    """Counts -> single spikes (x > 0) in float64; the gradient passes straight through.
+    """Counts -> single spikes (x > 0); the gradient passes straight through.
 
-    One pass, the values of the straight-through form x + ((x > 0) - x).detach() (which
-    the reference path, `reference_core()`, still runs) for every count below 2**53."""
-    if not fast_path_enabled():
+    The reference path (`reference_core()`): the straight-through form x + ((x > 0) - x).detach() in
+    float64. The fast path: (x > 0) in one pass, in the input's float dtype (0 and 1 are exact in any, and the
+    synapses take them to float64 where their sums need it): the same values for every count below 2**53."""
+    if not fast_path_enabled() or inputs.dtype not in (torch.float32, torch.float64):
         x = inputs.to(torch.float64)
         return x + ((x > 0).to(torch.float64) - x).detach()
     if not inputs.requires_grad:
-        return (inputs > 0).to(torch.float64)
+        return (inputs > 0).to(inputs.dtype)
     return _UnarySpikes.apply(inputs)
 
 
+# Below this fan-in every partial sum of an 8-bit synapse's products (|w| <= 256, binary spikes) is an integer
+# below 2**24, so float32 holds every sum exactly, in any order
+_FLOAT32_EXACT_FAN_IN = 1 << 16
+
+
 def _integer_linear(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Binary spikes (rows, in) times integer weights (out, in), in float64: sums of integers, exact in any
+    """Binary spikes (rows, in) times integer weights (out, in), as float64: sums of integers, exact in any
     order, so the sparse sums over the spiking inputs (`sparse_input_linear`, where spikes are sparse) give
-    the dense matmul's values bit for bit (its weight gradient: to rounding). The reference path: the matmul."""
+    the dense matmul's values bit for bit (its weight gradient: to rounding). Without a gradient to compute
+    (evaluation) and below `_FLOAT32_EXACT_FAN_IN` the sums run in float32: the same integers, at half the
+    memory traffic. The reference path: the float64 matmul."""
+    fast = fast_path_enabled() and spikes.dim() == 2
+    if fast and not torch.is_grad_enabled() or fast and not (spikes.requires_grad or weight.requires_grad):
+        if weight.shape[1] < _FLOAT32_EXACT_FAN_IN:
+            return sparse_input_linear(spikes.to(torch.float32), weight.to(torch.float32)).to(torch.float64)
     spikes, weight = spikes.to(torch.float64), weight.to(torch.float64)
-    if fast_path_enabled() and spikes.dim() == 2:
+    if fast:
         return sparse_input_linear(spikes, weight)
     return spikes @ weight.t()
 
