@@ -122,6 +122,18 @@ def test_default_lif_cell_with_spiking_memory_exports_and_norse_runs_its_graph(t
     # read with its metadata (the subtract reset restored) the graph is the cell, spike for spike
     assert sum(report.exact_mismatches) == 0 and report.exact_decisions == 1.0, report.lines()
     assert any("reset 'subtract'" in line for line in report.lines())
+    assert "30 -> 12 (lif) -> 12r (lif) -> 8 (lif) -> 9r (lif) -> 8 (lif) -> readout 3" in chain.describe()[0]
+    assert "reset 'subtract' has no NIR form" in chain.describe()[1]
+
+
+def test_a_simulator_not_installed_says_how_it_installs(monkeypatch):
+    from neuromem.export.nir import compare
+
+    monkeypatch.setattr(compare, "simulator_version", lambda name: None)
+    chain = _zero_reset_chain(conv=False)
+    report = nir_agreement(chain, np.ones((2, 5, 20)), simulators=("sinabs", "norse"))
+    assert [s.refused.split(":")[0] for s in report.simulators] == ["not installed here"] * 2
+    assert "`pip install --no-deps sinabs==3.1.3 pbr`: it asks for nir<=1.0.4" in report.simulators[0].refused
 
 
 def test_what_nir_cannot_express_is_refused_in_one_line():

@@ -208,11 +208,13 @@ PARALLEL_HELP = "samples per Lava process side by side (copies of the network); 
 
 
 def _written_lines(model, path: Path, to: str) -> list[str]:
-    """What was written; for a chain of Loihi layers its shape and Loihi 2 resources too."""
+    """What was written; for a chain of Loihi layers its shape and Loihi 2 resources too, for a model that
+    describes itself (`describe()`, e.g. a float cell's NIR chain) its own lines."""
     from neuromem.export.model import LoihiNetwork
 
     if not isinstance(model, LoihiNetwork):
-        return [f"wrote {path} ({to})"]
+        describe = getattr(model, "describe", None)
+        return [f"wrote {path} ({to})", *(describe() if callable(describe) else [])]
     from neuromem.export.hardware import chain_shapes
     from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
 

@@ -327,19 +327,26 @@ class Simulator:
     refusal: Callable  # graph -> why its importer cannot build the graph (one clause), or None
     note: str = ""  # how its importer reads a graph differently from NIR (one clause), if it does
     delayed: bool = False  # its layer i emits a spike i + 1 steps later than NIR says (compared delay-aligned)
+    install: str = ""  # how it installs beside neuromem, where plain `pip install NAME` does not (one clause)
 
 
 SIMULATORS: dict[str, Simulator] = {
     "norse": Simulator("norse", "norse", run_norse, lambda graph: None,
-                       "reads a nir.LIF without its r; neuromem writes CubaLIF nodes, which it reads in full"),
+                       "reads a nir.LIF without its r; neuromem writes CubaLIF nodes, which it reads in full",
+                       install="`pip install --no-deps norse==1.1.0`: it asks for torchvision, which does not import "
+                               "beside the CPU torch (`make install` does this)"),
     "snntorch": Simulator("snntorch", "snntorch", run_snntorch, snntorch_refusal, "assumes dt = 1e-4 s"),
     "sinabs": Simulator("sinabs", "sinabs", run_sinabs, sinabs_refusal,
-                        "reads tau in time steps with exponential decay, multi-spike, subtract reset"),
+                        "reads tau in time steps with exponential decay, multi-spike, subtract reset",
+                        install="`pip install --no-deps sinabs==3.1.3 pbr`: it asks for nir<=1.0.4, and reads NIR "
+                                "1.0.8 graphs (`make install` does this)"),
     "rockpool": Simulator("rockpool", "rockpool", run_rockpool, rockpool_refusal,
-                          "reads dt from tau_mem / (1 + r), exponential decay, subtract reset"),
+                          "reads dt from tau_mem / (1 + r), exponential decay, subtract reset",
+                          install="`pip install rockpool==3.1.0` (in the dev extras)"),
     "spyx": Simulator("spyx", "spyx", run_spyx, spyx_refusal,
                       "emits a spike one step after its voltage crossed (compared delay-aligned), resets by "
-                      "subtraction, runs frames channels-last", delayed=True),
+                      "subtraction, runs frames channels-last", delayed=True,
+                      install="`pip install spyx==1.0.0` (with jax; in the dev extras)"),
 }
 
 
@@ -502,7 +509,7 @@ def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=Non
         result = SimulatorAgreement(name, version, note=simulator.note)
         report.simulators.append(result)
         if version is None:
-            result.refused = f"not installed here (`pip install {simulator.distribution}`)"
+            result.refused = f"not installed here: {simulator.install or f'`pip install {simulator.distribution}`'}"
             continue
         result.refused = simulator.refusal(graph)
         if result.refused:

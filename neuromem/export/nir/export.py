@@ -156,6 +156,19 @@ class SpikingChain:
             spikes.append(x)
         return spikes, torch.cumsum(self.readout(x.flatten(2)), dim=0)
 
+    def describe(self) -> list[str]:
+        """Its layers and what its NIR graph does not say, as `neuromem export` reports them."""
+        widths = []
+        for layer in self.layers:
+            synapse = layer.synapse
+            width = synapse.out_channels if isinstance(synapse, nn.Conv2d) else synapse.out_features
+            kind = "conv " if isinstance(synapse, nn.Conv2d) else ""
+            widths.append(f"{kind}{width}{'r' if getattr(layer, 'recurrent', None) is not None else ''} "
+                          f"({type(layer.parameters_).__name__.removesuffix('Parameters').lower()})")
+        shape = "x".join(map(str, self.input_shape))
+        lines = [f"  {shape} -> {' -> '.join(widths)} -> readout {self.readout.out_features}; r = recurrent"]
+        return lines + [f"  the graph does not say: {caveat}" for caveat in caveats_of(self)]
+
     @torch.no_grad()
     def decisions(self, inputs: torch.Tensor) -> torch.Tensor:
         """The cell's own decisions (its network's logits) on time-major inputs."""
