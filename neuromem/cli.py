@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from neuromem import cpu_tier
-from neuromem.errors import NeuromemError
+from neuromem.errors import NeuromemError, shown_path
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -139,17 +139,33 @@ class RichProgress:
 
 
 def _check_writable(out: Path) -> None:
+    """--out can be written; folders made for the probe are removed again (the store makes them when it writes), so a
+    run refused later (bad data, say) leaves nothing behind."""
+    import tempfile
+
+    missing, folder = [], Path(out)
+    while folder != folder.parent and not os.path.lexists(folder):  # lexists: False, not an error, for too long a name
+        missing.append(folder)  # deepest first
+        folder = folder.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
         fd, probe = tempfile.mkstemp(dir=out, prefix=".neuromem-write-test.")  # unique: runs may share --out
         os.close(fd)
         os.unlink(probe)
     except FileExistsError:
-        raise NeuromemError(f"--out {out}: cannot write there (a file is in the way); choose a writable folder") from None
+        raise NeuromemError(f"--out {shown_path(out)}: cannot write there (a file is in the way); choose a writable "
+                            "folder") from None
     except OSError as error:
-        raise NeuromemError(f"--out {out}: cannot write there ({error.strerror or error}); choose a writable folder") from None
+        raise NeuromemError(f"--out {shown_path(out)}: cannot write there ({error.strerror or error}); choose a writable "
+                            "folder") from None
+    finally:
+        for made in missing:
+            try:
+                made.rmdir()
+            except OSError:
+                if os.path.lexists(made):
+                    break  # not empty after all: left alone
+                # else never made: the failure came before it
 
 
 @app.command()

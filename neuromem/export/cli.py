@@ -29,17 +29,22 @@ def _load_data(data_root: Path, split: str, samples: int | None, time_bins: int 
         raise NeuromemError(f"the data layer (neuromem.data) is not available: {err}") from None
     if data_root is None:
         data_root, _ = resolve_data_root(None)
+    from neuromem.data.registry import get_dataset
+
+    splits = get_dataset(name).spec.splits
+    if split not in splits:
+        raise NeuromemError(f"--split {split!r} is not a split of {name}; valid: {', '.join(splits)}")
+    if samples is not None and samples < 1:
+        raise NeuromemError(f"--samples must be >= 1, got {samples}")
     dataset = load_split(name, data_root, split, time_bins=time_bins)
-    inputs, labels = np.asarray(dataset.inputs), np.asarray(dataset.labels)
+    labels = np.asarray(dataset.labels)
     if len(labels) == 0:
         raise NeuromemError(f"the {name} {split} split under {data_root} is empty")
+    rows = np.arange(len(labels))
     if samples is not None:
-        if samples < 1:
-            raise NeuromemError(f"--samples must be >= 1, got {samples}")
         # evenly spaced over the split (files are often sorted by class): every class gets its share
         rows = np.unique(np.linspace(0, len(labels) - 1, min(samples, len(labels))).round().astype(np.int64))
-        inputs, labels = inputs[rows], labels[rows]
-    return inputs, labels
+    return np.asarray(dataset.inputs[rows]), labels[rows]  # only the chosen samples made dense
 
 
 def _cell_checkpoints(run_dir: Path) -> list[Path]:

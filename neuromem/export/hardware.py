@@ -104,7 +104,9 @@ def run_on_lava(
             if reported:
                 raise NeuromemError(reported[-1].removeprefix("neuromem_lava: error: "))
             last = lines[-1] if lines else f"exit code {done.returncode}"
-            raise NeuromemError(f"Lava run failed ({python}): {last}")
+            chosen = (f"${LAVA_PYTHON_ENV}={python}" if os.environ.get(LAVA_PYTHON_ENV)
+                      else f"{python}; set ${LAVA_PYTHON_ENV} to a Python with lava-nc, or run `make lava`")
+            raise NeuromemError(f"Lava run failed ({chosen}): {last}")
         with np.load(out_path) as out:
             count = len([k for k in out.files if k.startswith("spikes_")])
             return LavaRun(
