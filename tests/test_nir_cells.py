@@ -122,7 +122,8 @@ def test_default_lif_cell_with_spiking_memory_exports_and_norse_runs_its_graph(t
     # read with its metadata (the subtract reset restored) the graph is the cell, spike for spike
     assert sum(report.exact_mismatches) == 0 and report.exact_decisions == 1.0, report.lines()
     assert any("reset 'subtract'" in line for line in report.lines())
-    assert "30 -> 12 (lif) -> 12r (lif) -> 8 (lif) -> 9r (lif) -> 8 (lif) -> readout 3" in chain.describe()[0]
+    # 64 patterns + 6 relay neurons
+    assert "30 -> 12 (lif) -> 12r (lif) -> 8 (lif) -> 70r (lif) -> 8 (lif) -> readout 3" in chain.describe()[0]
     assert "reset 'subtract' has no NIR form" in chain.describe()[1]
 
 
