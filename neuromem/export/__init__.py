@@ -6,8 +6,10 @@
 - `lava`: `export_lava(model, path)`, `read_lava(path)`, `model_from_lava(path)`
 - `netx`: `read_netx(path)`, the network-file reader neuromem and its Lava backend (`hardware/`) share
   (numpy and h5py only)
-- `nir`: `to_nir`, `write_nir`, `read_nir`, `from_nir` (dense and convolutional chains); `run_norse`, `run_snntorch`,
-  `nir_agreement` (the graph in Norse / snnTorch against neuromem's float run and the fixed-point chain)
+- `nir/`: NIR both ways for every cell NIR can express (float lif/cuba cells and Loihi chains): `export.py`
+  (`write_nir`, `load_for_nir`), `importer.py` (`from_nir`: one function per node, walked by nirtorch),
+  `compare.py` (`nir_agreement`: the cell, neuromem's run of the graph, Norse, snnTorch, Sinabs, Rockpool,
+  Spyx), `cell.py` and `cli.py` (`neuromem import`: a graph as a cell)
 - `hardware`: the Lava bridge (`run_on_lava`: the backend in its own Python 3.10 environment, through files and
   a subprocess), `verify_on_lava` (Lava vs torch: rasters, voltages, accuracy), `chip_metrics` (a cell's Loihi 2
   costs)
