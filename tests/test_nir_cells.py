@@ -266,6 +266,10 @@ def test_import_refuses_bad_input_in_one_line(tmp_path, tiny_data):
     app = _cli()
     chain = _zero_reset_chain(conv=False)
     path = write_nir(chain, tmp_path / "small.nir")
+    graph = read_nir(path)
+    graph.nodes["layer0.linear"].weight[0, 0] = np.nan
+    broken = tmp_path / "nan.nir"
+    nir.write(str(broken), graph)
     runner = CliRunner()
     out = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_data)]
     for args, message in (
@@ -274,6 +278,8 @@ def test_import_refuses_bad_input_in_one_line(tmp_path, tiny_data):
         ([str(path), *out, "--dataset", "bogus"], "--dataset 'bogus' is not known; valid: "),
         ([str(path), *out, "--dataset", "shd"], r"takes inputs of shape \(20,\) per step; the shd data set gives \(700,\)"),
         ([str(path), *out, "--dataset", "shd", "--dt", "0"], "--dt 0.0 is not a time step"),
+        ([str(tmp_path), *out, "--dataset", "shd"], "is a directory; give a .nir file"),
+        ([str(broken), *out, "--dataset", "shd"], r"NIR node 'layer0.linear': its weights hold NaN"),
     ):
         result = runner.invoke(app, ["import", *args])
         assert isinstance(result.exception, NeuromemError), (args, result.output)

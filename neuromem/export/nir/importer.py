@@ -45,6 +45,8 @@ SUPPORTED_NODES = ("Input", "Output", "Linear", "Affine", "Conv2d", "Flatten", "
 
 def read_nir(path: str | Path):
     path = Path(path)
+    if path.is_dir():
+        raise NeuromemError(f"NIR file {path} is a directory; give a .nir file")
     if not path.is_file():
         raise NeuromemError(f"NIR file {path} does not exist")
     try:
@@ -72,6 +74,8 @@ def _affine_parts(node, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     if weight.ndim != 2:
         raise NeuromemError(f"NIR node '{name}': {type(node).__name__} weight of shape {weight.shape} is not a matrix")
     bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if isinstance(node, nir.Affine) else None
+    if not np.isfinite(weight).all() or (bias is not None and not np.isfinite(bias).all()):
+        raise NeuromemError(f"NIR node '{name}': its weights hold NaN or infinity")
     return weight, bias
 
 
@@ -93,6 +97,8 @@ def conv_parts(node, name: str) -> dict[str, Any]:
         raise NeuromemError(f"NIR node '{name}': Conv2d with padding {node.padding!r}, dilation {node.dilation!r} "
                             f"or groups {node.groups} is not supported; neuromem imports numeric padding, "
                             "no dilation, one group")
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise NeuromemError(f"NIR node '{name}': its weights hold NaN or infinity")
     if weight.ndim != 4 or weight.shape[2] != weight.shape[3]:
         raise NeuromemError(f"NIR node '{name}': Conv2d kernel of shape {weight.shape} is not square")
     return {"weight": weight, "bias": bias, "stride": _pair(node.stride, "stride", name),
