@@ -32,6 +32,7 @@ from neuromem.neurons.functional.loihi import (
     shift_activation,
 )
 from neuromem.neurons.functional.neuron import fast_path_enabled
+from neuromem.neurons.functional import sparse
 from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
 from neuromem.neurons.layers import SpikingLayer
 from neuromem.neurons.synapses import TiedTransposedLinear
@@ -79,18 +80,53 @@ def unary_spikes(inputs: torch.Tensor) -> torch.Tensor:
 _FLOAT32_EXACT_FAN_IN = 1 << 16
 
 
+class _IntegerLinear(torch.autograd.Function):
+    """Binary spikes (rows, in) times integer weights (out, in) -> float64 (rows, out): the sums in float32
+    (exact, see `_FLOAT32_EXACT_FAN_IN`; over the spiking inputs only where they are sparse), the backward in
+    float64 exactly as `sparse_input_linear`'s on float64 spikes (the same products, the same order)."""
+
+    @staticmethod
+    def forward(ctx, spikes, weight):
+        ctx.dtype = spikes.dtype
+        spikes32 = spikes.detach().to(torch.float32).contiguous()
+        out = sparse_input_linear(spikes32, weight.detach().to(torch.float32)).to(torch.float64)
+        ctx.save_for_backward(spikes32 if ctx.needs_input_grad[1] else None, weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        spikes32, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_spikes = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_spikes = (grad @ weight.detach()).to(ctx.dtype)
+        if ctx.needs_input_grad[1]:
+            limit = sparse.SPARSE_DENSITY_LIMIT
+            if weight.shape[0] < sparse.SPARSE_NARROW_OUTPUTS:
+                limit = min(limit, sparse.SPARSE_NARROW_DENSITY_LIMIT)
+            compressed = sparse._compress(spikes32, limit) if sparse._kernels_apply(spikes32, spikes32) else None
+            if compressed is None:
+                grad_weight = grad.t().mm(spikes32.to(torch.float64))
+            else:
+                row_starts, indices, values = compressed
+                grad_weight_t = grad.new_zeros(weight.shape[1], weight.shape[0])
+                sparse._scatter_linear(row_starts.numpy(), indices, values.astype("float64"), grad.numpy(),
+                                       grad_weight_t.numpy(), grad.new_zeros(weight.shape[0]).numpy(), True)
+                grad_weight = grad_weight_t.t().contiguous()
+        return grad_spikes, grad_weight
+
+
 def _integer_linear(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Binary spikes (rows, in) times integer weights (out, in), as float64: sums of integers, exact in any
-    order, so the sparse sums over the spiking inputs (`sparse_input_linear`, where spikes are sparse) give
-    the dense matmul's values bit for bit (its weight gradient: to rounding). Without a gradient to compute
-    (evaluation) and below `_FLOAT32_EXACT_FAN_IN` the sums run in float32: the same integers, at half the
-    memory traffic. The reference path: the float64 matmul."""
-    fast = fast_path_enabled() and spikes.dim() == 2
-    if fast and not torch.is_grad_enabled() or fast and not (spikes.requires_grad or weight.requires_grad):
-        if weight.shape[1] < _FLOAT32_EXACT_FAN_IN:
+    order and, below `_FLOAT32_EXACT_FAN_IN`, in float32, so the fast path (`_IntegerLinear`, sums over the
+    spiking inputs where they are sparse) gives the float64 matmul's values bit for bit (its weight gradient:
+    to rounding). The reference path: the float64 matmul."""
+    if fast_path_enabled() and spikes.dim() == 2 and weight.shape[1] < _FLOAT32_EXACT_FAN_IN:
+        if not torch.is_grad_enabled() or not (spikes.requires_grad or weight.requires_grad):
             return sparse_input_linear(spikes.to(torch.float32), weight.to(torch.float32)).to(torch.float64)
+        return _IntegerLinear.apply(spikes, weight.to(torch.float64))
     spikes, weight = spikes.to(torch.float64), weight.to(torch.float64)
-    if fast:
+    if fast_path_enabled() and spikes.dim() == 2:
         return sparse_input_linear(spikes, weight)
     return spikes @ weight.t()
 

@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - numba comes with tonic
     kernel = None
 
 surrogate_grad = None  # template global: one surrogate's compiled derivative
+_row_backward = None  # template global: the backward row compiled with that surrogate
 
 # c: (keep_u, keep_v, bias, threshold, limit, activation scale 64, recurrent scale 2**|e|)
 KEEP_U, KEEP_V, BIAS, THRESHOLD, LIMIT, ACTIVATION, RECURRENT = range(7)
@@ -55,15 +56,40 @@ KEEP_U, KEEP_V, BIAS, THRESHOLD, LIMIT, ACTIVATION, RECURRENT = range(7)
 # ------------------------------------------------------------------ the numba kernels
 
 
+def _row_forward_body(x, feedback, u, v, s, s_out, v_out, p_out, c, recurrent, floor_shift):
+    # one row of step t; u, v, s: the row's state (updated in place), feedback: its s_{t-1} W^T
+    keep_u, keep_v, bias, threshold = c[0], c[1], c[2], c[3]
+    limit, activation_scale, recurrent_scale = c[4], c[5], c[6]
+    two_limit = limit + limit
+    v_limit = limit - 1.0
+    for i in range(x.shape[0]):
+        a = x[i]
+        if recurrent:
+            if floor_shift:
+                a = a + np.floor(feedback[i] / recurrent_scale)
+            else:
+                a = a + feedback[i] * recurrent_scale
+        raw = np.trunc(u[i] * keep_u) + a * activation_scale
+        wrapped = raw - two_limit if raw > limit else raw
+        wrapped = raw + two_limit if wrapped <= -limit else wrapped
+        p = np.trunc(v[i] * keep_v) + wrapped + bias
+        p = min(max(p, -v_limit), v_limit)
+        spiked = p > threshold
+        spike = 1.0 if spiked else 0.0
+        voltage = 0.0 if spiked else p
+        u[i] = wrapped
+        p_out[i] = p
+        s[i] = spike
+        s_out[i] = spike
+        v[i] = voltage
+        v_out[i] = voltage
+
+
 def _forward_kernel_body(inputs, weight_t, current, voltage, spike, spikes, voltages, pre, c, recurrent, floor_shift):
     # inputs, spikes, voltages, pre: (T, R, C); current, voltage, spike: the (R, C) state, updated in place.
     # With `recurrent`, row r's activation gains shift(s_{t-1}[r] @ W^T) (weight_t: (C, C)), summed over the
     # spiking inputs only; returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW).
     steps, rows, size = inputs.shape
-    keep_u, keep_v, bias, threshold = c[0], c[1], c[2], c[3]
-    limit, activation_scale, recurrent_scale = c[4], c[5], c[6]
-    two_limit = limit + limit
-    v_limit = limit - 1.0
     feedback = np.zeros(size, dtype=np.float64)
     active = np.empty(size, dtype=np.int64)
     count = 0
@@ -81,71 +107,73 @@ def _forward_kernel_body(inputs, weight_t, current, voltage, spike, spikes, volt
                     for k in range(size):
                         feedback[k] += value * weight_row[k]
             s_out, v_out, p_out = spikes[t, r], voltages[t, r], pre[t, r]
-            for i in range(size):
-                a = x[i]
-                if recurrent:
-                    if floor_shift:
-                        a = a + np.floor(feedback[i] / recurrent_scale)
-                    else:
-                        a = a + feedback[i] * recurrent_scale
-                raw = np.trunc(u[i] * keep_u) + a * activation_scale
-                wrapped = raw - two_limit if raw > limit else raw
-                wrapped = raw + two_limit if wrapped <= -limit else wrapped
-                p = np.trunc(v[i] * keep_v) + wrapped + bias
-                p = min(max(p, -v_limit), v_limit)
-                u[i] = wrapped
-                p_out[i] = p
-                if p > threshold:
-                    s[i] = 1.0
-                    s_out[i] = 1.0
-                    v[i] = 0.0
-                    v_out[i] = 0.0
-                else:
-                    s[i] = 0.0
-                    s_out[i] = 0.0
-                    v[i] = p
-                    v_out[i] = p
+            # the mode tests outside the row loop: each call is inlined with constant flags
+            if not recurrent:
+                _row_forward(x, feedback, u, v, s, s_out, v_out, p_out, c, False, False)
+            elif floor_shift:
+                _row_forward(x, feedback, u, v, s, s_out, v_out, p_out, c, True, True)
+            else:
+                _row_forward(x, feedback, u, v, s, s_out, v_out, p_out, c, True, False)
     return count
+
+
+def _row_backward_template(p_t, g_spikes, g_voltages, fb, g_out, gu_row, gp_row, c, sc,
+                           has_grad_spikes, has_grad_voltages, with_feedback):
+    # one row of step t (see `_backward_template`)
+    keep_u, keep_v, threshold, activation_scale = c[0], c[1], c[3], c[5]
+    for i in range(p_t.shape[0]):
+        p = p_t[i]
+        g_spike = 0.0
+        if has_grad_spikes:
+            g_spike = g_spikes[i]
+        if with_feedback:
+            g_spike += fb[i]
+        g_voltage = keep_v * gp_row[i]
+        if has_grad_voltages:
+            g_voltage = g_voltages[i] + g_voltage
+        g_pre = 0.0 if p > threshold else g_voltage
+        g_pre += g_spike * surrogate_grad((p - threshold) / threshold, sc) / threshold
+        gu = g_pre + keep_u * gu_row[i]
+        gu_row[i] = gu
+        gp_row[i] = g_pre
+        g_out[i] = activation_scale * gu
 
 
 def _backward_template(pre, grad_spikes, grad_voltages, feedback, grad_drive, grad_u, grad_p, c, sc,
                        has_grad_spikes, has_grad_voltages, fed, t_high, t_low):
     # Steps t_high down to t_low. grad_spikes / grad_voltages (T, R, C) are read only if given; feedback
     # (R, C): 2**e gd_{t+1} W, dL/ds_t through the recurrent drive of step t + 1, for the one step t_high
-    # (`fed`). grad_u, grad_p (R, C) carry ku gu_{t+1} / kv gp_{t+1} (scaled below) between steps and calls
-    # (zero at the last step); grad_drive (T, R, C) receives dL/da_t.
+    # (`fed`). grad_u, grad_p (R, C) carry gu_{t+1} / gp_{t+1} between steps and calls (zero at the last
+    # step); grad_drive (T, R, C) receives dL/da_t.
     steps, rows, size = pre.shape
-    keep_u, keep_v, threshold, activation_scale = c[0], c[1], c[3], c[5]
     for t in range(t_high, t_low - 1, -1):
         with_feedback = fed and t == t_high
         for r in range(rows):
-            p_t, g_out, gu_row, gp_row = pre[t, r], grad_drive[t, r], grad_u[r], grad_p[r]
-            g_spikes, g_voltages, fb = grad_spikes[t, r], grad_voltages[t, r], feedback[r]
-            for i in range(size):
-                p = p_t[i]
-                g_spike = 0.0
-                if has_grad_spikes:
-                    g_spike = g_spikes[i]
-                if with_feedback:
-                    g_spike += fb[i]
-                g_voltage = keep_v * gp_row[i]
-                if has_grad_voltages:
-                    g_voltage = g_voltages[i] + g_voltage
-                g_pre = 0.0 if p > threshold else g_voltage
-                g_pre += g_spike * surrogate_grad((p - threshold) / threshold, sc) / threshold
-                gu = g_pre + keep_u * gu_row[i]
-                gu_row[i] = gu
-                gp_row[i] = g_pre
-                g_out[i] = activation_scale * gu
+            p_t, g_s, g_v, fb = pre[t, r], grad_spikes[t, r], grad_voltages[t, r], feedback[r]
+            g_out, gu, gp = grad_drive[t, r], grad_u[r], grad_p[r]
+            # the common modes inlined with constant flags (hidden layers: spikes only; the readout: voltages only)
+            if has_grad_spikes and not has_grad_voltages and not with_feedback:
+                _row_backward(p_t, g_s, g_v, fb, g_out, gu, gp, c, sc, True, False, False)
+            elif has_grad_spikes and not has_grad_voltages:
+                _row_backward(p_t, g_s, g_v, fb, g_out, gu, gp, c, sc, True, False, True)
+            elif has_grad_voltages and not has_grad_spikes and not with_feedback:
+                _row_backward(p_t, g_s, g_v, fb, g_out, gu, gp, c, sc, False, True, False)
+            else:
+                _row_backward(p_t, g_s, g_v, fb, g_out, gu, gp, c, sc, has_grad_spikes, has_grad_voltages, with_feedback)
 
+
+_row_forward = None  # the compiled row, a global of the forward kernel
 
 if kernel is not None:
+    _row_forward = inline_kernel(_row_forward_body)
     _forward_kernel = kernel(_forward_kernel_body)
 
 
 @functools.lru_cache(maxsize=None)
 def _backward_kernel(surrogate):
-    return specialize(_backward_template, f"loihi__{surrogate.name}", surrogate_grad=inline_kernel(surrogate.compiled_grad))
+    row = specialize(_row_backward_template, f"loihi__{surrogate.name}", inline=True,
+                     surrogate_grad=inline_kernel(surrogate.compiled_grad))
+    return specialize(_backward_template, f"loihi__{surrogate.name}", _row_backward=row)
 
 
 def constants(p, recurrent_exp: int = 0) -> tuple[float, ...]:
