@@ -118,7 +118,7 @@ def training_estimate(config) -> int | None:
     size = meta_bytes(lambda: build_network(
         {s.name: tuple(s.input_shape) for s in specs}, {s.name: s.num_classes for s in specs}, config.memory,
         hidden=config.hidden, neuron=config.neuron, memory_options=dict(config.memory_options),
-        front_options=dict(config.front_options)))
+        front_options=dict(config.front_options), neuron_params=dict(config.neuron_options)))
     if size is None:
         return None
     activations = 0

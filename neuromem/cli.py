@@ -185,6 +185,7 @@ def ablate(
     max_train_samples: Optional[int] = typer.Option(None, min=1, help="Cap on training samples per data set."),
     memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable); key=v1,v2,v3 is a sweep axis."),
     front_option: List[str] = typer.Option([], "--front-option", help="Front-end option key=value (repeatable; key=v1,v2 is a sweep axis), e.g. delays=25, dropout=0.1 (`neuromem fronts` lists them)."),
+    neuron_option: List[str] = typer.Option([], "--neuron-option", help="Neuron parameter key=value given to every spiking layer of the cell, front end and spiking memory alike (repeatable; key=v1,v2 is a sweep axis): a field of the --neuron model's parameter record (lif: beta, threshold, reset, surrogate, surrogate_slope; cuba adds alpha; a key the model lacks is refused, naming its fields), e.g. reset=zero (lif, cuba, alif: the reset to 0, which NIR states exactly, so `export --to nir` of the cell is exact; default subtract), threshold=0.5."),
     augment: List[str] = typer.Option([], "--augment", help="Training augmentation, e.g. time_stretch=0.15,freq_warp=0.1 (transforms in order; repeat the flag for a sweep axis, 'none' for no augmentation): time_shift, time_stretch, channel_shift, freq_warp, drop, noise, mask_channels."),
     weight_decay: str = typer.Option("0", help="AdamW weight decay (0: Adam; a comma list is a sweep axis)."),
     train_also: List[Path] = typer.Option([], "--train-also", help="Another data root of the same data set whose every sample is trained on too, never tested on (repeatable), e.g. a speech stand-in with many voices beside a few real speakers."),
@@ -227,6 +228,7 @@ def ablate(
                                          lambda v: v >= 0 and v != float("inf")),
     }
     front_axes = sweep.parse_option_axes(front_option, "--front-option")
+    neuron_axes = sweep.parse_option_axes(neuron_option, "--neuron-option", "reset=zero")
     from neuromem.data.augment import parse_augment
 
     recipes = list(dict.fromkeys(parse_augment(text) for text in augment)) or [()]
@@ -246,8 +248,9 @@ def ablate(
                                 neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n,
                                 epochs_for=default_epochs)
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
-    configs = sweep.with_variants(configs, front_axes, recipes)
+    configs = sweep.with_variants(configs, front_axes, recipes, neuron_axes)
     configs = _with_extra_roots(configs, train_also, data_root)
+    _check_neuron_options(configs)
     _check_front_and_augment(configs)
     from neuromem.bounds import check_training_memory
 
@@ -337,6 +340,33 @@ def _with_trimodal_options(configs: list, modalities: list[str], preset: str | N
         raise NeuromemError(f"--trimodal-schedule {schedule!r} is not known; valid: {', '.join(SCHEDULES)}")
     options = (("preset", preset or default_preset()), ("schedule", schedule))
     return [replace(c, task_options=options) if c.modality == "trimodal" else c for c in configs]
+
+
+def _check_neuron_options(configs: list) -> None:
+    """--neuron-option values against each cell's neuron model's parameter record, before any training: one line
+    naming the flag, the key and what is valid."""
+    from neuromem.neurons.models import check_neuron_options, neuron_names
+    from neuromem.train.tasks import TASKS
+
+    seen = set()
+    for config in configs:
+        options = dict(config.neuron_options)
+        if not options or (config.neuron, config.neuron_options) in seen:
+            continue
+        seen.add((config.neuron, config.neuron_options))
+        given = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in options.items())
+        if config.neuron not in neuron_names():
+            why = "--dense trains ReLU layers" if config.modality in TASKS else f"{config.modality} is a dense task"
+            raise NeuromemError(f"--neuron-option {given}: neuron parameters apply to spiking neurons; {why}, "
+                                "which have none")
+        try:
+            check_neuron_options(config.neuron, options)
+        except ValueError as error:
+            raise NeuromemError(f"--neuron-option {given}: {error}") from None
+        clash = sorted(set(options) & set(dict(config.front_options)))
+        if clash:
+            raise NeuromemError(f"--neuron-option and --front-option both set {', '.join(clash)}; give it once "
+                                "(--neuron-option: every spiking layer, --front-option: the front end's)")
 
 
 def _check_front_and_augment(configs: list) -> None:

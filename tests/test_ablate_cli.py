@@ -56,6 +56,12 @@ def test_same_seed_same_numbers(tiny_data, tmp_path):
         (["--modality", "shd", "--memory", "lstm"], "--memory lstm is not known; valid: hopfield"),
         (["--modality", "shd", "--memory", "hopfield", "--memory-option", "beta"], "expected key=value"),
         (["--modality", "shd", "--memory", "hopfield", "--memory-option", "colour=3"], "--memory-option for 'hopfield'"),
+        (["--modality", "shd", "--memory", "hopfield-spiking", "--neuron-option", "colour=3"],
+         "--neuron-option colour=3: neuron 'lif' has no parameter 'colour'; valid: beta, threshold, reset,"),
+        (["--modality", "shd", "--memory", "hopfield-spiking", "--neuron-option", "reset=half"],
+         "--neuron-option reset=half: neuron 'lif' parameter reset must be one of subtract, zero, got \"half\""),
+        (["--modality", "shd", "--memory", "hopfield", "--dense", "--neuron-option", "reset=zero"],
+         "--neuron-option reset=zero: neuron parameters apply to spiking neurons; --dense trains ReLU layers"),
     ],
 )
 def test_bad_flags_get_one_line_errors(tiny_data, tmp_path, args, message):
@@ -133,3 +139,21 @@ def test_folder_written_by_another_tool_trains_unchanged(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["data"] == "real"
     assert {row["modality"] for row in results["cells"] if row["status"] == "ok"} == {"shd", "nmnist"}
+
+
+def test_neuron_options_join_a_cells_identity_only_when_given():
+    from neuromem.train import CellConfig
+
+    plain = CellConfig(modality="shd", memory="hopfield-spiking")
+    assert "neuron_options" not in plain.to_dict()  # cells trained before the field existed keep their ids
+    assert plain.cell_id == CellConfig.from_dict(plain.to_dict()).cell_id
+    zero = CellConfig(modality="shd", memory="hopfield-spiking", neuron_options=(("reset", "zero"),))
+    assert zero.to_dict()["neuron_options"] == {"reset": "zero"} and zero.variant == "reset=zero"
+    assert zero.cell_id != plain.cell_id and CellConfig.from_dict(json.loads(json.dumps(zero.to_dict()))) == zero
+
+
+def test_neuron_option_is_a_sweep_axis(tiny_data, tmp_path):
+    result = run_cli("ablate", "--modality", "shd", "--memory", "hopfield-spiking", "--data-root", str(tiny_data),
+                     "--neuron-option", "reset=zero,subtract", "--dry-run", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "variant='reset=zero'" in result.stdout and "variant='reset=subtract'" in result.stdout

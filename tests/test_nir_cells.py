@@ -16,14 +16,14 @@ from neuromem.neurons.models import get_neuron, neuron_names, nir_neuron_from, n
 nir = pytest.importorskip("nir")
 
 
-def _trained(modality, shape, memory, options, neuron="lif", classes=3, steps=30, seed=0):
+def _trained(modality, shape, memory, options, neuron="lif", classes=3, steps=30, seed=0, neuron_params=None):
     """A tiny grid-cell network trained a few steps, and batch-major count inputs."""
     from neuromem.models import build_network
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_network({modality: shape}, {modality: classes}, memory, hidden=12, neuron=neuron,
-                        memory_options=options)
+                        memory_options=options, neuron_params=neuron_params)
     inputs = rng.integers(0, 3, (16, steps, *shape)) * (rng.random((16, steps, *shape)) < 0.3)
     labels = rng.integers(0, classes, 16)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
@@ -125,6 +125,36 @@ def test_default_lif_cell_with_spiking_memory_exports_and_norse_runs_its_graph(t
     # 64 patterns + 6 relay neurons
     assert "30 -> 12 (lif) -> 12r (lif) -> 8 (lif) -> 70r (lif) -> 8 (lif) -> readout 3" in chain.describe()[0]
     assert "reset 'subtract' has no NIR form" in chain.describe()[1]
+
+
+@pytest.mark.parametrize("modality, shape, memory, options", [
+    ("shd", (30,), "hopfield-spiking", {"dim": 8, "relay": 6}),
+    ("nmnist", (2, 10, 10), "scl-spiking", {"dim": 8, "hidden": 8}),
+])
+def test_neuron_options_reach_every_spiking_layer(modality, shape, memory, options):
+    from neuromem.models import build_network
+    from neuromem.neurons.layers import SpikingLayer
+
+    net = build_network({modality: shape}, {modality: 3}, memory, hidden=12, memory_options=options,
+                        neuron_params={"reset": "zero", "threshold": 0.75})
+    front = [m for m in net.front_ends[modality].modules() if isinstance(m, SpikingLayer)]
+    layers = [*front, *net.memory.chip_layers(modality)]
+    assert len(front) >= 2 and len(layers) == len(front) + (3 if memory == "hopfield-spiking" else 2)
+    assert all((l.parameters_.reset, l.parameters_.threshold) == ("zero", 0.75) for l in layers)
+    # the SHD front end keeps its own membrane decay, the memory the model's
+    assert front[0].parameters_.beta == (0.7 if modality == "shd" else 0.9) and layers[-1].parameters_.beta == 0.9
+
+
+def test_zero_reset_lif_cell_is_its_graph_in_neuromem_and_norse():
+    net, inputs, labels = _trained("shd", (30,), "hopfield-spiking", {"dim": 8, "relay": 6},
+                                   neuron_params={"reset": "zero"})
+    chain = spiking_chain(net, "shd", (30,))
+    report = nir_agreement(chain, inputs, simulators=("norse",), labels=labels)
+    assert report.caveats == [] and not any("the graph does not say" in line for line in chain.describe())
+    assert all(s > 0 for s in report.spikes[:-1]), report.lines()
+    assert sum(report.cell_mismatches) == 0 and report.decisions_vs_cell == 1.0, report.lines()
+    (norse,) = report.simulators
+    assert norse.refused is None and norse.decisions_vs_cell == 1.0, report.lines()
 
 
 def test_a_simulator_not_installed_says_how_it_installs(monkeypatch):

@@ -165,10 +165,11 @@ def _check_classes(first: ModalityEngrams, second: ModalityEngrams) -> None:
 
 def _pairing_key(cell: Cell) -> tuple:
     """Separately trained networks are compared when they share memory, seed, neuron kind
-    (spiking cells never pair with ANN-baseline cells) and memory options."""
+    (spiking cells never pair with ANN-baseline cells), neuron options and memory options."""
     config = cell.config
     options = json.dumps(config.get("memory_options") or {}, sort_keys=True, default=str)
-    return (config.get("memory"), config.get("seed"), config.get("neuron", "lif"), options)
+    neuron_options = json.dumps(config.get("neuron_options") or {}, sort_keys=True, default=str)
+    return (config.get("memory"), config.get("seed"), config.get("neuron", "lif"), options, neuron_options)
 
 
 def plan_comparisons(cells: list[Cell]) -> tuple[list[Comparison], list[Cell]]:

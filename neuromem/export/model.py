@@ -334,7 +334,7 @@ def cell_network(checkpoint: dict, source: str):
     # the front ends' keyword options (e.g. delays) build the same layers as in training
     network = build_network({dataset: shape}, {dataset: int(state[readout[0]].shape[0])},
                             config.memory, hidden=config.hidden, neuron=config.neuron,
-                            front_options=dict(config.front_options),
+                            neuron_params=dict(config.neuron_options), front_options=dict(config.front_options),
                             memory_options=dict(config.memory_options))
     try:
         network.load_state_dict(state)

@@ -104,7 +104,7 @@ class SpikingHopfieldMemory(MemoryModule):
         relay = o.width if o.relay is None else o.relay
         dim, num_patterns, inhibition, gain = o.width, o.num_patterns, o.inhibition, o.init_gain
         self.rate_band = o.rate_band
-        kinds = layer_kinds(o.neuron)
+        kinds = layer_kinds(o.neuron, o.neuron_params)
         self.num_patterns = num_patterns
         self.queries = nn.ModuleDict({m: kinds.linear(size, dim) for m, size in self.input_sizes.items()})
         # the pattern layer's first num_patterns neurons are the patterns; the `relay` neurons after them

@@ -18,6 +18,7 @@ from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOptions, Mem
 @dataclass(frozen=True)
 class NoMemoryOptions(MemoryOptions):
     neuron: str = "lif"  # the network's neuron model (`build_network` sets it); nothing here depends on it
+    neuron_params: tuple = ()  # its parameter record's fields given to every layer (`build_network` sets them)
 
 
 @register_memory("none", "no memory: the readout reads the front end's spikes (the passthrough of imported NIR "

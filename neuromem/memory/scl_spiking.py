@@ -52,7 +52,7 @@ class SpikingSupConMemory(MemoryModule):
     spiking = True
 
     def build(self, o: SpikingSupConOptions) -> None:
-        kinds = layer_kinds(o.neuron)
+        kinds = layer_kinds(o.neuron, o.neuron_params)
         self.encoders = nn.ModuleDict({m: nn.Sequential(kinds.linear(size, o.hidden), kinds.linear(o.hidden, o.width))
                                        for m, size in self.input_sizes.items()})
         for encoder in self.encoders.values():

@@ -16,12 +16,14 @@ from neuromem.neurons.models import MemoryTuning, get_neuron, neuron_names
 from neuromem.neurons.synapses import TiedTransposedLinear
 
 
-def layer_kinds(neuron: str):
-    """The front ends' layer factories for `neuron` (imported late: the models package imports memories)."""
+def layer_kinds(neuron: str, neuron_params=()):
+    """The front ends' layer factories for `neuron`, each layer given `neuron_params` ((field, value) pairs of the
+    model's parameter record: the network's, `SpikingOptions.neuron_params`) (imported late: the models package
+    imports memories)."""
     from neuromem.models.frontends import layer_kinds as kinds
 
     try:
-        return kinds(neuron)
+        return kinds(neuron, **dict(neuron_params))
     except KeyError as error:
         raise ValueError(str(error.args[0])) from None
 
@@ -91,8 +93,10 @@ class SpikingOptions(MemoryOptions):
     """The options every spiking memory takes (None: the neuron model's default, its registry entry's
     `memory_tuning`): its width `dim` (at least `MIN_DIM`), its neurons' surrogate slope (backward pass only),
     their firing-rate band for `rate_band_loss` (`rate_floor` in [0, 1), 0: none; `rate_ceiling` in
-    (floor, 1], 1: none; spikes per neuron per step; `rate_weight` >= 0), and the network's neuron model
-    (`build_network` sets it)."""
+    (floor, 1], 1: none; spikes per neuron per step; `rate_weight` >= 0), and the network's neuron model and the
+    fields of its parameter record every layer gets (`neuron_params`, e.g. (("reset", "zero"),): the cell's
+    `--neuron-option`s; `build_network` sets both). A module builds its layers with
+    `layer_kinds(o.neuron, o.neuron_params)`."""
 
     dim: int | None = None
     surrogate_slope: float | None = None
@@ -100,6 +104,7 @@ class SpikingOptions(MemoryOptions):
     rate_ceiling: float | None = None
     rate_weight: float = 1.0
     neuron: str = "lif"
+    neuron_params: tuple = ()
 
     MIN_DIM: ClassVar[int] = 1
 

@@ -9,6 +9,7 @@ with the same synapses.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,11 +49,21 @@ NEURON_LAYERS: dict[str, LayerKinds] = {
 }
 
 
-def layer_kinds(neuron: str) -> LayerKinds:
+def layer_kinds(neuron: str, **neuron_params) -> LayerKinds:
+    """The layer factories of `neuron`; `neuron_params` (fields of its parameter record, e.g. reset="zero") are
+    given to every layer they make, unless a call gives its own."""
     try:
-        return NEURON_LAYERS[neuron]
+        kinds = NEURON_LAYERS[neuron]
     except KeyError:
         raise KeyError(f"unknown neuron {neuron!r}; valid: {', '.join(NEURON_LAYERS)}") from None
+    if not neuron_params:
+        return kinds
+    return dataclasses.replace(kinds, linear=_bound(kinds.linear, neuron_params),
+                               conv2d=_bound(kinds.conv2d, neuron_params))
+
+
+def _bound(factory: Callable[..., nn.Module], params: dict) -> Callable[..., nn.Module]:
+    return lambda *args, **kwargs: factory(*args, **{**params, **kwargs})
 
 
 class AudioFrontEnd(nn.Module):

@@ -59,15 +59,20 @@ def build_network(
     front_options: Mapping[str, object] | None = None,
 ) -> MemoryNetwork:
     """modalities: name -> input shape (without time); one shared memory over all of them. `front_options`:
-    keyword arguments of the front ends (each front end says which it takes)."""
+    keyword arguments of the front ends (each front end says which it takes). `neuron_params`: fields of the
+    neuron model's parameter record (e.g. reset="zero", a cell's `neuron_options`) given to every spiking layer,
+    the front ends' and a spiking memory's alike (a front option of the same name wins in the front ends)."""
+    neuron_params = dict(neuron_params or {})
     front_ends = {
-        m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **dict(neuron_params or {}), **dict(front_options or {}))
+        m: build_front_end(m, shape, hidden=hidden, neuron=neuron, **{**neuron_params, **dict(front_options or {})})
         for m, shape in modalities.items()
     }
     options = dict(memory_options or {})
     spiking = memory_info(memory).cls.spiking
     if spiking:  # a spiking memory's neurons are the network's
         options["neuron"] = neuron
+        if neuron_params:
+            options["neuron_params"] = tuple(sorted(neuron_params.items()))
     memory_module = build_memory(memory, {m: f.output_size for m, f in front_ends.items()}, **options)
     spike_readout = layer_kinds(neuron).spike_readout if spiking else None
     return MemoryNetwork(front_ends, memory_module, num_classes, spike_readout)

@@ -16,7 +16,9 @@ VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_deca
 # Fields added after cells were first stored: left out of the identity while at their default, so every
 # cell trained before they existed keeps its id.
 OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
-                   "train_also": ()}
+                   "train_also": (), "neuron_options": ()}
+# option fields stored as {key: value} objects
+_OPTION_DICTS = ("task_options", "front_options", "neuron_options")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class CellConfig:
     # further data roots of the same data set whose every sample is trained on too (never tested on), e.g. a
     # synthetic stand-in with many voices beside a few real speakers: ((resolved path, root fingerprint), ...)
     train_also: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # fields of the neuron model's parameter record (`neuromem.neurons.models`, e.g. reset="zero") given to every
+    # spiking layer of the cell, front ends and spiking memory alike (`neuromem ablate --neuron-option`)
+    neuron_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     @property
     def cell_id(self) -> str:
@@ -74,7 +79,8 @@ class CellConfig:
         defaults = {f.name: f.default for f in fields(self)}
         parts = [f"{name}={_short(getattr(self, name))}" for name in VARIANT_FIELDS
                  if getattr(self, name) != defaults[name] and not (name == "neuron" and self.neuron == "dense")]
-        parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options, *self.front_options)]
+        parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options, *self.front_options,
+                                                                   *self.neuron_options)]
         if self.augment:
             parts.append("augment=" + "+".join(f"{key}:{_short(value)}" for key, value in self.augment))
         if self.train_also:
@@ -87,7 +93,7 @@ class CellConfig:
         for name, default in OPTIONAL_FIELDS.items():
             if getattr(self, name) == default:  # cells from before the field existed keep their identity
                 del data[name]
-        for name in ("task_options", "front_options"):
+        for name in _OPTION_DICTS:
             if name in data:
                 data[name] = dict(getattr(self, name))
         if "augment" in data:  # ordered: the transforms run in this order
@@ -103,8 +109,8 @@ class CellConfig:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in dict(data).items() if k in known}
         data["memory_options"] = tuple(sorted(dict(data.get("memory_options") or {}).items()))
-        data["task_options"] = tuple(sorted(dict(data.get("task_options") or {}).items()))
-        data["front_options"] = tuple(sorted(dict(data.get("front_options") or {}).items()))
+        for name in _OPTION_DICTS:
+            data[name] = tuple(sorted(dict(data.get(name) or {}).items()))
         data["augment"] = tuple((str(name), value) for name, value in (data.get("augment") or ()))
         data["train_also"] = tuple((str(path), str(stamp)) for path, stamp in (data.get("train_also") or ()))
         return cls(**data)
@@ -151,7 +157,7 @@ def config_problems(data: Any) -> list[str]:
         if not ok:
             problems.append(f"config {f.name} is {json.dumps(value, default=str)}; valid: {' or '.join(kinds)}"
                             f"{' or null' if 'None' in annotation else ''}")
-    for name in ("memory_options", "task_options", "front_options"):
+    for name in ("memory_options", *_OPTION_DICTS):
         if data.get(name) is not None and not isinstance(data[name], dict):
             problems.append(f"config {name} is {json.dumps(data[name], default=str)[:60]}; valid: an object")
     if data.get("augment") is not None and not (isinstance(data["augment"], list)

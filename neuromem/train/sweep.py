@@ -83,29 +83,31 @@ def parse_memory_option_axes(options: Sequence[str], memories: Sequence[str]) ->
     return parsed
 
 
-def parse_option_axes(options: Sequence[str], flag: str) -> dict[str, list[Any]]:
+def parse_option_axes(options: Sequence[str], flag: str, example: str = "delays=25") -> dict[str, list[Any]]:
     """`key=v1,v2` (repeatable) -> {key: [v1, v2]}: one axis per key; a later flag for a key replaces an earlier one."""
     parsed: dict[str, list[Any]] = {}
     for option in options:
         key, sep, value = option.partition("=")
         items = split_values(value)
         if not sep or not key.strip() or any(item == "" for item in items):
-            raise NeuromemError(f"{flag} {option!r}: expected key=value (value may be a comma list), e.g. delays=25")
+            raise NeuromemError(f"{flag} {option!r}: expected key=value (value may be a comma list), e.g. {example}")
         parsed[key.strip()] = list(dict.fromkeys(_parse_json(item) for item in items)) if len(items) > 1 else [_parse_json(value)]
     return parsed
 
 
 def with_variants(configs: list[CellConfig], front_axes: dict[str, list[Any]],
-                  augments: Sequence[tuple] = ((),)) -> list[CellConfig]:
-    """Each configuration once per front-option combination and augmentation recipe."""
+                  augments: Sequence[tuple] = ((),), neuron_axes: dict[str, list[Any]] | None = None) -> list[CellConfig]:
+    """Each configuration once per front-option combination, augmentation recipe and neuron-option combination."""
     from dataclasses import replace
 
     out: dict[str, CellConfig] = {}
     for config in configs:
         for front in option_combinations(front_axes):
             for recipe in augments:
-                varied = replace(config, front_options=tuple(sorted(front.items())), augment=tuple(recipe))
-                out.setdefault(varied.cell_id, varied)
+                for neuron in option_combinations(neuron_axes or {}):
+                    varied = replace(config, front_options=tuple(sorted(front.items())), augment=tuple(recipe),
+                                     neuron_options=tuple(sorted(neuron.items())))
+                    out.setdefault(varied.cell_id, varied)
     return list(out.values())
 
 

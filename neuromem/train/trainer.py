@@ -155,6 +155,8 @@ def _build(config: CellConfig, group: list[str], data: Mapping[str, SplitData], 
             config.memory,
             hidden=config.hidden,
             neuron=neuron or config.neuron,
+            # the cell's neuron options are its own neuron model's (the dense twin's ReLU layers have none)
+            neuron_params=dict(config.neuron_options) if neuron is None else {},
             memory_options=dict(config.memory_options),
             front_options=dict(config.front_options),
         )

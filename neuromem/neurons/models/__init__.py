@@ -64,8 +64,9 @@ memory module keeps a table per neuron model.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,39 @@ def neuron_of(p: Any) -> NeuronModel:
     raise TypeError(f"{type(p).__name__} is no registered neuron model's parameter record; models: {', '.join(_MODELS)}")
 
 
+def check_neuron_options(name: str, options: Mapping[str, Any]) -> Any:
+    """The parameter record of model `name` with `options` (fields of its record, e.g. {"reset": "zero"}) set: each
+    key a field, each value of the field's type (a Literal field one of its values) and the record valid; else a
+    ValueError in one line naming the key, the value and what is valid. Checks what `--neuron-option` gives."""
+    import typing
+
+    model = get_neuron(name)
+    record = model.parameters
+    names = record.__dataclass_fields__
+    try:
+        hints = typing.get_type_hints(record)
+    except Exception:  # an annotation that does not resolve: judge by the default's type
+        hints = {}
+    for key, value in options.items():
+        if key not in names:
+            raise ValueError(f"neuron '{name}' has no parameter {key!r}; valid: {', '.join(names)}")
+        hint, default = hints.get(key), names[key].default
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+        shown = json.dumps(value, default=str)
+        if choices and value not in choices:
+            raise ValueError(f"neuron '{name}' parameter {key} must be one of {', '.join(map(str, choices))}, got {shown}")
+        kind = type(default)
+        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)):
+            raise ValueError(f"neuron '{name}' parameter {key} must be {'a number' if kind is float else 'an integer'}, "
+                             f"got {shown} (default {default})")
+        if kind is str and not isinstance(value, str):
+            raise ValueError(f"neuron '{name}' parameter {key} must be a name, got {shown} (default {default})")
+    try:
+        return record(**options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"neuron '{name}': {' '.join(str(error).split())}") from None
+
+
 def check_reset_and_surrogate(reset: str, surrogate: str) -> None:
     """The shared validation of the template records' reset and surrogate fields."""
     from neuromem.neurons.surrogates import get_surrogate
@@ -256,7 +290,7 @@ def nir_neuron_from(node, dt: float, exact: bool = False) -> NIRNeuron | None:
 
 __all__ = [
     "MembraneDynamics", "NeuronModel", "NIRNeuron", "register_neuron", "neuron_names", "get_neuron", "neuron_of",
-    "nir_node_of", "nir_neuron_from",
+    "nir_node_of", "nir_neuron_from", "check_neuron_options",
 ]
 
 # registration: one import per model file

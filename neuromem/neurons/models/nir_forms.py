@@ -16,7 +16,8 @@ Resets. neuromem's zero reset (v_t = beta (1 - s_{t-1}) v_{t-1} + ...) gives the
 default subtract reset (v_t = beta v_{t-1} + ... - threshold s_{t-1}, snnTorch's `Leaky`) has no NIR form: NIR
 neurons reset to v_reset. It is written as the reset to 0, with the model and its parameters in the node's
 metadata ({"neuromem": JSON}): `neuromem import` restores it, every other reader runs the reset to 0; the
-writer's caveat says so, and `neuromem export --compare` measures what it changes.
+writer's caveat says so (and that `neuromem ablate --neuron-option reset=zero` trains a cell whose every layer
+resets to 0, so that its graph is exact), and `neuromem export --compare` measures what it changes.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import numpy as np
 from neuromem.errors import NeuromemError
 
 METADATA_KEY = "neuromem"
-SUBTRACT_CAVEAT = ("reset 'subtract' has no NIR form (NIR neurons reset to v_reset): written as the reset to 0, "
-                   "which other simulators run (neuromem's import restores it from the node's metadata)")
+SUBTRACT_CAVEAT = ("reset 'subtract' has no NIR form: NIR neurons reset to a fixed v_reset, so the graph (written with "
+                   "the reset to 0) differs from the cell in every other simulator (neuromem's import restores it from "
+                   "the node's metadata); `neuromem ablate --neuron-option reset=zero` trains a cell whose graph is exact")
 
 
 def metadata_of(node) -> dict[str, Any]:
