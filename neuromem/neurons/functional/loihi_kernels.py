@@ -90,20 +90,22 @@ def _forward_kernel_body(inputs, weight_t, current, voltage, spike, spikes, volt
     # With `recurrent`, row r's activation gains shift(s_{t-1}[r] @ W^T) (weight_t: (C, C)), summed over the
     # spiking inputs only; returns the spike count of steps 0..T-2 (the s_{t-1} of dL/dW).
     steps, rows, size = inputs.shape
-    feedback = np.zeros(size, dtype=np.float64)
+    # the recurrent sums in weight_t's dtype: float32 where they are integers below 2**24 (exact, twice the lanes)
+    feedback = np.zeros(size, dtype=weight_t.dtype)
+    zero = weight_t.dtype.type(0.0)
     active = np.empty(size, dtype=np.int64)
     count = 0
     for t in range(steps):
         for r in range(rows):
             x, u, v, s = inputs[t, r], current[r], voltage[r], spike[r]
             if recurrent:
-                feedback[:] = 0.0
+                feedback[:] = zero
                 spiking = nonzero_entries(s, active)
                 if t > 0:
                     count += spiking
                 for j_index in range(spiking):
                     j = active[j_index]
-                    value, weight_row = s[j], weight_t[j]
+                    value, weight_row = weight_t.dtype.type(s[j]), weight_t[j]
                     for k in range(size):
                         feedback[k] += value * weight_row[k]
             s_out, v_out, p_out = spikes[t, r], voltages[t, r], pre[t, r]
@@ -214,7 +216,13 @@ class _LoihiSequence(torch.autograd.Function):
         shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
         rows_shape = shape[1:]
         current, voltage, spike = (t.detach().clone().contiguous() for t in (current0, voltage0, spikes0))
-        weight_t = recurrent_weight.detach().t().contiguous() if recurrent else activations.new_zeros(1, 1)
+        weight_t = activations.new_zeros(1, 1)
+        if recurrent:
+            # float32 holds every recurrent sum exactly while |w| <= 256 (8-bit weights, x2) and fan-in < 2**16 on
+            # binary spikes (the state the kernel keeps); anything else: float64
+            exact32 = recurrent_weight.shape[0] < (1 << 16) and bool(recurrent_weight.detach().abs().max() <= 256) and \
+                bool(((spikes0 == 0) | (spikes0 == 1)).all())
+            weight_t = recurrent_weight.detach().t().to(torch.float32 if exact32 else torch.float64).contiguous()
         ctx.previous_spikes = _forward_kernel(
             activations.numpy().reshape(shape), weight_t.numpy(), current.numpy().reshape(rows_shape),
             voltage.numpy().reshape(rows_shape), spike.numpy().reshape(rows_shape), spikes.numpy().reshape(shape),
