@@ -351,9 +351,10 @@ def _check_neuron_options(configs: list) -> None:
     seen = set()
     for config in configs:
         options = dict(config.neuron_options)
-        if not options or (config.neuron, config.neuron_options) in seen:
+        key = (config.neuron, json.dumps(config.neuron_options, default=str))  # values may be lists (unhashable)
+        if not options or key in seen:
             continue
-        seen.add((config.neuron, config.neuron_options))
+        seen.add(key)
         given = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in options.items())
         if config.neuron not in neuron_names():
             why = "--dense trains ReLU layers" if config.modality in TASKS else f"{config.modality} is a dense task"
@@ -384,7 +385,7 @@ def _check_front_and_augment(configs: list) -> None:
                 raise NeuromemError(f"--front-option and --augment apply to the spiking tasks, not to {config.modality}")
             continue
         for name in task.datasets:
-            key = (name, config.front_options, config.augment, config.neuron)
+            key = (name, json.dumps([config.front_options, config.augment], default=str), config.neuron)  # lists unhashable
             if key in seen:
                 continue
             seen.add(key)

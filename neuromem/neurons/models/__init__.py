@@ -65,6 +65,7 @@ memory module keeps a table per neuron model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -238,6 +239,8 @@ def check_neuron_options(name: str, options: Mapping[str, Any]) -> Any:
         if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)):
             raise ValueError(f"neuron '{name}' parameter {key} must be {'a number' if kind is float else 'an integer'}, "
                              f"got {shown} (default {default})")
+        if kind in (int, float) and not math.isfinite(value):
+            raise ValueError(f"neuron '{name}' parameter {key} must be finite, got {shown} (default {default})")
         if kind is str and not isinstance(value, str):
             raise ValueError(f"neuron '{name}' parameter {key} must be a name, got {shown} (default {default})")
     try:
