@@ -90,9 +90,14 @@ def check_memory_options(name: str, options: dict[str, Any]) -> None:
     from neuromem.memory import memory_info
 
     record = memory_info(name).options
-    named = record.option_fields()
+    # the network's neuron model and its parameters: `build_network` sets them from --neuron / --neuron-option
+    network = {"neuron": "--neuron", "neuron_params": "--neuron-option KEY=VALUE"}
+    named = {k: f for k, f in record.option_fields().items() if k not in network}
     for key, value in options.items():
         option = named.get(record.ALIASES.get(key, key))
+        if key in network:
+            raise NeuromemError(f"--memory-option for {name!r}: {key} is the network's, not the memory's; give "
+                                f"{network[key]} (every spiking layer, front end and memory alike)")
         if option is None:
             raise NeuromemError(f"--memory-option for {name!r}: no option {key!r}; valid: {', '.join(named)}")
         kind = option.type if isinstance(option.type, str) else getattr(option.type, "__name__", "")

@@ -60,6 +60,8 @@ def test_same_seed_same_numbers(tiny_data, tmp_path):
          "--neuron-option colour=3: neuron 'lif' has no parameter 'colour'; valid: beta, threshold, reset,"),
         (["--modality", "shd", "--memory", "hopfield-spiking", "--neuron-option", "reset=half"],
          "--neuron-option reset=half: neuron 'lif' parameter reset must be one of subtract, zero, got \"half\""),
+        (["--modality", "shd", "--memory", "hopfield-spiking", "--memory-option", "neuron_params=1"],
+         "neuron_params is the network's, not the memory's; give --neuron-option KEY=VALUE"),
         (["--modality", "shd", "--memory", "hopfield", "--dense", "--neuron-option", "reset=zero"],
          "--neuron-option reset=zero: neuron parameters apply to spiking neurons; --dense trains ReLU layers"),
     ],
