@@ -4,11 +4,12 @@
 Which path runs comes from the model's registry entry (`neuromem.neurons.models`),
 never from the type or a field of `p`:
 
-- the *reference* path (`reference_core()`, or a model outside the template such as
-  Loihi's): a Python loop over the model's step; autograd records every step.
-  Short and obviously right: the test oracle.
+- the *reference* path (`reference_core()`, or a model outside the template without
+  a fast path of its own): a Python loop over the model's step; autograd records
+  every step. Short and obviously right: the test oracle.
 - a model outside the template may bring a fast path of its own (the registry
-  entry's `sequence`, e.g. SE-adLIF's): it runs in place of the reference loop.
+  entry's `sequence`, e.g. SE-adLIF's, Loihi's fixed-point kernels in
+  `loihi_kernels.py`): it runs in place of the reference loop.
 - the *fast* path (template models): one autograd node per sequence. The forward
   loop runs without recording a graph; the backward through time is written out
   once for all models (see `_NeuronSequence`) from the model's derivative pieces.

@@ -40,7 +40,8 @@ decays, wraps, clips) registers with `dynamics=None`, its own `step` and
 `initial_state`: it runs the reference loop on every device, and nothing else,
 unless it also brings a fast path of its own, `sequence` (SE-adLIF, `se_adlif.py`:
 its adaptation is updated after the spike and carries gradient both ways, which the
-template's backward does not cover), which `neuron_sequence` then runs in place of the
+template's backward does not cover; Loihi, `functional/loihi_kernels.py`: its integer
+arithmetic in numba, bit-exact with its step), which `neuron_sequence` then runs in place of the
 reference loop; the tests check it against the model's `step`.
 
 NIR (`neuromem.export.nir`): a model says how it is written to and read from a NIR graph on its
