@@ -268,7 +268,12 @@ def register(app: typer.Typer) -> None:
         _echo(_written_lines(model, out, to))
         if compare:
             trained_on = Path(data_info["data_root"]) if data_info and data_info.get("data_root") else None
-            inputs, labels = _load_data(trained_on, "test", compare, time_bins, dataset)
+            senses = getattr(model, "senses", None)  # a cell of several senses: each its own test samples
+            if senses:
+                data = {sense: _load_data(trained_on, "test", compare, time_bins, sense) for sense in senses}
+                inputs, labels = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
+            else:
+                inputs, labels = _load_data(trained_on, "test", compare, time_bins, dataset)
             _echo(target.function("compare")(model, inputs, labels=labels).lines())
 
     @hw.command("run")

@@ -265,6 +265,13 @@ def import_cell(graph_path: Path, out_dir: Path, dataset: str | None = None, dat
 
     started = time.perf_counter()
     graph = as_graph(Path(graph_path))
+    from neuromem.export.nir.export import graph_senses
+
+    senses = graph_senses(graph)
+    inputs = [k for k, n in graph.nodes.items() if type(n).__name__ == "Input"]
+    if senses or len(inputs) > 1:
+        raise NeuromemError(f"{graph_path} has {len(inputs)} inputs ({', '.join(inputs)}{': a cell of several senses' if senses else ''}); "
+                            "`neuromem import` reads one-input graphs (export a cell of one data set, e.g. --modality shd)")
     try:
         recorded = json.loads((graph.metadata or {}).get(METADATA_KEY) or "{}")
     except (TypeError, ValueError):

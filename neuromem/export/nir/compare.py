@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from neuromem.errors import NeuromemError
-from neuromem.export.nir.export import NIR_DT, SpikingChain, build_graph
+from neuromem.export.nir.export import NIR_DT, SenseChains, SpikingChain, Written, build_graph, sense_graph
 from neuromem.export.nir.importer import (
     NEURON_NODES, RecurrentNeuron, _recurrent_weights, _torch_name, as_graph, folded, from_nir, signal_order,
 )
@@ -458,11 +458,49 @@ def _cell_run(model, inputs) -> tuple[torch.Tensor, list[torch.Tensor], torch.Te
     raise NeuromemError(f"--compare takes a cell's chain, got {type(model).__name__}")
 
 
-def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=None) -> NIRAgreement:
+@dataclass
+class SensesAgreement:
+    """A graph of several senses, each sense's path (`sense_graph`) run on its own test samples."""
+
+    senses: dict[str, NIRAgreement]
+    inputs: dict[str, str]  # sense -> its Input node in the graph
+
+    def lines(self) -> list[str]:
+        out = []
+        for sense, report in self.senses.items():
+            out.append(f"sense {sense} (Input '{self.inputs[sense]}', its path of the graph run alone):")
+            out += [f"  {line}" for line in report.lines()]
+        return out
+
+
+def senses_agreement(model: SenseChains, inputs, simulators=None, dt: float = NIR_DT, labels=None) -> SensesAgreement:
+    """`nir_agreement` of each sense: its path taken out of the one graph of every sense, run on that sense's
+    inputs ({sense: batch-major (N, T, ...)}); labels ({sense: the data set's labels}) mapped to concepts where the
+    cell's readouts decide concepts."""
+    written = build_graph(model, dt)
+    reports = {}
+    for sense, chain in model.chains.items():
+        if sense not in inputs:
+            continue
+        truth = None if labels is None or labels.get(sense) is None else np.asarray(labels[sense])
+        if truth is not None and model.concept_labels:
+            from neuromem.train.tasks import concept_of
+
+            truth = concept_of(sense, truth)
+        own = Written(sense_graph(written.graph, sense), build_graph(chain, dt).caveats)
+        reports[sense] = nir_agreement(chain, inputs[sense], simulators, dt, labels=truth, written=own)
+    return SensesAgreement(reports, {sense: sense for sense in reports})
+
+
+def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=None, written: Written | None = None):
     """Export `model` (a LoihiNetwork or a SpikingChain) to NIR and run the graph in neuromem, the cell itself
     and each of `simulators` (default: all of `SIMULATORS`; one not installed, or that cannot build the graph,
-    is reported with its reason) on batch-major (N, T, ...) inputs; with `labels`, every run's accuracy too."""
-    written = build_graph(model, dt)
+    is reported with its reason) on batch-major (N, T, ...) inputs; with `labels`, every run's accuracy too.
+    `written`: the graph to run instead of the chain's own (a sense's path of a graph of several senses).
+    A SenseChains (a cell of several senses) takes {sense: inputs} and {sense: labels}: `senses_agreement`."""
+    if isinstance(model, SenseChains):
+        return senses_agreement(model, inputs, simulators, dt, labels)
+    written = build_graph(model, dt) if written is None else written
     graph = written.graph
     x, cell_spikes, cell_decisions, cell, delayed = _cell_run(model, inputs)
     with torch.no_grad():

@@ -22,6 +22,14 @@ it is written as its `nir.Affine` into a `nir.IF` with r = 1/dt and a threshold 
 largest float32): an integrator
 whose final voltage sum_t (W s_t + b) is T times the cell's logits, so its argmax is the cell's decision.
 
+A cell of two senses (`--modality joint`: each sense's front end, one shared memory, a readout per sense;
+`parallel`: one network per sense) is a `SenseChains`, one `SpikingChain` per sense, and one graph with an
+Input per sense (named by the sense) and an Output per sense (`<sense>.output`): each sense's path is its
+chain's nodes, named `<sense>.layer{i}.*`. The senses never mix (each runs through the memory alone, as the
+cell runs them), and NIR has no weight sharing between paths, so a shared memory's nodes are written once per
+sense path with the same weights (the metadata names them). `sense_graph(graph, sense)` takes one sense's path
+out as a one-input graph (what `--compare` runs in every simulator).
+
 The graph's metadata ({"neuromem": JSON}) records the data set and time bins it was trained on, dt, the
 decision rule and the caveats: what the graph does not say that the cell does (a subtract reset,
 Loihi's rounding and delays). Learned synaptic delays and float memories (softmax retrieval, gates,
@@ -144,6 +152,7 @@ class SpikingChain:
     dataset: str | None = None
     network: nn.Module | None = None
     config: Any = None  # the cell's CellConfig, when read from a cell
+    memory_from: int | None = None  # index of the first of the memory's layers in `layers`
 
     @torch.no_grad()
     def run(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -203,7 +212,33 @@ def spiking_chain(network: nn.Module, dataset: str, input_shape) -> SpikingChain
     layers = [*front_layers, *network.memory.chip_layers(dataset)]
     if not all(isinstance(layer, SpikingLayer) for layer in layers):
         raise NeuromemError("NIR export refused: the memory's layers are not all spiking layers")
-    return SpikingChain(layers, readout, tuple(int(d) for d in input_shape), dataset, network)
+    return SpikingChain(layers, readout, tuple(int(d) for d in input_shape), dataset, network,
+                        memory_from=len(front_layers))
+
+
+@dataclass
+class SenseChains:
+    """A cell of several senses: each sense's chain (its front end, the memory's layers for that sense, its
+    readout). `shared`: one network whose memory every sense runs through alone (joint), else one network per
+    sense (parallel). Its graph has one Input and one Output per sense (`build_graph`)."""
+
+    chains: dict[str, SpikingChain]
+    shared: bool
+    config: Any = None
+    concept_labels: bool = True  # the readouts decide concepts (a sense's labels mapped by `concept_of`)
+
+    @property
+    def senses(self) -> tuple[str, ...]:
+        return tuple(self.chains)
+
+    def describe(self) -> list[str]:
+        how = ("one shared memory, its nodes written once per sense path (same weights)" if self.shared else
+               "one network per sense")
+        lines = [f"  {len(self.chains)} senses, one Input and one Output each ({how}):"]
+        for sense, chain in self.chains.items():
+            first, *rest = chain.describe()
+            lines += [f"  {sense}: {first.strip()}", *rest]
+        return list(dict.fromkeys(lines))  # a caveat of every sense once
 
 
 def _chain_parts(model) -> tuple[tuple[int, ...], list[nn.Module], nn.Module]:
@@ -241,6 +276,8 @@ def build_graph(model, dt: float = NIR_DT, **metadata) -> Written:
     """The NIR graph of a chain (see the module doc) and what it does not say."""
     import nir
 
+    if isinstance(model, SenseChains):
+        return _senses_graph(model, dt, **metadata)
     input_shape, layers, readout = _chain_parts(model)
     nodes = {"input": nir.Input(input_type={"input": np.array(input_shape)})}
     edges: list[tuple[str, str]] = []
@@ -298,6 +335,76 @@ def previous_neuron(edges: list[tuple[str, str]]) -> str:
     return next(source for source, target in edges if target == "output")
 
 
+def _sense_name(sense: str, name: str) -> str:
+    """A one-sense graph's node name in the graph of several senses: its Input is the sense, the rest prefixed."""
+    return sense if name == "input" else f"{sense}.{name}"
+
+
+def _senses_graph(model: SenseChains, dt: float, **metadata) -> Written:
+    """One graph of every sense's chain, side by side (see the module doc)."""
+    import nir
+
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    caveats: list[str] = []
+    senses: dict[str, dict] = {}
+    for sense, chain in model.chains.items():
+        written = build_graph(chain, dt, dataset=sense)
+        nodes.update({_sense_name(sense, k): v for k, v in written.graph.nodes.items()})
+        edges += [(_sense_name(sense, a), _sense_name(sense, b)) for a, b in written.graph.edges]
+        record = json.loads(written.graph.metadata[METADATA_KEY])
+        record.pop("dt", None)
+        record["decision"] = f"argmax of {_sense_name(sense, previous_neuron(written.graph.edges))}'s final voltage"
+        if chain.memory_from is not None:
+            record["memory_layers"] = [f"{sense}.layer{i}" for i in range(chain.memory_from, len(chain.layers))]
+        senses[sense] = record
+        caveats += [c for c in written.caveats if c not in caveats]
+    # the layers written once per sense path: the same module in several senses' chains (the shared memory's)
+    shared: dict[int, list[str]] = {}
+    for sense, chain in model.chains.items():
+        for index, layer in enumerate(chain.layers):
+            shared.setdefault(id(layer), []).append(f"{sense}.layer{index}")
+    record = {"dt": dt, "senses": senses, "caveats": caveats,
+              "same_weights": [names for names in shared.values() if len(names) > 1],
+              "paths": ("each sense's Input -> its front end -> the shared memory's layers (written once per sense "
+                        "path, the same weights: NIR has no weight sharing, and the senses never mix) -> its readout"
+                        if model.shared else "each sense's Input -> its own network -> its readout"),
+              **{k: v for k, v in metadata.items() if v is not None}}
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={METADATA_KEY: json.dumps(record, default=str)})
+    return Written(graph, caveats)
+
+
+def graph_senses(graph) -> list[str]:
+    """The senses of a graph neuromem wrote for a cell of several senses ([] for any other graph)."""
+    try:
+        record = json.loads((graph.metadata or {}).get(METADATA_KEY) or "{}")
+    except (TypeError, ValueError):
+        return []
+    senses = record.get("senses") if isinstance(record, dict) else None
+    return list(senses) if isinstance(senses, dict) else []
+
+
+def sense_graph(graph, sense: str):
+    """One sense's path of a graph of several senses, as the one-input graph of that sense's chain (its nodes'
+    names without the sense's prefix, its Input `input`, its Output `output`, the sense's record as metadata)."""
+    import nir
+
+    senses = graph_senses(graph)
+    if sense not in senses:
+        raise NeuromemError(f"the NIR graph has no sense {sense!r}; its senses: {', '.join(senses) or 'none'}")
+    record = json.loads(graph.metadata[METADATA_KEY])
+    prefix = f"{sense}."
+
+    def own(name: str) -> str | None:
+        return "input" if name == sense else (name[len(prefix):] if name.startswith(prefix) else None)
+
+    nodes = {own(k): v for k, v in graph.nodes.items() if own(k) is not None}
+    edges = [(own(a), own(b)) for a, b in graph.edges if own(a) is not None and own(b) is not None]
+    sub = {"dt": record.get("dt"), **record["senses"][sense]}
+    sub["decision"] = f"argmax of {previous_neuron(edges)}'s final voltage"
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={METADATA_KEY: json.dumps(sub, default=str)})
+
+
 def to_nir(model, dt: float = NIR_DT):
     """The NIR graph of a chain (a LoihiNetwork or a SpikingChain); layer i's nodes are named layer{i}.*."""
     return build_graph(model, dt).graph
@@ -337,6 +444,9 @@ def load_for_nir(run_or_checkpoint: Path):
         raise NeuromemError(
             f"{path}: NIR export refused: memory '{memory}' has no NIR form: {info.loihi_reason}; the spiking "
             f"memories export: {', '.join(spiking)} (`neuromem ablate --memory {spiking[0] if spiking else '...'}`)")
+    senses = _senses_of(checkpoint, str(path))
+    if senses is not None:
+        return senses, senses.config.modality, senses.config.time_bins
     network, dataset, shape, config = cell_network(checkpoint, str(path))
     if config.neuron == "loihi":
         return chip_network(network, dataset, shape), dataset, config.time_bins
@@ -346,6 +456,55 @@ def load_for_nir(run_or_checkpoint: Path):
         raise NeuromemError(f"{path}: {error}") from None
     chain.config = config
     return chain, dataset, config.time_bins
+
+
+def _senses_of(checkpoint: dict, source: str) -> SenseChains | None:
+    """A cell of several senses (joint, parallel) as its SenseChains, rebuilt as the trainer built it; None for a
+    cell of one sense; a NeuromemError names what has no NIR form."""
+    from neuromem.data import get_spec
+    from neuromem.models import build_network
+    from neuromem.train.config import CellConfig
+    from neuromem.train.tasks import TASKS
+
+    try:
+        config = CellConfig.from_dict(dict(checkpoint["config"]))
+    except (KeyError, TypeError, ValueError):
+        return None  # cell_network names it
+    task = TASKS.get(config.modality)
+    if task is None or len(task.datasets) == 1:
+        return None
+    if config.neuron == "loihi":
+        raise NeuromemError(f"{source}: NIR export of a '{config.modality}' cell of Loihi neurons is not written here "
+                            "(a Loihi chain is one sense's); export a cell of one data set, or train it with --neuron lif")
+    groups = [list(task.datasets)] if task.shared_network else [[d] for d in task.datasets]
+    states = checkpoint.get("state_dict") or {}
+    chains: dict[str, SpikingChain] = {}
+    for group in groups:
+        state = states.get("+".join(group))
+        shapes = {d: tuple(get_spec(d).input_shape) for d in group}
+        classes = {}
+        for d in group:
+            key = next((k for k in (f"readouts.{d}.synapse.weight", f"readouts.{d}.weight") if k in (state or {})), None)
+            if key is None:
+                raise NeuromemError(f"{source}: the checkpoint holds no trained '{d}' network")
+            classes[d] = int(state[key].shape[0])
+        network = build_network(shapes, classes, config.memory, hidden=config.hidden, neuron=config.neuron,
+                                neuron_params=dict(config.neuron_options), front_options=dict(config.front_options),
+                                memory_options=dict(config.memory_options))
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as err:
+            raise NeuromemError(
+                f"{source}: weights do not fit the cell's network as the current '{config.memory}' builds it (re-train "
+                f"it with `neuromem ablate ... --rerun stale`; {' '.join(str(err).split())[:120]})") from None
+        network.eval()
+        for d in group:
+            try:
+                chains[d] = spiking_chain(network, d, shapes[d])
+            except NeuromemError as error:
+                raise NeuromemError(f"{source}: {error} (sense {d})") from None
+            chains[d].config = config
+    return SenseChains(chains, shared=task.shared_network, config=config, concept_labels=task.concept_labels)
 
 
 def write_nir(network_or_checkpoint, path: str | Path, dt: float = NIR_DT, dataset: str | None = None,
