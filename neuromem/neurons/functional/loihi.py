@@ -208,8 +208,33 @@ def loihi_neuron_sequence(inputs, p, recurrent_weight=None, state=None, return_m
     return spikes, final
 
 
+class _DelayOneStep(torch.autograd.Function):
+    """`delay_one_step` into a pooled contiguous buffer (`buffers.empty`: large activations would otherwise be
+    fresh pages every call), in one copy that also brings a channels-last input to the logical order."""
+
+    @staticmethod
+    def forward(ctx, x):
+        from neuromem.neurons.functional import buffers
+
+        out = buffers.empty(x.shape, x.dtype)
+        out[0].zero_()
+        out[1:].copy_(x[:-1])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_x = torch.empty_like(grad)
+        grad_x[:-1].copy_(grad[1:])
+        grad_x[-1].zero_()
+        return grad_x
+
+
 def delay_one_step(x: torch.Tensor) -> torch.Tensor:
     """(T, ...) -> (T, ...) shifted one step later with zeros first: Lava's Dense delivers at t+1."""
+    from neuromem.neurons.functional.neuron import fast_path_enabled
+
+    if fast_path_enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.shape[0] > 0:
+        return _DelayOneStep.apply(x)
     return torch.cat([torch.zeros_like(x[:1]), x[:-1]], dim=0)
 
 
