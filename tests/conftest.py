@@ -101,3 +101,28 @@ def toy_problem_accuracy(memory, steps: int) -> float:
         optimizer.step()
     with torch.no_grad():
         return (readout(memory({"shd": test_x}).representations["shd"]).argmax(-1) == test_y).float().mean().item()
+
+
+def train_tiny_cell(modality, shape, memory, memory_options, neuron="lif", classes=3, steps=30, seed=0,
+                    neuron_params=None, samples=16, max_count=2):
+    """A tiny one-data-set grid-cell network trained a few Adam steps (batches of 8) on random counts
+    (0..max_count, ~30% of bins), so its weights are off their initialisation; (network in eval mode,
+    batch-major inputs, labels)."""
+    import numpy as np
+
+    from neuromem.models import build_network
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_network({modality: shape}, {modality: classes}, memory, hidden=12, neuron=neuron,
+                        memory_options=memory_options, neuron_params=neuron_params)
+    inputs = rng.integers(0, max_count + 1, (samples, steps, *shape)) * (rng.random((samples, steps, *shape)) < 0.3)
+    labels = rng.integers(0, classes, samples)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
+    for start in range(0, samples, 8):
+        out = net({modality: torch.as_tensor(inputs[start:start + 8]).float()})
+        loss = torch.nn.functional.cross_entropy(out.logits[modality], torch.as_tensor(labels[start:start + 8]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net.eval(), inputs, labels

@@ -10,7 +10,7 @@ from neuromem.export.hardware import verify_on_lava
 from neuromem.export.lava import export_lava, model_from_lava
 from neuromem.export.model import binary_time_major, chip_network
 from neuromem.export.hardware import lava_available
-from neuromem.models import build_network
+from conftest import train_tiny_cell
 
 pytestmark = pytest.mark.skipif(not lava_available(), reason="Lava environment missing (make lava)")
 
@@ -21,20 +21,9 @@ pytestmark = pytest.mark.skipif(not lava_available(), reason="Lava environment m
     ("nmnist", (2, 10, 10), 9, "scl-spiking", {}),
 ])
 def test_small_trained_cell_is_bit_exact_on_lava(tmp_path, modality, shape, steps, memory, options):
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    net = build_network({modality: shape}, {modality: 3}, memory, hidden=12, neuron="loihi",
-                        memory_options={"dim": 8, **options})
-    inputs = rng.integers(0, 2, (24, steps, *shape)) * (rng.random((24, steps, *shape)) < 0.3)
-    labels = rng.integers(0, 3, 24)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
-    for start in range(0, 24, 8):  # a few real training steps move the weights off their initialisation
-        out = net({modality: torch.as_tensor(inputs[start:start + 8]).float()})
-        loss = torch.nn.functional.cross_entropy(out.logits[modality], torch.as_tensor(labels[start:start + 8]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    net.eval()
+    # a few real training steps move the weights off their initialisation
+    net, inputs, labels = train_tiny_cell(modality, shape, memory, {"dim": 8, **options}, neuron="loihi",
+                                          steps=steps, samples=24, max_count=1)
     with torch.no_grad():
         cell_decisions = net({modality: torch.as_tensor(inputs).float()}).logits[modality].argmax(-1).numpy()
     chain = chip_network(net, modality, shape)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_tiny_cell
+
 from neuromem.errors import NeuromemError
 from neuromem.export.model import LoihiNetwork, LoihiNetworkConfig
 from neuromem.export.nir import from_nir, read_nir, write_nir
@@ -213,22 +215,10 @@ def test_nir_is_the_float_shadow_of_the_fixed_point_model(tmp_path):
 def _small_cell(modality, shape, memory, options, steps, seed=0):
     """A tiny Loihi grid cell trained a few steps (as in test_loihi_cells_lava), its chip chain, and inputs."""
     from neuromem.export.model import chip_network
-    from neuromem.models import build_network
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = build_network({modality: shape}, {modality: 3}, memory, hidden=12, neuron="loihi",
-                        memory_options={"dim": 8, **options})
-    inputs = rng.integers(0, 2, (16, steps, *shape)) * (rng.random((16, steps, *shape)) < 0.3)
-    labels = rng.integers(0, 3, 16)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
-    for start in range(0, 16, 8):
-        out = net({modality: torch.as_tensor(inputs[start:start + 8]).float()})
-        loss = torch.nn.functional.cross_entropy(out.logits[modality], torch.as_tensor(labels[start:start + 8]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return chip_network(net.eval(), modality, shape), inputs
+    net, inputs, _ = train_tiny_cell(modality, shape, memory, {"dim": 8, **options}, neuron="loihi", steps=steps,
+                                     seed=seed, max_count=1)
+    return chip_network(net, modality, shape), inputs
 
 
 def _check_agreement(report, simulators):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_tiny_cell
+
 from neuromem.errors import NeuromemError
 from neuromem.export.nir import NIR_DT, SpikingChain, nir_agreement, read_nir, spiking_chain, to_nir, write_nir
 from neuromem.neurons.layers import SpikingConv2d, SpikingLinear
@@ -18,22 +20,8 @@ nir = pytest.importorskip("nir")
 
 def _trained(modality, shape, memory, options, neuron="lif", classes=3, steps=30, seed=0, neuron_params=None):
     """A tiny grid-cell network trained a few steps, and batch-major count inputs."""
-    from neuromem.models import build_network
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = build_network({modality: shape}, {modality: classes}, memory, hidden=12, neuron=neuron,
-                        memory_options=options, neuron_params=neuron_params)
-    inputs = rng.integers(0, 3, (16, steps, *shape)) * (rng.random((16, steps, *shape)) < 0.3)
-    labels = rng.integers(0, classes, 16)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-2)
-    for start in range(0, 16, 8):
-        out = net({modality: torch.as_tensor(inputs[start:start + 8]).float()})
-        loss = torch.nn.functional.cross_entropy(out.logits[modality], torch.as_tensor(labels[start:start + 8]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return net.eval(), inputs, labels
+    return train_tiny_cell(modality, shape, memory, options, neuron=neuron, classes=classes, steps=steps, seed=seed,
+                           neuron_params=neuron_params)
 
 
 def _cli():

@@ -105,7 +105,7 @@ class BinnedDataset:
 
 def _entry_fits(cached, spec, time_bins: int) -> bool:
     inputs, labels, _ = cached
-    return (labels.ndim == 1 and labels.dtype.kind in "iu" and len(inputs) == len(labels)
+    return (labels.ndim == 1 and labels.dtype.kind in "iu"
             and tuple(inputs.shape[1:]) == (time_bins, *spec.input_shape)
             and (len(labels) == 0 or (int(labels.min()) >= 0 and int(labels.max()) < spec.num_classes)))
 

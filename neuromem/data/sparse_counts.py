@@ -62,12 +62,6 @@ class SparseCounts:
     def bins_per_sample(self) -> int:
         return int(np.prod(self.sample_shape))
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the rows this view holds (what reading all of it touches)."""
-        starts, stops = self._bounds()
-        return int((stops - starts).sum()) * BYTES_PER_BIN + 8 * len(self)
-
     def __len__(self) -> int:
         return len(self.offsets) - 1 if self.rows is None else len(self.rows)
 
@@ -117,7 +111,8 @@ class SparseCounts:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
-        return f"SparseCounts(shape={self.shape}, nonzero bins={int(sum(self._bounds()[1] - self._bounds()[0]))})"
+        starts, stops = self._bounds()
+        return f"SparseCounts(shape={self.shape}, nonzero bins={int((stops - starts).sum())})"
 
     # -- batches ----------------------------------------------------------------------
     def scatter_time_major(self, positions: np.ndarray, out: np.ndarray) -> None:
@@ -173,8 +168,11 @@ def concatenate(parts: Sequence) -> "SparseCounts | np.ndarray":
         lengths = stops - starts
         offsets.append(total + np.cumsum(lengths))
         total += int(lengths.sum())
-    join = lambda chunks, dtype: np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
-    return SparseCounts(np.concatenate(offsets), join(index, INDEX_DTYPE), join(counts, COUNT_DTYPE), shape)
+    return SparseCounts(np.concatenate(offsets), _join(index, INDEX_DTYPE), _join(counts, COUNT_DTYPE), shape)
+
+
+def _join(chunks: list, dtype) -> np.ndarray:
+    return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
 
 
 def from_dense(counts: np.ndarray) -> SparseCounts:
@@ -183,8 +181,7 @@ def from_dense(counts: np.ndarray) -> SparseCounts:
     rows = [sample_to_sparse(sample)[:2] for sample in counts]
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum([len(steps) for steps, _ in rows], out=offsets[1:])
-    join = lambda parts, dtype: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
-    return SparseCounts(offsets, join([r[0] for r in rows], INDEX_DTYPE), join([r[1] for r in rows], COUNT_DTYPE),
+    return SparseCounts(offsets, _join([r[0] for r in rows], INDEX_DTYPE), _join([r[1] for r in rows], COUNT_DTYPE),
                         counts.shape[1:])
 
 

@@ -313,7 +313,6 @@ def cell_network(checkpoint: dict, source: str):
     """(trained network in eval mode, data set, input shape per step, CellConfig) of a one-data-set grid
     cell's model.pt, rebuilt as the trainer built it; a NeuromemError says why it cannot be."""
     from neuromem.data import get_spec
-    from neuromem.models import build_network
     from neuromem.train.config import CellConfig
     from neuromem.train.tasks import TASKS
 
@@ -326,16 +325,26 @@ def cell_network(checkpoint: dict, source: str):
         raise NeuromemError(f"{source}: a '{config.modality}' cell is not one sense's chain; "
                             "export cells of one data set (e.g. --modality shd or nmnist)")
     dataset = task.datasets[0]
-    shape = tuple(get_spec(dataset).input_shape)
-    state = checkpoint.get("state_dict", {}).get(dataset)
-    readout = [k for k in (f"readouts.{dataset}.synapse.weight", f"readouts.{dataset}.weight") if k in (state or {})]
-    if not readout:
-        raise NeuromemError(f"{source}: the checkpoint holds no trained '{dataset}' network")
+    network = trained_network(config, checkpoint.get("state_dict", {}).get(dataset), [dataset], source)
+    return network, dataset, tuple(get_spec(dataset).input_shape), config
+
+
+def trained_network(config, state: dict | None, datasets: list[str], source: str):
+    """One network of a cell (its data sets' front ends, the memory, their readouts) rebuilt as the trainer built
+    it, its trained weights `state` loaded, in eval mode; a NeuromemError says why it cannot be."""
+    from neuromem.data import get_spec
+    from neuromem.models import build_network
+
+    classes = {}
+    for d in datasets:
+        key = next((k for k in (f"readouts.{d}.synapse.weight", f"readouts.{d}.weight") if k in (state or {})), None)
+        if key is None:
+            raise NeuromemError(f"{source}: the checkpoint holds no trained '{d}' network")
+        classes[d] = int(state[key].shape[0])
     # the front ends' keyword options (e.g. delays) build the same layers as in training
-    network = build_network({dataset: shape}, {dataset: int(state[readout[0]].shape[0])},
-                            config.memory, hidden=config.hidden, neuron=config.neuron,
-                            neuron_params=dict(config.neuron_options), front_options=dict(config.front_options),
-                            memory_options=dict(config.memory_options))
+    network = build_network({d: tuple(get_spec(d).input_shape) for d in datasets}, classes, config.memory,
+                            hidden=config.hidden, neuron=config.neuron, neuron_params=dict(config.neuron_options),
+                            front_options=dict(config.front_options), memory_options=dict(config.memory_options))
     try:
         network.load_state_dict(state)
     except RuntimeError as err:
@@ -343,4 +352,4 @@ def cell_network(checkpoint: dict, source: str):
             f"{source}: weights do not fit the cell's network as the current '{config.memory}' builds it (trained by "
             f"an older version? re-train it with `neuromem ablate ... --rerun stale`; {' '.join(str(err).split())[:120]})"
         ) from None
-    return network.eval(), dataset, shape, config
+    return network.eval()

@@ -29,7 +29,7 @@ import importlib.util
 import io
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -103,6 +103,25 @@ def _voltage(state) -> torch.Tensor:
 # ------------------------------------------------------------------ the simulators
 
 
+def _buildable(graph, refusal: Callable) -> tuple[Any, list[str]]:
+    """(graph, its neuron layers) for a peer whose importer can build it; else the peer's one-line refusal."""
+    graph = as_graph(graph)
+    why = refusal(graph)
+    if why:
+        raise NeuromemError(why)
+    return graph, neuron_layers(graph)
+
+
+def _record_outputs(net, layers: list[str]) -> tuple[dict, dict, list]:
+    """(modules by name, every neuron layer's last output by layer, the hooks recording them: remove when done)."""
+    modules = dict(net.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [modules[_torch_name(name)].register_forward_hook(
+        lambda _m, _i, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out))
+        for name in layers]
+    return modules, seen, hooks
+
+
 def run_norse(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The graph in Norse (`norse.torch.from_nir(graph, dt=dt)`): spikes of every neuron layer (T, batch, ...)
     and the last layer's voltage (T, batch, out), from time-major inputs (T, batch, ...)."""
@@ -147,18 +166,10 @@ def run_snntorch(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[
     a NeuromemError for a graph its importer cannot build (`snntorch_refusal`)."""
     from snntorch import import_nir, utils
 
-    graph = as_graph(graph)
-    refusal = snntorch_refusal(graph)
-    if refusal:
-        raise NeuromemError(refusal)
-    layers = neuron_layers(graph)
+    graph, layers = _buildable(graph, snntorch_refusal)
     with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its progress
         net = import_nir.import_from_nir(copy.deepcopy(graph))  # it rewrites the graph it is given
-    modules = dict(net.named_modules())
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[_torch_name(name)].register_forward_hook(
-        lambda _m, _i, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out))
-        for name in layers]
+    modules, seen, hooks = _record_outputs(net, layers)
 
     def step(x_t: torch.Tensor):
         net(x_t)
@@ -185,20 +196,12 @@ def run_sinabs(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[to
     """The graph in Sinabs (`sinabs.from_nir`, its layers on (batch x T, ...) tensors)."""
     import sinabs
 
-    graph = as_graph(graph)
-    refusal = sinabs_refusal(graph)
-    if refusal:
-        raise NeuromemError(refusal)
-    layers = neuron_layers(graph)
+    graph, layers = _buildable(graph, sinabs_refusal)
     steps, batch = inputs.shape[:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = sinabs.from_nir(copy.deepcopy(graph), batch_size=batch, num_timesteps=steps)
-    modules = dict(net.named_modules())
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[_torch_name(name)].register_forward_hook(
-        lambda _m, _i, out, name=name: seen.__setitem__(name, out[0] if isinstance(out, tuple) else out))
-        for name in layers]
+    modules, seen, hooks = _record_outputs(net, layers)
     flat = inputs.float().transpose(0, 1).reshape(batch * steps, *inputs.shape[2:])  # (batch x T, ...)
     try:
         with torch.no_grad():
@@ -230,11 +233,7 @@ def run_rockpool(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[
     """The graph in Rockpool (`rockpool.nn.modules.from_nir`, torch backend, batch-major (batch, T, ...) runs)."""
     from rockpool.nn.modules import from_nir as rockpool_from_nir
 
-    graph = as_graph(graph)
-    refusal = rockpool_refusal(graph)
-    if refusal:
-        raise NeuromemError(refusal)
-    layers = neuron_layers(graph)
+    graph, layers = _buildable(graph, rockpool_refusal)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = rockpool_from_nir(copy.deepcopy(graph))
@@ -282,11 +281,7 @@ def run_spyx(graph, inputs: torch.Tensor, dt: float = NIR_DT) -> tuple[list[torc
     import jax.numpy as jnp
     import spyx.nir
 
-    graph = as_graph(graph)
-    refusal = spyx_refusal(graph)
-    if refusal:
-        raise NeuromemError(refusal)
-    layers = neuron_layers(graph)
+    graph, layers = _buildable(graph, spyx_refusal)
     x = inputs.float().numpy()
     if x.ndim == 5:  # spyx runs convolutions channels-last
         x = x.transpose(0, 1, 3, 4, 2)

@@ -462,7 +462,7 @@ def _senses_of(checkpoint: dict, source: str) -> SenseChains | None:
     """A cell of several senses (joint, parallel) as its SenseChains, rebuilt as the trainer built it; None for a
     cell of one sense; a NeuromemError names what has no NIR form."""
     from neuromem.data import get_spec
-    from neuromem.models import build_network
+    from neuromem.export.model import trained_network
     from neuromem.train.config import CellConfig
     from neuromem.train.tasks import TASKS
 
@@ -480,27 +480,10 @@ def _senses_of(checkpoint: dict, source: str) -> SenseChains | None:
     states = checkpoint.get("state_dict") or {}
     chains: dict[str, SpikingChain] = {}
     for group in groups:
-        state = states.get("+".join(group))
-        shapes = {d: tuple(get_spec(d).input_shape) for d in group}
-        classes = {}
-        for d in group:
-            key = next((k for k in (f"readouts.{d}.synapse.weight", f"readouts.{d}.weight") if k in (state or {})), None)
-            if key is None:
-                raise NeuromemError(f"{source}: the checkpoint holds no trained '{d}' network")
-            classes[d] = int(state[key].shape[0])
-        network = build_network(shapes, classes, config.memory, hidden=config.hidden, neuron=config.neuron,
-                                neuron_params=dict(config.neuron_options), front_options=dict(config.front_options),
-                                memory_options=dict(config.memory_options))
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as err:
-            raise NeuromemError(
-                f"{source}: weights do not fit the cell's network as the current '{config.memory}' builds it (re-train "
-                f"it with `neuromem ablate ... --rerun stale`; {' '.join(str(err).split())[:120]})") from None
-        network.eval()
+        network = trained_network(config, states.get("+".join(group)), group, source)
         for d in group:
             try:
-                chains[d] = spiking_chain(network, d, shapes[d])
+                chains[d] = spiking_chain(network, d, tuple(get_spec(d).input_shape))
             except NeuromemError as error:
                 raise NeuromemError(f"{source}: {error} (sense {d})") from None
             chains[d].config = config
