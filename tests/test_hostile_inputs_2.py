@@ -1396,8 +1396,13 @@ def _two_cell_run(one_cell_run: Path, to: Path) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.parametrize("case, signum", [("SIG-eval-TERM", signal.SIGTERM), ("SIG-eval-INT", signal.SIGINT)])
-def test_evaluate_interrupted_keeps_what_it_finished(monkeypatch, capsys, one_cell_run, tmp_path, case, signum):
+def test_evaluate_interrupted_keeps_what_it_finished(monkeypatch, capsys, one_cell_run, tmp_path, case, signum,
+                                                     request):
     import neuromem.study.evaluate as evaluate
+
+    # Ctrl-C as in a terminal: a job a non-interactive shell starts in the background inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     out, cells = _two_cell_run(one_cell_run, tmp_path / "o")
     calls = []
