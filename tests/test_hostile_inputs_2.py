@@ -983,6 +983,12 @@ def test_o_in_dataroot_run_keeps_the_data_fingerprint(monkeypatch, capsys, tiny_
 # ---- interrupts through the real entry point (item 6)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn: the child takes Ctrl-C (a job a non-interactive shell starts in the background inherits SIGINT
+    ignored, and Python keeps it ignored, so the signal tests would only see a finished run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sig_ablate_interrupted_through_the_entry_point(tiny_data, tmp_path, signum):
     import time
@@ -990,7 +996,8 @@ def test_sig_ablate_interrupted_through_the_entry_point(tiny_data, tmp_path, sig
     out = tmp_path / "o"
     process = subprocess.Popen([sys.executable, "-m", "neuromem", "ablate", "--modality", "shd,nmnist", "--memory",
                                 "hopfield", "--data-root", str(tiny_data), "--out", str(out), *TINY],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if (out / "cells").is_dir() and any(not p.name.startswith(".") for p in (out / "cells").iterdir()):
@@ -1459,7 +1466,7 @@ def test_sig_workers_interrupted(tiny_data, tmp_path, case, signum, to_group):
     process = subprocess.Popen([sys.executable, "-m", "neuromem", "ablate", "--modality", "shd,nmnist", "--memory",
                                 "hopfield,scl", "--seeds", "2", "--workers", "2", "--data-root", str(tiny_data),
                                 "--out", str(out), *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None and len(_group_members(process.pid)) < 3:
