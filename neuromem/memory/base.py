@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -26,6 +26,21 @@ OUTPUT_SPIKES = "output_spikes"
 class MemoryOutput:
     representations: dict[str, torch.Tensor]  # modality -> (batch, output_size)
     extras: dict[str, Any] = field(default_factory=dict)  # module-specific tensors for its own loss
+
+
+@dataclass(frozen=True)
+class AssociativeRecall:
+    """An associative memory's own retrieval rule with its trained settings, applicable to any stored
+    patterns: `recall(cues (B, dim), patterns (P, dim)) -> retrieved states (B, dim)`. `beta` is its inverse
+    temperature and `pattern_norm` the mean norm of its trained stored patterns (the capacity suite stores
+    random patterns of that norm and compares with the modern-Hopfield theory at that beta); `rule` says in
+    one line what the rule is."""
+
+    dim: int
+    beta: float
+    pattern_norm: float
+    rule: str
+    recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,11 @@ class MemoryModule(nn.Module):
 
     def reset_memory(self) -> None:
         """Restore memories written at test time; no-op for modules that do not adapt."""
+
+    def associative_recall(self) -> AssociativeRecall | None:
+        """An associative memory (stored patterns retrieved from a cue) returns its retrieval rule, for the
+        capacity suite to load with random patterns; None: the module stores no retrievable patterns."""
+        return None
 
     def chip_layers(self, modality: str) -> list[nn.Module]:
         """A Loihi-exportable module (registered with `loihi_exportable=True`, which checks it defines this):

@@ -56,7 +56,7 @@ i.e. gradient descent with eta = 1; see functional.cmhan.settle).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations, permutations
 from typing import Mapping
 
@@ -64,7 +64,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, PooledOptions, check_choice, check_positive_int, register_memory
+from neuromem.memory.base import (AssociativeRecall, MemoryModule, MemoryOutput, PooledOptions, check_choice,
+                                  check_positive_int, register_memory)
 from neuromem.memory.functional.cmhan import SettleParameters, paired_info_nce, settle, total_energy
 from neuromem.memory.functional.pooling import binned_rates
 from neuromem.memory.scl import labels_for
@@ -209,6 +210,19 @@ class CMHANMemory(MemoryModule):
             raise KeyError(f"cmhan has no modality {target_modality!r}; built for {', '.join(self.modalities)}")
         extras = self.forward({cue_modality: cue}).extras
         return self.readable(extras["states"][target_modality], extras["initial"][target_modality])
+
+    def associative_recall(self) -> AssociativeRecall | None:
+        """One modality settling alone on its within-modality (Hopfield) energy, with the trained temperature, step
+        rule and steps; None under terms=between (no within-modality patterns to retrieve)."""
+        p = self.settle_parameters
+        if not p.within:
+            return None
+        alone = replace(p, between=False)
+        norm = float(torch.stack([x.detach().norm(dim=-1).mean() for x in self._patterns().values()]).mean())
+        rule = (f"settle on E_within (functional.cmhan.settle): {alone.update} steps, eta {alone.step_size:g}, "
+                f"up to {alone.steps} steps, tau {alone.temperature:g}")
+        return AssociativeRecall(self.output_size, 1.0 / alone.temperature, norm, rule,
+                                 lambda cues, patterns: settle({"m": cues}, {"m": patterns}, {}, alone).states["m"])
 
     def auxiliary_loss(self, output: MemoryOutput, labels: torch.Tensor) -> torch.Tensor:
         extras = output.extras

@@ -18,7 +18,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from neuromem.memory.base import MemoryModule, MemoryOutput, PooledOptions, register_memory
+from neuromem.memory.base import AssociativeRecall, MemoryModule, MemoryOutput, PooledOptions, register_memory
 from neuromem.memory.functional.hopfield import hopfield_retrieve
 from neuromem.memory.functional.pooling import binned_rates
 
@@ -57,3 +57,9 @@ class HopfieldMemory(MemoryModule):
             retrieved, attention[modality] = hopfield_retrieve(query, self.patterns, self.beta, self.steps)
             representations[modality] = retrieved + query if self.residual else retrieved
         return MemoryOutput(representations, {"attention": attention})
+
+    def associative_recall(self) -> AssociativeRecall:
+        beta, steps = float(self.beta.detach()), self.steps
+        return AssociativeRecall(self.output_size, beta, float(self.patterns.detach().norm(dim=-1).mean()),
+                                 f"xi <- softmax(beta xi X^T) X (hopfield_retrieve), {steps} step(s), trained beta {beta:.3g}",
+                                 lambda cues, patterns: hopfield_retrieve(cues, patterns, beta, steps)[0])
