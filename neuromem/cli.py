@@ -205,6 +205,8 @@ def ablate(
     threads: int = typer.Option(1, min=1, help="Torch threads per cell (part of the config: same threads, same numbers)."),
     preset: Optional[str] = typer.Option(None, help="Tri-modal network size: small, default or large (the design document's configurations); default: default where a GPU is present, else small."),
     trimodal_schedule: str = typer.Option("joint", help="Tri-modal training: joint (everything at once) or phased (the design document's four phases)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start every cell from this cell's weights where names and shapes fit (a cells/<cell_id> folder); what cannot transfer is named in one line."),
+    freeze: Optional[str] = typer.Option(None, "--freeze", help="With --init-from: keep this part's transferred weights fixed: memory or front-end."),
 ) -> None:
     """Train and evaluate the modality x memory x seed grid; resumable."""
     from neuromem.data import resolve_data_root
@@ -255,6 +257,10 @@ def ablate(
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
     configs = sweep.with_variants(configs, front_axes, recipes, neuron_axes)
     configs = _with_extra_roots(configs, train_also, data_root)
+    from neuromem.train.transfer import say_transfer, with_transfer
+
+    configs = with_transfer(configs, init_from, freeze)
+    say_transfer(configs, lambda text: console.print(text, highlight=False, soft_wrap=True))
     _check_neuron_options(configs)
     _check_front_and_augment(configs)
     from neuromem.bounds import check_training_memory

@@ -16,7 +16,7 @@ VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_deca
 # Fields added after cells were first stored: left out of the identity while at their default, so every
 # cell trained before they existed keeps its id.
 OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
-                   "train_also": (), "neuron_options": ()}
+                   "train_also": (), "neuron_options": (), "init_from": (), "freeze": ""}
 # option fields stored as {key: value} objects
 _OPTION_DICTS = ("task_options", "front_options", "neuron_options")
 
@@ -53,6 +53,10 @@ class CellConfig:
     # fields of the neuron model's parameter record (`neuromem.neurons.models`, e.g. reset="zero") given to every
     # spiking layer of the cell, front ends and spiking memory alike (`neuromem ablate --neuron-option`)
     neuron_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    # a cell started from another cell's weights (`neuromem ablate --init-from`, `neuromem.train.transfer`):
+    # (its model.pt resolved, its cell id, the checkpoint's sha256); another source or other weights: another cell
+    init_from: tuple[str, ...] = field(default_factory=tuple)
+    freeze: str = ""  # a part that keeps the source's weights (`--freeze`, `neuromem.train.transfer.FREEZE_PARTS`)
 
     @property
     def cell_id(self) -> str:
@@ -85,6 +89,10 @@ class CellConfig:
             parts.append("augment=" + "+".join(f"{key}:{_short(value)}" for key, value in self.augment))
         if self.train_also:
             parts.append("train_also=" + "+".join(Path(path).name for path, _ in self.train_also))
+        if self.init_from:
+            parts.append(f"init_from={self.init_from[1]}")
+        if self.freeze:
+            parts.append(f"freeze={self.freeze}")
         return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +108,8 @@ class CellConfig:
             data["augment"] = [list(pair) for pair in self.augment]
         if "train_also" in data:
             data["train_also"] = [list(pair) for pair in self.train_also]
+        if "init_from" in data:
+            data["init_from"] = list(self.init_from)
         return data
 
     @classmethod
@@ -113,6 +123,7 @@ class CellConfig:
             data[name] = tuple(sorted(dict(data.get(name) or {}).items()))
         data["augment"] = tuple((str(name), value) for name, value in (data.get("augment") or ()))
         data["train_also"] = tuple((str(path), str(stamp)) for path, stamp in (data.get("train_also") or ()))
+        data["init_from"] = tuple(str(part) for part in (data.get("init_from") or ()))
         return cls(**data)
 
 

@@ -177,7 +177,9 @@ def _train(
     generator: np.random.Generator,
     progress: ProgressSink,
     label: str,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> None:
+    """`after_epoch(epoch)` runs after every epoch but the last (the learning curve: it must not touch the network)."""
     steps_per_epoch = -(-len(next(iter(data.values())).labels) // config.batch_size)
     if config.weight_decay:
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -208,7 +210,21 @@ def _train(
             schedule.step()
             accuracy = np.mean([(lg.argmax(-1) == labels).float().mean().item() for lg in output.logits.values()])
             progress.advance(loss.item(), float(accuracy))
+        if after_epoch is not None and epoch + 1 < config.epochs:
+            after_epoch(epoch)
     anneal_delays(network, 1.0)  # trained delays end as whole steps: the network evaluated is the deployable one
+
+
+def _learning_curve_point(network: MemoryNetwork, group: list[str], test: Mapping[str, SplitData],
+                          curve: dict[str, list[float]]) -> None:
+    """Test accuracy per sense after an epoch, on a copy of the network under a forked RNG: training goes on
+    exactly as it would without it (same seed, same numbers)."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        probe = copy.deepcopy(network)
+        for d in group:
+            curve[d].append(float((_evaluate(probe, test[d])["predictions"] == test[d].labels).mean()))
 
 
 @torch.no_grad()
@@ -327,8 +343,14 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
     for group in _groups(task):
         network = _build(config, group, train, classes)
         metrics["parameters"] += sum(p.numel() for p in network.parameters())
+        if config.init_from:  # another cell's weights where they fit (`neuromem.train.transfer`)
+            from neuromem.train.transfer import initialise
+
+            metrics.update(initialise(network, group, config.init_from, config.freeze))
         name = "+".join(group)
-        _train(network, {d: train[d] for d in group}, config, generator, progress, name)
+        curve: dict[str, list[float]] = {d: [] for d in group}
+        _train(network, {d: train[d] for d in group}, config, generator, progress, name,
+               lambda epoch: _learning_curve_point(network, group, test, curve))
         outcome.state[name] = network.state_dict()
         for d in group:
             parts = [("train", train[d]), ("test", test[d])] + ([("seen", seen[d])] if d in seen else [])
@@ -340,11 +362,13 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
                     outcome.representations[f"{d}/labels"] = split.original_labels
                     outcome.representations[f"{d}/digits"] = concept_of(d, split.original_labels)
                     outcome.representations[f"{d}/predictions"] = result["predictions"]
+                    metrics[f"learning_curve_{d}"] = [*curve[d], metrics[f"test_accuracy_{d}"]]  # per epoch
         for cue, target in itertools.permutations(group, 2):
             metrics.update(_cross_modal_retrieval(network, test[cue], target,
                                                   outcome.representations[f"{target}/representations"], test[target].labels))
         accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
                                  config.energy_profile))
+    metrics["learning_curve"] = [float(np.mean(epoch)) for epoch in zip(*(metrics[f"learning_curve_{d}"] for d in task.datasets))]
     for split_name in ("train", "test", "seen"):
         if all(f"{split_name}_accuracy_{d}" in metrics for d in task.datasets):
             metrics[f"{split_name}_accuracy"] = float(np.mean([metrics[f"{split_name}_accuracy_{d}"] for d in task.datasets]))
