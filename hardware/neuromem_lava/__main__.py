@@ -1,4 +1,4 @@
-"""`python -m neuromem_lava run NET.h5 INPUTS.npz OUT.npz [--record-voltages]`.
+"""`python -m neuromem_lava run NET.h5 INPUTS.npz OUT.npz [--record-voltages] [--parallel N] [--sense S]`.
 
 INPUTS.npz holds `spikes` (samples, T, inputs) binary. OUT.npz gets
 `spikes_<layer>` (samples, T, neurons) for every layer, `final_voltage`
@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     run.add_argument("out")
     run.add_argument("--record-voltages", action="store_true")
     run.add_argument("--parallel", type=int, default=1, help="copies of the network run side by side, one sample each")
+    run.add_argument("--sense", default=None, help="the chain of this sense, in a file of several (joint, parallel)")
     sub.add_parser("version", help="print lava-nc's version")
     args = parser.parse_args(argv)
     if args.command == "version":
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
         print(version("lava-nc"))
         return 0
     try:
-        input_size, layers = read_network(args.net)
+        input_size, layers = read_network(args.net, args.sense)
         try:
             with np.load(args.inputs) as data:
                 spikes = np.asarray(data["spikes"])

@@ -67,9 +67,10 @@ def conv_matrix(kernel: np.ndarray, in_shape: tuple, stride: int, padding: int):
     return matrix
 
 
-def read_network(path: str) -> tuple[int, list[DenseLayer]]:
-    """(input size, layers in order, a convolution as its sparse matrix)."""
-    input_size, stored = read_netx(path)
+def read_network(path: str, sense: Optional[str] = None) -> tuple[int, list[DenseLayer]]:
+    """(input size, layers in order, a convolution as its sparse matrix); `sense`: that sense's chain of a file of
+    several (a joint or parallel cell)."""
+    input_size, stored = read_netx(path, sense)
     layers = []
     for layer in stored:
         weight = layer.weight

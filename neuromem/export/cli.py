@@ -129,14 +129,15 @@ def training_data_info(run_or_checkpoint: Path) -> dict:
 
 
 def network_data(net: Path, data_root: Path | None, split: str, samples: int | None, num_classes: int,
-                 input_shape: tuple[int, ...]):
+                 input_shape: tuple[int, ...], sense: str | None = None, concepts: bool = False):
     """(inputs, labels) for `hw run` / `hw verify`: the data set and root the network was trained on (recorded
-    in the export), another root only when --data-root says so; one line says which data it is."""
+    in the export), another root only when --data-root says so; one line says which data it is. `sense`: the
+    data set of that sense's chain in a file of several; `concepts`: labels as the shared concepts (`concept_of`)."""
     from neuromem.data.cache import root_fingerprint
     from neuromem.export.lava import data_record
 
     recorded = data_record(net)
-    dataset, time_bins = recorded.get("dataset") or "shd", recorded.get("time_bins")
+    dataset, time_bins = sense or recorded.get("dataset") or "shd", recorded.get("time_bins")
     if data_root is not None:
         how = "--data-root"
         if recorded.get("data_root") and Path(data_root).resolve() != Path(recorded["data_root"]):
@@ -155,19 +156,24 @@ def network_data(net: Path, data_root: Path | None, split: str, samples: int | N
         data_root, source = resolve_data_root(None)
         how = f"the default ({source}): the export does not record its training data; give --data-root to choose"
     inputs, labels = _load_data(data_root, split, samples, time_bins, dataset)
+    if concepts:
+        from neuromem.train.tasks import concept_of
+
+        labels = np.asarray(concept_of(dataset, labels))
     if tuple(inputs.shape[2:]) != tuple(input_shape):
         raise NeuromemError(f"{net} takes inputs of shape {tuple(input_shape)} per step, but {dataset} samples under "
                             f"{data_root} are {tuple(inputs.shape[2:])}; give the data it was trained on")
     if len(labels) and int(labels.max()) >= num_classes:
         raise NeuromemError(f"{net} has {num_classes} output classes, but the {dataset} {split} split under {data_root} "
                             f"has labels up to {int(labels.max())}; give the --data-root it was trained on")
-    typer.echo(f"data: {dataset} {split}, {len(labels)} samples, at {data_root} ({how})")
+    typer.echo(f"data: {dataset} {split}, {len(labels)} samples{' (labels as concepts)' if concepts else ''}, at "
+               f"{data_root} ({how})")
     return inputs, labels
 
 
 def load_for_export(run_or_checkpoint: Path):
     """(LoihiNetwork, data set, time bins) from a checkpoint file, a cell folder, or the single cell of a run directory."""
-    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, model_from_checkpoint_dict
+    from neuromem.export.model import CHECKPOINT_KIND, chip_network_from_cell, chip_senses, model_from_checkpoint_dict
     from neuromem.study.store import read_checkpoint_file
 
     path = checkpoint_path(run_or_checkpoint)
@@ -179,6 +185,9 @@ def load_for_export(run_or_checkpoint: Path):
     if not isinstance(checkpoint["config"], dict):
         raise NeuromemError(f"{path}: not a neuromem checkpoint (its 'config' is not a mapping)")
     refuse_unexportable(dict(checkpoint["config"]), str(path))
+    senses = chip_senses(checkpoint, str(path))  # a cell of several senses: each sense's chain
+    if senses is not None:
+        return senses[0], senses[0].modality, senses[1]
     return chip_network_from_cell(checkpoint, str(path))
 
 
@@ -215,11 +224,24 @@ PARALLEL_HELP = "samples per Lava process side by side (copies of the network); 
 def _written_lines(model, path: Path, to: str) -> list[str]:
     """What was written; for a chain of Loihi layers its shape and Loihi 2 resources too, for a model that
     describes itself (`describe()`, e.g. a float cell's NIR chain) its own lines."""
-    from neuromem.export.model import LoihiNetwork
+    from neuromem.export.model import LoihiNetwork, LoihiSenses
 
+    if isinstance(model, LoihiSenses):
+        how = ("one shared memory: its layers in every sense's chain, the same weights" if model.shared
+               else "one network per sense")
+        lines = [f"wrote {path} ({to}; a '{model.modality}' cell: one chain per sense, sense/<name> ({how}))"]
+        for sense, chain in model.chains.items():
+            lines += [f"  {sense}: {line}" for line in _chain_lines(chain)]
+        return lines
     if not isinstance(model, LoihiNetwork):
         describe = getattr(model, "describe", None)
         return [f"wrote {path} ({to})", *(describe() if callable(describe) else [])]
+    first, *rest = _chain_lines(model)
+    return [f"wrote {path} ({to}; {first})", *rest]
+
+
+def _chain_lines(model) -> list[str]:
+    """A chain of Loihi layers' shape, and its Loihi 2 neurons, synapses and cores."""
     from neuromem.export.hardware import chain_shapes
     from neuromem.export.resources import LOIHI2_BRIEF, layer_cores
 
@@ -227,9 +249,20 @@ def _written_lines(model, path: Path, to: str) -> list[str]:
     layers = " -> ".join(f"{'conv ' if len(s) > 3 else ''}{s[1]}{'r' if s[2] else ''}" for s in shapes)
     sizes = [(s[1], (s[3] if len(s) > 3 else s[0] * s[1]) + (s[1] ** 2 if s[2] else 0)) for s in shapes]
     cores = sum(layer_cores(n, s) for n, s in sizes)
-    return [f"wrote {path} ({to}; {model.config.input_size} -> {layers}; r = recurrent)",
+    return [f"{model.config.input_size} -> {layers}; r = recurrent",
             f"Loihi 2: {sum(n for n, _ in sizes)} neurons, {sum(s for _, s in sizes)} synapses, {cores} cores "
             f"(limits: {LOIHI2_BRIEF}); energy per inference needs spike counts: `neuromem hw run`"]
+
+
+def _sense_models(net: Path):
+    """({sense: its chain rebuilt from the file}, labels as concepts) of a file of several senses (joint,
+    parallel); ({None: the chain}, False) of a file of one chain."""
+    from neuromem.export.lava import model_from_lava, senses_record
+
+    record = senses_record(net)
+    if record is None:
+        return {None: model_from_lava(net)}, False
+    return {sense: model_from_lava(net, sense) for sense in record["senses"]}, bool(record.get("concept_labels"))
 
 
 def register(app: typer.Typer) -> None:
@@ -286,16 +319,18 @@ def register(app: typer.Typer) -> None:
         parallel: int = typer.Option(20, min=1, help=PARALLEL_HELP),
     ) -> None:
         """Run the network on Lava's Loihi2SimCfg(select_tag='fixed_pt'); report accuracy, resources, energy."""
-        from neuromem.export.lava import model_from_lava
         from neuromem.export.resources import loihi_resources
         from neuromem.export.hardware import chain_shapes, run_lava_split
 
-        model = model_from_lava(net)
-        inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes, model.config.input_shape)
-        lava = run_lava_split(net, inputs, False, lava_workers(workers), parallel)
-        accuracy = float((lava.predictions() == labels).mean())
-        typer.echo(f"Lava accuracy on {len(labels)} {split} samples: {100 * accuracy:.2f}% ({lava.seconds:.1f} s simulated)")
-        _echo(loihi_resources(chain_shapes(model), inputs, lava.spikes).lines())
+        models, concepts = _sense_models(net)
+        for sense, model in models.items():
+            inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes,
+                                          model.config.input_shape, sense=sense, concepts=concepts)
+            lava = run_lava_split(net, inputs, False, lava_workers(workers), parallel, sense)
+            accuracy = float((lava.predictions() == labels).mean())
+            typer.echo(f"{f'sense {sense}: ' if sense else ''}Lava accuracy on {len(labels)} {split} samples: "
+                       f"{100 * accuracy:.2f}% ({lava.seconds:.1f} s simulated)")
+            _echo(loihi_resources(chain_shapes(model), inputs, lava.spikes).lines())
 
     @hw.command("verify")
     def verify_command(
@@ -310,24 +345,31 @@ def register(app: typer.Typer) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
         at every step, and accuracy. (200 samples of a 5-layer SHD cell: ~45 s of Lava on 2 cores.)"""
         from neuromem.export.hardware import verify_on_lava
-        from neuromem.export.lava import model_from_lava
 
         if json_out is not None:
             check_writable_file(json_out, "--json", "verify.json")
             refuse_out_equal_to_input(json_out, net, "--json")
-        model = model_from_lava(net)  # a damaged network is named before any data is binned for it
-        inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes, model.config.input_shape)
-        report = verify_on_lava(net, inputs, labels, record_voltages=True,
-                                workers=lava_workers(workers), parallel=parallel)
-        _echo(report.lines())
-        _echo(report.resources.lines())
+        # a damaged network is named before any data is binned for it; a file of several senses: each sense's
+        # chain on that sense's own test samples
+        models, concepts = _sense_models(net)
+        reports = {}
+        for sense, model in models.items():
+            if sense is not None:
+                typer.echo(f"sense {sense}:")
+            inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes,
+                                          model.config.input_shape, sense=sense, concepts=concepts)
+            report = verify_on_lava(net, inputs, labels, record_voltages=True,
+                                    workers=lava_workers(workers), parallel=parallel, sense=sense)
+            _echo(report.lines())
+            _echo(report.resources.lines())
+            reports[sense] = report
         if json_out is not None:
-            data = {k: v for k, v in vars(report).items() if k not in ("resources", "extra")}
-            data["resources"] = report.resources.as_dict()
+            data = {sense: {**{k: v for k, v in vars(r).items() if k not in ("resources", "extra")},
+                            "resources": r.resources.as_dict()} for sense, r in reports.items()}
             from neuromem.study.store import atomic_write_text
 
-            atomic_write_text(json_out, json.dumps(data, indent=2))
-        if not report.identical:
+            atomic_write_text(json_out, json.dumps(data[None] if None in data else data, indent=2))
+        if not all(r.identical for r in reports.values()):
             raise typer.Exit(1)
 
     app.add_typer(hw, name="hw")

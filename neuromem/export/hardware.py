@@ -73,11 +73,12 @@ class LavaRun:
 
 def run_on_lava(
     h5_path: str | Path, inputs: np.ndarray, record_voltages: bool = False, timeout: float | None = 3600,
-    parallel: int = 1,
+    parallel: int = 1, sense: str | None = None,
 ) -> LavaRun:
     """Run `inputs` (samples, T, *input_shape), counts or binary, through the network in `h5_path` on
     Lava's Loihi2SimCfg(select_tag='fixed_pt'); counts are clipped to single spikes. `parallel`
-    samples run at once, in side-by-side copies of the network (block-diagonal synapses)."""
+    samples run at once, in side-by-side copies of the network (block-diagonal synapses). `sense`: that
+    sense's chain of a file of several (a joint or parallel cell)."""
     python = lava_python()
     h5_path = Path(h5_path).resolve()
     if not h5_path.is_file():
@@ -91,7 +92,7 @@ def run_on_lava(
         command = [str(python), "-m", "neuromem_lava", "run", str(h5_path), str(in_path), str(out_path)]
         if record_voltages:
             command.append("--record-voltages")
-        command += ["--parallel", str(int(parallel))]
+        command += ["--parallel", str(int(parallel))] + (["--sense", sense] if sense is not None else [])
         # the backend (hardware/) and neuromem's numpy-only netx reader (neuromem/export/netx.py) it shares
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "hardware"), str(REPO)]))
         try:
@@ -227,7 +228,8 @@ def _output_padding(layer) -> tuple[int, int]:
     return tuple(size - ((out - 1) * stride - 2 * padding + k) for size, out in zip(layer.in_shape[1:], layer.out_hw))
 
 
-def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: bool, workers: int, parallel: int) -> LavaRun:
+def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: bool, workers: int, parallel: int,
+                   sense: str | None = None) -> LavaRun:
     """`run_on_lava` over `workers` Lava processes at once (each a contiguous share of the samples,
     `parallel` of them side by side per run); the results in sample order, seconds = wall time of all."""
     import time
@@ -238,7 +240,7 @@ def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: boo
     started = time.perf_counter()
     with ThreadPoolExecutor(len(shares)) as pool:
         runs = list(pool.map(lambda rows: run_on_lava(h5_path, inputs[rows], record_voltages=record_voltages,
-                                                      parallel=parallel), shares))
+                                                      parallel=parallel, sense=sense), shares))
     seconds = time.perf_counter() - started
     return LavaRun(
         spikes=[np.concatenate([r.spikes[i] for r in runs]) for i in range(len(runs[0].spikes))],
@@ -250,21 +252,22 @@ def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: boo
 
 def verify_on_lava(
     h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None, record_voltages: bool = False,
-    workers: int = 1, parallel: int = 1,
+    workers: int = 1, parallel: int = 1, sense: str | None = None,
 ) -> VerifyReport:
     """Lava vs the torch model rebuilt from the same file, on (S, T, *input_shape) inputs; with
     `record_voltages` the readout voltage must also match at every step, not only the last.
-    `workers` Lava processes at once, each running `parallel` samples side by side."""
+    `workers` Lava processes at once, each running `parallel` samples side by side; `sense`: that sense's
+    chain of a file of several."""
     import time
 
-    model = model_from_lava(h5_path)
+    model = model_from_lava(h5_path, sense)
     inputs = np.asarray(inputs)
     expected = tuple(model.config.input_shape)
     if inputs.ndim != 2 + len(expected) or tuple(inputs.shape[2:]) != expected:
         raise NeuromemError(
             f"inputs of shape {inputs.shape} do not fit {h5_path}: it expects (samples, T, {', '.join(map(str, expected))})"
         )
-    lava = run_lava_split(h5_path, inputs, record_voltages, workers, parallel)
+    lava = run_lava_split(h5_path, inputs, record_voltages, workers, parallel, sense)
     started = time.perf_counter()
     report = compare(model, lava, inputs, None if labels is None else np.asarray(labels))
     report.extra["torch_seconds"] = time.perf_counter() - started

@@ -58,59 +58,83 @@ def _int_array(tensor: torch.Tensor) -> np.ndarray:
     return rounded.astype(np.int32)
 
 
-def export_lava(model: LoihiNetwork, path: str | Path, dataset: str | None = None, time_bins: int | None = None,
+def export_lava(model, path: str | Path, dataset: str | None = None, time_bins: int | None = None,
                 data_info: dict | None = None) -> Path:
     """Write `model` (quantized as in eval) to `path` (.h5); `dataset`/`time_bins`: the data it was trained
     on, recorded so that `hw verify` feeds it the same inputs; `data_info`: more about that data (its root
-    and fingerprint), recorded beside them."""
+    and fingerprint), recorded beside them.
+
+    A cell of several senses (`LoihiSenses`: joint, parallel) is one file holding each sense's chain in
+    `sense/<name>/layer/...` (netx's layout, whose one `layer` group is one chain from one input, cannot hold two
+    inputs): the joint cell's shared memory layers are in every sense's chain with the same weights, as in its
+    NIR graph. The root's `neuromem_senses` names the senses; `hw verify` runs each on its own test samples."""
+    from neuromem.export.model import LoihiSenses
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    senses = isinstance(model, LoihiSenses)
     with h5py.File(path, "w") as handle:
         handle.attrs["format"] = FORMAT
         handle.attrs["producer"] = f"neuromem {neuromem.__version__}"
         handle.attrs["decision"] = "argmax of the last layer's voltage at the final time step"
         handle.attrs["synaptic_delay"] = ("one time step per Dense, as Lava's Dense process; a layer's synapseDelay d "
                                           "adds d steps (Lava DelaySparse)")
-        handle.attrs["neuromem_config"] = json.dumps(asdict(model.config))
-        handle.attrs["neuromem_data"] = json.dumps({"dataset": dataset, "time_bins": time_bins, **(data_info or {})})
-        layers = handle.create_group("layer")
-        first = layers.create_group("0")
-        first.create_dataset("type", (1,), "S10", [b"input"])
-        first.create_dataset("shape", data=np.array(model.config.input_shape))
-        conv_shapes = _conv_shapes(model)
-        for index, layer in enumerate(model.layers, start=1):
-            group = layers.create_group(str(index))
-            p = layer.neuron
-            if index <= len(model.convs):
-                in_shape, out_shape = conv_shapes[index - 1]
-                synapse = layer.synapse
-                group.create_dataset("type", (1,), "S10", [b"conv"])
-                group.create_dataset("shape", data=np.array(out_shape))
-                group.create_dataset("inShape", data=np.array(in_shape))
-                group.create_dataset("stride", data=synapse.stride[0])
-                group.create_dataset("padding", data=synapse.padding[0])
-                group.create_dataset("weight", data=_int_array(synapse.integer_weight()))  # (out, in, k, k)
-                group.create_dataset("weightExponent", data=p.weight_exp)
-                _neuron_group(group, p)
-                continue
-            weight, recurrent = layer.integer_weights()
-            group.create_dataset("type", (1,), "S10", [b"dense"])
-            group.create_dataset("shape", data=np.array([layer.out_features]))
-            group.create_dataset("inFeatures", data=layer.in_features)
-            group.create_dataset("outFeatures", data=layer.out_features)
-            group.create_dataset("weight", data=_int_array(weight))
-            group.create_dataset("weightExponent", data=p.weight_exp)
-            if recurrent is not None:
-                group.create_dataset("recurrentWeight", data=_int_array(recurrent))
-                group.create_dataset("recurrentWeightExponent", data=layer.recurrent_exp)
-            if isinstance(layer.synapse, DelayedQuantizedDense):
-                group.create_dataset("synapseDelay", data=_int_array(layer.synapse.integer_delays()))
-                group.create_dataset("delayWindow", data=layer.synapse.window)
-            group.attrs["readout"] = layer is model.readout
-            _neuron_group(group, p)
-            if p.bias_exp == 6 and p.bias_mant:
-                group.create_dataset("bias", data=np.full(layer.out_features, p.bias_mant))
+        handle.attrs["neuromem_data"] = json.dumps({"dataset": None if senses else dataset, "time_bins": time_bins,
+                                                    **(data_info or {})})
+        if not senses:
+            _write_chain(handle, model)
+            return path
+        handle.attrs["neuromem_senses"] = json.dumps({
+            "modality": model.modality, "senses": list(model.senses), "shared_memory": model.shared,
+            "concept_labels": model.concept_labels,
+            "layout": "sense/<name>/layer: each sense's chain (front end, memory, readout); "
+                      + ("the memory's layers the same weights in every chain (one shared memory)" if model.shared
+                         else "one network per sense")})
+        for sense, chain in model.chains.items():
+            _write_chain(handle.create_group(f"sense/{sense}"), chain)
     return path
+
+
+def _write_chain(root: h5py.Group, model: LoihiNetwork) -> None:
+    """One chain in netx's layout under `root` (`layer/0` its input, `layer/1..` its layers)."""
+    root.attrs["neuromem_config"] = json.dumps(asdict(model.config))
+    layers = root.create_group("layer")
+    first = layers.create_group("0")
+    first.create_dataset("type", (1,), "S10", [b"input"])
+    first.create_dataset("shape", data=np.array(model.config.input_shape))
+    conv_shapes = _conv_shapes(model)
+    for index, layer in enumerate(model.layers, start=1):
+        group = layers.create_group(str(index))
+        p = layer.neuron
+        if index <= len(model.convs):
+            in_shape, out_shape = conv_shapes[index - 1]
+            synapse = layer.synapse
+            group.create_dataset("type", (1,), "S10", [b"conv"])
+            group.create_dataset("shape", data=np.array(out_shape))
+            group.create_dataset("inShape", data=np.array(in_shape))
+            group.create_dataset("stride", data=synapse.stride[0])
+            group.create_dataset("padding", data=synapse.padding[0])
+            group.create_dataset("weight", data=_int_array(synapse.integer_weight()))  # (out, in, k, k)
+            group.create_dataset("weightExponent", data=p.weight_exp)
+            _neuron_group(group, p)
+            continue
+        weight, recurrent = layer.integer_weights()
+        group.create_dataset("type", (1,), "S10", [b"dense"])
+        group.create_dataset("shape", data=np.array([layer.out_features]))
+        group.create_dataset("inFeatures", data=layer.in_features)
+        group.create_dataset("outFeatures", data=layer.out_features)
+        group.create_dataset("weight", data=_int_array(weight))
+        group.create_dataset("weightExponent", data=p.weight_exp)
+        if recurrent is not None:
+            group.create_dataset("recurrentWeight", data=_int_array(recurrent))
+            group.create_dataset("recurrentWeightExponent", data=layer.recurrent_exp)
+        if isinstance(layer.synapse, DelayedQuantizedDense):
+            group.create_dataset("synapseDelay", data=_int_array(layer.synapse.integer_delays()))
+            group.create_dataset("delayWindow", data=layer.synapse.window)
+        group.attrs["readout"] = layer is model.readout
+        _neuron_group(group, p)
+        if p.bias_exp == 6 and p.bias_mant:
+            group.create_dataset("bias", data=np.full(layer.out_features, p.bias_mant))
 
 
 def _neuron_group(group: h5py.Group, p: LoihiParameters) -> None:
@@ -136,10 +160,10 @@ def _conv_shapes(model: LoihiNetwork) -> list[tuple[tuple[int, ...], tuple[int, 
     return shapes
 
 
-def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
+def read_lava(path: str | Path, sense: str | None = None) -> tuple[int, list[ExportedLayer]]:
     """(input size, layers) from a netx-layout .h5 (read by `netx.read_netx`, the reader the Lava backend
-    shares); a one-line NeuromemError for anything else."""
-    input_size, stored = read_netx(path)
+    shares; `sense`: that sense's chain of a file of several); a one-line NeuromemError for anything else."""
+    input_size, stored = read_netx(path, sense)
     layers = []
     for layer in stored:
         try:
@@ -155,9 +179,10 @@ def read_lava(path: str | Path) -> tuple[int, list[ExportedLayer]]:
     return input_size, layers
 
 
-def model_from_lava(path: str | Path) -> LoihiNetwork:
-    """Rebuild the torch model an .h5 describes (weights exactly as stored) for `hw verify`."""
-    input_size, layers = read_lava(path)
+def model_from_lava(path: str | Path, sense: str | None = None) -> LoihiNetwork:
+    """Rebuild the torch model an .h5 describes (weights exactly as stored; `sense`: that sense's chain of a file
+    of several) for `hw verify`."""
+    input_size, layers = read_lava(path, sense)
     convs = [l for l in layers if l.conv is not None]
     if layers[: len(convs)] != convs:
         raise NeuromemError(f"{path}: a convolution follows a dense layer; neuromem's chains put convolutions first")
@@ -220,8 +245,10 @@ def model_from_lava(path: str | Path) -> LoihiNetwork:
     # record the layers' parameters in the config, so a checkpoint of the rebuilt model rebuilds it
     neuron_fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
     chain = [*convs, *hidden]
-    if chain and all(l.params == chain[0].params for l in chain):
+    if chain:
         model.config.hidden = {k: getattr(chain[0].params, k) for k in neuron_fields}
+        if any(l.params != chain[0].params for l in chain):
+            model.config.layer_neurons = tuple({k: getattr(l.params, k) for k in neuron_fields} for l in chain)
     model.config.readout = {k: getattr(readout.params, k) for k in neuron_fields}
     model.eval()
     return model
@@ -262,3 +289,27 @@ def data_of(path: str | Path) -> tuple[str | None, int | None]:
     """(data set, time bins) recorded by `export_lava`, (None, None) when the file does not say."""
     recorded = data_record(path)
     return recorded.get("dataset"), recorded.get("time_bins")
+
+
+def senses_record(path: str | Path) -> dict | None:
+    """What `export_lava` recorded of a cell of several senses (neuromem_senses: its senses, whether they share
+    the memory, whether the readouts decide concepts), checked; None for a file of one chain."""
+    from neuromem.data.registry import dataset_names
+
+    try:
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get("neuromem_senses", None)
+    except OSError:
+        return None  # the reader names an unreadable file
+    if text is None:
+        return None
+    try:
+        recorded = json.loads(text)
+        senses = recorded["senses"]
+    except (TypeError, ValueError, KeyError):
+        raise NeuromemError(f"{path}: its neuromem_senses attribute is not a JSON object with 'senses'; re-export "
+                            "the cell") from None
+    if not isinstance(senses, list) or not senses or any(s not in dataset_names() for s in senses):
+        raise NeuromemError(f"{path}: neuromem_senses names senses {senses!r}; valid: a list of data sets "
+                            f"({', '.join(dataset_names())})")
+    return recorded

@@ -40,6 +40,9 @@ class LoihiNetworkConfig:
     convs: tuple[tuple[int, int, int, int], ...] = ()
     # per hidden (dense) layer: the window D of its learnable feed-forward delays (0..D-1 steps), 0: none
     delays: tuple[int, ...] = ()
+    # per layer before the readout (convolutions, then dense): its own neuron parameters where they differ from
+    # `hidden` (e.g. hgrn-spiking's learned decays); (): every layer takes `hidden`
+    layer_neurons: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(d) for d in self.input_shape) or (int(self.input_size),)
@@ -55,6 +58,14 @@ class LoihiNetworkConfig:
         self.delays = tuple(int(d) for d in self.delays) or (0,) * len(self.hidden_sizes)
         if len(self.delays) != len(self.hidden_sizes):
             raise ValueError(f"delays {self.delays} must have one window per hidden layer {self.hidden_sizes}")
+        self.layer_neurons = tuple(dict(n) for n in self.layer_neurons)
+        if self.layer_neurons and len(self.layer_neurons) != len(self.convs) + len(self.hidden_sizes):
+            raise ValueError(f"layer_neurons must have one record per layer before the readout "
+                             f"({len(self.convs) + len(self.hidden_sizes)}), got {len(self.layer_neurons)}")
+
+    def neuron_of(self, index: int) -> dict:
+        """The neuron parameters of layer `index` (convolutions first, then dense; not the readout)."""
+        return {**self.hidden, **(self.layer_neurons[index] if self.layer_neurons else {})}
 
 
 class LoihiNetwork(nn.Module):
@@ -63,8 +74,8 @@ class LoihiNetwork(nn.Module):
         self.config = config
         self.convs = nn.ModuleList()
         shape = config.input_shape
-        for out_channels, kernel, stride, padding in config.convs:
-            conv = LoihiConv2d(shape[0], out_channels, kernel, stride, padding, **config.hidden)
+        for index, (out_channels, kernel, stride, padding) in enumerate(config.convs):
+            conv = LoihiConv2d(shape[0], out_channels, kernel, stride, padding, **config.neuron_of(index))
             side = lambda n: (n + 2 * padding - kernel) // stride + 1  # noqa: E731
             conv.in_shape, conv.out_hw = shape, (side(shape[1]), side(shape[2]))
             self.convs.append(conv)
@@ -72,7 +83,7 @@ class LoihiNetwork(nn.Module):
         self.conv_shapes = [tuple(c.synapse.weight.shape) for c in self.convs]
         sizes = (int(np.prod(shape)), *config.hidden_sizes)
         self.hidden = nn.ModuleList(
-            LoihiLinear(sizes[i], sizes[i + 1], recurrent=config.recurrent[i], **config.hidden)
+            LoihiLinear(sizes[i], sizes[i + 1], recurrent=config.recurrent[i], **config.neuron_of(len(config.convs) + i))
             for i in range(len(config.hidden_sizes))
         )
         for layer, window in zip(self.hidden, config.delays):
@@ -270,11 +281,11 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
     if layers[: len(convs)] != convs:
         raise NeuromemError("a convolution after a dense layer has no Loihi chain form here")
     fields = ("du", "dv", "vth", "bias_mant", "bias_exp", "weight_exp")
-    # what the chip runs; the surrogate (training's backward pass only) may differ between layers
-    params = {tuple(getattr(l.neuron, k) for k in fields) for l in layers}
-    if len(params) != 1:
-        raise NeuromemError("the cell's hidden layers use different neuron parameters; the chain format keeps one set")
-    hidden_params = {k: getattr(layers[0].neuron, k) for k in fields}
+    # what the chip runs (the surrogate, training's backward pass only, is not kept); each layer's own record
+    # where the layers differ (the netx file holds one per layer: e.g. hgrn-spiking's learned decays)
+    per_layer = [{k: getattr(l.neuron, k) for k in fields} for l in layers]
+    hidden_params = per_layer[0]
+    layer_neurons = tuple(per_layer) if any(p != hidden_params for p in per_layer) else ()
     input_shape = tuple(int(d) for d in input_shape)
     config = LoihiNetworkConfig(
         input_size=int(np.prod(input_shape)),
@@ -288,6 +299,7 @@ def chip_network(network: nn.Module, modality: str, input_shape: Sequence[int]) 
         convs=tuple((c.synapse.out_channels, c.synapse.kernel_size[0], c.synapse.stride[0], c.synapse.padding[0])
                     for c in convs),
         delays=tuple(l.synapse.window if isinstance(l.synapse, DelayedQuantizedDense) else 0 for l in dense),
+        layer_neurons=layer_neurons,
     )
     chain = LoihiNetwork(config)
     with torch.no_grad():
@@ -307,6 +319,67 @@ def chip_network_from_cell(checkpoint: dict, source: str) -> tuple[LoihiNetwork,
     """(chain, data set, time bins) of a grid cell's model.pt; a NeuromemError says why a cell has no chain."""
     network, dataset, shape, config = cell_network(checkpoint, source)
     return chip_network(network, dataset, shape), dataset, config.time_bins
+
+
+@dataclass
+class LoihiSenses:
+    """A cell of several senses (joint, parallel) on Loihi: each sense's chain of Loihi layers (its front end, the
+    memory's `chip_layers` for that sense, its readout). `shared`: one network whose memory every sense runs
+    through alone (joint: the memory's layers are in every sense's chain with the same weights), else one network
+    per sense (parallel). `concept_labels`: the readouts decide the shared concepts (labels mapped by `concept_of`)."""
+
+    chains: dict[str, LoihiNetwork]
+    shared: bool
+    concept_labels: bool
+    modality: str
+
+    @property
+    def senses(self) -> tuple[str, ...]:
+        return tuple(self.chains)
+
+
+def sense_networks(checkpoint: dict, source: str):
+    """A cell of several senses as (CellConfig, Task, [(its data sets, its trained network in eval mode)]): one
+    network for a joint cell, one per sense for a parallel one; None for a cell of one sense (or not a cell:
+    `cell_network` names it). The walk both exports of such cells (Lava, NIR) take."""
+    from neuromem.train.config import CellConfig
+    from neuromem.train.tasks import TASKS
+
+    try:
+        config = CellConfig.from_dict(dict(checkpoint["config"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    task = TASKS.get(config.modality)
+    if task is None or len(task.datasets) == 1:
+        return None
+    groups = [list(task.datasets)] if task.shared_network else [[d] for d in task.datasets]
+    states = checkpoint.get("state_dict") or {}
+    return config, task, [(group, trained_network(config, states.get("+".join(group)), group, source)) for group in groups]
+
+
+def chip_senses(checkpoint: dict, source: str) -> tuple[LoihiSenses, int | None] | None:
+    """(each sense's Loihi chain, time bins) of a cell of several senses; None for a cell of one sense."""
+    found = sense_networks(checkpoint, source)
+    if found is None:
+        return None
+    config, task, networks = found
+    chains = chains_per_sense(networks, source, chip_network)
+    return LoihiSenses(chains, task.shared_network, task.concept_labels, config.modality), config.time_bins
+
+
+def chains_per_sense(networks, source: str, make_chain) -> dict:
+    """{sense: make_chain(its network, sense, the sense's input shape)} over `sense_networks`' networks; a chain
+    that cannot be made is named with its sense."""
+    from neuromem.data import get_spec
+
+    chains = {}
+    for group, network in networks:
+        for sense in group:
+            try:
+                chains[sense] = make_chain(network, sense, tuple(get_spec(sense).input_shape))
+            except NeuromemError as error:
+                raise NeuromemError(f"{source}: {error} (sense {sense})") from None
+    return chains
 
 
 def cell_network(checkpoint: dict, source: str):

@@ -11,7 +11,9 @@ integer synaptic weights; (out, in, k, k) for a convolution) and a `neuron` grou
 `iDecay` (= Lava LIF du + 1), `vDecay` (= dv), `vThMant` (= vth), `refDelay`, `gradedSpike`. neuromem adds
 (netx ignores them): `weightExponent`, `recurrentWeight`, `recurrentWeightExponent`, `neuron/biasMant`,
 `neuron/biasExp`, a convolution's `inShape` (C, H, W), `stride`, `padding`, a dense layer's learned
-`synapseDelay` (out, in) with `delayWindow`, and the `readout` attribute of the last layer.
+`synapseDelay` (out, in) with `delayWindow`, and the `readout` attribute of the last layer. A cell of
+several senses (joint, parallel) holds one such chain per sense under `sense/<name>` (netx's one `layer` group
+is one chain from one input); `read_netx(path, sense)` reads one.
 """
 
 from __future__ import annotations
@@ -137,8 +139,9 @@ def _layer(path: Path, key: str, group, kind: str) -> NetxLayer:
     )
 
 
-def read_netx(path) -> Tuple[int, list]:
-    """(input size, layers in order) of a netx-layout .h5; a one-line NetxError for anything else."""
+def read_netx(path, sense: Optional[str] = None) -> Tuple[int, list]:
+    """(input size, layers in order) of a netx-layout .h5; a one-line NetxError for anything else. A file of
+    several senses holds each sense's chain in `sense/<name>` (netx's layout below it): `sense` names which."""
     path = Path(path)
     if not path.is_file():
         raise NetxError(f"network file {path} does not exist")
@@ -150,9 +153,16 @@ def read_netx(path) -> Tuple[int, list]:
         ) from None
     try:
         with handle:
-            if "layer" not in handle:
+            held = sorted(handle["sense"].keys()) if isinstance(handle.get("sense"), h5py.Group) else []
+            if sense is not None and sense not in held:
+                raise NetxError(f"{path}: no chain of sense {sense!r}; "
+                                + (f"its senses: {', '.join(held)}" if held else "it holds one chain: give no sense"))
+            if sense is None and held:
+                raise NetxError(f"{path} holds one chain per sense ({', '.join(held)}); name one")
+            root = handle["sense"][sense] if sense is not None else handle
+            if "layer" not in root:
                 raise NetxError(f"{path}: no 'layer' group, so not a netx network description")
-            groups = handle["layer"]
+            groups = root["layer"]
             input_size, layers = None, []
             for key in sorted(groups.keys(), key=lambda k: int(k) if k.isdigit() else -1):
                 group = groups[key]

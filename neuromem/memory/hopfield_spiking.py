@@ -52,6 +52,7 @@ from torch import nn
 from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, check_positive_int, register_memory
 from neuromem.memory.spiking_layers import (
     SpikingOptions,
+    check_init,
     init_for_rate,
     lateral_inhibition,
     layer_kinds,
@@ -89,10 +90,7 @@ class SpikingHopfieldOptions(SpikingOptions):
         check_positive_int(memory, 0, relay=self.width if self.relay is None else self.relay)
         if not 0.0 <= float(self.inhibition) < 1.0:
             raise ValueError(f"{memory} option inhibition must be in [0, 1), got {self.inhibition}")
-        if not 0.0 < float(self.input_rate) <= 1.0:
-            raise ValueError(f"{memory} option input_rate must be in (0, 1], got {self.input_rate}")
-        if not float(self.init_gain) > 0.0:
-            raise ValueError(f"{memory} option gain must be > 0, got {self.gain}")
+        check_init(memory, self.input_rate, self.init_gain)
 
 
 @register_memory("hopfield-spiking", "Hopfield memory of spiking neurons: stored patterns as synapses, lateral-inhibition "

@@ -145,6 +145,14 @@ class SpikingOptions(MemoryOptions):
             raise ValueError(f"{memory} option rate_weight must be >= 0, got {weight}")
 
 
+def check_init(memory: str, input_rate: float, gain: float) -> None:
+    """The first layer's expected input rate in (0, 1] and the init gain > 0 (`init_for_rate`'s), else a ValueError."""
+    if not 0.0 < float(input_rate) <= 1.0:
+        raise ValueError(f"{memory} option input_rate must be in (0, 1], got {input_rate}")
+    if not float(gain) > 0.0:
+        raise ValueError(f"{memory} option gain must be > 0, got {gain}")
+
+
 def rate_band_active(floor: float, ceiling: float, weight: float) -> bool:
     return weight > 0.0 and (floor > 0.0 or ceiling < 1.0)
 

@@ -461,32 +461,18 @@ def load_for_nir(run_or_checkpoint: Path):
 def _senses_of(checkpoint: dict, source: str) -> SenseChains | None:
     """A cell of several senses (joint, parallel) as its SenseChains, rebuilt as the trainer built it; None for a
     cell of one sense; a NeuromemError names what has no NIR form."""
-    from neuromem.data import get_spec
-    from neuromem.export.model import trained_network
-    from neuromem.train.config import CellConfig
-    from neuromem.train.tasks import TASKS
+    from neuromem.export.model import chains_per_sense, sense_networks
 
-    try:
-        config = CellConfig.from_dict(dict(checkpoint["config"]))
-    except (KeyError, TypeError, ValueError):
-        return None  # cell_network names it
-    task = TASKS.get(config.modality)
-    if task is None or len(task.datasets) == 1:
+    found = sense_networks(checkpoint, source)
+    if found is None:
         return None
+    config, task, networks = found
     if config.neuron == "loihi":
         raise NeuromemError(f"{source}: NIR export of a '{config.modality}' cell of Loihi neurons is not written here "
-                            "(a Loihi chain is one sense's); export a cell of one data set, or train it with --neuron lif")
-    groups = [list(task.datasets)] if task.shared_network else [[d] for d in task.datasets]
-    states = checkpoint.get("state_dict") or {}
-    chains: dict[str, SpikingChain] = {}
-    for group in groups:
-        network = trained_network(config, states.get("+".join(group)), group, source)
-        for d in group:
-            try:
-                chains[d] = spiking_chain(network, d, tuple(get_spec(d).input_shape))
-            except NeuromemError as error:
-                raise NeuromemError(f"{source}: {error} (sense {d})") from None
-            chains[d].config = config
+                            "(a Loihi chain is one sense's); export it with --to lava, or train it with --neuron lif")
+    chains: dict[str, SpikingChain] = chains_per_sense(networks, source, spiking_chain)
+    for chain in chains.values():
+        chain.config = config
     return SenseChains(chains, shared=task.shared_network, config=config, concept_labels=task.concept_labels)
 
 
