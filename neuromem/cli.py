@@ -27,7 +27,7 @@ app = typer.Typer(
 
 # sub-commands living next to the code they drive; each module exposes register(app)
 SUMMARY_METRICS = ("test_accuracy", "activation_sparsity", "energy_ratio", "retrieval_image_to_audio_recall@1")
-COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.export.nir.cli", "neuromem.engram.cli", "neuromem.bench.cli", "neuromem.train.cli")
+COMMAND_MODULES = ("neuromem.data.cli", "neuromem.export.cli", "neuromem.export.nir.cli", "neuromem.engram.cli", "neuromem.bench.cli", "neuromem.train.cli", "neuromem.study.retrieval_cli")
 
 
 def _split(value: str, flag: str, valid: list[str]) -> list[str]:
@@ -207,6 +207,7 @@ def ablate(
     trimodal_schedule: str = typer.Option("joint", help="Tri-modal training: joint (everything at once) or phased (the design document's four phases)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start every cell from this cell's weights where names and shapes fit (a cells/<cell_id> folder); what cannot transfer is named in one line."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="With --init-from: keep this part's transferred weights fixed: memory or front-end."),
+    pairing: Optional[str] = typer.Option(None, "--pairing", help="Two senses trained together (joint): class (a fresh same-digit partner every batch, the default) or item (one fixed partner per sample: stored episodes, for item-level retrieval)."),
 ) -> None:
     """Train and evaluate the modality x memory x seed grid; resumable."""
     from neuromem.data import resolve_data_root
@@ -261,6 +262,9 @@ def ablate(
 
     configs = with_transfer(configs, init_from, freeze)
     say_transfer(configs, lambda text: console.print(text, highlight=False, soft_wrap=True))
+    from neuromem.train.pairing import with_pairing
+
+    configs = with_pairing(configs, pairing)
     _check_neuron_options(configs)
     _check_front_and_augment(configs)
     from neuromem.bounds import check_training_memory

@@ -68,3 +68,13 @@ def chance_recall_at_1(query_labels, gallery_labels) -> float:
     query_labels, gallery_labels = _tensor(query_labels).reshape(-1), _tensor(gallery_labels).reshape(-1)
     relevant = (query_labels.unsqueeze(1) == gallery_labels.unsqueeze(0)).double()
     return relevant.mean(1).mean().item() if len(query_labels) else math.nan
+
+
+def item_retrieval_metrics(query, gallery, ks: Sequence[int] = (1, 5, 10), ndcg_k: int = 10) -> dict[str, float]:
+    """Item level: query i's only relevant gallery item is gallery i (paired rows, e.g. one visual and one spoken
+    sample of an episode); the same metrics as `retrieval_metrics` with item ids as labels (chance recall@1 = 1/N)."""
+    query, gallery = _tensor(query), _tensor(gallery)
+    if len(query) != len(gallery):
+        raise ValueError(f"item retrieval pairs row i of query with row i of gallery; got {len(query)} and {len(gallery)} rows")
+    items = torch.arange(len(query))
+    return retrieval_metrics(query, gallery, items, items, ks, ndcg_k)

@@ -16,7 +16,7 @@ VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_deca
 # Fields added after cells were first stored: left out of the identity while at their default, so every
 # cell trained before they existed keeps its id.
 OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
-                   "train_also": (), "neuron_options": (), "init_from": (), "freeze": ""}
+                   "train_also": (), "neuron_options": (), "init_from": (), "freeze": "", "pairing": ""}
 # option fields stored as {key: value} objects
 _OPTION_DICTS = ("task_options", "front_options", "neuron_options")
 
@@ -57,6 +57,7 @@ class CellConfig:
     # (its model.pt resolved, its cell id, the checkpoint's sha256); another source or other weights: another cell
     init_from: tuple[str, ...] = field(default_factory=tuple)
     freeze: str = ""  # a part that keeps the source's weights (`--freeze`, `neuromem.train.transfer.FREEZE_PARTS`)
+    pairing: str = ""  # "item": fixed one-to-one training pairs across senses (`neuromem.train.pairing`); "": by class
 
     @property
     def cell_id(self) -> str:
@@ -93,6 +94,8 @@ class CellConfig:
             parts.append(f"init_from={self.init_from[1]}")
         if self.freeze:
             parts.append(f"freeze={self.freeze}")
+        if self.pairing:
+            parts.append(f"pairing={self.pairing}")
         return " ".join(parts) or "default"
 
     def to_dict(self) -> dict[str, Any]:

@@ -128,10 +128,12 @@ def _num_classes(task: Task, data: Mapping[str, SplitData]) -> dict[str, int]:
 
 
 def _batches(
-    data: Mapping[str, SplitData], batch_size: int, generator: np.random.Generator
+    data: Mapping[str, SplitData], batch_size: int, generator: np.random.Generator,
+    fixed: Mapping[str, np.ndarray] | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Shuffled batches of the first data set; other data sets contribute a partner of the
-    same label for each sample (pairs of one concept across senses)."""
+    same label for each sample (pairs of one concept across senses): drawn afresh, or its `fixed` one
+    (`neuromem.train.pairing`, item pairing)."""
     names = list(data)
     primary = data[names[0]]
     by_label = {n: {c: np.flatnonzero(data[n].labels == c) for c in np.unique(primary.labels)} for n in names[1:]}
@@ -141,6 +143,9 @@ def _batches(
         x, y = primary.take(indices)
         inputs = {names[0]: x}
         for n in names[1:]:
+            if fixed is not None:
+                inputs[n], _ = data[n].take(fixed[n][indices])
+                continue
             partners = np.array([generator.choice(by_label[n][c]) for c in primary.labels[indices]])
             inputs[n], _ = data[n].take(partners)
         yield inputs, y
@@ -186,6 +191,12 @@ def _train(
     else:
         optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     augment = {name: Compose(config.augment, split.input_shape) for name, split in data.items()}
+    fixed = None
+    if config.pairing == "item":  # one fixed partner per sample of the first sense, every epoch
+        from neuromem.train.pairing import item_partners
+
+        first = next(iter(data.values()))
+        fixed = {n: item_partners(first.labels, split.labels, config.seed) for n, split in list(data.items())[1:]}
     # its own stream: an augmented run draws the same batches in the same order as an unaugmented one
     augment_generator = torch.Generator().manual_seed(config.seed)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -195,7 +206,7 @@ def _train(
     for epoch in range(config.epochs):
         anneal_delays(network, epoch / config.epochs)  # learnable delays (DCLS schedule); a no-op without them
         progress.phase(f"{label} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
-        for inputs, labels in _batches(data, config.batch_size, generator):
+        for inputs, labels in _batches(data, config.batch_size, generator, fixed):
             if config.augment:
                 # back to time-major storage (the front ends read x.transpose(0, 1) contiguously)
                 inputs = {name: augment[name](x, augment_generator).transpose(0, 1).contiguous().transpose(0, 1)
