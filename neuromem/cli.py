@@ -199,6 +199,7 @@ def ablate(
     rerun: Optional[str] = typer.Option(None, help="'stale': re-train finished cells whose model code or neuromem version changed (default: keep them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells the grid would run, one line each, and stop."),
     executor: str = typer.Option("local", help="local or ray."),
+    device: str = typer.Option("auto", "--device", help="Where cells train: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N; recorded in each cell's results, not part of its identity."),
     workers: int = typer.Option(1, min=1, help="Local worker processes (executor local)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray); default: start Ray here."),
     cpus_per_cell: float = typer.Option(1.0, min=0.1, help="CPUs reserved per cell on Ray."),
@@ -211,6 +212,7 @@ def ablate(
 ) -> None:
     """Train and evaluate the modality x memory x seed grid; resumable."""
     from neuromem.data import resolve_data_root
+    from neuromem.device import device_name
     from neuromem.memory import build_memory, memory_names
     from neuromem.models.frontends import NEURON_LAYERS
     from neuromem.accounting.energy import PROFILES
@@ -251,7 +253,7 @@ def ablate(
         for options in sweep.option_combinations(option_axes[name]):
             check_memory_options(name, options)
     fixed = dict(epochs=epochs, batch_size=batch_size, max_train_samples=max_train_samples, threads=threads,
-                 energy_profile=energy_profile)
+                 energy_profile=energy_profile, device=device_name(device))
     configs = sweep.expand_grid(modalities, memories, seeds, axes, option_axes, fixed,
                                 neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n,
                                 epochs_for=default_epochs)

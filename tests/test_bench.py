@@ -104,7 +104,7 @@ def test_peak_memory_measure_in_process(monkeypatch):
     [
         (["--configs", "nope"], "--configs: unknown configuration(s) nope; valid: shd-feedforward"),
         (["--inputs", "spec,nope"], "--inputs: unknown input kind(s) nope; valid: spec, data"),
-        (["--device", "tpu"], "--device: unknown device 'tpu'; valid: auto, cpu"),
+        (["--device", "tpu"], "--device 'tpu' is not a device; valid: auto, cpu"),
     ],
 )
 def test_bad_bench_flags_get_one_line_errors(args, message):
@@ -119,7 +119,7 @@ def test_bad_bench_flags_get_one_line_errors(args, message):
 def test_cuda_device_refused_where_there_is_none():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    with pytest.raises(ValueError, match="--device: device 'cuda' is not on this machine; valid: auto, cpu"):
+    with pytest.raises(ValueError, match="--device cuda: CUDA is not available on this machine; valid: auto, cpu"):
         check_arguments("spec", "cuda", None)
 
 

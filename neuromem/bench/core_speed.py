@@ -86,21 +86,11 @@ def input_kinds_for(config: BenchConfig, kinds: tuple[str, ...]) -> tuple[str, .
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """auto: CUDA when present, else the CPU; cpu, cuda, cuda:N as asked (ValueError if not here)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    valid = "auto, cpu" + (", cuda, cuda:N" if torch.cuda.is_available() else " (no CUDA device here)")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; valid: {valid}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported; valid: {valid}")
-    if resolved.type == "cuda" and (
-        not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()
-    ):
-        raise ValueError(f"device {device!r} is not on this machine; valid: {valid}")
-    return resolved
+    """auto: CUDA when present, else the CPU; cpu, cuda, cuda:N as asked (`neuromem.device`: a ValueError naming
+    --device, the value and what this machine has)."""
+    from neuromem.device import resolve_device as resolve
+
+    return resolve(device, "--device")
 
 
 def select_configs(config_names: list[str] | None) -> list[BenchConfig]:
@@ -126,7 +116,7 @@ def check_arguments(inputs: str, device: str, config_names: list[str] | None) ->
         try:
             check()
         except ValueError as error:
-            raise ValueError(f"{flag}: {error}") from None
+            raise ValueError(str(error) if str(error).startswith(flag) else f"{flag}: {error}") from None
 
 
 def default_configs(memories: list[str] | None = None) -> list[BenchConfig]:

@@ -11,6 +11,10 @@ from typing import Any
 # Fields that price a trained cell but do not change what is trained: left out of the digest
 # (a cell priced under another profile is the same trained cell; `neuromem reprice` re-prices it).
 PRICING_FIELDS = ("energy_profile",)
+# Fields of how a cell is run, not of what it learns: out of its identity and its variant (a cell trained on the GPU
+# is the same cell as on the CPU; its results record the device), and out of its stored config at their default.
+RUNTIME_FIELDS = {"device": "cpu"}
+_NOT_IDENTITY = (*PRICING_FIELDS, *RUNTIME_FIELDS)
 # Fields a variant label names when they differ from the defaults (memory options are always named).
 VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_decay")
 # Fields added after cells were first stored: left out of the identity while at their default, so every
@@ -34,6 +38,7 @@ class CellConfig:
     time_bins: int | None = None  # None: the data set's default binning
     max_train_samples: int | None = None  # per data set; None: the whole split
     threads: int = 1  # torch intra-op threads: fixed so that results match across executors
+    device: str = "cpu"  # resolved --device ("cpu", "cuda", "cuda:N"): recorded in the results, not in the identity
     memory_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     energy_profile: str = "horowitz-45nm"  # neuromem.accounting.energy.PROFILES
     # settings of an externally run task (trimodal: preset, schedule); left out of the identity when empty
@@ -66,14 +71,14 @@ class CellConfig:
         return f"{self.modality}-{self.memory}{kind}{fold}-s{self.seed}-{self.digest()[:8]}"
 
     def digest(self) -> str:
-        identity = {k: v for k, v in self.to_dict().items() if k not in PRICING_FIELDS}
+        identity = {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
         canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def variant_digest(self) -> str:
         """Identity of the configuration without its seed and fold: cells with the same variant digest
         are repetitions of one configuration (seeds, cross-validation folds) and may be averaged; others never are."""
-        identity = {k: v for k, v in self.to_dict().items() if k not in (*PRICING_FIELDS, "seed", "fold")}
+        identity = {k: v for k, v in self.to_dict().items() if k not in (*_NOT_IDENTITY, "seed", "fold")}
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
@@ -100,6 +105,9 @@ class CellConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for name, default in RUNTIME_FIELDS.items():
+            if getattr(self, name) == default:
+                del data[name]
         data["memory_options"] = dict(self.memory_options)
         for name, default in OPTIONAL_FIELDS.items():
             if getattr(self, name) == default:  # cells from before the field existed keep their identity
@@ -182,5 +190,5 @@ def config_problems(data: Any) -> list[str]:
 
 def stored_digest(data: dict[str, Any]) -> str:
     """The digest of a stored config dict as it is (unknown keys included: a newer version's cell keeps its id)."""
-    identity = {k: v for k, v in data.items() if k not in PRICING_FIELDS}
+    identity = {k: v for k, v in data.items() if k not in _NOT_IDENTITY}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()

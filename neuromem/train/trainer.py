@@ -27,6 +27,7 @@ from neuromem.data.augment import Compose
 from neuromem.data.batching import time_major_batch
 from neuromem.data.sparse_counts import SparseCounts
 from neuromem.data.sparse_counts import concatenate as join_counts
+from neuromem.device import describe, deterministic, resolve_device
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
@@ -211,6 +212,8 @@ def _train(
                 # back to time-major storage (the front ends read x.transpose(0, 1) contiguously)
                 inputs = {name: augment[name](x, augment_generator).transpose(0, 1).contiguous().transpose(0, 1)
                           for name, x in inputs.items()}
+            device = next(network.parameters()).device
+            inputs, labels = {name: x.to(device) for name, x in inputs.items()}, labels.to(device)
             output = network(inputs)
             loss = sum(F.cross_entropy(logits, labels) for logits in output.logits.values())
             loss = loss + network.memory.auxiliary_loss(output.memory, labels)
@@ -246,9 +249,9 @@ def _evaluate(network: MemoryNetwork, split: SplitData) -> dict[str, np.ndarray]
     predictions, representations = [], []
     for start in range(0, len(split.labels), EVAL_BATCH):
         x, _ = split.take(np.arange(start, min(start + EVAL_BATCH, len(split.labels))))
-        output = network({split.name: x})
-        predictions.append(output.logits[split.name].argmax(-1).numpy())
-        representations.append(output.memory.representations[split.name].float().numpy())
+        output = network({split.name: x.to(next(network.parameters()).device)})
+        predictions.append(output.logits[split.name].argmax(-1).cpu().numpy())
+        representations.append(output.memory.representations[split.name].float().cpu().numpy())
     network.memory.reset_memory()
     return {
         "predictions": np.concatenate(predictions),
@@ -266,8 +269,8 @@ def _cross_modal_retrieval(
     recalled = []
     for start in range(0, len(cue.labels), EVAL_BATCH):
         x, _ = cue.take(np.arange(start, min(start + EVAL_BATCH, len(cue.labels))))
-        spikes = network.encode({cue.name: x})[cue.name]
-        recalled.append(network.memory.retrieve(cue.name, spikes, target_name).float())
+        spikes = network.encode({cue.name: x.to(next(network.parameters()).device)})[cue.name]
+        recalled.append(network.memory.retrieve(cue.name, spikes, target_name).float().cpu())
     network.memory.reset_memory()
     scores = retrieval_metrics(torch.cat(recalled), torch.from_numpy(gallery), torch.from_numpy(cue.labels),
                                torch.from_numpy(gallery_labels))
@@ -323,7 +326,7 @@ def _run_external(config: CellConfig, data_root: Path, progress: ProgressSink) -
     module_name, _, function_name = EXTERNAL_TASKS[config.modality].partition(":")
     runner = getattr(importlib.import_module(module_name), function_name)
     started = time.perf_counter()
-    metrics = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root,
+    metrics = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root, device=config.device,
                      progress=progress, train_limit=config.max_train_samples, **dict(config.task_options),
                      **dict(config.memory_options))
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -335,6 +338,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
     progress = progress or ProgressSink()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    deterministic(device)
     if config.modality in EXTERNAL_TASKS:
         return _run_external(config, data_root, progress)
     task = TASKS.get(config.modality)
@@ -352,7 +357,7 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
     outcome = CellOutcome(metrics)
     accounts = []
     for group in _groups(task):
-        network = _build(config, group, train, classes)
+        network = _build(config, group, train, classes).to(device)
         metrics["parameters"] += sum(p.numel() for p in network.parameters())
         if config.init_from:  # another cell's weights where they fit (`neuromem.train.transfer`)
             from neuromem.train.transfer import initialise
@@ -362,7 +367,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         curve: dict[str, list[float]] = {d: [] for d in group}
         _train(network, {d: train[d] for d in group}, config, generator, progress, name,
                lambda epoch: _learning_curve_point(network, group, test, curve))
-        outcome.state[name] = network.state_dict()
+        # weights saved as CPU tensors: a GPU-trained checkpoint loads on a CPU-only machine
+        outcome.state[name] = {key: value.detach().cpu() for key, value in network.state_dict().items()}
         for d in group:
             parts = [("train", train[d]), ("test", test[d])] + ([("seen", seen[d])] if d in seen else [])
             for split_name, split in parts:
@@ -377,6 +383,7 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         for cue, target in itertools.permutations(group, 2):
             metrics.update(_cross_modal_retrieval(network, test[cue], target,
                                                   outcome.representations[f"{target}/representations"], test[target].labels))
+        network.cpu()  # accounting counts operations (and runs the Loihi chain) on the CPU
         accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
                                  config.energy_profile))
     metrics["learning_curve"] = [float(np.mean(epoch)) for epoch in zip(*(metrics[f"learning_curve_{d}"] for d in task.datasets))]
@@ -387,5 +394,6 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         metrics["speaker_gap"] = metrics["seen_accuracy"] - metrics["test_accuracy"]
         metrics["protocol"] = "leave one speaker out"
     metrics.update(_merge_accounts(accounts))
+    metrics.update(describe(device))  # where it ran: recorded, not part of the cell's identity
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     return outcome

@@ -16,8 +16,10 @@ never from the type or a field of `p`:
   On CPU both loops are numba kernels (`neuron_kernels.py`, compiled per model and
   surrogate; the surrogate is fused into the backward, which recomputes spikes from
   membranes; the recurrent input s_{t-1} W^T is summed over the spiking inputs
-  only); elsewhere (GPU, no numba) the torch loop runs: a pure per-step function
-  of the model's pieces (`torch_loop_step`, which `torch.compile` can fuse).
+  only); on CUDA with Triton, kernels generated from the model's pieces
+  (`neuromem.neurons.fused_gpu`: the whole T-step forward and backward each one
+  launch); elsewhere (no numba, no Triton) the torch loop runs: a pure per-step
+  function of the model's pieces (`torch_loop_step`).
 
 Spikes equal the reference path's. Membranes are bit for bit equal without a
 recurrent weight (the same model functions, so the same float operations in the
@@ -399,6 +401,11 @@ def neuron_sequence(
         return reference_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
     d = model.dynamics
     state = state if state is not None else model.initial_state(inputs[0])
+    if inputs.is_cuda:  # on CUDA: the Triton kernels generated from the model's dynamics (`neuromem.neurons.fused_gpu`)
+        from neuromem.neurons import fused_gpu
+
+        if fused_gpu.applies(model, inputs, recurrent_weight, *state):
+            return fused_gpu.fused_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
     aux0 = getattr(state, model.aux_field) if model.aux_field is not None else None
     outputs = _NeuronSequence.apply(
         inputs, recurrent_weight, aux0, state.membrane, state.spikes,
