@@ -205,7 +205,7 @@ def ablate(
     cpus_per_cell: float = typer.Option(1.0, min=0.1, help="CPUs reserved per cell on Ray."),
     threads: int = typer.Option(1, min=1, help="Torch threads per cell (part of the config: same threads, same numbers)."),
     preset: Optional[str] = typer.Option(None, help="Tri-modal network size: small, default or large (the design document's configurations); default: default where a GPU is present, else small."),
-    trimodal_schedule: str = typer.Option("joint", help="Tri-modal training: joint (everything at once) or phased (the design document's four phases)."),
+    trimodal_schedule: str = typer.Option("joint", help="Tri-modal training: joint (everything at once), phased (the design document's four phases) or zero-shot (text-image and text-audio pairs only: image <-> audio is then zero-shot)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start every cell from this cell's weights where names and shapes fit (a cells/<cell_id> folder); what cannot transfer is named in one line."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="With --init-from: keep this part's transferred weights fixed: memory or front-end."),
     pairing: Optional[str] = typer.Option(None, "--pairing", help="Two senses trained together (joint): class (a fresh same-digit partner every batch, the default) or item (one fixed partner per sample: stored episodes, for item-level retrieval)."),

@@ -60,7 +60,16 @@ from neuromem.metrics.retrieval import retrieval_metrics
 
 PHASES = ("encoders", "fusion", "central", "ttt")
 PRESET_NAMES = ("small", "default", "large")
-SCHEDULES = ("joint", "phased")
+SCHEDULES = ("joint", "phased", "zero-shot")
+# the zero-shot protocol (the design document's "zero-shot cross-modal transfer"): trained on text-image and
+# text-audio pairs only, never on image and audio together; image <-> audio retrieval is then zero-shot
+HELD_OUT = {"zero-shot": ("image", "audio")}
+
+
+def trained_pairs(schedule: str) -> list[tuple[str, str]]:
+    """The modality pairs a schedule aligns (every pair but the one it holds out)."""
+    held = set(HELD_OUT.get(schedule, ()))
+    return [pair for pair in itertools.combinations(MODALITIES, 2) if set(pair) != held]
 
 
 @dataclass(frozen=True)
@@ -180,9 +189,9 @@ def batch_loss(model: TriModalModel, batch: dict[str, torch.Tensor], recipe: Tri
             aux.append(net.central_memory.auxiliary_loss(memory_output, digits))
     if together and out["memory_output"] is not None:
         aux.append(net.central_memory.auxiliary_loss(out["memory_output"], digits))
-    pairs = list(itertools.combinations(MODALITIES, 2))
+    pairs = trained_pairs(recipe.schedule)
     align = sum(info_nce(singles[a], singles[b], digits, recipe.temperature) for a, b in pairs) / len(pairs)
-    directed = list(itertools.permutations(MODALITIES, 2))
+    directed = [d for a, b in pairs for d in ((a, b), (b, a))]
     predict = sum(
         info_nce(net.decode(singles[a], b), embeddings[b], digits, recipe.temperature) for a, b in directed
     ) / len(directed)
@@ -246,7 +255,9 @@ def train_trimodal(
                     shifted = phase == "ttt" or torch.rand((), generator=generator).item() < recipe.audio_noise_prob
                     noise = recipe.audio_noise_max * torch.rand((), generator=generator).item() if shifted else 0.0
                     batch = to_device(train_set.batch(rows, config.image_size, config.image_channels, noise, generator), device)
-                    loss, accuracy = batch_loss(model, batch, recipe, together=phase != "encoders")
+                    # the zero-shot protocol never fuses the held-out pair together: each sense alone
+                    together = phase != "encoders" and recipe.schedule not in HELD_OUT
+                    loss, accuracy = batch_loss(model, batch, recipe, together=together)
                     optimizer.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(params, recipe.grad_clip)
@@ -390,6 +401,7 @@ def run_trimodal_cell(
     network_options: dict[str, Any] | None = None,
     train_limit: int | None = None,
     device: str | None = None,
+    state_out: dict[str, Any] | None = None,
     **memory_options,
 ) -> dict[str, Any]:
     """One ablation cell on the tri-modal digits: train `epochs`, return flat metrics.
@@ -409,12 +421,21 @@ def run_trimodal_cell(
         # a seeded random subset: the SHD files are ordered by class, so a prefix would miss digits
         train_set = subset(train_set, np.sort(np.random.default_rng(seed).permutation(len(train_set))[:train_limit]))
     return train_and_evaluate(memory, seed, epochs, train_set, test_set, preset, progress, recipe, network_options,
-                              memory_options, device)  # fmt: skip
+                              memory_options, device, state_out)  # fmt: skip
+
+
+def trimodal_cell(**arguments) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ablation cell (`run_trimodal_cell`'s arguments): its metrics and its trained weights
+    ({"trimodal": state dict on the CPU}), which `neuromem evaluate` rebuilds the network from."""
+    state: dict[str, Any] = {}
+    metrics = run_trimodal_cell(**arguments, state_out=state)
+    return metrics, state
 
 
 def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="small", progress=None, recipe=None,
-                       network_options=None, memory_options=None, device=None) -> dict[str, Any]:  # fmt: skip
-    """The cell's body on in-memory data sets (`run_trimodal_cell` loads them from disk)."""
+                       network_options=None, memory_options=None, device=None, state_out=None) -> dict[str, Any]:  # fmt: skip
+    """The cell's body on in-memory data sets (`run_trimodal_cell` loads them from disk); `state_out` (a dict)
+    receives the trained weights under "trimodal"."""
     recipe = recipe or TriModalRecipe()
     device = device or default_device()
     model = build_model(memory, preset_name, seed, dict(memory_options or {}), network_options).to(device)
@@ -424,6 +445,10 @@ def train_and_evaluate(memory, seed, epochs, train_set, test_set, preset_name="s
     metrics: dict[str, Any] = evaluate_retrieval(model, test_set, seed=seed, embeddings=clean)
     if recipe.eval_audio_noise > 0:
         metrics.update(shifted_audio_metrics(model, test_set, recipe.eval_audio_noise, seed, clean))
+    if state_out is not None:
+        state_out["trimodal"] = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    if recipe.schedule in HELD_OUT:
+        metrics["held_out_pair"] = "-".join(HELD_OUT[recipe.schedule])
     metrics.update(
         model.network.describe(), preset=preset_name, schedule=recipe.schedule, device=str(device),
         final_train_loss=history[-1] if history else math.nan, parameters=sum(p.numel() for p in model.parameters()),

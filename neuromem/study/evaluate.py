@@ -13,6 +13,7 @@ which the report draws its curves.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import sqlite3
@@ -67,6 +68,11 @@ def _seed(config: CellConfig, evaluation: str, level: float) -> int:
 
 def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
     """Curves of one finished cell: one dict per (evaluation, level)."""
+    from neuromem.train.tasks import EXTERNAL_EVALUATORS
+
+    if config.modality in EXTERNAL_EVALUATORS:  # a task trained by its own runner is evaluated by its own code
+        module_name, _, function_name = EXTERNAL_EVALUATORS[config.modality].partition(":")
+        return getattr(importlib.import_module(module_name), function_name)(config, checkpoint, data_root, evaluations)
     from neuromem.study.store import read_checkpoint_file
     from neuromem.train import trainer
     from neuromem.train.tasks import TASKS

@@ -60,8 +60,11 @@ class _Tasks(Mapping):
 TASKS: Mapping[str, Task] = _Tasks()
 
 # Modalities trained by their own runner (dense paths): name -> "module:function" with the
-# signature of `neuromem.dense.trimodal.run_trimodal_cell`, returning flat metrics.
-EXTERNAL_TASKS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal:run_trimodal_cell"}
+# signature of `neuromem.dense.trimodal.run_trimodal_cell`, returning flat metrics (or (metrics, weights)).
+EXTERNAL_TASKS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal:trimodal_cell"}
+# how `neuromem evaluate` evaluates such a task's finished cells: "module:function" with the signature of
+# `neuromem.dense.trimodal_evaluate.evaluate_trimodal_cell` (config, checkpoint, data root, evaluations) -> rows
+EXTERNAL_EVALUATORS: dict[str, str] = {"trimodal": "neuromem.dense.trimodal_evaluate:evaluate_trimodal_cell"}
 EXTERNAL_TASK_DATASETS: dict[str, tuple[str, ...]] = {"trimodal": ("shd",)}  # images come from scikit-learn
 
 
@@ -82,5 +85,5 @@ def concept_of(dataset: str, labels: np.ndarray) -> np.ndarray:
     return get_dataset(dataset).concepts(np.asarray(labels))
 
 
-__all__ = ["Task", "TASKS", "CROSS_MODAL_TASKS", "EXTERNAL_TASKS", "EXTERNAL_TASK_DATASETS", "NUM_CONCEPTS",
+__all__ = ["Task", "TASKS", "CROSS_MODAL_TASKS", "EXTERNAL_TASKS", "EXTERNAL_EVALUATORS", "EXTERNAL_TASK_DATASETS", "NUM_CONCEPTS",
            "NO_CONCEPT", "concept_of", "default_epochs", "CROSS_MODAL_EPOCHS"]

@@ -326,11 +326,12 @@ def _run_external(config: CellConfig, data_root: Path, progress: ProgressSink) -
     module_name, _, function_name = EXTERNAL_TASKS[config.modality].partition(":")
     runner = getattr(importlib.import_module(module_name), function_name)
     started = time.perf_counter()
-    metrics = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root, device=config.device,
+    outcome = runner(memory=config.memory, seed=config.seed, epochs=config.epochs, data_root=data_root, device=config.device,
                      progress=progress, train_limit=config.max_train_samples, **dict(config.task_options),
                      **dict(config.memory_options))
+    metrics, state = outcome if isinstance(outcome, tuple) else (outcome, {})  # (metrics, weights) or metrics
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
-    return CellOutcome(metrics)
+    return CellOutcome(metrics, state=state)
 
 
 def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None = None) -> CellOutcome:
