@@ -126,3 +126,33 @@ def train_tiny_cell(modality, shape, memory, memory_options, neuron="lif", class
         loss.backward()
         optimizer.step()
     return net.eval(), inputs, labels
+
+
+# ---- headless Chromium: does a report's page load every figure?
+
+
+def chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def headless_chromium(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Chromium, headless, no network or profile of the user's, run on `args` (e.g. --dump-dom URL)."""
+    command = [
+        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def figures_loaded(html: Path, tmp_path: Path) -> tuple[int, int]:
+    """(figures loaded, figures on the page) of a neuromem report.html, as headless Chromium saw them
+    (the page's <body data-figures="loaded/total">)."""
+    import re
+
+    dom = headless_chromium(["--dump-dom", Path(html).resolve().as_uri()], tmp_path)
+    match = re.search(r'data-figures="(\d+)/(\d+)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    return int(match.group(1)), int(match.group(2))

@@ -120,6 +120,11 @@ class EventDataset:
         """Concept id of each label (NO_CONCEPT where the class names none). Default: none."""
         return np.full(np.shape(labels), NO_CONCEPT, dtype=np.int64)
 
+    def domains(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Named domains of the same concepts (e.g. the languages of a spoken-digit set): name -> mask of the
+        `labels` in it, in the order a domain-incremental study visits them. Default: {} (one domain)."""
+        return {}
+
     # -- stand-ins ---------------------------------------------------------------
     def stand_in(self, kind: str | None = None) -> StandIn:
         kind = kind or self.default_stand_in

@@ -20,7 +20,7 @@ import sqlite3
 import zlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,9 +40,9 @@ CREATE TABLE IF NOT EXISTS evaluations (
 """
 
 
-def _connect(store) -> sqlite3.Connection:
+def _connect(store, schema: str = SCHEMA) -> sqlite3.Connection:
     db = sqlite3.connect(store.path, timeout=30)
-    db.executescript(SCHEMA)
+    db.executescript(schema)
     return db
 
 
@@ -66,13 +66,9 @@ def _seed(config: CellConfig, evaluation: str, level: float) -> int:
     return zlib.crc32(f"{config.seed}/{evaluation}/{level!r}".encode())
 
 
-def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
-    """Curves of one finished cell: one dict per (evaluation, level)."""
-    from neuromem.train.tasks import EXTERNAL_EVALUATORS
-
-    if config.modality in EXTERNAL_EVALUATORS:  # a task trained by its own runner is evaluated by its own code
-        module_name, _, function_name = EXTERNAL_EVALUATORS[config.modality].partition(":")
-        return getattr(importlib.import_module(module_name), function_name)(config, checkpoint, data_root, evaluations)
+def load_cell(config: CellConfig, checkpoint: Path, data_root: Path):
+    """A finished cell rebuilt from its saved weights: (task, train splits, test splits, {group: network in
+    eval mode}), exactly as the trainer built them."""
     from neuromem.study.store import read_checkpoint_file
     from neuromem.train import trainer
     from neuromem.train.tasks import TASKS
@@ -90,6 +86,19 @@ def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluat
         network.load_state_dict(saved["state_dict"]["+".join(group)])
         network.eval()
         networks[tuple(group)] = network
+    return task, train, test, networks
+
+
+def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
+    """Curves of one finished cell: one dict per (evaluation, level)."""
+    from neuromem.train.tasks import EXTERNAL_EVALUATORS
+
+    if config.modality in EXTERNAL_EVALUATORS:  # a task trained by its own runner is evaluated by its own code
+        module_name, _, function_name = EXTERNAL_EVALUATORS[config.modality].partition(":")
+        return getattr(importlib.import_module(module_name), function_name)(config, checkpoint, data_root, evaluations)
+    from neuromem.train import trainer
+
+    task, train, test, networks = load_cell(config, checkpoint, data_root)
     clean = {d: trainer._evaluate(net, test[d])["representations"] for group, net in networks.items() for d in group}
     results = []
     for name in evaluations:
@@ -111,17 +120,16 @@ def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluat
     return results
 
 
-def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
-                   on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None,
-                   allow_stale: bool = False) -> int:
-    """Evaluate every finished cell of the store; returns how many cells were evaluated. Stale cells
-    (model code changed since training) are skipped unless `allow_stale`."""
+def usable_cells(store, data_root: Path, on_cell: Callable[[str, Any, str | None], None], allow_stale: bool = False
+                 ) -> Iterator[tuple[dict[str, Any], CellConfig, Path]]:
+    """The finished cells of the store whose saved weights can be evaluated on `data_root`: (row, config,
+    model.pt path); each other one is passed to on_cell(cell_id, None, why). Stale cells (model code changed
+    since training) are skipped unless `allow_stale`."""
     from neuromem.data.cache import root_fingerprint
 
     from neuromem.train.provenance import current_provenance, stale_reason
 
     fingerprint = root_fingerprint(data_root)
-    count = 0
     for row in store.rows():
         if row["status"] != "ok":
             continue
@@ -137,30 +145,53 @@ def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
         if stale and not allow_stale:  # rebuilt from today's code, the saved weights may not fit (or mean something else)
             on_cell(row["cell_id"], None, f"stale ({stale}); re-train it with `neuromem ablate ... --rerun stale`")
             continue
+        yield row, config, checkpoint
+
+
+CELL_ERRORS = (NeuromemError, RuntimeError, KeyError, TypeError, AttributeError)
+
+
+def cell_failure(error: BaseException, checkpoint: Path) -> str:
+    """One line for an error from rebuilding or evaluating a cell (one of CELL_ERRORS)."""
+    if isinstance(error, NeuromemError):
+        return str(error)
+    if isinstance(error, RuntimeError):  # load_state_dict: the saved weights do not fit the rebuilt network
+        return f"saved weights do not fit the network built today ({' '.join(str(error).split())[:200]})"
+    # a checkpoint without this cell's weights
+    return (f"{checkpoint} does not hold this cell's weights ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:120]}); re-train it")
+
+
+def write_rows(store, statement: str, rows: list[tuple], schema: str = SCHEMA) -> None:
+    """Rows into a table beside the store's cells (created by `schema`), in one transaction (a damaged or
+    locked store is one line)."""
+    try:
+        db = _connect(store, schema)
+        try:
+            with db:
+                db.executemany(statement, rows)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:
+        from neuromem.study.store import _unreadable
+
+        raise _unreadable(Path(store.path), error) from None
+
+
+def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
+                   on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None,
+                   allow_stale: bool = False) -> int:
+    """Evaluate every finished cell of the store; returns how many cells were evaluated. Stale cells
+    (model code changed since training) are skipped unless `allow_stale`."""
+    count = 0
+    for row, config, checkpoint in usable_cells(store, data_root, on_cell, allow_stale):
         try:
             results = evaluate_cell(config, checkpoint, data_root, evaluations)
-        except NeuromemError as error:
-            on_cell(row["cell_id"], None, str(error))
+        except CELL_ERRORS as error:
+            on_cell(row["cell_id"], None, cell_failure(error, checkpoint))
             continue
-        except RuntimeError as error:  # load_state_dict: the saved weights do not fit the rebuilt network
-            on_cell(row["cell_id"], None, f"saved weights do not fit the network built today ({' '.join(str(error).split())[:200]})")
-            continue
-        except (KeyError, TypeError, AttributeError) as error:  # a checkpoint without this cell's weights
-            on_cell(row["cell_id"], None, f"{checkpoint} does not hold this cell's weights ({type(error).__name__}: "
-                                          f"{' '.join(str(error).split())[:120]}); re-train it")
-            continue
-        try:
-            db = _connect(store)
-            try:
-                with db:
-                    db.executemany("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?)",
-                                   [(row["cell_id"], r["evaluation"], r["level"], json.dumps(r["metrics"])) for r in results])
-            finally:
-                db.close()
-        except sqlite3.DatabaseError as error:
-            from neuromem.study.store import _unreadable
-
-            raise _unreadable(Path(store.path), error) from None
+        write_rows(store, "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?)",
+                   [(row["cell_id"], r["evaluation"], r["level"], json.dumps(r["metrics"])) for r in results])
         count += 1
         on_cell(row["cell_id"], results, None)
     return count

@@ -22,6 +22,8 @@ from neuromem.train.config import VARIANT_FIELDS, CellConfig
 from neuromem.study.evaluate import load_evaluations
 from neuromem.study.figures import write_figures
 from neuromem.study.perturb import EVALUATIONS
+from neuromem.study.suites import load_suite_rows
+from neuromem.study.suites.report import suite_figures, suite_lines
 from neuromem.train.protocol import describe as describe_protocol
 from neuromem.study.stats import CONFIDENCE, PAIRED_TEST, paired, summarize
 from neuromem.study.store import ResultStore, atomic_write_text
@@ -359,7 +361,8 @@ def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
     summaries = [{"modality": g.modality, "memory": g.memory, "variant": g.variant, "variant_key": g.key,
                   **{f"test_accuracy_{k}": v for k, v in g.summary("test_accuracy").__dict__.items()}} for g in groups]
     payload = {**info, "cells": rows, "study": {"groups": summaries, "comparisons": study["comparisons"],
-                                                "paired_test": PAIRED_TEST, "evaluations": load_evaluations(store)}}
+                                                "paired_test": PAIRED_TEST, "evaluations": load_evaluations(store),
+                                                "memory_suites": load_suite_rows(store)}}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, default=_json_default))
     failed = [r for r in rows if r["status"] != "ok"]
     report = [
@@ -408,7 +411,9 @@ def write_reports(store: ResultStore, figures: bool = True) -> dict[str, Path]:
     report += _loihi_lines(groups)
     evaluations = load_evaluations(store)
     report += _evaluation_lines(groups, evaluations)
-    figures = write_figures(out, groups, evaluations) if figures else []
+    suite_rows = load_suite_rows(store)  # capacity, retention, interference, few-shot (neuromem.study.suites)
+    report += suite_lines(groups, suite_rows)
+    figures = write_figures(out, groups, evaluations) + suite_figures(out, groups, suite_rows) if figures else []
     if figures:
         report += ["## Figures", ""]
         report += [f"![{title}]({path.relative_to(out).as_posix()})" for title, path in figures] + [""]

@@ -79,15 +79,25 @@ def evaluate(
     completion: str = typer.Option("", help=f"Comma list of pattern-completion evaluations: {', '.join(COMPLETION)}."),
     data_root: Optional[Path] = typer.Option(None, help="Data root the cells were trained on (default: the run's, if it used one)."),
     allow_stale: bool = typer.Option(False, "--allow-stale", help="Also evaluate cells whose model code changed since training (their weights are loaded into today's network)."),
+    capacity: bool = typer.Option(False, "--capacity", help="Capacity: N-way accuracy of growing N (frozen network, nearest class mean); stored-pattern retrieval against load for associative memories, beside the modern-Hopfield bound."),
+    retention: bool = typer.Option(False, "--retention", help="Retention: accuracy with silence or background events between the sample and the readout."),
+    interference: bool = typer.Option(False, "--interference", help="Interference: a copy trained class- (and domain-) incrementally; forgetting and average accuracy."),
+    few_shot: bool = typer.Option(False, "--few-shot", help="Few-shot: k-shot (1, 5, 10) nearest-prototype accuracy on held-out classes with a frozen network."),
+    suite_epochs: Optional[int] = typer.Option(None, "--suite-epochs", min=1, help="Epochs per task of the copies --interference and --few-shot train (default: the cell's own, at most 3)."),
+    episodes: int = typer.Option(20, "--episodes", min=1, help="Few-shot episodes per (setting, k)."),
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
-    levels; curves go into the store, the report and one figure per evaluation."""
+    levels; and the memory suites (capacity, retention, interference, few-shot). Curves go into the store, the
+    report and one figure per evaluation or suite; a re-run keeps what is stored."""
     from neuromem.study.evaluate import evaluate_store, parse_evaluations
     from neuromem.study.report import write_reports
 
     chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
-    if not chosen:
-        raise NeuromemError(f"nothing to evaluate: give --robustness ({', '.join(ROBUSTNESS)}) and/or --completion ({', '.join(COMPLETION)})")
+    picked = [name for name, on in (("capacity", capacity), ("retention", retention), ("interference", interference),
+                                    ("few-shot", few_shot)) if on]
+    if not chosen and not picked:
+        raise NeuromemError(f"nothing to evaluate: give --robustness ({', '.join(ROBUSTNESS)}) and/or --completion "
+                            f"({', '.join(COMPLETION)}), or a memory suite: --capacity, --retention, --interference, --few-shot")
     store = _open_store(run, writes=True)
     if data_root is None:
         roots = [r for r in store.run_info().get("data_root", "").split("; ") if r]
@@ -105,12 +115,32 @@ def evaluate(
         console.print(f"[green]✓[/] {cell_id}: accuracy at the strongest level " +
                       ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
 
-    count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale)
+    count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale) if chosen else 0
+    suite_count = _run_suites(store, data_root, picked, suite_epochs, episodes, allow_stale) if picked else 0
     _say_rejected(store)
     paths = write_reports(store)
-    console.print(f"evaluated {count} cells ({', '.join(chosen)}); report: {paths['report']}")
-    if count == 0:  # a run that did nothing is not a success
+    if chosen:
+        console.print(f"evaluated {count} cells ({', '.join(chosen)}); report: {paths['report']}")
+    if picked:
+        console.print(f"memory suites ({', '.join(picked)}): {suite_count} (cell, suite) results in the store; "
+                      f"report: {paths['report']}")
+    if (chosen and count == 0) or (picked and suite_count == 0):  # a run that did nothing is not a success
         raise NeuromemError(f"no cell of {run} was evaluated (the reasons are above)")
+
+
+def _run_suites(store, data_root: Path, picked: list[str], epochs: Optional[int], episodes: int, allow_stale: bool) -> int:
+    from neuromem.study.suites import SuiteOptions, run_suites
+
+    def show(cell_id, suite, rows, note) -> None:
+        where = f"{cell_id} {suite}" if suite else cell_id
+        if rows is None:
+            console.print(f"[yellow]-[/] {where}: {note}", highlight=False, soft_wrap=True)
+            return
+        curves = sorted({r["curve"] for r in rows})
+        console.print(f"[green]✓[/] {where}: {len(rows)} rows ({', '.join(curves)})" + (f"; {note}" if note else ""),
+                      highlight=False, soft_wrap=True)
+
+    return run_suites(store, data_root, picked, SuiteOptions(epochs=epochs, episodes=episodes), show, allow_stale)
 
 
 def register(app: typer.Typer) -> None:

@@ -69,3 +69,7 @@ class SHD(EventDataset):
     def concepts(self, labels: np.ndarray) -> np.ndarray:
         # labels 0-9 are the English digits, 10-19 the German ones in the same order
         return np.asarray(labels, dtype=np.int64) % NUM_CONCEPTS
+
+    def domains(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        labels = np.asarray(labels)
+        return {"English": labels < NUM_CONCEPTS, "German": labels >= NUM_CONCEPTS}
