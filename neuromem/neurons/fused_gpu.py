@@ -382,17 +382,6 @@ class _FusedSequence(torch.autograd.Function):
 
 def fused_sequence(model, inputs, p, recurrent_weight=None, state=None, return_membrane=False):
     """A template model over a whole (T, batch, ...) sequence on the generated kernels (as `neuron_sequence`)."""
-    from neuromem.neurons.functional.neuron import _make_state
+    from neuromem.neurons.functional.neuron import template_sequence
 
-    d = model.dynamics
-    state = state if state is not None else model.initial_state(inputs[0])
-    aux0 = getattr(state, model.aux_field) if model.aux_field is not None else None
-    outputs = _FusedSequence.apply(
-        inputs, recurrent_weight, aux0, state.membrane, state.spikes,
-        model, d.constants(p), p.reset == "zero", p.surrogate, float(p.surrogate_slope),
-    )
-    spikes, membranes = outputs[0], outputs[1]
-    final = _make_state(model, outputs[2] if len(outputs) > 2 else None, membranes[-1], spikes[-1])
-    if return_membrane:
-        return spikes, final, membranes
-    return spikes, final
+    return template_sequence(_FusedSequence, model, inputs, p, recurrent_weight, state, return_membrane)

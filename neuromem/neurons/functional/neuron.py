@@ -399,15 +399,21 @@ def neuron_sequence(
         if _FAST_PATH and model.sequence is not None:
             return model.sequence(inputs, p, recurrent_weight, state, return_membrane)
         return reference_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
-    d = model.dynamics
     state = state if state is not None else model.initial_state(inputs[0])
     if inputs.is_cuda:  # on CUDA: the Triton kernels generated from the model's dynamics (`neuromem.neurons.fused_gpu`)
         from neuromem.neurons import fused_gpu
 
         if fused_gpu.applies(model, inputs, recurrent_weight, *state):
             return fused_gpu.fused_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
+    return template_sequence(_NeuronSequence, model, inputs, p, recurrent_weight, state, return_membrane)
+
+
+def template_sequence(function, model, inputs, p, recurrent_weight, state, return_membrane):
+    """A template model's sequence through `function` (an autograd Function taking `_NeuronSequence`'s arguments)."""
+    d = model.dynamics
+    state = state if state is not None else model.initial_state(inputs[0])
     aux0 = getattr(state, model.aux_field) if model.aux_field is not None else None
-    outputs = _NeuronSequence.apply(
+    outputs = function.apply(
         inputs, recurrent_weight, aux0, state.membrane, state.spikes,
         model, d.constants(p), p.reset == "zero", p.surrogate, float(p.surrogate_slope),
     )
