@@ -11,7 +11,7 @@ pairs already there. Every draw is seeded by (cell seed, suite, curve, level): s
 from __future__ import annotations
 
 import json
-import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,7 +36,7 @@ class Suite:
     flag: str
     title: str
     run: Callable[[CellContext], tuple[list[dict[str, Any]], list[str]]]
-    value_name: str  # what metrics["value"] is
+    value_name: Callable[[str], str]  # what metrics["value"] is, per curve
     level_name: Callable[[str], str]  # the x axis of a curve
     about: str  # one paragraph for the report: what the curves mean
     summary_keys: tuple[str, ...] = ()  # further metrics the report's table shows (at the last level)
@@ -48,31 +48,32 @@ def _suites() -> dict[str, Suite]:
 
     return {s.name: s for s in (
         Suite("capacity", "--capacity", "Capacity", capacity.run,
-              "N-way accuracy (nearest class mean) / fraction of stored patterns retrieved",
+              lambda c: "N-way accuracy (nearest class mean)" if c == "n-way" else "stored patterns retrieved",
               lambda c: "number of classes N" if c == "n-way" else "load P / d (stored patterns per dimension)",
               "n-way: the trained network frozen as the feature space, N random classes of the cell's own data, "
               "a nearest-class-mean classifier (cosine) from up to 50 training samples per class, tested on their "
               "test samples (dotted: chance). patterns: for memories that declare an associative recall, P random "
               "patterns of the memory's own trained norm stored, cued with noise of the given fraction of their "
-              "norm, retrieved by the memory's own rule (one run); correct when nearest to the cued pattern. "
+              "norm, retrieved by the memory's own rule (one run); correct when nearest to the cued pattern and at most half as "
+              "far from it as the cue. "
               "theory_load: Ramsauer et al. 2020, Theorem 3 (p = 0.001) at the memory's beta and pattern norm, "
               "a lower bound on what is stored; empty where its condition fails.",
               ("theory_load",), log_x=lambda c: c != "n-way"),
-        Suite("retention", "--retention", "Retention", retention.run, "test accuracy",
+        Suite("retention", "--retention", "Retention", retention.run, lambda c: "test accuracy",
               lambda c: f"delay of {c} after the sample (multiples of its length in bins)",
               "Each test sample followed by silence or by unstructured Poisson background (the test set's mean "
               "rate per bin and cell) before the readout. neuromem's readouts pool the memory's output over the "
               "whole sequence in a fixed number of windows, so this measures how the trained code survives being "
               "squeezed into the early windows and followed by nothing (or noise), not the decay of a held state."),
         Suite("interference", "--interference", "Interference and continual learning", interference.run,
-              "accuracy on task 1", lambda c: "after task (1, 2)",
+              lambda c: "accuracy on task 1", lambda c: "after task (1, 2)",
               "A fresh copy of the cell's network (same config and seed) trained on task 1, then task 2, no replay. "
               "class-incremental: concepts (digits) 0-4 then 5-9, one head; domain-incremental: where a data set "
               "declares domains (SHD: English then German digits), labelled by concept. forgetting = task-1 "
               "accuracy after task 1 minus after task 2; average over the tasks trained; dashed / "
               "*_without_writes: a memory that writes at test time, reset before every batch.",
               ("average_accuracy", "forgetting", "forgetting_without_writes")),
-        Suite("few-shot", "--few-shot", "Few-shot", few_shot.run, "k-shot accuracy (nearest prototype)",
+        Suite("few-shot", "--few-shot", "Few-shot", few_shot.run, lambda c: "k-shot accuracy (nearest prototype)",
               lambda c: "shots per class k",
               "Nearest prototype (cosine class mean) on the frozen network's memory representations; "
               "held-out classes: the interference suite's copy after task 1, on the classes it never trained "
@@ -100,17 +101,9 @@ def _done(store, cell_id: str) -> set[str]:
 
 def load_suite_rows(store) -> list[dict[str, Any]]:
     """Every stored suite row: cell_id, suite, curve, level and its metrics."""
-    if not Path(store.path).is_file():
-        return []
-    db = sqlite3.connect(store.path, timeout=30)
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "suite_results" not in tables:
-            return []
-        rows = db.execute("SELECT cell_id, suite, curve, level, metrics FROM suite_results "
-                          "ORDER BY cell_id, suite, curve, level").fetchall()
-    finally:
-        db.close()
+    from neuromem.study.evaluate import read_table
+
+    rows = read_table(store, "suite_results", "cell_id, suite, curve, level, metrics")
     return [{"cell_id": c, "suite": s, "curve": cv, "level": lvl, **json.loads(m)} for c, s, cv, lvl, m in rows]
 
 
@@ -141,6 +134,7 @@ def run_suites(store, data_root: Path, names: Sequence[str], options: SuiteOptio
             on_cell(cell_id, None, None, cell_failure(error, checkpoint))
             continue
         for name in todo:
+            started = time.perf_counter()
             try:
                 rows, notes = registry[name].run(ctx)
             except NotApplicable as reason:
@@ -152,7 +146,7 @@ def run_suites(store, data_root: Path, names: Sequence[str], options: SuiteOptio
             write_rows(store, "INSERT OR REPLACE INTO suite_results VALUES (?, ?, ?, ?, ?)",
                        [(cell_id, name, r["curve"], r["level"], json.dumps(r["metrics"])) for r in rows], SCHEMA)
             count += 1
-            on_cell(cell_id, name, rows, "; ".join(notes) or None)
+            on_cell(cell_id, name, rows, "; ".join([*notes, f"{time.perf_counter() - started:.1f} s"]))
     return count
 
 

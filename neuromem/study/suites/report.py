@@ -60,7 +60,7 @@ def suite_lines(groups, rows: list[dict[str, Any]]) -> list[str]:
                 body.append([label, str(len({r["cell_id"] for r in mine})),
                              *(_cell([r["value"] for r in mine if r["level"] == lvl]) for lvl in levels),
                              *(_cell([r.get(k) for r in last], percent=k != "theory_load") for k in extra)])
-            lines += [f"{curve}: {suite.value_name} against {suite.level_name(curve)}.", "", _table(header, body), ""]
+            lines += [f"{curve}: {suite.value_name(curve)} against {suite.level_name(curve)}.", "", _table(header, body), ""]
         notes = sorted({r["rule"] for rs in found[name].values() for mine in rs.values() for r in mine if r.get("rule")})
         theory = sorted({r["theory"] for rs in found[name].values() for mine in rs.values() for r in mine if r.get("theory")})
         lines += [f"- retrieval rule: {n}" for n in notes] + [f"- theory: {t}" for t in theory] + ([""] if notes or theory else [])
@@ -103,13 +103,16 @@ def suite_figures(out: Path, groups, rows: list[dict[str, Any]]) -> list[tuple[s
                                label=f"{label}: theory, >= {np.mean(theory):.3g} P/d stored")
             if suite.log_x(curve):
                 ax.set_xscale("log")
+            every_level = sorted({r["level"] for mine in found[name][curve].values() for r in mine})
+            if len(every_level) <= 6:
+                ax.set_xticks(every_level)
             ax.set_title(curve + ("" if name != "capacity" or curve == "n-way" or any(
                 r.get("theory_load") for mine in found[name][curve].values() for r in mine)
                 else " (theorem's condition fails: no bound)"), fontsize=9)
             ax.set_xlabel(suite.level_name(curve), fontsize=8)
-            ax.set_ylabel(f"{suite.value_name} (%)", fontsize=8)
+            ax.set_ylabel(f"{suite.value_name(curve)} (%)", fontsize=8)
             ax.set_ylim(0, 100)
             ax.legend(fontsize=6)
-        figure.suptitle(f"{suite.title}, mean ± std over seeds")
+        figure.suptitle(f"{suite.title}, mean ± std over seeds", y=1.03)
         made.append((f"Memory suite: {name}", _save(figure, Path(out) / FIGURES_DIR / f"suite-{name}.png")))
     return made
