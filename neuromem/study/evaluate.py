@@ -46,18 +46,24 @@ def _connect(store, schema: str = SCHEMA) -> sqlite3.Connection:
     return db
 
 
-def load_evaluations(store) -> list[dict[str, Any]]:
-    """Every stored evaluation row: cell_id, evaluation, kind, level, metrics (empty if none)."""
+def read_table(store, table: str, columns: str) -> list[tuple]:
+    """`columns` of every row of a table beside the store's cells, ordered by them ([] where the store or
+    the table is absent)."""
     if not Path(store.path).is_file():
         return []
     db = sqlite3.connect(store.path, timeout=30)
     try:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "evaluations" not in tables:
+        if table not in tables:
             return []
-        rows = db.execute("SELECT cell_id, evaluation, level, metrics FROM evaluations ORDER BY cell_id, evaluation, level").fetchall()
+        return db.execute(f"SELECT {columns} FROM {table} ORDER BY {columns}").fetchall()
     finally:
         db.close()
+
+
+def load_evaluations(store) -> list[dict[str, Any]]:
+    """Every stored evaluation row: cell_id, evaluation, kind, level, metrics (empty if none)."""
+    rows = read_table(store, "evaluations", "cell_id, evaluation, level, metrics")
     return [{"cell_id": c, "evaluation": e, "kind": EVALUATIONS[e].kind if e in EVALUATIONS else "?", "level": lvl,
              **json.loads(m)} for c, e, lvl, m in rows]
 
