@@ -43,7 +43,7 @@ def retrieval(
     paths = write_reports(store)
     console.print(f"item retrieval of {count} cells; report: {paths['report']}")
     if count == 0:
-        raise NeuromemError(f"no cell of {run} was evaluated: item retrieval needs joint or parallel cells")
+        raise NeuromemError(f"no cell of {run} was evaluated (item retrieval takes joint and parallel cells; reasons above)")
 
 
 def register(app: typer.Typer) -> None:
