@@ -3,13 +3,14 @@
 #
 #   bash benchmarks/gpu_check.sh prepare   # HERE, with internet: wheels the GPU machine lacks into .whl/ (git-ignored
 #                                          # through .git/info/exclude; carry it: the device tool's `carry: [".whl"]`)
-#   bash benchmarks/gpu_check.sh           # THERE: install them, then the CUDA tests, the GPU bench and one
-#                                          # `ablate --device cuda` SHD hopfield cell end to end; results under $OUT
+#   bash benchmarks/gpu_check.sh           # THERE: install them, then the CUDA tests, the GPU bench, SHD hopfield
+#                                          # cells end to end on CUDA (fp32 and bf16), evaluate / engram / export
+#                                          # --compare with --device cuda; results under $OUT
 #
 # What the GPU image has (/work/.library/device/KINDS.md, 2026-11): Python 3.12, torch 2.11 (CUDA 13), triton 3.6,
 # numba, h5py, scipy, scikit-learn, matplotlib, typer, rich. What neuromem needs beside them: tonic (+ expelliarmus,
 # importRosbag, librosa and its own needs), nir, snntorch and norse (the bench's peers). Budget: under 8 minutes
-# (each step has its own `timeout`); every step's log lands in $OUT, and a failed step does not stop the next.
+# (each step has its own `timeout`, together 460 s); every step's log lands in $OUT, a failed step does not stop the next.
 # Status: written, never run: no device machine was lent to the session that wrote it (benchmarks/README.md).
 set -u
 cd "$(dirname "$0")/.."
@@ -55,18 +56,20 @@ fi
 python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0), triton.__version__)" \
     > "$OUT/versions.txt" 2>&1
 
-# 2. the CUDA tests: the generated kernels on the GPU against the CPU reference (every model x surrogate x recurrence)
-step tests 180 python3 -m pytest -q -p no:cacheprovider tests/test_device_path.py
+# 2. the CUDA tests: the generated kernels on the GPU against the CPU reference (every model x surrogate x recurrence;
+#    SE-adLIF too); the commands' --device tests skip there (they check the refusal of a missing CUDA)
+step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_device_path.py
 
 # 3. the GPU bench (neuromem vs snnTorch vs Norse on CUDA; a short run: 3 repetitions, no peak-memory subprocesses)
-step bench 150 python3 -m neuromem bench --device cuda --inputs spec --repetitions 3 --no-memory \
+step bench 80 python3 -m neuromem bench --device cuda --inputs spec --repetitions 3 --no-memory \
     --configs shd-feedforward,shd-recurrent,nmnist-conv --out "$OUT/bench.md"
 
-# 4. one cell end to end on the GPU: embedded SHD-like data, hopfield, 2 epochs; then its checkpoint on the CPU
-step ablate 150 python3 -m neuromem ablate --modality shd --memory hopfield --epochs 2 --device cuda \
-    --out /tmp/gpu-cell
+# 4. cells end to end on the GPU: embedded SHD-like data, hopfield, 2 epochs x 1024 samples, fp32 and bf16 autocast
+#    (--precision; the CPU's bf16 numbers are in benchmarks/README.md); then a checkpoint on the CPU
+step ablate 90 python3 -m neuromem ablate --modality shd --memory hopfield --epochs 2 --max-train-samples 1024 \
+    --precision fp32,bf16 --device cuda --out /tmp/gpu-cell
 cp /tmp/gpu-cell/results.json "$OUT/ablate-results.json" 2>/dev/null
-step checkpoint-on-cpu 60 env CUDA_VISIBLE_DEVICES= python3 -c "
+step checkpoint-on-cpu 20 env CUDA_VISIBLE_DEVICES= python3 -c "
 import glob, torch
 def tensors(x):
     if isinstance(x, torch.Tensor):
@@ -77,5 +80,18 @@ def tensors(x):
 path = glob.glob('/tmp/gpu-cell/cells/*/model.pt')[0]
 loaded = torch.load(path, weights_only=True)  # no map_location, no CUDA visible: fails if a tensor was saved on the GPU
 print(path, 'all CPU tensors:', all(t.device.type == 'cpu' for t in tensors(loaded)))"
+
+# 5. the other commands' --device: evaluate (the cells' networks on CUDA; level 0 must equal the stored test
+#    accuracy), engram of a parallel cell (its permutation nulls on CUDA), export --to nir --compare (the cell and neuromem's reading of
+#    its graph on CUDA, Norse beside them on the CPU) of a spiking cell trained on CUDA
+step evaluate 40 python3 -m neuromem evaluate /tmp/gpu-cell --robustness noise --device cuda
+cp /tmp/gpu-cell/results.json "$OUT/evaluate-results.json" 2>/dev/null
+step engram-cell 40 python3 -m neuromem ablate --modality parallel --memory hopfield --epochs 1 \
+    --max-train-samples 256 --device cuda --out /tmp/gpu-pair
+step engram 15 python3 -m neuromem engram /tmp/gpu-pair --permutations 2000 --device cuda --out "$OUT/engram.html"
+step nir-cell 40 python3 -m neuromem ablate --modality shd --memory hopfield-spiking --neuron-option reset=zero \
+    --epochs 1 --max-train-samples 512 --device cuda --out /tmp/gpu-nir
+step export-compare 15 sh -c 'python3 -m neuromem export /tmp/gpu-nir --to nir --out /tmp/gpu-nir/cell.nir \
+    --compare 32 --device cuda'
 
 echo "total seconds=$(( $(date +%s) - started ))" | tee -a "$OUT/steps.txt"

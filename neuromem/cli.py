@@ -200,6 +200,7 @@ def ablate(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells the grid would run, one line each, and stop."),
     executor: str = typer.Option("local", help="local or ray."),
     device: str = typer.Option("auto", "--device", help="Where cells train: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N; recorded in each cell's results, not part of its identity."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (default: no autocast), bf16 or fp16 (CUDA only): the synaptic products under torch autocast, the neuron state in float32; part of the cell's identity when not fp32 (a comma list is a sweep axis)."),
     workers: int = typer.Option(1, min=1, help="Local worker processes (executor local)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (executor ray); default: start Ray here."),
     cpus_per_cell: float = typer.Option(1.0, min=0.1, help="CPUs reserved per cell on Ray."),
@@ -254,10 +255,17 @@ def ablate(
             check_memory_options(name, options)
     fixed = dict(epochs=epochs, batch_size=batch_size, max_train_samples=max_train_samples, threads=threads,
                  energy_profile=energy_profile, device=device_name(device))
+    from neuromem.precision import PRECISIONS, check_precision
+
+    axes["precision"] = [check_precision(p, fixed["device"]) for p in _split(precision, "--precision", list(PRECISIONS))]
     configs = sweep.expand_grid(modalities, memories, seeds, axes, option_axes, fixed,
                                 neuron_for=lambda m, n: "dense" if m in EXTERNAL_TASKS else n,
                                 epochs_for=default_epochs)
     configs = _with_trimodal_options(configs, modalities, preset, trimodal_schedule)
+    external = sorted({c.modality for c in configs if c.modality in EXTERNAL_TASKS and c.precision != "fp32"})
+    if external:
+        raise NeuromemError(f"--precision {precision}: {', '.join(external)} cells are trained by their own runner, "
+                            "in fp32 only; valid for them: fp32")
     configs = sweep.with_variants(configs, front_axes, recipes, neuron_axes)
     configs = _with_extra_roots(configs, train_also, data_root)
     from neuromem.train.transfer import say_transfer, with_transfer

@@ -1,8 +1,10 @@
 """The GPU path without a GPU, and --device (issue 29).
 
 - The Triton kernels generated from the neuron registry (`neuromem.neurons.fused_gpu`) run on CPU tensors under
-  Triton's interpreter (TRITON_INTERPRET=1) and equal the reference step for every registered model x surrogate x
+  Triton's interpreter (TRITON_INTERPRET=1) and equal the reference step for every covered model x surrogate x
   recurrence: spikes and membranes equal, gradients (inputs, recurrent weight, initial state) to float rounding.
+  Covered: the template models, and SE-adLIF from its own step functions (its `gpu_module`); the Loihi neuron is
+  not (its fixed-point update keeps its own paths on CUDA).
 - Each pair's kernels compile for an sm_90 (H100) target on this CPU-only machine (Triton's own ptxas): what a GPU
   would run is the same source the interpreter ran.
 - `--device`: resolved and checked in one module; a device this machine lacks is one line and exit 2; the device is
@@ -38,10 +40,10 @@ def interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
-def _case(model, surrogate: str, recurrent: bool, device: str = "cpu", seed: int = 0):
+def _case(model, surrogate: str, recurrent: bool, device: str = "cpu", seed: int = 0, **fields):
     """Inputs, recurrent weight and an initial state (all leaves needing gradients) for one comparison."""
     g = torch.Generator().manual_seed(seed)
-    p = model.make_parameters(surrogate=surrogate, threshold=0.5)
+    p = model.make_parameters(surrogate=surrogate, threshold=0.5, **fields)
     inputs = torch.rand(STEPS, BATCH, SIZE, generator=g) * 1.2
     weight = torch.randn(SIZE, SIZE, generator=g) * 0.3 if recurrent else None
     fields = {name: torch.rand(BATCH, SIZE, generator=g) * 0.4 for name in model.state._fields}
@@ -63,10 +65,10 @@ def _grads(loss, leaves):
     return torch.autograd.grad(loss, leaves, allow_unused=True)
 
 
-def _compare(model, surrogate, recurrent, run, device="cpu"):
-    p, inputs, weight, state, leaves, upstream = _case(model, surrogate, recurrent, device)
+def _compare(model, surrogate, recurrent, run, device="cpu", **fields):
+    p, inputs, weight, state, leaves, upstream = _case(model, surrogate, recurrent, device, **fields)
     spikes, final, membranes = run(model, inputs, p, weight, state, return_membrane=True)
-    ref_p, ref_inputs, ref_weight, ref_state, ref_leaves, ref_upstream = _case(model, surrogate, recurrent)
+    ref_p, ref_inputs, ref_weight, ref_state, ref_leaves, ref_upstream = _case(model, surrogate, recurrent, **fields)
     ref_spikes, ref_final, ref_membranes = reference_sequence(model, ref_inputs, ref_p, ref_weight, ref_state, True)
     assert 0.05 < ref_spikes.mean().item() < 0.95, "the case must spike and stay silent somewhere"
     assert torch.equal(spikes.cpu(), ref_spikes)
@@ -84,8 +86,8 @@ def _compare(model, surrogate, recurrent, run, device="cpu"):
 
 
 def _uncovered_reason(model) -> str:
-    return (f"neuron model {model.name!r} is outside the template the fused GPU path is generated from (its own "
-            "fast path stays its CUDA path): not covered")
+    return (f"neuron model {model.name!r} is outside the template the fused GPU path is generated from and names no "
+            "gpu_module of its own (its own fast path stays its CUDA path): not covered")
 
 
 @needs_triton
@@ -138,14 +140,51 @@ def test_generated_kernels_compile_for_a_gpu_target(monkeypatch, name, surrogate
         assert compiled.asm["cubin"] and "fma.rn" not in compiled.asm["ptx"]
 
 
+@needs_triton
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_se_adlif_s_kernels_compile_for_a_gpu_target(monkeypatch, surrogate):
+    """SE-adLIF's kernels, generated from its own step functions, compile to sm_90 without fused multiply-add."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    model = get_neuron("se-adlif")
+    module = fused_gpu.generated(model, surrogate)
+    constants = {f"c{i}": "fp32" for i in range(fused_gpu.kernel_form(model).constants)}
+    surrogate_constants = {f"sc{i}": "fp32" for i in range(len(get_surrogate(surrogate).constants(1.0)))}
+    scalars = {"n": "i32", "t_low": "i32", "t_high": "i32"}
+    try:
+        forward = _compile_for_sm90(
+            module.forward, {**{k: "*fp32" for k in ("x_ptr", "fb_ptr", "w_ptr", "m_ptr", "s_ptr", "m_out_ptr",
+                                                     "s_out_ptr")}, **scalars, **constants},
+            {"ZERO_RESET": True, "FED": True, "BLOCK": fused_gpu.BLOCK})
+    except RuntimeError as error:
+        pytest.skip(f"Triton cannot compile for sm_90 on this machine: {error}")
+    backward = _compile_for_sm90(
+        module.backward, {**{k: "*fp32" for k in ("v_seq_ptr", "gs_ptr", "gm_ptr", "fb_ptr", "gd_ptr", "grad_m_ptr",
+                                                  "grad_w_ptr")}, **scalars, "steps": "i32", **constants,
+                          **surrogate_constants},
+        {"ZERO_RESET": False, "HAS_GS": True, "HAS_GM": True, "FED": True, "BLOCK": fused_gpu.BLOCK})
+    for compiled in (forward, backward):
+        assert compiled.asm["cubin"] and "fma.rn" not in compiled.asm["ptx"]
+
+
+@needs_triton
+@pytest.mark.parametrize("recurrent", [False, True], ids=["feedforward", "recurrent"])
+def test_se_adlif_s_generated_kernels_equal_its_reference_step_with_the_other_reset(interpreter, recurrent):
+    """(its default reset, zero, runs in the test above for every surrogate)"""
+    _compare(get_neuron("se-adlif"), "atan", recurrent, fused_gpu.fused_sequence, reset="subtract")
+
+
 def test_the_generated_source_is_the_registry_s_dynamics():
     """One model's module carries its own pieces (and the helpers they call) and the surrogate's derivative."""
     source = fused_gpu.kernel_source(get_neuron("cuba"), "triangle")
     for piece in ("cuba___charge", "cuba___current", "membrane__leaky_charge", "triangle___compiled_grad",
                   "FILTERED = tl.constexpr(True)", "ADAPTIVE = tl.constexpr(False)", "tl.where("):
         assert piece in source, piece
-    with pytest.raises(ValueError, match="outside the template"):
+    with pytest.raises(ValueError, match="outside the template and names no gpu_module"):
         fused_gpu.kernel_source(get_neuron("loihi"), "atan")
+    source = fused_gpu.kernel_source(get_neuron("se-adlif"), "atan")  # SE-adLIF: its own functions, its own kernels
+    for piece in ("se_adlif__charge", "se_adlif__adapt", "se_adlif__membrane_adjoint", "se_adlif__through_reset",
+                  "se_adlif__reset_membrane", "atan___compiled_grad"):
+        assert piece in source, piece
 
 
 def test_the_cpu_path_never_runs_the_generated_kernels(monkeypatch):

@@ -1,4 +1,4 @@
-"""Cross-modal alignment of engrams: pure numpy functions.
+"""Cross-modal alignment of engrams: numpy functions, the permutation nulls batched in torch.
 
 An *engram* here is a memory-layer representation: per sample, and per class
 as the mean over that class's samples. Two modalities' engrams of the same
@@ -23,6 +23,11 @@ sample-level shuffle would be the wrong null: any two networks that both
 cluster by digit share block structure, so CKA/CCA would come out
 "significant" even when the digits' engrams do not correspond. The same null
 also absorbs CCA's positive bias. p = (1 + #null >= observed) / (1 + permutations).
+
+The CKA and CCA nulls (the cost: a Gram-matrix product and an SVD per permutation) run batched in torch, float64,
+on `device` (`neuromem engram --device`): the same permutations, drawn from the same numpy generator in the same
+order as one at a time; each CKA null value from the digit blocks' inner products (whole digits exchanged: the
+block of digits (c, d) meets the other's block (pi(c), pi(d))). Results come back to the CPU as numpy.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 
 
@@ -132,6 +138,34 @@ def _block_permutation(order: np.ndarray, block: int) -> np.ndarray:
     return (order[:, None] * block + np.arange(block)[None, :]).reshape(-1)
 
 
+def block_cka_null(gram_x: np.ndarray, gram_y: np.ndarray, orders: np.ndarray, device: torch.device | str = "cpu"
+                   ) -> np.ndarray:
+    """sum(gram_x * gram_y[P, P]) for each whole-digit permutation P (orders: (K, C), rows in C equal blocks):
+    sum over digit blocks (c, d) of <gram_x block (c, d), gram_y block (order[c], order[d])>, on `device`."""
+    classes = orders.shape[1]
+    block = len(gram_x) // classes
+    gx = torch.as_tensor(gram_x, dtype=torch.float64, device=device).reshape(classes, block, classes, block)
+    gy = torch.as_tensor(gram_y, dtype=torch.float64, device=device).reshape(classes, block, classes, block)
+    inner = torch.einsum("cidj,eifj->cdef", gx, gy)  # (C, C, C, C): block (c, d) of x against block (e, f) of y
+    order = torch.as_tensor(orders, dtype=torch.long, device=device)
+    rows = torch.arange(classes, device=device)
+    picked = inner[rows[:, None], rows[None, :], order[:, :, None], order[:, None, :]]  # (K, C, C)
+    return picked.sum((1, 2)).cpu().numpy()
+
+
+def block_cca_null(qx: np.ndarray, qy: np.ndarray, orders: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Mean canonical correlation of qx with qy's whole digit blocks permuted, for each order (K, C), on `device`."""
+    if qx.shape[1] == 0 or qy.shape[1] == 0:
+        return np.zeros(len(orders))
+    x = torch.as_tensor(qx, dtype=torch.float64, device=device)
+    y = torch.as_tensor(qy, dtype=torch.float64, device=device)
+    null = []
+    for start in range(0, len(orders), 1024):  # (1024, n, k) permuted copies at a time
+        rows = np.stack([_block_permutation(order, len(qy) // orders.shape[1]) for order in orders[start:start + 1024]])
+        null.append(torch.linalg.svdvals(x.T @ y[torch.as_tensor(rows, device=device)]).clamp(0, 1).mean(-1).cpu())
+    return torch.cat(null).numpy()
+
+
 @dataclass
 class AlignmentResult:
     classes: list[int]
@@ -157,8 +191,10 @@ def align(
     seed: int = 0,
     max_pairs_per_digit: int | None = 50,
     cca_components: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> AlignmentResult:
-    """All four alignment measures with permutation p-values. The class sets must match."""
+    """All four alignment measures with permutation p-values. The class sets must match. The CKA and CCA
+    nulls run on `device`."""
     classes = np.unique(digits_a)
     rng = np.random.default_rng(seed)
     means_a, means_b = class_means(reps_a, digits_a, classes), class_means(reps_b, digits_b, classes)
@@ -198,11 +234,8 @@ def align(
     gram_x, gram_y = _centred_gram(x), _centred_gram(y)
     norm = np.linalg.norm(gram_x) * np.linalg.norm(gram_y)
     cka_value = float((gram_x * gram_y).sum() / norm) if norm > 0 else 0.0
-    block = len(x) // len(classes)
-    cka_null = []
-    for _ in range(permutations):
-        order = _block_permutation(rng.permutation(len(classes)), block)
-        cka_null.append((gram_x * gram_y[np.ix_(order, order)]).sum() / norm if norm > 0 else 0.0)
+    orders = np.stack([rng.permutation(len(classes)) for _ in range(permutations)])
+    cka_null = block_cka_null(gram_x, gram_y, orders, device) / norm if norm > 0 else np.zeros(permutations)
     # CKA's chance level is far above 0 for digit-clustered data (shared block structure): see null_mean
     cka = {"linear_cka": cka_value, "p_value": _p_value(cka_value, np.array(cka_null)), "null_mean": float(np.mean(cka_null))}
 
@@ -213,18 +246,11 @@ def align(
     qx = _orthonormal_basis(_pca(x, components))
     qy = _orthonormal_basis(_pca(y, components))
 
-    def mean_cc(basis_y: np.ndarray) -> float:
-        if qx.shape[1] == 0 or basis_y.shape[1] == 0:
-            return 0.0
-        return float(np.clip(np.linalg.svd(qx.T @ basis_y, compute_uv=False), 0, 1).mean())
-
     correlations = (
         np.clip(np.linalg.svd(qx.T @ qy, compute_uv=False), 0, 1) if qx.shape[1] and qy.shape[1] else np.zeros(0)
     )
     cca_value = float(correlations.mean()) if correlations.size else 0.0
-    cca_null = np.array(
-        [mean_cc(qy[_block_permutation(rng.permutation(len(classes)), block)]) for _ in range(permutations)]
-    )
+    cca_null = block_cca_null(qx, qy, np.stack([rng.permutation(len(classes)) for _ in range(permutations)]), device)
     cca = {
         "mean_canonical_correlation": cca_value,
         "canonical_correlations": correlations.tolist(),

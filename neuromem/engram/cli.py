@@ -15,9 +15,13 @@ def register(app: typer.Typer) -> None:
         permutations: int = typer.Option(1000, "--permutations", min=1, help="permutations per significance test"),
         seed: int = typer.Option(0, "--seed", help="seed of the permutation tests"),
         max_pairs_per_digit: int = typer.Option(50, "--max-pairs-per-digit", min=1, help="digit-matched pairs per digit for CKA/CCA"),
+        device: str = typer.Option("auto", "--device", help="where the CKA and CCA permutation nulls run (batched): auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"),
     ) -> None:
         """Cross-modal alignment of memory engrams (cosine, CKA, RSA, CCA with permutation p-values)."""
+        from neuromem.device import resolve_device
         from neuromem.errors import NeuromemError, check_writable_file
+
+        where = resolve_device(device)
 
         seen: dict[Path, Path] = {}
         for run in run_dirs:
@@ -36,7 +40,7 @@ def register(app: typer.Typer) -> None:
         check_writable_file(Path(out).parent / "engram.json", "--out (engram.json beside it)")
         from neuromem.engram.report import build_report  # matplotlib only when the command runs
 
-        document = build_report(run_dirs, out, permutations, seed, max_pairs_per_digit)
+        document = build_report(run_dirs, out, permutations, seed, max_pairs_per_digit, device=str(where))
         for entry in document["comparisons"]:
             cosine = entry["cosine"]
             cosine_text = (

@@ -296,6 +296,7 @@ def build_report(
     permutations: int = 1000,
     seed: int = 0,
     max_pairs_per_digit: int | None = 50,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Write `out` (HTML) and engram.json beside it; return the JSON document."""
     if not run_dirs:
@@ -310,7 +311,7 @@ def build_report(
         result = align(
             first.modality, first.representations, first.digits,
             second.modality, second.representations, second.digits,
-            permutations=permutations, seed=seed, max_pairs_per_digit=max_pairs_per_digit,
+            permutations=permutations, seed=seed, max_pairs_per_digit=max_pairs_per_digit, device=device,
         )
         entry = _result_dict(comparison, result)
         entry["warnings"] = [w for engrams in (first, second) if (w := constant_warning(engrams)) is not None]

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from neuromem.device import resolve_device
 from neuromem.errors import NeuromemError, check_writable_file
 from neuromem.export.targets import export_target, export_target_names
 
@@ -218,6 +219,7 @@ def lava_workers(workers: int | None) -> int:
 
 
 WORKERS_HELP = "Lava processes at once, each a share of the samples (default: one per CPU core)"
+DEVICE_HELP = "where {what}: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
 PARALLEL_HELP = "samples per Lava process side by side (copies of the network); its groups of samples follow one another in one run"
 
 
@@ -279,8 +281,10 @@ def register(app: typer.Typer) -> None:
                                     help="run the written form against neuromem on N test samples of the cell's data "
                                          "set (targets that can: " + ", ".join(
                                              n for n in export_target_names() if export_target(n).compare) + ")"),
+        device: str = typer.Option("auto", "--device", help=DEVICE_HELP.format(what="--compare runs the cell (or its quantized chain) and neuromem's reading of the written file")),
     ) -> None:
         """Export a trained cell to one of the registered targets (neuromem.export.targets)."""
+        where = resolve_device(device)
         target = export_target(to)
         if compare and target.compare is None:
             comparable = ", ".join(n for n in export_target_names() if export_target(n).compare)
@@ -307,7 +311,7 @@ def register(app: typer.Typer) -> None:
                 inputs, labels = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
             else:
                 inputs, labels = _load_data(trained_on, "test", compare, time_bins, dataset)
-            _echo(target.function("compare")(model, inputs, labels=labels).lines())
+            _echo(target.function("compare")(model, inputs, labels=labels, device=where).lines())
 
     @hw.command("run")
     def run_command(
@@ -341,10 +345,13 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
         workers: Optional[int] = typer.Option(None, min=1, help=WORKERS_HELP),
         parallel: int = typer.Option(20, min=1, help=PARALLEL_HELP),
+        device: str = typer.Option("auto", "--device", help=DEVICE_HELP.format(what="the quantized torch model runs (Lava runs on the CPU)")),
     ) -> None:
         """Compare Lava with the quantized torch model: spike rasters at every neuron and step, readout voltages
         at every step, and accuracy. (200 samples of a 5-layer SHD cell: ~45 s of Lava on 2 cores.)"""
         from neuromem.export.hardware import verify_on_lava
+
+        where = resolve_device(device)
 
         if json_out is not None:
             check_writable_file(json_out, "--json", "verify.json")
@@ -359,7 +366,7 @@ def register(app: typer.Typer) -> None:
             inputs, labels = network_data(net, data_root, split, samples, model.config.num_classes,
                                           model.config.input_shape, sense=sense, concepts=concepts)
             report = verify_on_lava(net, inputs, labels, record_voltages=True,
-                                    workers=lava_workers(workers), parallel=parallel, sense=sense)
+                                    workers=lava_workers(workers), parallel=parallel, sense=sense, device=where)
             _echo(report.lines())
             _echo(report.resources.lines())
             reports[sense] = report

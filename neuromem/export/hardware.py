@@ -148,7 +148,8 @@ class VerifyReport:
             + ")",
         ]
         if "torch_seconds" in self.extra:
-            out.append(f"torch (quantized model, 1 process): {self.extra['torch_seconds']:.1f} s wall, "
+            out.append(f"torch (quantized model, 1 process, {self.extra.get('torch_device', 'cpu')}): "
+                       f"{self.extra['torch_seconds']:.1f} s wall, "
                        f"{self.extra['torch_seconds'] / max(self.samples, 1):.4f} s per sample")
         for i, (spikes, bad) in enumerate(zip(self.spikes_per_layer, self.mismatches_per_layer)):
             out.append(f"  layer {i}: {spikes} spikes, {bad} mismatching neuron-steps")
@@ -160,15 +161,17 @@ class VerifyReport:
 
 
 def torch_rasters(
-    model: LoihiNetwork, inputs: np.ndarray, batch_size: int = 64
+    model: LoihiNetwork, inputs: np.ndarray, batch_size: int = 64, device: torch.device | str = "cpu"
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per-layer spikes (S, T, N) uint8, readout voltages (S, T, C) and final ones (S, C), int64, of the torch model."""
-    model.eval()
+    """Per-layer spikes (S, T, N) uint8, readout voltages (S, T, C) and final ones (S, C), int64, of the torch model
+    run on `device` (each batch moved there, its rasters back to the CPU)."""
+    model.to(device).eval()
     layers: list[list[np.ndarray]] = []
     finals, traces = [], []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
-            spikes, voltages = model.run(binary_time_major(inputs[start : start + batch_size]))
+            spikes, voltages = model.run(binary_time_major(inputs[start : start + batch_size]).to(device))
+            spikes, voltages = [s.cpu() for s in spikes], voltages.cpu()
             if not layers:
                 layers = [[] for _ in spikes]
             for store, s in zip(layers, spikes):
@@ -179,8 +182,9 @@ def torch_rasters(
     return [np.concatenate(s) for s in layers], np.concatenate(traces), np.concatenate(finals)
 
 
-def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.ndarray | None) -> VerifyReport:
-    torch_spikes, torch_trace, torch_final = torch_rasters(model, inputs)
+def compare(model: LoihiNetwork, lava: LavaRun, inputs: np.ndarray, labels: np.ndarray | None,
+            device: torch.device | str = "cpu") -> VerifyReport:
+    torch_spikes, torch_trace, torch_final = torch_rasters(model, inputs, device=device)
     if len(torch_spikes) != len(lava.spikes):
         raise NeuromemError(f"Lava returned {len(lava.spikes)} layers, the model has {len(torch_spikes)}")
     mismatches = [int((a != b).sum()) for a, b in zip(torch_spikes, lava.spikes)]
@@ -252,12 +256,12 @@ def run_lava_split(h5_path: str | Path, inputs: np.ndarray, record_voltages: boo
 
 def verify_on_lava(
     h5_path: str | Path, inputs: np.ndarray, labels: np.ndarray | None = None, record_voltages: bool = False,
-    workers: int = 1, parallel: int = 1, sense: str | None = None,
+    workers: int = 1, parallel: int = 1, sense: str | None = None, device: torch.device | str = "cpu",
 ) -> VerifyReport:
     """Lava vs the torch model rebuilt from the same file, on (S, T, *input_shape) inputs; with
     `record_voltages` the readout voltage must also match at every step, not only the last.
     `workers` Lava processes at once, each running `parallel` samples side by side; `sense`: that sense's
-    chain of a file of several."""
+    chain of a file of several; `device`: where the torch model runs."""
     import time
 
     model = model_from_lava(h5_path, sense)
@@ -269,8 +273,8 @@ def verify_on_lava(
         )
     lava = run_lava_split(h5_path, inputs, record_voltages, workers, parallel, sense)
     started = time.perf_counter()
-    report = compare(model, lava, inputs, None if labels is None else np.asarray(labels))
-    report.extra["torch_seconds"] = time.perf_counter() - started
+    report = compare(model, lava, inputs, None if labels is None else np.asarray(labels), device)
+    report.extra["torch_seconds"], report.extra["torch_device"] = time.perf_counter() - started, str(device)
     report.extra["workers"], report.extra["parallel"] = int(workers), int(parallel)
     return report
 

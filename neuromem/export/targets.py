@@ -9,8 +9,9 @@ help, its refusal) imports nothing heavy. `neuromem export` asks the entry for t
   grid cell (its folder, its model.pt, or a run with one cell) or a bare network checkpoint; by default the
   cell's chain of Loihi layers (`export.cli.load_for_export`, which names what has no chain form);
 - `writer(model, path, ...)` writes the file (atomically: into a temporary file that replaces `path` whole);
-- `compare(model, inputs, labels=...)` (optional) runs the written form against neuromem on N test samples
-  of the cell's data set for `--compare N`, returning a report with `.lines()`.
+- `compare(model, inputs, labels=..., device=...)` (optional) runs the written form against neuromem on N test
+  samples of the cell's data set for `--compare N` (neuromem's side on `device`, `--device`), returning a report
+  with `.lines()`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ExportTarget:
     writer: str  # "module:function": function(model, path[, dataset=, time_bins=, data_info=])
     records_data: bool = False  # the writer takes dataset=, time_bins= and data_info= (recorded in the file)
     loader: str = CHAIN_LOADER  # "module:function": function(run_or_checkpoint) -> (model, dataset, time_bins)
-    compare: str | None = None  # "module:function": function(model, inputs, labels=...) -> report with .lines()
+    compare: str | None = None  # "module:function": function(model, inputs, labels=..., device=...) -> report with .lines()
 
     def function(self, role: str) -> Callable[..., Any]:
         """The entry's `writer`, `loader` or `compare` function, imported now."""

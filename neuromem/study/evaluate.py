@@ -72,9 +72,10 @@ def _seed(config: CellConfig, evaluation: str, level: float) -> int:
     return zlib.crc32(f"{config.seed}/{evaluation}/{level!r}".encode())
 
 
-def load_cell(config: CellConfig, checkpoint: Path, data_root: Path):
+def load_cell(config: CellConfig, checkpoint: Path, data_root: Path, device: torch.device | str = "cpu"):
     """A finished cell rebuilt from its saved weights: (task, train splits, test splits, {group: network in
-    eval mode}), exactly as the trainer built them."""
+    eval mode, on `device`}), exactly as the trainer built them (the trainer's evaluations move each batch to
+    the network's device and return CPU arrays)."""
     from neuromem.study.store import read_checkpoint_file
     from neuromem.train import trainer
     from neuromem.train.tasks import TASKS
@@ -90,21 +91,30 @@ def load_cell(config: CellConfig, checkpoint: Path, data_root: Path):
     for group in trainer._groups(task):
         network = trainer._build(config, group, train, classes)
         network.load_state_dict(saved["state_dict"]["+".join(group)])
-        network.eval()
+        network.to(device).eval()
         networks[tuple(group)] = network
     return task, train, test, networks
 
 
-def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str]) -> list[dict[str, Any]]:
-    """Curves of one finished cell: one dict per (evaluation, level)."""
+def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str],
+                  device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """Curves of one finished cell: one dict per (evaluation, level); its networks run on `device`, in the
+    precision they were trained in (`neuromem.precision`); the perturbations are drawn on the CPU."""
     from neuromem.train.tasks import EXTERNAL_EVALUATORS
 
     if config.modality in EXTERNAL_EVALUATORS:  # a task trained by its own runner is evaluated by its own code
         module_name, _, function_name = EXTERNAL_EVALUATORS[config.modality].partition(":")
         return getattr(importlib.import_module(module_name), function_name)(config, checkpoint, data_root, evaluations)
+    from neuromem.precision import autocast
+
+    task, train, test, networks = load_cell(config, checkpoint, data_root, device)
+    with autocast(config.precision, device):
+        return _curves(config, task, test, networks, evaluations)
+
+
+def _curves(config: CellConfig, task, test, networks, evaluations: Sequence[str]) -> list[dict[str, Any]]:
     from neuromem.train import trainer
 
-    task, train, test, networks = load_cell(config, checkpoint, data_root)
     clean = {d: trainer._evaluate(net, test[d])["representations"] for group, net in networks.items() for d in group}
     results = []
     for name in evaluations:
@@ -186,13 +196,13 @@ def write_rows(store, statement: str, rows: list[tuple], schema: str = SCHEMA) -
 
 def evaluate_store(store, data_root: Path, evaluations: Sequence[str],
                    on_cell: Callable[[str, list[dict[str, Any]] | None, str | None], None] = lambda *a: None,
-                   allow_stale: bool = False) -> int:
-    """Evaluate every finished cell of the store; returns how many cells were evaluated. Stale cells
-    (model code changed since training) are skipped unless `allow_stale`."""
+                   allow_stale: bool = False, device: torch.device | str = "cpu") -> int:
+    """Evaluate every finished cell of the store (its networks on `device`); returns how many cells were
+    evaluated. Stale cells (model code changed since training) are skipped unless `allow_stale`."""
     count = 0
     for row, config, checkpoint in usable_cells(store, data_root, on_cell, allow_stale):
         try:
-            results = evaluate_cell(config, checkpoint, data_root, evaluations)
+            results = evaluate_cell(config, checkpoint, data_root, evaluations, device)
         except CELL_ERRORS as error:
             on_cell(row["cell_id"], None, cell_failure(error, checkpoint))
             continue

@@ -85,13 +85,16 @@ def evaluate(
     few_shot: bool = typer.Option(False, "--few-shot", help="Few-shot: k-shot (1, 5, 10) nearest-prototype accuracy on held-out classes with a frozen network."),
     suite_epochs: Optional[int] = typer.Option(None, "--suite-epochs", min=1, help="Epochs per task of the copies --interference and --few-shot train (default: the cell's own, at most 3)."),
     episodes: int = typer.Option(20, "--episodes", min=1, help="Few-shot episodes per (setting, k)."),
+    device: str = typer.Option("auto", "--device", help="Where the cells' networks run the --robustness / --completion evaluations: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N (the memory suites run on the CPU)."),
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
     levels; and the memory suites (capacity, retention, interference, few-shot). Curves go into the store, the
     report and one figure per evaluation or suite; a re-run keeps what is stored."""
+    from neuromem.device import resolve_device
     from neuromem.study.evaluate import evaluate_store, parse_evaluations
     from neuromem.study.report import write_reports
 
+    where = resolve_device(device)
     chosen = parse_evaluations(robustness, "--robustness", ROBUSTNESS) + parse_evaluations(completion, "--completion", COMPLETION)
     picked = [name for name, on in (("capacity", capacity), ("retention", retention), ("interference", interference),
                                     ("few-shot", few_shot)) if on]
@@ -115,7 +118,10 @@ def evaluate(
         console.print(f"[green]✓[/] {cell_id}: accuracy at the strongest level " +
                       ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
 
-    count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale) if chosen else 0
+    count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale, device=where) if chosen else 0
+    if picked and where.type != "cpu":
+        console.print(f"note: the memory suites ({', '.join(picked)}) run on the CPU; --device {where} applies to "
+                      "--robustness / --completion", highlight=False)
     suite_count = _run_suites(store, data_root, picked, suite_epochs, episodes, allow_stale) if picked else 0
     _say_rejected(store)
     paths = write_reports(store)

@@ -16,11 +16,12 @@ PRICING_FIELDS = ("energy_profile",)
 RUNTIME_FIELDS = {"device": "cpu"}
 _NOT_IDENTITY = (*PRICING_FIELDS, *RUNTIME_FIELDS)
 # Fields a variant label names when they differ from the defaults (memory options are always named).
-VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_decay")
+VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_decay", "precision")
 # Fields added after cells were first stored: left out of the identity while at their default, so every
 # cell trained before they existed keeps its id.
 OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
-                   "train_also": (), "neuron_options": (), "init_from": (), "freeze": "", "pairing": ""}
+                   "train_also": (), "neuron_options": (), "init_from": (), "freeze": "", "pairing": "",
+                   "precision": "fp32"}
 # option fields stored as {key: value} objects
 _OPTION_DICTS = ("task_options", "front_options", "neuron_options")
 
@@ -63,6 +64,8 @@ class CellConfig:
     init_from: tuple[str, ...] = field(default_factory=tuple)
     freeze: str = ""  # a part that keeps the source's weights (`--freeze`, `neuromem.train.transfer.FREEZE_PARTS`)
     pairing: str = ""  # "item": fixed one-to-one training pairs across senses (`neuromem.train.pairing`); "": by class
+    # the synaptic products' dtype under autocast (`neuromem.precision`): fp32 (no autocast), bf16, fp16
+    precision: str = "fp32"
 
     @property
     def cell_id(self) -> str:

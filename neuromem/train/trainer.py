@@ -10,6 +10,7 @@ memory module it is training: everything module-specific goes through the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import time
@@ -28,6 +29,7 @@ from neuromem.data.batching import time_major_batch
 from neuromem.data.sparse_counts import SparseCounts
 from neuromem.data.sparse_counts import concatenate as join_counts
 from neuromem.device import describe, deterministic, resolve_device
+from neuromem.precision import autocast, grad_scaler
 from neuromem.errors import NeuromemError
 from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
@@ -203,6 +205,7 @@ def _train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=max(1, steps_per_epoch * config.epochs), pct_start=0.15
     )
+    scaler = grad_scaler(config.precision, next(network.parameters()).device)  # fp16 only; a pass-through else
     network.train()
     for epoch in range(config.epochs):
         anneal_delays(network, epoch / config.epochs)  # learnable delays (DCLS schedule); a no-op without them
@@ -218,9 +221,11 @@ def _train(
             loss = sum(F.cross_entropy(logits, labels) for logits in output.logits.values())
             loss = loss + network.memory.auxiliary_loss(output.memory, labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
             accuracy = np.mean([(lg.argmax(-1) == labels).float().mean().item() for lg in output.logits.values()])
             progress.advance(loss.item(), float(accuracy))
@@ -366,6 +371,8 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
             metrics.update(initialise(network, group, config.init_from, config.freeze))
         name = "+".join(group)
         curve: dict[str, list[float]] = {d: [] for d in group}
+        precision = contextlib.ExitStack()  # --precision: training and evaluation under autocast, accounting not
+        precision.enter_context(autocast(config.precision, device))
         _train(network, {d: train[d] for d in group}, config, generator, progress, name,
                lambda epoch: _learning_curve_point(network, group, test, curve))
         # weights saved as CPU tensors: a GPU-trained checkpoint loads on a CPU-only machine
@@ -384,6 +391,7 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         for cue, target in itertools.permutations(group, 2):
             metrics.update(_cross_modal_retrieval(network, test[cue], target,
                                                   outcome.representations[f"{target}/representations"], test[target].labels))
+        precision.close()
         network.cpu()  # accounting counts operations (and runs the Loihi chain) on the CPU
         accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
                                  config.energy_profile))

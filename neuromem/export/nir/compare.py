@@ -437,20 +437,38 @@ class NIRAgreement:
         return self.cell_spikes
 
 
-def _cell_run(model, inputs) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, str, bool]:
-    """(time-major inputs as the cell sees them, its spikes per layer, its decisions, what it is, delayed)."""
+def _cell_run(model, inputs, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, str, bool]:
+    """(time-major inputs as the cell sees them, its spikes per layer, its decisions, what it is, delayed): the
+    chain (the cell, or its quantized Loihi chain) run on `device`, everything returned on the CPU, the chain too
+    (graphs are written from its weights)."""
     from neuromem.export.model import LoihiNetwork, binary_time_major
 
     if isinstance(model, LoihiNetwork):
         x = binary_time_major(inputs)
         with torch.no_grad():
-            spikes, voltages = model.run(x)
-        return x.float(), spikes, voltages[-1].argmax(-1), "Loihi fixed-point chain", True
+            spikes, voltages = model.to(device).run(x.to(device))
+        model.cpu()
+        return x.float(), [s.cpu() for s in spikes], voltages[-1].argmax(-1).cpu(), "Loihi fixed-point chain", True
     if isinstance(model, SpikingChain):
         x = torch.as_tensor(np.asarray(inputs)).float().transpose(0, 1)
-        spikes, _ = model.run(x)
-        return x, [*spikes, torch.zeros(0)], model.decisions(x), "cell", False
+        modules = [model.network] if model.network is not None else [*model.layers, model.readout]
+        for module in modules:
+            module.to(device)
+        spikes, _ = model.run(x.to(device))
+        decisions = model.decisions(x.to(device)).cpu()
+        for module in modules:
+            module.cpu()
+        return x, [*(s.cpu() for s in spikes), torch.zeros(0)], decisions, "cell", False
     raise NeuromemError(f"--compare takes a cell's chain, got {type(model).__name__}")
+
+
+@torch.no_grad()
+def _imported_run(graph, dt: float, x: torch.Tensor, device: torch.device | str, exact: bool = False
+                  ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The graph in neuromem (`from_nir`) run on `device`: its spikes per neuron node and last membranes, on the CPU."""
+    spikes, membranes = from_nir(graph, dt, exact=exact).to(device).spiking_outputs(x.to(device))
+    return [s.cpu() for s in spikes], membranes.cpu()
 
 
 @dataclass
@@ -468,7 +486,8 @@ class SensesAgreement:
         return out
 
 
-def senses_agreement(model: SenseChains, inputs, simulators=None, dt: float = NIR_DT, labels=None) -> SensesAgreement:
+def senses_agreement(model: SenseChains, inputs, simulators=None, dt: float = NIR_DT, labels=None,
+                     device: torch.device | str = "cpu") -> SensesAgreement:
     """`nir_agreement` of each sense: its path taken out of the one graph of every sense, run on that sense's
     inputs ({sense: batch-major (N, T, ...)}); labels ({sense: the data set's labels}) mapped to concepts where the
     cell's readouts decide concepts."""
@@ -483,23 +502,25 @@ def senses_agreement(model: SenseChains, inputs, simulators=None, dt: float = NI
 
             truth = concept_of(sense, truth)
         own = Written(sense_graph(written.graph, sense), build_graph(chain, dt).caveats)
-        reports[sense] = nir_agreement(chain, inputs[sense], simulators, dt, labels=truth, written=own)
+        reports[sense] = nir_agreement(chain, inputs[sense], simulators, dt, labels=truth, written=own, device=device)
     return SensesAgreement(reports, {sense: sense for sense in reports})
 
 
-def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=None, written: Written | None = None):
+def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=None, written: Written | None = None,
+                  device: torch.device | str = "cpu"):
     """Export `model` (a LoihiNetwork or a SpikingChain) to NIR and run the graph in neuromem, the cell itself
     and each of `simulators` (default: all of `SIMULATORS`; one not installed, or that cannot build the graph,
     is reported with its reason) on batch-major (N, T, ...) inputs; with `labels`, every run's accuracy too.
     `written`: the graph to run instead of the chain's own (a sense's path of a graph of several senses).
-    A SenseChains (a cell of several senses) takes {sense: inputs} and {sense: labels}: `senses_agreement`."""
+    A SenseChains (a cell of several senses) takes {sense: inputs} and {sense: labels}: `senses_agreement`.
+    `device`: where the cell (or its quantized chain) and neuromem's import of the graph run (`--device`); the
+    peers' simulators run on the CPU, on the same inputs."""
     if isinstance(model, SenseChains):
-        return senses_agreement(model, inputs, simulators, dt, labels)
+        return senses_agreement(model, inputs, simulators, dt, labels, device)
     written = build_graph(model, dt) if written is None else written
     graph = written.graph
-    x, cell_spikes, cell_decisions, cell, delayed = _cell_run(model, inputs)
-    with torch.no_grad():
-        ours, membranes = from_nir(graph, dt).spiking_outputs(x)
+    x, cell_spikes, cell_decisions, cell, delayed = _cell_run(model, inputs, device)
+    ours, membranes = _imported_run(graph, dt, x, device)
     steps, layers = x.shape[0], neuron_layers(graph)
     mismatches, counts = [], []
     for index, (theirs, mine) in enumerate(zip(cell_spikes, ours)):
@@ -529,8 +550,7 @@ def nir_agreement(model, inputs, simulators=None, dt: float = NIR_DT, labels=Non
         caveats=written.caveats,
     )
     if isinstance(model, SpikingChain):
-        with torch.no_grad():
-            exact, exact_membranes = from_nir(graph, dt, exact=True).spiking_outputs(x)
+        exact, exact_membranes = _imported_run(graph, dt, x, device, exact=True)
         report.exact_mismatches = [int((a != b).sum()) if a.numel() else int(b.sum())
                                    for a, b in zip(cell_spikes, exact)]
         report.exact_decisions = float((exact_membranes[-1].argmax(-1) == cell_decisions).float().mean())

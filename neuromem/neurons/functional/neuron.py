@@ -37,6 +37,7 @@ import torch
 from neuromem.neurons.functional import buffers
 from neuromem.neurons.functional.surrogate import heaviside_surrogate, surrogate_grad
 from neuromem.neurons.surrogates import get_surrogate
+from neuromem.precision import full_precision
 
 try:
     import numba as _numba
@@ -395,16 +396,17 @@ def neuron_sequence(
 
         model = get_neuron(model)
     model.check(p)
+    inputs = full_precision(inputs)  # under --precision bf16/fp16 autocast: the neuron state stays float32
+    if _FAST_PATH and inputs.is_cuda:  # on CUDA: the Triton kernels generated from the model's own functions
+        from neuromem.neurons import fused_gpu  # (`neuromem.neurons.fused_gpu`: its dynamics, or its gpu_module)
+
+        state = state if state is not None else model.initial_state(inputs[0])
+        if fused_gpu.applies(model, inputs, recurrent_weight, *state):
+            return fused_gpu.fused_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
     if not _FAST_PATH or model.dynamics is None:  # a model outside the template: its own fast path, or its reference loop
         if _FAST_PATH and model.sequence is not None:
             return model.sequence(inputs, p, recurrent_weight, state, return_membrane)
         return reference_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
-    state = state if state is not None else model.initial_state(inputs[0])
-    if inputs.is_cuda:  # on CUDA: the Triton kernels generated from the model's dynamics (`neuromem.neurons.fused_gpu`)
-        from neuromem.neurons import fused_gpu
-
-        if fused_gpu.applies(model, inputs, recurrent_weight, *state):
-            return fused_gpu.fused_sequence(model, inputs, p, recurrent_weight, state, return_membrane)
     return template_sequence(_NeuronSequence, model, inputs, p, recurrent_weight, state, return_membrane)
 
 

@@ -156,19 +156,28 @@ class _SEAdLIFSequence(torch.autograd.Function):
     gs_t = dL/ds_t + gd_{t+1} W (recurrent term only with W), dL/dW = sum_t gd_t^T s_{t-1}."""
 
     @staticmethod
-    def forward(ctx, inputs, recurrent_weight, adaptation0, membrane0, spikes0, c, zero_reset, surrogate, slope):
+    def forward(ctx, inputs, recurrent_weight, adaptation0, membrane0, spikes0, c, zero_reset, surrogate, slope, fused):
         steps = inputs.shape[0]
         inputs = inputs.contiguous()
         ctx.set_materialize_grads(False)
         ctx.options = (c, zero_reset, surrogate, slope)
         recurrent = recurrent_weight is not None
         state = (adaptation0, membrane0, spikes0)
+        ctx.fused = fused  # the Triton kernels generated from this model's functions (`se_adlif_gpu`)
         ctx.compiled = (
-            kernel is not None
+            not fused
+            and kernel is not None
             and neuron.compiled_kernels_apply(inputs, *state, *([recurrent_weight] if recurrent else []))
             and all(t.numel() == inputs[0].numel() for t in state)
         )
-        if ctx.compiled:
+        if fused:
+            from neuromem.neurons.functional import se_adlif_gpu
+
+            adaptation, membrane, spike = (t.detach().expand_as(inputs[0]).clone().contiguous() for t in state)
+            weight_t = recurrent_weight.detach().t() if recurrent else None
+            spikes, membranes = se_adlif_gpu.forward(inputs, weight_t, adaptation, membrane, spike, c, zero_reset, surrogate)
+            final_adaptation = adaptation
+        elif ctx.compiled:
             spikes, membranes = buffers.empty(inputs.shape, inputs.dtype), buffers.empty(inputs.shape, inputs.dtype)
             dtype = buffers._numpy_dtype(inputs.dtype).type
             shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
@@ -203,7 +212,13 @@ class _SEAdLIFSequence(torch.autograd.Function):
         c, zero_reset, surrogate_name, slope = ctx.options
         recurrent = weight is not None
         steps = membranes.shape[0]
-        if ctx.compiled:
+        if ctx.fused:
+            from neuromem.neurons.functional import se_adlif_gpu
+
+            grad_drive, grad_m, grad_w = se_adlif_gpu.backward(
+                membranes, weight, grad_spikes, grad_membranes, grad_adaptation, c, zero_reset, surrogate_name, slope
+            )
+        elif ctx.compiled:
             grad_drive, grad_m, grad_w = _compiled_backward(
                 ctx, membranes, weight, grad_spikes, grad_membranes, grad_adaptation, c, zero_reset, surrogate_name, slope
             )
@@ -233,7 +248,7 @@ class _SEAdLIFSequence(torch.autograd.Function):
             grad_membrane0 = c[0] * through_reset(grad_m, spikes0.detach(), zero_reset)
         if recurrent and ctx.needs_input_grad[4]:
             grad_spikes0 = grad_drive[0] @ weight
-        return (grad_drive, grad_weight, grad_adaptation0, grad_membrane0, grad_spikes0) + (None,) * 4
+        return (grad_drive, grad_weight, grad_adaptation0, grad_membrane0, grad_spikes0) + (None,) * 5
 
 
 def _compiled_backward(ctx, membranes, weight, grad_spikes, grad_membranes, grad_adaptation, c, zero_reset, surrogate_name, slope):
@@ -283,13 +298,14 @@ def _recurrent_weight_grad(ctx, grad_drive, spikes, spikes0, size):
     return grad_weight + grad_drive[0].reshape(-1, size).t() @ spikes0.detach().reshape(-1, size)
 
 
-def se_adlif_sequence(inputs, p, recurrent_weight=None, state=None, return_membrane=False):
-    """SE-adLIF over a whole (T, batch, ...) sequence (the model's `sequence`; see `neuron_sequence`)."""
+def se_adlif_sequence(inputs, p, recurrent_weight=None, state=None, return_membrane=False, fused=False):
+    """SE-adLIF over a whole (T, batch, ...) sequence (the model's `sequence`; see `neuron_sequence`); `fused`: on
+    the Triton kernels generated from the model's functions (`se_adlif_gpu`, float32 CUDA tensors)."""
     SE_ADLIF.check(p)
     state = state if state is not None else SE_ADLIF.initial_state(inputs[0])
     spikes, membranes, adaptation = _SEAdLIFSequence.apply(
         inputs, recurrent_weight, state.adaptation, state.membrane, state.spikes,
-        constants(p), p.reset == "zero", p.surrogate, float(p.surrogate_slope),
+        constants(p), p.reset == "zero", p.surrogate, float(p.surrogate_slope), fused,
     )
     final = SEAdLIFState(adaptation, membranes[-1], spikes[-1])
     if return_membrane:

@@ -229,6 +229,8 @@ def _kernels_apply(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
         and inputs.dtype in (torch.float32, torch.float64)
         and inputs.dtype == weight.dtype
         and inputs.numel() > 0  # an empty batch: the dense op handles it
+        # under --precision bf16/fp16 (autocast): torch's products in autocast's dtype (`neuromem.precision`)
+        and not torch.is_autocast_enabled("cpu")
     )
 
 

@@ -117,6 +117,9 @@ class NeuronModel:
     # outside the template only: its own fast path, (inputs, p, recurrent_weight, state, return_membrane)
     # -> as `neuron_sequence`; None: the reference loop
     sequence: Callable | None = None
+    # outside the template only: the module generating its fused GPU kernels from its own step functions
+    # (`kernel_form(surrogate)`, `sequence(...)`; `neuromem.neurons.fused_gpu`); "": no fused GPU path
+    gpu_module: str = ""
     spiking_layers: bool = True  # SpikingLinear / SpikingConv2d run it (front ends, --neuron)
     memory_tuning: MemoryTuning = MemoryTuning()  # a spiking memory's defaults on this model
     doc: str = ""

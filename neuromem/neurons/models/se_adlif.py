@@ -186,7 +186,7 @@ def _sequence(inputs, p, recurrent_weight=None, state=None, return_membrane=Fals
 SE_ADLIF = register_neuron(
     NeuronModel(
         "se-adlif", SEAdLIFParameters, SEAdLIFState, None, aux_field="adaptation", step=se_adlif_step,
-        initial_state=initial_se_adlif_state, sequence=_sequence,
+        initial_state=initial_se_adlif_state, sequence=_sequence, gpu_module="neuromem.neurons.functional.se_adlif_gpu",
         doc="adaptive LIF, symplectic Euler (Baronig et al. 2025): adaptation current coupled both ways",
         nir_refusal="its adaptation current (fed by the membrane and the spikes, subtracted from the drive) is no "
                     "NIR 1.0 neuron (LIF, CubaLIF, IF)",
