@@ -71,6 +71,12 @@ def test_cell_of_two_senses_is_one_file_of_a_chain_per_sense(tmp_path, modality,
     assert len(shared) >= 1 and all(shared) == (modality == "joint")
     with pytest.raises(NeuromemError, match="one chain per sense \\(nmnist, shd\\); name one"):
         model_from_lava(net_file)
+    with pytest.raises(NeuromemError, match="no chain of sense 'ssc'; its senses: nmnist, shd"):
+        model_from_lava(net_file, "ssc")
+    one = export_lava(model.chains["shd"], tmp_path / "one.h5", dataset="shd")
+    assert senses_record(one) is None
+    with pytest.raises(NeuromemError, match="no chain of sense 'shd'; it holds one chain: give no sense"):
+        model_from_lava(one, "shd")
     for sense, net in networks.items():
         chain = model_from_lava(net_file, sense)
         with torch.no_grad():
@@ -91,3 +97,31 @@ def test_joint_cell_runs_bit_exact_on_lava_sense_by_sense(tmp_path):
         assert report.mismatches == 0 and report.voltages_equal and report.predictions_equal
         assert sum(report.spikes_per_layer[:-1]) > 0
         assert json.loads(h5py.File(net_file).attrs["neuromem_data"])["dataset"] is None
+
+
+@pytest.mark.skipif(not lava_available(), reason="Lava environment missing (make lava)")
+def test_cli_exports_and_verifies_each_sense_on_its_own_test_samples(tmp_path, tiny_data):
+    import typer
+    from typer.testing import CliRunner
+
+    from neuromem.export.cli import register
+
+    path, _, _ = _checkpoint(tmp_path, "joint", "hgrn-spiking", (("dim", 8),), steps=6)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    net_file = tmp_path / "joint.h5"
+    result = runner.invoke(app, ["export", str(path), "--to", "lava", "--out", str(net_file)])
+    assert result.exit_code == 0, result.output
+    assert "a 'joint' cell: one chain per sense" in result.output and "  shd: 700 -> " in result.output
+    common = ["--data-root", str(tiny_data), "--samples", "2", "--workers", "1"]
+    result = runner.invoke(app, ["hw", "verify", str(net_file), *common, "--json", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output
+    for sense, steps in (("nmnist", "30"), ("shd", "100")):  # each sense's own test samples and time bins
+        assert f"sense {sense}:\ndata: {sense} test, 2 samples (labels as concepts)" in result.output
+        assert f"2 samples x {steps} steps" in result.output
+    assert result.output.count("spike rasters identical: yes; readout voltages identical: yes") == 2
+    assert set(json.loads((tmp_path / "v.json").read_text())) == {"nmnist", "shd"}
+    result = runner.invoke(app, ["hw", "run", str(net_file), *common])
+    assert result.exit_code == 0, result.output
+    assert "sense nmnist: Lava accuracy on 2 test samples" in result.output and "sense shd: Lava" in result.output
