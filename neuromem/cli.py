@@ -191,6 +191,7 @@ def ablate(
     memory_option: List[str] = typer.Option([], "--memory-option", help="key=value or memory.key=value (repeatable); key=v1,v2,v3 is a sweep axis."),
     front_option: List[str] = typer.Option([], "--front-option", help="Front-end option key=value (repeatable; key=v1,v2 is a sweep axis), e.g. delays=25, dropout=0.1 (an unknown key is refused with the valid keys of that data set's front end)."),
     neuron_option: List[str] = typer.Option([], "--neuron-option", help="Neuron parameter key=value given to every spiking layer of the cell, front end and spiking memory alike (repeatable; key=v1,v2 is a sweep axis): a field of the --neuron model's parameter record (lif: beta, threshold, reset, surrogate, surrogate_slope; cuba adds alpha; a key the model lacks is refused, naming its fields), e.g. reset=zero (lif, cuba, alif: the reset to 0, which NIR states exactly, so `export --to nir` of the cell is exact; default subtract), threshold=0.5."),
+    rate_option: List[str] = typer.Option([], "--rate-option", help="Firing-rate ceiling in training on every spiking layer of the front ends and memory (neuromem.train.rate_penalty): target=RATE (spikes per neuron per step, in (0, 1); default 0.02) and weight=W (>= 0; default 1; the loss a layer adds at twice the target), repeatable, key=v1,v2 a sweep axis; part of the cell's identity when given, e.g. target=0.02 weight=1."),
     augment: List[str] = typer.Option([], "--augment", help="Training augmentation, e.g. time_stretch=0.15,freq_warp=0.1 (transforms in order; repeat the flag for a sweep axis, 'none' for no augmentation): time_shift, time_stretch, channel_shift, freq_warp, drop, noise, mask_channels."),
     weight_decay: str = typer.Option("0", help="AdamW weight decay (0: Adam; a comma list is a sweep axis)."),
     train_also: List[Path] = typer.Option([], "--train-also", help="Another data root of the same data set whose every sample is trained on too, never tested on (repeatable), e.g. a speech stand-in with many voices beside a few real speakers."),
@@ -267,6 +268,13 @@ def ablate(
         raise NeuromemError(f"--precision {precision}: {', '.join(external)} cells are trained by their own runner, "
                             "in fp32 only; valid for them: fp32")
     configs = sweep.with_variants(configs, front_axes, recipes, neuron_axes)
+    from neuromem.train.rate_penalty import with_rate_options
+
+    rate_axes = sweep.parse_option_axes(rate_option, "--rate-option", "target=0.02")
+    if rate_axes and any(c.modality in EXTERNAL_TASKS for c in configs):
+        raise NeuromemError(f"--rate-option: {', '.join(sorted({c.modality for c in configs if c.modality in EXTERNAL_TASKS}))} "
+                            "cells are trained by their own runner, without it; valid for: " + ", ".join(TASKS))
+    configs = with_rate_options(configs, rate_axes)
     configs = _with_extra_roots(configs, train_also, data_root)
     from neuromem.train.transfer import say_transfer, with_transfer
 

@@ -21,9 +21,9 @@ VARIANT_FIELDS = ("neuron", "hidden", "time_bins", "learning_rate", "weight_deca
 # cell trained before they existed keeps its id.
 OPTIONAL_FIELDS = {"task_options": (), "front_options": (), "augment": (), "weight_decay": 0.0, "fold": "",
                    "train_also": (), "neuron_options": (), "init_from": (), "freeze": "", "pairing": "",
-                   "precision": "fp32"}
+                   "precision": "fp32", "rate_options": ()}
 # option fields stored as {key: value} objects
-_OPTION_DICTS = ("task_options", "front_options", "neuron_options")
+_OPTION_DICTS = ("task_options", "front_options", "neuron_options", "rate_options")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class CellConfig:
     pairing: str = ""  # "item": fixed one-to-one training pairs across senses (`neuromem.train.pairing`); "": by class
     # the synaptic products' dtype under autocast (`neuromem.precision`): fp32 (no autocast), bf16, fp16
     precision: str = "fp32"
+    # a firing-rate ceiling on every spiking layer in training (`neuromem.train.rate_penalty`, `--rate-option`):
+    # ((key, value), ...) of its RateOptions; () none
+    rate_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     @property
     def cell_id(self) -> str:
@@ -94,6 +97,7 @@ class CellConfig:
                  if getattr(self, name) != defaults[name] and not (name == "neuron" and self.neuron == "dense")]
         parts += [f"{key}={_short(value)}" for key, value in (*self.memory_options, *self.task_options, *self.front_options,
                                                                    *self.neuron_options)]
+        parts += [f"rate_{key}={_short(value)}" for key, value in self.rate_options]
         if self.augment:
             parts.append("augment=" + "+".join(f"{key}:{_short(value)}" for key, value in self.augment))
         if self.train_also:

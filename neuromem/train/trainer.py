@@ -35,6 +35,7 @@ from neuromem.metrics.retrieval import retrieval_metrics
 from neuromem.models import MemoryNetwork, build_network
 from neuromem.neurons.delays import anneal_delays
 from neuromem.train.config import CellConfig
+from neuromem.train.rate_penalty import RateOptions, RateRecorder
 from neuromem.train.tasks import EXTERNAL_TASKS, NUM_CONCEPTS, TASKS, Task, concept_of
 
 EVAL_BATCH = 64  # inference batches; 256 made the N-MNIST evaluation the peak of a cell's memory (~2 GB)
@@ -206,6 +207,8 @@ def _train(
         optimizer, max_lr=config.learning_rate, total_steps=max(1, steps_per_epoch * config.epochs), pct_start=0.15
     )
     scaler = grad_scaler(config.precision, next(network.parameters()).device)  # fp16 only; a pass-through else
+    # a firing-rate ceiling on every spiking layer (`--rate-option`); off (weight 0) unless the cell sets it
+    rate = RateOptions.from_items(config.rate_options) if config.rate_options else RateOptions(weight=0.0)
     network.train()
     for epoch in range(config.epochs):
         anneal_delays(network, epoch / config.epochs)  # learnable delays (DCLS schedule); a no-op without them
@@ -217,9 +220,13 @@ def _train(
                           for name, x in inputs.items()}
             device = next(network.parameters()).device
             inputs, labels = {name: x.to(device) for name, x in inputs.items()}, labels.to(device)
-            output = network(inputs)
+            recorder = RateRecorder(network) if rate.active else contextlib.nullcontext()
+            with recorder:
+                output = network(inputs)
             loss = sum(F.cross_entropy(logits, labels) for logits in output.logits.values())
             loss = loss + network.memory.auxiliary_loss(output.memory, labels)
+            if rate.active:
+                loss = loss + recorder.penalty(rate)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
