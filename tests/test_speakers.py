@@ -242,3 +242,52 @@ def test_train_also_adds_another_root_to_training_only(recordings, converted, ti
     assert config.train_also[0][0] == str(extra.resolve())
     refused = run_cli(*args, "--train-also", str(tiny_data), "--out", str(tmp_path / "o2"))
     assert refused.returncode != 0 and "--train-also" in refused.stderr and "labels 0..19" in refused.stderr
+
+
+def test_speaker_gains_bring_each_speaker_to_the_reference():
+    from neuromem.data.convert import MAX_GAIN, speaker_gains
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 2.0, 6)
+    tilt = np.array([[1, 1, 1, 1, 1, 1], [2, 2, 1, 1, 0.5, 0.5], [1, 1, 1, 1, 1, 1e-9]])  # the last: a dead channel
+    speakers = np.repeat(np.arange(3), 4)
+    drives = base * tilt[speakers] * rng.uniform(0.9, 1.1, (12, 6))
+    gains = speaker_gains(drives, speakers, 3)
+    assert gains.shape == (3, 6) and np.all(gains <= MAX_GAIN) and np.all(gains >= 1 / MAX_GAIN)
+    equalized = np.stack([np.exp(np.log(drives[speakers == s] * gains[s]).mean(axis=0)) for s in range(3)])
+    # channels 0-4: every speaker's long-term spectrum is the same after its gains (the tilt is gone)
+    np.testing.assert_allclose(equalized[:, :5] / equalized[0, :5], 1.0, rtol=1e-9)
+    assert gains[1, 0] < 1 < gains[1, 4]  # the loud low channels lowered, the weak high ones raised
+    assert gains[2, 5] == pytest.approx(MAX_GAIN)  # a dead channel is raised by at most MAX_GAIN, not by 1e9
+
+
+def test_convert_normalize_speaker(recordings, converted, tmp_path):
+    from neuromem.data import formats
+    from neuromem.data.convert import GAINS, ConvertConfig, convert, fingerprint, find_recordings
+
+    # the default's fingerprint does not hold the new field: roots converted before it stay cached
+    assert "normalize" not in ConvertConfig().identity() and ConvertConfig(normalize="speaker").identity()["normalize"] == "speaker"
+    root = tmp_path / "normalized"
+    record = convert(recordings, root, ConvertConfig(test_index_below=1, normalize="speaker"), workers=1)
+    assert not record["cached"] and record["normalize"].startswith("speaker")
+    gains = np.load(root / "SHD" / GAINS)
+    assert gains.shape == (3, 700) and not np.allclose(gains, 1.0)
+    plain = formats.read_shd(converted, "train")
+    equal = formats.read_shd(root, "train")
+
+    def spread(data):  # how far apart the speakers' long-term channel profiles are (log events per channel)
+        profiles = []
+        for s in range(3):
+            units = np.concatenate([u for u, k in zip(data.units, data.speakers) if k == s])
+            profiles.append(np.log1p(np.bincount(units, minlength=700)))
+        return float(np.std(np.stack(profiles), axis=0).mean())
+
+    assert spread(equal) < spread(plain)
+    assert convert(recordings, root, ConvertConfig(test_index_below=1, normalize="speaker"), workers=1)["cached"]
+    files = find_recordings(recordings, ConvertConfig().pattern)
+    from neuromem.data.synth.speech import SpeechSynthConfig
+    from dataclasses import replace as _replace
+    cochlea = _replace(SpeechSynthConfig(), max_duration=1.4)
+    assert fingerprint(files, ConvertConfig(normalize="speaker"), cochlea) != fingerprint(files, ConvertConfig(), cochlea)
+    result = run_cli("data", "convert", "--audio", str(recordings), "--root", str(tmp_path / "r"), "--normalize", "gender")
+    assert result.returncode == 2 and "--normalize 'gender': valid: none, speaker" in result.stderr

@@ -56,6 +56,19 @@ class ConvertConfig:
     test_index_below: int = 5  # or (the data set's own rule, FSDD) recordings with index < this are test
     seed: int = 0
     max_duration: float = 1.4  # s: longer recordings are cut (SHD's window)
+    normalize: str = "none"  # or "speaker": each speaker's channel gains equalized (see speaker_gains)
+
+    def identity(self) -> dict:
+        """The settings a conversion's fingerprint holds (normalize only when on: older roots keep theirs)."""
+        fields = asdict(self)
+        if self.normalize == "none":
+            del fields["normalize"]
+        return fields
+
+
+NORMALIZATIONS = ("none", "speaker")
+GAINS = "speaker_gains.npy"
+MAX_GAIN = 16.0  # a speaker's channel is raised or lowered by at most 24 dB
 
 
 def pattern_regex(pattern: str) -> re.Pattern:
@@ -128,23 +141,72 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def encode(path: Path, seed: list[int], cochlea_config, max_duration: float) -> tuple[np.ndarray, np.ndarray]:
-    """One recording -> (times s, units): resampled to the cochlea's rate, at the reference level, at most
-    `max_duration` long. A pure function of its arguments (workers run it)."""
-    from neuromem.data.synth.speech import cochlea
-
+def _waveform(path: Path, cochlea_config, max_duration: float) -> np.ndarray:
+    """A recording resampled to the cochlea's rate, at the reference level, at most `max_duration` long."""
     x, rate = read_wav(path)
     fs = cochlea_config.sample_rate
     if rate != fs:
         x = signal.resample_poly(x, fs, rate)
     x = x[: int(max_duration * fs)]
     x = x - x.mean()
-    x = x / (np.sqrt(np.mean(x**2)) + 1e-12) * REFERENCE_RMS
-    return cochlea(x, np.random.default_rng(seed), cochlea_config)
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12) * REFERENCE_RMS
+
+
+def encode(path: Path, seed: list[int], cochlea_config, max_duration: float,
+           channel_gain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One recording -> (times s, units) through the cochlea (`channel_gain`: its speaker's, or None).
+    A pure function of its arguments (workers run it)."""
+    from neuromem.data.synth.speech import cochlea
+
+    return cochlea(_waveform(path, cochlea_config, max_duration), np.random.default_rng(seed), cochlea_config,
+                   channel_gain)
+
+
+def mean_drive(path: Path, cochlea_config, max_duration: float) -> np.ndarray:
+    """One recording's mean hair-cell drive per channel (channels,): its long-term spectrum at the fibres."""
+    from neuromem.data.synth.speech import hair_cell_drive
+
+    return hair_cell_drive(_waveform(path, cochlea_config, max_duration), cochlea_config).mean(axis=1)
+
+
+def speaker_gains(drives: np.ndarray, speaker_ids: np.ndarray, speakers: int) -> np.ndarray:
+    """Per speaker, per channel gains (speakers, channels) that bring each speaker's long-term spectrum at the
+    fibres (the geometric mean over its recordings of their mean drive) to the reference: the geometric mean
+    of the speakers' spectra. Speaker-level gain control, the spiking analogue of per-speaker cepstral mean
+    normalization: it removes what is constant in a voice and its microphone (spectral tilt, formant region
+    levels), and it needs only the speaker's unlabelled recordings and the reference. Bounded by MAX_GAIN."""
+    log = np.log(np.maximum(drives, 1e-12))
+    per_speaker = np.stack([log[speaker_ids == s].mean(axis=0) for s in range(speakers)])
+    reference = per_speaker.mean(axis=0)
+    return np.exp(np.clip(reference - per_speaker, -np.log(MAX_GAIN), np.log(MAX_GAIN)))
 
 
 def _encode_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     return encode(*job)
+
+
+def _drive_job(job: tuple) -> np.ndarray:
+    return mean_drive(*job)
+
+
+def _run(function, jobs: list, workers: int, progress: Callable[[int, int], None] | None, offset: int = 0,
+         total: int | None = None) -> list:
+    """`function` over `jobs`, in worker processes when workers > 1; progress counts from `offset`."""
+    total = total or len(jobs)
+    results = []
+    if workers == 1:
+        for done, job in enumerate(jobs, 1):
+            results.append(function(job))
+            if progress:
+                progress(offset + done, total)
+        return results
+    # spawn: the parent may hold torch / OpenMP threads, which fork does not copy safely
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for done, result in enumerate(pool.imap(function, jobs, chunksize=4), 1):
+            results.append(result)
+            if progress:
+                progress(offset + done, total)
+    return results
 
 
 def choose_test_speakers(speakers: list[str], cfg: ConvertConfig) -> tuple[str, ...] | None:
@@ -169,7 +231,7 @@ def choose_test_speakers(speakers: list[str], cfg: ConvertConfig) -> tuple[str, 
 
 def fingerprint(recordings: list[Recording], cfg: ConvertConfig, cochlea_config) -> str:
     files = [[r.path.name, r.path.stat().st_size, r.path.stat().st_mtime_ns] for r in recordings]
-    blob = json.dumps({"version": CONVERTER_VERSION, "files": files, "config": asdict(cfg),
+    blob = json.dumps({"version": CONVERTER_VERSION, "files": files, "config": cfg.identity(),
                        "cochlea": cochlea_settings(cochlea_config)}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -208,6 +270,8 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
     from neuromem.data.synth.speech import SpeechSynthConfig
 
     audio, root = Path(audio).expanduser(), Path(root).expanduser()
+    if cfg.normalize not in NORMALIZATIONS:
+        raise NeuromemError(f"--normalize {cfg.normalize!r}: valid: {', '.join(NORMALIZATIONS)}")
     recordings = find_recordings(audio, cfg.pattern)
     if root.resolve() == audio.resolve() or audio.resolve() in root.resolve().parents:
         raise NeuromemError(f"--root {root} lies inside --audio {audio}; write the converted data elsewhere")
@@ -235,22 +299,18 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
         raise NeuromemError(f"the split leaves the {'train' if all(in_test) else 'test'} split empty; "
                             "give --test-speakers, --held-out-speakers or another --test-index-below")
 
+    workers = max(1, min(workers or os.cpu_count() or 1, len(recordings)))
+    speaker_ids = np.array([speakers.index(r.speaker) for r in recordings])
+    gains = None
+    passes = 2 if cfg.normalize == "speaker" else 1
+    if cfg.normalize == "speaker":  # a first pass measures each speaker's long-term spectrum at the fibres
+        drives = _run(_drive_job, [(r.path, cochlea_config, cfg.max_duration) for r in recordings], workers,
+                      progress, 0, passes * len(recordings))
+        gains = speaker_gains(np.stack(drives), speaker_ids, len(speakers))
     # every recording's cochlea noise is seeded by its position in the sorted list: same files, same spikes
-    jobs = [(r.path, [cfg.seed, 9, i], cochlea_config, cfg.max_duration) for i, r in enumerate(recordings)]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    spikes: list[tuple[np.ndarray, np.ndarray]] = []
-    if workers == 1:
-        for done, job in enumerate(jobs, 1):
-            spikes.append(_encode_job(job))
-            if progress:
-                progress(done, len(jobs))
-    else:
-        # spawn: the parent may hold torch / OpenMP threads, which fork does not copy safely
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for done, result in enumerate(pool.imap(_encode_job, jobs, chunksize=4), 1):
-                spikes.append(result)
-                if progress:
-                    progress(done, len(jobs))
+    jobs = [(r.path, [cfg.seed, 9, i], cochlea_config, cfg.max_duration, None if gains is None else gains[speaker_ids[i]])
+            for i, r in enumerate(recordings)]
+    spikes = _run(_encode_job, jobs, workers, progress, (passes - 1) * len(recordings), passes * len(recordings))
 
     (root / "SHD").mkdir(parents=True, exist_ok=True)
     (root / "SHD" / MARKER).unlink(missing_ok=True)  # the record goes last: files without it are not trusted
@@ -264,9 +324,18 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
         summary[split] = {"samples": len(chosen), "events": int(sum(len(spikes[i][0]) for i in chosen)),
                           "speakers": sorted({recordings[i].speaker for i in chosen})}
     _atomic_json(root / "SHD" / SPEAKERS, speakers)
+    if gains is not None:
+        tmp = root / "SHD" / f".{GAINS}.{os.getpid()}.tmp.npy"
+        np.save(tmp, gains)
+        os.replace(tmp, root / "SHD" / GAINS)
+    else:
+        (root / "SHD" / GAINS).unlink(missing_ok=True)
     record = {"converter": "neuromem.data.convert", "version": CONVERTER_VERSION, "fingerprint": stamp,
               "audio": str(audio.resolve()), "recordings": len(recordings), "speakers": speakers,
-              "classes": len(keys), "config": asdict(cfg), "cochlea": cochlea_settings(cochlea_config),
+              "classes": len(keys), "config": asdict(cfg),
+              "normalize": ("speaker: each speaker's channel gains (SHD/" + GAINS + ") bring its long-term spectrum at "
+                            "the fibres to the speakers' geometric mean; computed from every recording of the speaker, "
+                            "unlabelled") if gains is not None else "none", "cochlea": cochlea_settings(cochlea_config),
               "split": "speakers " + ",".join(test_speakers) + " are test" if test_speakers is not None
               else f"the data set's own rule: recordings with index < {cfg.test_index_below} are test (seen speakers)",
               "splits": summary}

@@ -536,14 +536,30 @@ def _rectified_envelope(x: np.ndarray, b: np.ndarray, a: np.ndarray, factor: int
     return _compiled()[0](np.ascontiguousarray(x, dtype=np.float64), b, a, factor)
 
 
-def cochlea(x: np.ndarray, rng: np.random.Generator, cfg: SpeechSynthConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Waveform -> spikes: (times s, units) sorted by time. Unit 0 is the lowest frequency."""
+def hair_cell_drive(x: np.ndarray, cfg: SpeechSynthConfig) -> np.ndarray:
+    """Waveform -> the fibres' drive (channels, steps): gammatone filterbank, then the inner hair cell
+    (half-wave rectification, low-pass + decimation, power-law compression); the reference level
+    (RMS 0.05) drives a fibre at lif_gain thresholds."""
     b, a = _filterbank(cfg.f_min, cfg.f_max, cfg.channels, cfg.sample_rate)
-    factor = max(1, int(round(cfg.sample_rate / cfg.step_hz)))
-    # inner hair cell: half-wave rectification, low-pass + decimation, power-law compression;
-    # the reference level (RMS 0.05) drives a fibre at lif_gain thresholds
-    drive = _rectified_envelope(x, b, a, factor)
-    drive = drive**cfg.compression * (cfg.lif_gain / 0.05**cfg.compression)
+    drive = _rectified_envelope(x, b, a, _decimation(cfg))
+    return drive**cfg.compression * (cfg.lif_gain / 0.05**cfg.compression)
+
+
+def _decimation(cfg: SpeechSynthConfig) -> int:
+    return max(1, int(round(cfg.sample_rate / cfg.step_hz)))
+
+
+def cochlea(x: np.ndarray, rng: np.random.Generator, cfg: SpeechSynthConfig,
+            channel_gain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Waveform -> spikes: (times s, units) sorted by time. Unit 0 is the lowest frequency.
+    `channel_gain` (channels,) scales the drive of each fibre (a speaker's gain control; see data.convert)."""
+    drive = hair_cell_drive(x, cfg)
+    return fibres(drive if channel_gain is None else drive * channel_gain[:, None], rng, cfg)
+
+
+def fibres(drive: np.ndarray, rng: np.random.Generator, cfg: SpeechSynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The drive (channels, steps) -> spikes of one LIF fibre per channel: (times s, units) sorted by time."""
+    factor = _decimation(cfg)
     dt = factor / cfg.sample_rate
     noise = rng.normal(0.0, cfg.membrane_noise, drive.shape)
     spikes = _compiled()[1](drive, noise, np.exp(-dt / cfg.lif_tau), np.exp(-dt / cfg.adaptation_tau),
