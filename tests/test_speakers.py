@@ -245,7 +245,7 @@ def test_train_also_adds_another_root_to_training_only(recordings, converted, ti
 
 
 def test_speaker_gains_bring_each_speaker_to_the_reference():
-    from neuromem.data.convert import MAX_GAIN, speaker_gains
+    from neuromem.data.synth.speech import MAX_GAIN, speaker_gains
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 2.0, 6)

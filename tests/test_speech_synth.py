@@ -301,3 +301,29 @@ def test_cli_option_reaches_the_stand_in(tmp_path):
     result = CliRunner().invoke(app, ["synth", "--root", str(tmp_path / "d"), "--modality", "shd", "--option", "languages"])
     assert isinstance(result.exception, NeuromemError) and "KEY=VALUE" in str(result.exception)
     assert not (tmp_path / "d" / "SHD").exists()
+
+
+@needs_espeak
+def test_speaker_gain_option_equalizes_the_stand_in_speakers(tmp_path):
+    """`--option speaker_gain=true`: the same clips, each speaker's channels through its gains; the default's
+    fingerprint does not hold the field (builds before it stay cached)."""
+    from dataclasses import replace
+
+    from neuromem.data import formats
+    from neuromem.data.synth.speech import SpeechSynthConfig, build_fingerprint, write_speech
+
+    cfg = replace(SpeechSynthConfig(), languages=("en",), train_per_class=2, test_per_class=1, train_speakers=3,
+                  test_speakers=1, families=("espeak-ng",), family_weights=(1.0, 0.0))
+    gained = replace(cfg, speaker_gain=True)
+    assert build_fingerprint(cfg, 0) != build_fingerprint(gained, 0)
+    write_speech(tmp_path / "plain", 0, cfg, workers=1)
+    write_speech(tmp_path / "gained", 0, gained, workers=1)
+    plain, equal = formats.read_shd(tmp_path / "plain", "train"), formats.read_shd(tmp_path / "gained", "train")
+    assert plain.labels.tolist() == equal.labels.tolist() and plain.speakers.tolist() == equal.speakers.tolist()
+
+    def spread(data):
+        profiles = [np.log1p(np.bincount(np.concatenate([u for u, k in zip(data.units, data.speakers) if k == s]),
+                                         minlength=700)) for s in sorted(set(data.speakers.tolist()))]
+        return float(np.std(np.stack(profiles), axis=0).mean())
+
+    assert spread(equal) < spread(plain)

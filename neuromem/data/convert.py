@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import wave
@@ -56,7 +55,7 @@ class ConvertConfig:
     test_index_below: int = 5  # or (the data set's own rule, FSDD) recordings with index < this are test
     seed: int = 0
     max_duration: float = 1.4  # s: longer recordings are cut (SHD's window)
-    normalize: str = "none"  # or "speaker": each speaker's channel gains equalized (see speaker_gains)
+    normalize: str = "none"  # or "speaker": each speaker's channel gains equalized (synth.speech.speaker_gains)
 
     def identity(self) -> dict:
         """The settings a conversion's fingerprint holds (normalize only when on: older roots keep theirs)."""
@@ -68,7 +67,6 @@ class ConvertConfig:
 
 NORMALIZATIONS = ("none", "speaker")
 GAINS = "speaker_gains.npy"
-MAX_GAIN = 16.0  # a speaker's channel is raised or lowered by at most 24 dB
 
 
 def pattern_regex(pattern: str) -> re.Pattern:
@@ -169,44 +167,12 @@ def mean_drive(path: Path, cochlea_config, max_duration: float) -> np.ndarray:
     return hair_cell_drive(_waveform(path, cochlea_config, max_duration), cochlea_config).mean(axis=1)
 
 
-def speaker_gains(drives: np.ndarray, speaker_ids: np.ndarray, speakers: int) -> np.ndarray:
-    """Per speaker, per channel gains (speakers, channels) that bring each speaker's long-term spectrum at the
-    fibres (the geometric mean over its recordings of their mean drive) to the reference: the geometric mean
-    of the speakers' spectra. Speaker-level gain control, the spiking analogue of per-speaker cepstral mean
-    normalization: it removes what is constant in a voice and its microphone (spectral tilt, formant region
-    levels), and it needs only the speaker's unlabelled recordings and the reference. Bounded by MAX_GAIN."""
-    log = np.log(np.maximum(drives, 1e-12))
-    per_speaker = np.stack([log[speaker_ids == s].mean(axis=0) for s in range(speakers)])
-    reference = per_speaker.mean(axis=0)
-    return np.exp(np.clip(reference - per_speaker, -np.log(MAX_GAIN), np.log(MAX_GAIN)))
-
-
 def _encode_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
     return encode(*job)
 
 
 def _drive_job(job: tuple) -> np.ndarray:
     return mean_drive(*job)
-
-
-def _run(function, jobs: list, workers: int, progress: Callable[[int, int], None] | None, offset: int = 0,
-         total: int | None = None) -> list:
-    """`function` over `jobs`, in worker processes when workers > 1; progress counts from `offset`."""
-    total = total or len(jobs)
-    results = []
-    if workers == 1:
-        for done, job in enumerate(jobs, 1):
-            results.append(function(job))
-            if progress:
-                progress(offset + done, total)
-        return results
-    # spawn: the parent may hold torch / OpenMP threads, which fork does not copy safely
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for done, result in enumerate(pool.imap(function, jobs, chunksize=4), 1):
-            results.append(result)
-            if progress:
-                progress(offset + done, total)
-    return results
 
 
 def choose_test_speakers(speakers: list[str], cfg: ConvertConfig) -> tuple[str, ...] | None:
@@ -267,7 +233,7 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
             progress: Callable[[int, int], None] | None = None) -> dict:
     """Convert `audio` into ROOT/SHD/shd_{train,test}.h5; returns the conversion record (with "cached")."""
     from neuromem.data.paths import read_marker
-    from neuromem.data.synth.speech import SpeechSynthConfig
+    from neuromem.data.synth.speech import SpeechSynthConfig, map_jobs as _run, speaker_gains
 
     audio, root = Path(audio).expanduser(), Path(root).expanduser()
     if cfg.normalize not in NORMALIZATIONS:

@@ -66,6 +66,7 @@ import wave
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import signal
@@ -156,6 +157,7 @@ class SpeechSynthConfig:
     adaptation: float = 0.5  # threshold increase per spike
     adaptation_tau: float = 0.05  # s
     membrane_noise: float = 0.15  # sigma per step, in thresholds
+    speaker_gain: bool = False  # each speaker's channel gains equalized (speaker_gains), as `data convert --normalize speaker`
 
 
 # generator version 1's speaker model and rooms: espeak-ng only, no formant warp, no recording channel, no
@@ -570,13 +572,45 @@ def fibres(drive: np.ndarray, rng: np.random.Generator, cfg: SpeechSynthConfig) 
     return times[order], units[order]
 
 
-def render(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """One clip (label, speaker, seeds, config) -> spikes. A pure function of its job: workers run it."""
+def _clip(job: tuple) -> tuple[np.ndarray, np.random.Generator, SpeechSynthConfig]:
+    """One clip (label, speaker, seeds, config) -> its waveform, the generator the cochlea goes on with, the config."""
     label, speaker, rng_seed, cfg_dict = job
     cfg = SpeechSynthConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
     rng = np.random.default_rng(rng_seed)
     voice_rng = np.random.default_rng([*rng_seed, 5])
-    return cochlea(utterance(label, speaker, rng, cfg, voice_rng), rng, cfg)
+    return utterance(label, speaker, rng, cfg, voice_rng), rng, cfg
+
+
+def render(job: tuple, channel_gain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One clip (label, speaker, seeds, config) -> spikes. A pure function of its job: workers run it."""
+    x, rng, cfg = _clip(job)
+    return cochlea(x, rng, cfg, channel_gain)
+
+
+MAX_GAIN = 16.0  # a speaker's channel is raised or lowered by at most 24 dB
+
+
+def speaker_gains(drives: np.ndarray, speaker_ids: np.ndarray, speakers: int) -> np.ndarray:
+    """Per speaker, per channel gains (speakers, channels) that bring each speaker's long-term spectrum at the
+    fibres (the geometric mean over its clips of their mean drive, `drives` (clips, channels)) to the
+    reference: the geometric mean of the speakers' spectra. Speaker-level gain control, the spiking analogue
+    of per-speaker cepstral mean normalization: it removes what is constant in a voice and its microphone
+    (spectral tilt, formant region levels) and needs only the speaker's unlabelled clips and the reference.
+    Bounded by MAX_GAIN. A speaker without clips keeps gain 1."""
+    log = np.log(np.maximum(drives, 1e-12))
+    present = [s for s in range(speakers) if np.any(speaker_ids == s)]
+    per_speaker = np.zeros((speakers, drives.shape[1]))
+    for s in present:
+        per_speaker[s] = log[speaker_ids == s].mean(axis=0)
+    reference = per_speaker[present].mean(axis=0)
+    gains = np.exp(np.clip(reference - per_speaker, -np.log(MAX_GAIN), np.log(MAX_GAIN)))
+    gains[[s for s in range(speakers) if s not in present]] = 1.0
+    return gains
+
+
+def _mean_drive_job(job: tuple) -> np.ndarray:
+    x, _, cfg = _clip(job[:4])
+    return hair_cell_drive(x, cfg).mean(axis=1)
 
 
 # ---------------------------------------------------------------------------- the build
@@ -604,7 +638,7 @@ def _jobs(cfg: SpeechSynthConfig, seed: int, people: list[dict]) -> dict[str, li
 
 
 def _render_job(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    return render(job[:4])
+    return render(job[:4], job[5] if len(job) > 5 else None)
 
 
 def synthesizers(cfg: SpeechSynthConfig, seed: int) -> dict[str, str]:
@@ -619,7 +653,10 @@ def synthesizers(cfg: SpeechSynthConfig, seed: int) -> dict[str, str]:
 def build_fingerprint(cfg: SpeechSynthConfig, seed: int) -> str:
     """What a cached build must match: generator version, synthesizer versions, configuration, seed."""
     check_config(cfg)
-    blob = json.dumps({"version": GENERATOR_VERSION, **synthesizers(cfg, seed), "config": asdict(cfg), "seed": seed},
+    config = asdict(cfg)
+    if not cfg.speaker_gain:  # added later: builds without it keep their fingerprint
+        del config["speaker_gain"]
+    blob = json.dumps({"version": GENERATOR_VERSION, **synthesizers(cfg, seed), "config": config, "seed": seed},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -653,12 +690,11 @@ def write_speech(root: str | os.PathLike, seed: int = 0, cfg: SpeechSynthConfig 
     workers = max(1, workers or os.cpu_count() or 1)
     summary = {}
     everything = jobs["train"] + jobs["test"]
-    if workers == 1:
-        results = [_render_job(job) for job in everything]
-    else:
-        # spawn: the parent may hold torch / OpenMP threads, which fork does not copy safely
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_render_job, everything, chunksize=8)
+    if cfg.speaker_gain:  # a first pass measures each speaker's long-term spectrum at the fibres
+        gains = speaker_gains(np.stack(map_jobs(_mean_drive_job, everything, workers)),
+                              np.array([job[4] for job in everything]), len(people))
+        everything = [(*job, gains[job[4]]) for job in everything]
+    results = map_jobs(_render_job, everything, workers)
     offset = 0
     for split in ("train", "test"):
         part = results[offset:offset + len(jobs[split])]
@@ -676,6 +712,26 @@ def write_speech(root: str | os.PathLike, seed: int = 0, cfg: SpeechSynthConfig 
     tmp.write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, root / MARKER_NAME)
     return {**marker, "cached": False, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def map_jobs(function, jobs: list, workers: int, progress: Callable[[int, int], None] | None = None,
+             offset: int = 0, total: int | None = None) -> list:
+    """`function` over `jobs` in order, in worker processes when workers > 1; progress counts from `offset`."""
+    total = total or len(jobs)
+    results = []
+    if workers == 1:
+        for done, job in enumerate(jobs, 1):
+            results.append(function(job))
+            if progress:
+                progress(offset + done, total)
+        return results
+    # spawn: the parent may hold torch / OpenMP threads, which fork does not copy safely
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for done, result in enumerate(pool.imap(function, jobs, chunksize=4), 1):
+            results.append(result)
+            if progress:
+                progress(offset + done, total)
+    return results
 
 
 def _write_stand_in(root: Path, seed: int, cfg: SpeechSynthConfig) -> dict:
