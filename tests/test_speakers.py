@@ -261,18 +261,21 @@ def test_speaker_gains_bring_each_speaker_to_the_reference():
     assert gains[2, 5] == pytest.approx(MAX_GAIN)  # a dead channel is raised by at most MAX_GAIN, not by 1e9
 
 
-def test_convert_normalize_speaker(recordings, converted, tmp_path):
+def test_convert_normalize_speaker(recordings, tmp_path):
     from neuromem.data import formats
     from neuromem.data.convert import GAINS, ConvertConfig, convert, fingerprint, find_recordings
 
-    # the default's fingerprint does not hold the new field: roots converted before it stay cached
-    assert "normalize" not in ConvertConfig().identity() and ConvertConfig(normalize="speaker").identity()["normalize"] == "speaker"
-    root = tmp_path / "normalized"
-    record = convert(recordings, root, ConvertConfig(test_index_below=1, normalize="speaker"), workers=1)
+    # "none" is left out of the fingerprint: a root converted before the field existed is that conversion
+    assert "normalize" not in ConvertConfig(normalize="none").identity()
+    assert ConvertConfig().identity()["normalize"] == "speaker"  # the default (datasets/speakers.md)
+    root, unnormalized = tmp_path / "normalized", tmp_path / "plain"
+    record = convert(recordings, root, ConvertConfig(test_index_below=1), workers=1)
     assert not record["cached"] and record["normalize"].startswith("speaker")
     gains = np.load(root / "SHD" / GAINS)
     assert gains.shape == (3, 700) and not np.allclose(gains, 1.0)
-    plain = formats.read_shd(converted, "train")
+    assert convert(recordings, unnormalized, ConvertConfig(test_index_below=1, normalize="none"), workers=1)["normalize"] == "none"
+    assert not (unnormalized / "SHD" / GAINS).exists()
+    plain = formats.read_shd(unnormalized, "train")
     equal = formats.read_shd(root, "train")
 
     def spread(data):  # how far apart the speakers' long-term channel profiles are (log events per channel)
@@ -283,11 +286,11 @@ def test_convert_normalize_speaker(recordings, converted, tmp_path):
         return float(np.std(np.stack(profiles), axis=0).mean())
 
     assert spread(equal) < spread(plain)
-    assert convert(recordings, root, ConvertConfig(test_index_below=1, normalize="speaker"), workers=1)["cached"]
+    assert convert(recordings, root, ConvertConfig(test_index_below=1), workers=1)["cached"]
     files = find_recordings(recordings, ConvertConfig().pattern)
     from neuromem.data.synth.speech import SpeechSynthConfig
     from dataclasses import replace as _replace
     cochlea = _replace(SpeechSynthConfig(), max_duration=1.4)
-    assert fingerprint(files, ConvertConfig(normalize="speaker"), cochlea) != fingerprint(files, ConvertConfig(), cochlea)
+    assert fingerprint(files, ConvertConfig(normalize="none"), cochlea) != fingerprint(files, ConvertConfig(), cochlea)
     result = run_cli("data", "convert", "--audio", str(recordings), "--root", str(tmp_path / "r"), "--normalize", "gender")
     assert result.returncode == 2 and "--normalize 'gender': valid: none, speaker" in result.stderr

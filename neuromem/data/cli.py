@@ -167,7 +167,7 @@ def convert(
     held_out_speakers: int = typer.Option(0, "--held-out-speakers", min=0, help="or: this many speakers, drawn with --seed, are the test split"),
     test_index_below: int = typer.Option(5, "--test-index-below", min=1, help="default split (the data set's own rule, FSDD): recordings with index below this are test (seen speakers)"),
     seed: int = typer.Option(0, "--seed", help="seeds the cochlea's membrane noise and --held-out-speakers"),
-    normalize: str = typer.Option("none", "--normalize", help="none, or speaker: each speaker's channel gains bring its long-term spectrum to the speakers' mean (unlabelled recordings only; a second pass)"),
+    normalize: str = typer.Option("speaker", "--normalize", help="speaker (default): each speaker's channel gains bring its long-term spectrum to the speakers' mean (its unlabelled recordings; a second pass), or none"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="processes (default: every core)"),
     force: bool = typer.Option(False, "--force", help="convert again even if the same conversion is there"),
 ) -> None:
