@@ -39,17 +39,32 @@ The representation is the retrieved neurons' firing rate (batch, dim); the
 readout reads their spike train (on neuron "loihi": a Loihi integrating
 readout, so the whole cell is one chain of chip layers, `chip_layers`).
 Everything trains end to end with surrogate gradients.
+
+Associative recall (`associative_recall`, what the capacity suite loads with random patterns): the patterns
+are written as the synapses of a pattern layer like the trained one (its neuron parameters and thresholds,
+its lateral inhibition, one neuron per stored pattern, the trained pattern neurons' mean bias, no relay: the
+pure retrieval); the cue is presented to it for CUE_STEPS steps as the spike trains of `cue_spikes` (query
+spikes are non-negative, so only the cue's positive part drives it, at the input rate the layer was built
+for). The rule retrieves a pattern index, not a state: the retrieved neurons' spikes cannot carry a pattern's
+negative components, and the transpose readout of several firing pattern neurons is a mixture of their
+patterns. So, as a winner-take-all Hopfield network retrieves, the retrieved state is the stored pattern of
+the winner, the pattern neuron that fired most over the steps (its row of the transpose readout); zero when
+no pattern neuron fires or two tie for the most spikes (no winner). (Decoded instead as the spike-weighted
+mixture sum_k n_k xi_k / sum_k n_k, a fresh lif cell of dim 32 retrieved 0 of 8 patterns at noise 0.1: at
+inhibition 0.25 several pattern neurons fire.)
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, check_positive_int, register_memory
+from neuromem.memory.base import (OUTPUT_SPIKES, AssociativeRecall, MemoryModule, MemoryOutput, check_positive_int,
+                                  register_memory)
 from neuromem.memory.spiking_layers import (
     SpikingOptions,
     check_init,
@@ -64,6 +79,20 @@ from neuromem.memory.spiking_layers import (
 
 # the firing rate (spikes per neuron per step) a layer initialised by `init_for_rate` at gain 1 settles near
 HIDDEN_RATE = 0.1
+CUE_STEPS = 30  # steps a cue is presented for in `associative_recall` (N-MNIST's time bins)
+CUE_SPIKE_BUDGET = 1 << 22  # cues x steps x patterns simulated at once (the recall runs the cues in chunks)
+
+
+def cue_spikes(cues: torch.Tensor, steps: int, rate: float = HIDDEN_RATE) -> torch.Tensor:
+    """Cues (B, dim) as deterministic regular spike trains (steps, B, dim): neuron i fires at rate
+    r_i = min(1, s max(c_i, 0)), s making the mean rate over the positive part's neurons `rate`, at the steps
+    where floor(t r_i + 1/2) rises (no random draw: the same cue gives the same spikes)."""
+    positive = cues.clamp(min=0.0)
+    mean = positive.sum(-1, keepdim=True) / (positive > 0).sum(-1, keepdim=True).clamp(min=1)
+    rates = (rate * positive / mean.clamp(min=1e-12)).clamp(max=1.0)
+    t = torch.arange(steps + 1, dtype=cues.dtype).view(-1, 1, 1)
+    counts = torch.floor(t * rates + 0.5)
+    return counts[1:] - counts[:-1]
 
 
 @dataclass(frozen=True)
@@ -122,6 +151,43 @@ class SpikingHopfieldMemory(MemoryModule):
     def chip_layers(self, modality: str) -> list[nn.Module]:
         """The memory's layers in signal order for one modality: each feeds the next."""
         return [self.queries[modality], self.patterns, self.retrieval]
+
+    def pattern_layer(self, patterns: torch.Tensor) -> nn.Module:
+        """A pattern layer like the trained one (its neurons' parameters, lateral inhibition and exponents) whose
+        synapses are `patterns` (P, dim), one neuron per pattern, each with the trained pattern neurons' mean bias."""
+        layer, count = copy.deepcopy(self.patterns), patterns.shape[0]
+        synapse = layer.synapse
+        synapse.weight = nn.Parameter(patterns.detach().to(synapse.weight.dtype).t().contiguous().t(), requires_grad=False)
+        if synapse.bias is not None:
+            synapse.bias = nn.Parameter(synapse.bias.detach()[: self.num_patterns].mean().expand(count).clone(),
+                                        requires_grad=False)
+        synapse.out_features = layer.out_features = count
+        layer.recurrent = nn.Parameter(torch.zeros(count, count, dtype=synapse.weight.dtype), requires_grad=False)
+        lateral_inhibition(layer, float(self.options.inhibition), count)
+        return layer
+
+    @torch.no_grad()
+    def recall_patterns(self, cues: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
+        """The spiking retrieval of `patterns` (P, dim) from `cues` (B, dim): the winner's stored pattern, zero
+        without a winner (see the module's docstring)."""
+        layer = self.pattern_layer(patterns).eval()
+        chunk = max(1, CUE_SPIKE_BUDGET // (CUE_STEPS * patterns.shape[0]))
+        out = []
+        for part in cues.split(chunk):
+            counts = layer(cue_spikes(part, CUE_STEPS).to(patterns.dtype)).sum(0)  # (B, P) pattern spikes
+            top = counts.topk(min(2, counts.shape[-1]), dim=-1)
+            won = top.values[:, 0] > (top.values[:, 1] if counts.shape[-1] > 1 else 0.0)
+            out.append(patterns[top.indices[:, 0]] * won.unsqueeze(-1).to(patterns.dtype))
+        return torch.cat(out) if out else cues.new_zeros(cues.shape)
+
+    def associative_recall(self) -> AssociativeRecall:
+        """The spiking winner-take-all retrieval (`recall_patterns`) with the trained neurons; beta inf: a winner-take-all has no softmax
+        temperature (its limit beta -> inf), so the modern-Hopfield theory does not apply."""
+        o = self.options
+        norm = float(self.patterns.synapse.weight.detach()[: self.num_patterns].norm(dim=-1).mean())
+        rule = (f"spiking winner-take-all ({o.neuron} neurons, lateral inhibition {o.inhibition:g}), cue as "
+                f"{CUE_STEPS} steps of spikes (positive part, rate {HIDDEN_RATE:g}), retrieved: the winner's stored pattern")
+        return AssociativeRecall(self.output_size, float("inf"), norm, rule, self.recall_patterns)
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> MemoryOutput:
         representations, spikes, pattern_rates, layer_spikes = {}, {}, {}, {}

@@ -22,7 +22,8 @@ c >= (2 / sqrt(p))^(4/(d-1)), with probability 1 - p at least N = sqrt(p) c^((d-
 stored (each a fixed point that the one-step update retrieves from near it). It is a lower bound on what is
 stored, exponential in d, not a prediction of where retrieval fails. Drawn with p = 0.001 at the memory's
 own beta and K = pattern norm / sqrt(d - 1); where the condition on c does not hold there, the theorem
-guarantees nothing and the row says so (`theory_patterns` null).
+guarantees nothing and the row says so (`theory_patterns` null). A winner-take-all memory (hopfield-spiking)
+has no softmax temperature (beta inf, written null): the theorem does not apply and the row says so.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def theory_patterns(dim: int, beta: float, norm: float, p: float = FAILURE) -> f
     dimensions stored with probability 1 - p at inverse temperature beta; None where its condition fails."""
     from scipy.special import lambertw
 
-    if dim < 2 or beta <= 0 or norm <= 0:
+    if dim < 2 or not math.isfinite(beta) or beta <= 0 or norm <= 0:
         return None
     k = norm / math.sqrt(dim - 1)
     inner = 2 * beta * k * k * p * (dim - 1)
@@ -113,10 +114,11 @@ def stored_patterns(ctx: CellContext) -> tuple[list[dict[str, Any]], str | None]
         return [], f"memory {ctx.config.memory!r} declares no associative recall (stored patterns retrieved from a cue)"
     dim = recall.dim
     theory = theory_patterns(dim, recall.beta, recall.pattern_norm)
-    common = {"dim": dim, "beta": recall.beta, "pattern_norm": recall.pattern_norm, "rule": recall.rule,
-              "theory_patterns": theory, "theory_load": None if theory is None else theory / dim,
-              "theory": "Ramsauer et al. 2020 Theorem 3, p = 0.001" + ("" if theory is not None else
-                                                                        ": its condition on c fails here (no guarantee)")}
+    finite = math.isfinite(recall.beta)
+    why_none = ": its condition on c fails here (no guarantee)" if finite else ": no softmax temperature (a winner-take-all)"
+    common = {"dim": dim, "beta": recall.beta if finite else None, "pattern_norm": recall.pattern_norm,
+              "rule": recall.rule, "theory_patterns": theory, "theory_load": None if theory is None else theory / dim,
+              "theory": "Ramsauer et al. 2020 Theorem 3, p = 0.001" + ("" if theory is not None else why_none)}
     rows = []
     for noise in NOISES:
         curve = f"patterns noise={noise:g}"
