@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import chromium, figures_loaded, headless_chromium
 
 from neuromem.engram import align, canonical_correlations, linear_cka, pair_by_digit, spearman
 from neuromem.engram.report import build_report
@@ -214,32 +213,16 @@ def test_cli_registers_engram_command(joint_run, tmp_path):
     assert "CKA" in result.output and out.is_file() and (out.parent / "engram.json").is_file()
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _browser(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    command = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000", *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
 @pytest.mark.parametrize("which", ["joint", "parallel"])
 def test_report_renders_all_figures_in_headless_chromium(which, joint_run, parallel_run, tmp_path):
     run = joint_run if which == "joint" else parallel_run
     out = tmp_path / which / "report.html"
     build_report([run], out, permutations=50)
-    dom = _browser(["--dump-dom", out.resolve().as_uri()], tmp_path)
-    match = re.search(r'data-figures="(\d+)/(\d+)"', dom.stdout)
-    assert match, dom.stderr[-2000:]
-    loaded, total = int(match.group(1)), int(match.group(2))
+    loaded, total = figures_loaded(out, tmp_path)
     assert total == 5 and loaded == total  # similarity, RDMs, projection, sparsity, energy
     screenshot = tmp_path / f"{which}.png"
-    _browser([f"--screenshot={screenshot}", "--window-size=1200,3000", out.resolve().as_uri()], tmp_path)
+    headless_chromium([f"--screenshot={screenshot}", "--window-size=1200,3000", out.resolve().as_uri()], tmp_path)
     from matplotlib.image import imread
 
     pixels = imread(screenshot)
