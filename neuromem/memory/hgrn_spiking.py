@@ -56,8 +56,7 @@ from neuromem.memory.base import OUTPUT_SPIKES, MemoryModule, MemoryOutput, chec
 from neuromem.memory.functional.hgrn import layer_lower_bounds
 from neuromem.memory.hopfield_spiking import HIDDEN_RATE
 from neuromem.memory.spiking_layers import (
-    SpikingOptions,
-    check_init,
+    RateInitOptions,
     init_for_rate,
     layer_kinds,
     rate_band_active,
@@ -156,26 +155,18 @@ class HGRULoihiLayer(LoihiLinear):
 
 
 @dataclass(frozen=True)
-class SpikingHGRNOptions(SpikingOptions):
-    """Besides the spiking memories' options: the HGRN layers (the hierarchy needs >= 2), an all-to-all recurrent
-    synapse in each, the input layer's expected input rate and the init gain (None: the neuron model's
-    `memory_tuning.init_gain`)."""
+class SpikingHGRNOptions(RateInitOptions):
+    """Besides the spiking memories' options and the input layer's input rate and init gain (`RateInitOptions`):
+    the HGRN layers (the hierarchy needs >= 2) and an all-to-all recurrent synapse in each."""
 
     layers: int = 2
     recurrent: bool = False
-    input_rate: float = 0.3
-    gain: float | None = None
-
-    @property
-    def init_gain(self) -> float:
-        return self.tuning.init_gain if self.gain is None else self.gain
 
     def check(self, memory: str) -> None:
         super().check(memory)
         check_positive_int(memory, layers=self.layers)
         if not isinstance(self.recurrent, bool):
             raise ValueError(f"{memory} option recurrent must be true or false, got {self.recurrent!r}")
-        check_init(memory, self.input_rate, self.init_gain)
 
 
 @register_memory("hgrn-spiking", "hierarchically gated recurrence of spiking layers: learned per-layer current and "

@@ -66,8 +66,7 @@ from torch import nn
 from neuromem.memory.base import (OUTPUT_SPIKES, AssociativeRecall, MemoryModule, MemoryOutput, check_positive_int,
                                   register_memory)
 from neuromem.memory.spiking_layers import (
-    SpikingOptions,
-    check_init,
+    RateInitOptions,
     init_for_rate,
     lateral_inhibition,
     layer_kinds,
@@ -96,22 +95,16 @@ def cue_spikes(cues: torch.Tensor, steps: int, rate: float = HIDDEN_RATE) -> tor
 
 
 @dataclass(frozen=True)
-class SpikingHopfieldOptions(SpikingOptions):
-    """Besides the spiking memories' options: stored patterns, their inhibition, the query layer's expected
-    input rate, the init gain (None: the neuron model's `memory_tuning.init_gain`: 0.3 on "loihi", 1 otherwise;
-    a float spiking memory's readout is a linear layer on firing rates) and the relay's width (None: `dim`)."""
+class SpikingHopfieldOptions(RateInitOptions):
+    """Besides the spiking memories' options and the query layer's input rate and init gain (`RateInitOptions`;
+    a float spiking memory's readout is a linear layer on firing rates): stored patterns, their inhibition and
+    the relay's width (None: `dim`)."""
 
     num_patterns: int = 64
     inhibition: float = 0.25
-    input_rate: float = 0.3
-    gain: float | None = None
     relay: int | None = None
 
     MIN_DIM = 2
-
-    @property
-    def init_gain(self) -> float:
-        return self.tuning.init_gain if self.gain is None else self.gain
 
     def check(self, memory: str) -> None:
         super().check(memory)
@@ -119,7 +112,6 @@ class SpikingHopfieldOptions(SpikingOptions):
         check_positive_int(memory, 0, relay=self.width if self.relay is None else self.relay)
         if not 0.0 <= float(self.inhibition) < 1.0:
             raise ValueError(f"{memory} option inhibition must be in [0, 1), got {self.inhibition}")
-        check_init(memory, self.input_rate, self.init_gain)
 
 
 @register_memory("hopfield-spiking", "Hopfield memory of spiking neurons: stored patterns as synapses, lateral-inhibition "

@@ -153,6 +153,24 @@ def check_init(memory: str, input_rate: float, gain: float) -> None:
         raise ValueError(f"{memory} option gain must be > 0, got {gain}")
 
 
+@dataclass(frozen=True)
+class RateInitOptions(SpikingOptions):
+    """A spiking memory whose layers start from `init_for_rate`: its first layer's expected input rate
+    `input_rate` (in (0, 1]) and the init gain `gain` (> 0; None: the neuron model's `memory_tuning.init_gain`:
+    0.3 on "loihi", 1 otherwise)."""
+
+    input_rate: float = 0.3
+    gain: float | None = None
+
+    @property
+    def init_gain(self) -> float:
+        return self.tuning.init_gain if self.gain is None else self.gain
+
+    def check(self, memory: str) -> None:
+        super().check(memory)
+        check_init(memory, self.input_rate, self.init_gain)
+
+
 def rate_band_active(floor: float, ceiling: float, weight: float) -> bool:
     return weight > 0.0 and (floor > 0.0 or ceiling < 1.0)
 
