@@ -51,7 +51,10 @@ patterns. So, as a winner-take-all Hopfield network retrieves, the retrieved sta
 the winner, the pattern neuron that fired most over the steps (its row of the transpose readout); zero when
 no pattern neuron fires or two tie for the most spikes (no winner). (Decoded instead as the spike-weighted
 mixture sum_k n_k xi_k / sum_k n_k, a fresh lif cell of dim 32 retrieved 0 of 8 patterns at noise 0.1: at
-inhibition 0.25 several pattern neurons fire.)
+inhibition 0.25 several pattern neurons fire.) Measured on fresh cells (torch seed 0), the capacity suite's
+stored-pattern rows: every cue retrieved at every load up to 16 P/d, noise 0.1 and 0.3, on lif (dim 128) and
+loihi (dim 256): the winner is the pattern of largest drive, a nearest-pattern rule whose crosstalk stays below
+the cued pattern's drive far beyond P = d; at dim 16 and load 64 it retrieved 0.35 (lif) / 0.41 (loihi) at noise 0.1.
 """
 
 from __future__ import annotations
