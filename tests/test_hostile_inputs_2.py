@@ -683,7 +683,7 @@ def _execute(out: Path, sql: str, *args) -> None:
 def _fake_evaluate_cell(monkeypatch, loaded: list):
     import neuromem.study.evaluate as evaluate
 
-    def fake(config, checkpoint, data_root, evaluations):
+    def fake(config, checkpoint, data_root, evaluations, device="cpu"):
         loaded.append(Path(checkpoint))
         return [{"evaluation": evaluations[0], "level": 0.0, "metrics": {"accuracy": 0.5}}]
 
@@ -1292,7 +1292,7 @@ def _evaluate_in_child(out: str, queue) -> None:
     import neuromem.study.evaluate as evaluate
     from neuromem.cli import main
 
-    def evaluate_cell(config, checkpoint, data_root, evaluations):
+    def evaluate_cell(config, checkpoint, data_root, evaluations, device="cpu"):
         time.sleep(0.3)
         return [{"evaluation": e, "level": level, "metrics": {"accuracy": 0.5}} for e in evaluations for level in (0.0, 0.5)]
 
@@ -1414,7 +1414,7 @@ def test_evaluate_interrupted_keeps_what_it_finished(monkeypatch, capsys, one_ce
     out, cells = _two_cell_run(one_cell_run, tmp_path / "o")
     calls = []
 
-    def fake(config, checkpoint, data_root, evaluations):
+    def fake(config, checkpoint, data_root, evaluations, device="cpu"):
         calls.append(checkpoint)
         if len(calls) == 2:
             os.kill(os.getpid(), signum)
@@ -1716,7 +1716,7 @@ def test_h_parallel_huge_is_capped(monkeypatch, capsys, loihi_export):
 
     seen: dict = {}
 
-    def run(net, inputs, record_voltages, workers, parallel):
+    def run(net, inputs, record_voltages, workers, parallel, sense=None):
         seen.update(samples=len(inputs), workers=workers, parallel=parallel)
         raise SystemExit(0)
 
