@@ -7,7 +7,7 @@
 #                                          # cells end to end on CUDA (fp32 and bf16), evaluate / engram / export
 #                                          # --compare with --device cuda; results under $OUT
 #
-# What the GPU image has (/work/.library/device/KINDS.md, 2026-11): Python 3.12, torch 2.11 (CUDA 13), triton 3.6,
+# What the GPU image has (the device tool's list of machine kinds, 2026-11): Python 3.12, torch 2.11 (CUDA 13), triton 3.6,
 # numba, h5py, scipy, scikit-learn, matplotlib, typer, rich. What neuromem needs beside them: tonic (+ expelliarmus,
 # importRosbag, librosa and its own needs), nir, snntorch and norse (the bench's peers). Budget: under 8 minutes
 # (each step has its own `timeout`, together 460 s); every step's log lands in $OUT, a failed step does not stop the next.
