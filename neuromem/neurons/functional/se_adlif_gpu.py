@@ -63,16 +63,10 @@ def backward(v_seq_ptr, gs_ptr, gm_ptr, fb_ptr, gd_ptr, grad_m_ptr, grad_w_ptr, 
         v = tl.load(v_seq_ptr + t * n + offsets, mask=mask, other=0.0)
         spike = tl.where(v > c[5], 1.0, 0.0)
         h = surrogate_grad(v - c[5], sc)
-        if HAS_GS:
-            g_spike = tl.load(gs_ptr + t * n + offsets, mask=mask, other=0.0)
-        else:
-            g_spike = tl.full([BLOCK], 0.0, tl.float32)
+        g_spike = step_gradient(gs_ptr, t, n, offsets, mask, HAS_GS, BLOCK)
         if FED:
             g_spike = g_spike + tl.load(fb_ptr + offsets, mask=mask, other=0.0)
-        if HAS_GM:
-            g_membrane = tl.load(gm_ptr + t * n + offsets, mask=mask, other=0.0)
-        else:
-            g_membrane = tl.full([BLOCK], 0.0, tl.float32)
+        g_membrane = step_gradient(gm_ptr, t, n, offsets, mask, HAS_GM, BLOCK)
         gw = tl.where(t == steps - 1, grad_w, adaptation_adjoint(grad_w, grad_m, c))
         gm = membrane_adjoint(h, spike, g_spike, g_membrane, grad_m, gw, c, ZERO_RESET)
         grad_w = gw
