@@ -236,7 +236,7 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
             progress: Callable[[int, int], None] | None = None) -> dict:
     """Convert `audio` into ROOT/SHD/shd_{train,test}.h5; returns the conversion record (with "cached")."""
     from neuromem.data.paths import read_marker
-    from neuromem.data.synth.speech import SpeechSynthConfig, map_jobs as _run, speaker_gains
+    from neuromem.data.synth.speech import SpeechSynthConfig, map_jobs, speaker_gains
 
     audio, root = Path(audio).expanduser(), Path(root).expanduser()
     if cfg.normalize not in NORMALIZATIONS:
@@ -273,13 +273,13 @@ def convert(audio: str | os.PathLike, root: str | os.PathLike, cfg: ConvertConfi
     gains = None
     passes = 2 if cfg.normalize == "speaker" else 1
     if cfg.normalize == "speaker":  # a first pass measures each speaker's long-term spectrum at the fibres
-        drives = _run(_drive_job, [(r.path, cochlea_config, cfg.max_duration) for r in recordings], workers,
+        drives = map_jobs(_drive_job, [(r.path, cochlea_config, cfg.max_duration) for r in recordings], workers,
                       progress, 0, passes * len(recordings))
         gains = speaker_gains(np.stack(drives), speaker_ids, len(speakers))
     # every recording's cochlea noise is seeded by its position in the sorted list: same files, same spikes
     jobs = [(r.path, [cfg.seed, 9, i], cochlea_config, cfg.max_duration, None if gains is None else gains[speaker_ids[i]])
             for i, r in enumerate(recordings)]
-    spikes = _run(_encode_job, jobs, workers, progress, (passes - 1) * len(recordings), passes * len(recordings))
+    spikes = map_jobs(_encode_job, jobs, workers, progress, (passes - 1) * len(recordings), passes * len(recordings))
 
     (root / "SHD").mkdir(parents=True, exist_ok=True)
     (root / "SHD" / MARKER).unlink(missing_ok=True)  # the record goes last: files without it are not trusted
