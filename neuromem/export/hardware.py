@@ -280,9 +280,10 @@ def verify_on_lava(
 
 
 def chip_metrics(network, dataset: str, input_shape, inputs: torch.Tensor) -> dict:
-    """Loihi 2 costs of a trained cell from what its chain does on `inputs` (batch-major counts): spikes,
-    synaptic events and neuron updates per layer, priced with the LOIHI energy profile, and cores from
-    the per-core limits. {} for a cell that is not a chain of Loihi layers (nothing to price)."""
+    """Loihi costs of a trained cell from what its chain does on `inputs` (batch-major counts): spikes,
+    synaptic events and neuron updates per layer, priced with the LOIHI energy profile (Loihi 1's measured
+    per-operation energies; Loihi 2's are not published), and cores from Loihi 2's per-core limits. {} for a
+    cell that is not a chain of Loihi layers (nothing to price)."""
     from neuromem.export.model import chip_network
 
     try:
@@ -300,6 +301,7 @@ def chip_metrics(network, dataset: str, input_shape, inputs: torch.Tensor) -> di
         "loihi_neurons": resources.neurons,
         "loihi_synapses": resources.synapses,
         "loihi_synaptic_ops_per_sample": resources.synaptic_ops_per_inference,
+        "loihi_neuron_updates_per_sample": resources.neuron_updates_per_inference,
         "loihi_spikes_per_sample": resources.spikes_per_inference,
         "loihi_energy_assumptions": [f"{k}: {v}" for k, v in resources.sources.items()],
     }

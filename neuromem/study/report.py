@@ -234,8 +234,18 @@ def _cost_table(groups: list[Group]) -> str:
     return _table(header, body)
 
 
-LOIHI_KEYS = ("loihi_energy_pj_per_sample", "loihi_cores", "loihi_neurons", "loihi_synapses",
-              "loihi_synaptic_ops_per_sample", "loihi_spikes_per_sample")
+# the chip table's columns after accuracy and sparsity: (header, per-sense metric, scale, decimals); operation
+# counts first, they are what a chip's energy is made of whichever per-operation figures price them
+CHIP_COLUMNS = (
+    ("synaptic ops/inference", "loihi_synaptic_ops_per_sample", 1.0, 0),
+    ("neuron updates/inference", "loihi_neuron_updates_per_sample", 1.0, 0),
+    ("spikes/inference", "loihi_spikes_per_sample", 1.0, 0),
+    ("Loihi energy, uJ/inference (Loihi 1 per-op figures)", "loihi_energy_pj_per_sample", 1e-6, 2),
+)
+CHIP_RESOURCES = (("cores", "loihi_cores"), ("neurons", "loihi_neurons"), ("synapses", "loihi_synapses"))
+CHIP_ENERGY = "loihi_energy_pj_per_sample"
+TWIN_ENERGY = "ann_energy_pj_per_sample"  # the ANN's dense MACs on conventional hardware (its energy profile's ann_mac_pj)
+STUDY_ENERGY_RATIO = 603  # the published study: SNN vs ANN energy on neuromorphic hardware (and > 97% sparsity)
 TWIN_NEURON = "dense"  # ablate --dense: the same graph with ReLU units, trained
 
 
@@ -262,34 +272,78 @@ def _training_flags(group: Group) -> str:
                    if row.get(f) not in (None, "") and (f == "epochs" or str(row[f]) != str(getattr(defaults, f, None))))
 
 
+def _chip_senses(group: Group) -> list[str]:
+    """The senses a cell's chip costs were recorded for (one chain each: `<metric>_<sense>`); [""] for a store
+    written before per-sense keys (the plain metric names)."""
+    prefix = CHIP_ENERGY + "_"
+    senses = sorted({k[len(prefix):] for r in group.rows for k in r if k.startswith(prefix) and _number(r[k]) is not None})
+    return senses or [""]
+
+
+def _per_sense(metric: str, sense: str) -> str:
+    return f"{metric}_{sense}" if sense else metric
+
+
+def _chip_row(g: Group, sense: str, twin: Group | None) -> list[str]:
+    """One sense of a Loihi cell: accuracy, sparsity, operation counts, energy, the trained twin and the ratio."""
+    mean = lambda group, metric: group.summary(_per_sense(metric, sense)).mean if group.by_seed(_per_sense(metric, sense)) else None
+    chip = mean(g, CHIP_ENERGY)
+    # the trained twin's dense MACs; without one, the same graph's (dense MACs do not depend on training)
+    ann = mean(twin, TWIN_ENERGY) if twin is not None else None
+    ann_text = f"{ann * 1e-6:,.2f}" if ann is not None else ""
+    if ann is None and mean(g, TWIN_ENERGY) is not None:
+        ann = mean(g, TWIN_ENERGY)
+        ann_text = f"{ann * 1e-6:,.2f} (untrained graph)"
+    ratio = f"{ann / chip:.3g}x" if ann is not None and chip else ""
+    return [g.modality, sense or g.modality, g.memory, g.variant, str(g.summary(_per_sense("test_accuracy", sense)).n),
+            _mean_std(g.summary(_per_sense("test_accuracy", sense))),
+            _fmt(mean(g, "activation_sparsity")),
+            *(f"{v * scale:,.{digits}f}" if (v := mean(g, key)) is not None else "" for _, key, scale, digits in CHIP_COLUMNS),
+            _mean_std(twin.summary(_per_sense("test_accuracy", sense))) if twin else "not trained",
+            ann_text, ratio, f"{STUDY_ENERGY_RATIO}x",
+            *(f"{v:,.0f}" if (v := mean(g, key)) is not None else "" for _, key in CHIP_RESOURCES)]
+
+
+def _ann_mac_source(rows: list[dict[str, Any]]) -> str:
+    """Where the ANN's per-MAC energy of these cells' energy profiles comes from ("" if unknown or several)."""
+    from neuromem.accounting.energy import PROFILES
+
+    sources = {PROFILES[p].sources.get("ann_mac_pj", "") for p in {r.get("energy_profile") for r in rows} if p in PROFILES}
+    return sources.pop() if len(sources) == 1 else ""
+
+
 def _loihi_lines(groups: list[Group]) -> list[str]:
-    """Cells that run on Loihi 2: the chip's cost beside the 45 nm estimate and the trained ANN twin."""
-    chip = [g for g in groups if g.by_seed("loihi_energy_pj_per_sample")]
+    """Cells that run on the chip, one row per sense (a joint cell's senses each run their own chain through the
+    one shared memory): operation counts, the chip's energy, and the trained ANN twin's accuracy and energy."""
+    chip = [g for g in groups if any(k.startswith(CHIP_ENERGY) and _number(v) is not None for r in g.rows
+                                     for k, v in r.items())]
     if not chip:
         return []
-    header = ["modality", "memory", "variant", "n", "test accuracy", "Loihi 2 energy, uJ/sample",
-              "45 nm SNN energy, uJ/sample", "45 nm ANN energy, uJ/sample", "trained ANN twin: test accuracy",
-              "cores", "neurons", "synapses", "synaptic events/sample", "spikes/sample"]
+    header = ["modality", "sense", "memory", "variant", "n", "test accuracy", "activation sparsity",
+              *(c[0] for c in CHIP_COLUMNS), "trained ANN twin: test accuracy",
+              "ANN twin energy, uJ/inference (dense MACs)", "ANN / Loihi energy", "the study's ratio",
+              *(h for h, _ in CHIP_RESOURCES)]
     body, missing = [], []
     for g in chip:
-        horowitz = all(r.get("energy_profile") == "horowitz-45nm" for r in g.rows)
         twin = _twin_of(g, groups)
         if twin is None:
             missing.append(g)
-        micro = lambda key: _fmt(g.summary(key).mean / 1e6) if g.by_seed(key) else ""
-        body.append([g.modality, g.memory, g.variant, str(g.summary("test_accuracy").n),
-                     _mean_std(g.summary("test_accuracy")), micro("loihi_energy_pj_per_sample"),
-                     micro("energy_pj_per_sample") if horowitz else "(priced under another profile)",
-                     micro("ann_energy_pj_per_sample") if horowitz else "",
-                     _mean_std(twin.summary("test_accuracy")) if twin else "not trained",
-                     *(_fmt(g.summary(k).mean) for k in LOIHI_KEYS[1:])])
-    assumptions = next((r.get("loihi_energy_assumptions") for g in chip for r in g.rows
-                        if r.get("loihi_energy_assumptions")), None) or []
-    lines = ["## Loihi 2, cells that run on the chip", "",
-             "Loihi 2 energy: the cell's chain of Loihi layers run on the accounting samples, its spikes, synaptic "
-             "events and neuron updates per layer priced with the chip's per-event figures; cores from a mapping "
-             "of each layer's neurons and synapses to cores under the per-core limits. The 45 nm columns price the "
-             "same cell's synaptic operations and its ANN twin's dense MACs (Horowitz 2014). Assumptions:", ""]
+        body += [_chip_row(g, sense, twin) for sense in _chip_senses(g)]
+    assumptions = next((v for g in chip for r in g.rows for k, v in sorted(r.items())
+                        if k.startswith("loihi_energy_assumptions") and v), None) or []
+    ann_source = _ann_mac_source([r for g in chip for t in (_twin_of(g, groups) or g,) for r in t.rows])
+    lines = ["## Loihi: cells that run on the chip", "",
+             "One row per sense: a joint cell's senses each run their own chain of Loihi layers (front end, the "
+             "shared memory's layers, readout) alone. Operation counts per inference are the primary quantity: "
+             "synaptic operations (each spike times its fan-out, recurrent included) and neuron updates (every "
+             "neuron, every time step), counted from the cell's chain run on the accounting samples. Energy prices "
+             "them with **Loihi 1's measured per-operation energies** (Davies et al., IEEE Micro 2018); Intel has "
+             "not published per-operation energies for Loihi 2, so these figures are Loihi 1's, not a Loihi 2 "
+             "measurement. Cores: Loihi 2's per-core limits. The ANN twin is the same graph with ReLU units "
+             "(`--dense`), trained alike; its energy is its dense MACs on conventional hardware"
+             + (f" ({ann_source})" if ann_source else "")
+             + f". The published study reports {STUDY_ENERGY_RATIO}x (SNN vs ANN energy) at > 97% sparsity. "
+             "Assumptions:", ""]
     lines += [f"- {a}" for a in assumptions] + ["", _table(header, body), ""]
     if missing:
         lines += ["Trained ANN twin (same graph, ReLU units): "

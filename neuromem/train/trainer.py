@@ -310,12 +310,15 @@ def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test
         merged.update({f"{c}_{d}": per_modality[d][c] for c in ABLATION_COLUMNS})
         merged[f"accounting_{d}"] = per_modality[d]["accounting"]
         merged[f"ann_accounting_{d}"] = per_modality[d]["ann_accounting"]  # `neuromem reprice` prices these counts
-    if len(group) == 1:  # one sense's chain of Loihi layers: its Loihi 2 costs from the run ({} for other cells)
-        from neuromem.export.hardware import chip_metrics
+    from neuromem.export.hardware import chip_metrics
 
-        split = test[group[0]]
+    for d in group:  # each sense's chain of Loihi layers, run alone: its Loihi costs ({} for other cells)
+        split = test[d]
         x, _ = split.take(np.arange(min(ACCOUNTING_SAMPLES, len(split.labels))))
-        merged.update(chip_metrics(network, group[0], split.input_shape, x))
+        chip = chip_metrics(network, d, split.input_shape, x)
+        merged.update({f"{k}_{d}": v for k, v in chip.items()})
+        if len(group) == 1:
+            merged.update(chip)
     return merged
 
 
