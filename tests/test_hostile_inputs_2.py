@@ -792,6 +792,23 @@ def test_evaluate_that_did_nothing_fails(monkeypatch, capsys, one_cell_run, tmp_
     assert "no cell of" in one_error_line(err)
 
 
+def test_evaluate_names_a_failure_after_loading_as_neuromems_not_the_checkpoints(monkeypatch, capsys, one_cell_run,
+                                                                                   tmp_path):
+    """Weights that loaded are not blamed for an error raised while evaluating them."""
+    import neuromem.study.evaluate as evaluate
+
+    out = _copy_run(one_cell_run, tmp_path / "o")
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand")
+    monkeypatch.setattr(evaluate, "_curves", broken)
+    code, _, err = main_in_process(monkeypatch, capsys, "evaluate", str(out), "--robustness", "noise")
+    assert code == 2, err
+    err = " ".join(err.split())  # the console folds long lines
+    assert "failed inside neuromem (TypeError: unsupported operand)" in err and "a bug" in err
+    assert "does not hold" not in err and "do not fit" not in err
+
+
 def test_e_other_report_other_tools_sqlite_is_never_changed(monkeypatch, capsys, tmp_path):
     out = tmp_path / "othertool"
     out.mkdir()

@@ -30,6 +30,8 @@ def rebuild(config, checkpoint: Path):
     from neuromem.dense.trimodal import build_model
     from neuromem.study.store import read_checkpoint_file
 
+    from neuromem.study.evaluate import load_saved_state
+
     saved = read_checkpoint_file(checkpoint)
     state = (saved.get("state_dict") or {}).get("trimodal") if isinstance(saved, dict) else None
     if not state:
@@ -38,7 +40,7 @@ def rebuild(config, checkpoint: Path):
     options = dict(config.task_options)
     model = build_model(config.memory, options.get("preset", "small"), config.seed, dict(config.memory_options),
                         options.get("network_options"))
-    model.load_state_dict(state)
+    load_saved_state(model, saved, "trimodal", checkpoint)
     return model.eval()
 
 

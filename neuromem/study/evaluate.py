@@ -90,10 +90,26 @@ def load_cell(config: CellConfig, checkpoint: Path, data_root: Path, device: tor
     networks = {}
     for group in trainer._groups(task):
         network = trainer._build(config, group, train, classes)
-        network.load_state_dict(saved["state_dict"]["+".join(group)])
+        load_saved_state(network, saved, "+".join(group), checkpoint)
         network.to(device).eval()
         networks[tuple(group)] = network
     return task, train, test, networks
+
+
+def load_saved_state(network: torch.nn.Module, saved: Any, key: str, checkpoint: Path) -> None:
+    """The weights saved under state_dict[key] into `network`; a checkpoint that lacks them, or whose weights do
+    not fit the network built today, is one line naming the file (errors later, in evaluation, are not the
+    checkpoint's)."""
+    try:
+        state = saved["state_dict"][key]
+    except (KeyError, TypeError, IndexError) as error:
+        raise NeuromemError(f"{checkpoint} does not hold this cell's weights ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:120]}); re-train it") from None
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise NeuromemError(f"{checkpoint}: saved weights do not fit the network built today "
+                            f"({' '.join(str(error).split())[:200]}); re-train it") from None
 
 
 def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluations: Sequence[str],
@@ -164,18 +180,17 @@ def usable_cells(store, data_root: Path, on_cell: Callable[[str, Any, str | None
         yield row, config, checkpoint
 
 
-CELL_ERRORS = (NeuromemError, RuntimeError, KeyError, TypeError, AttributeError)
+CELL_ERRORS = (NeuromemError, RuntimeError, KeyError, TypeError, AttributeError, ValueError, IndexError)
 
 
 def cell_failure(error: BaseException, checkpoint: Path) -> str:
-    """One line for an error from rebuilding or evaluating a cell (one of CELL_ERRORS)."""
+    """One line for an error from rebuilding or evaluating a cell (one of CELL_ERRORS). A checkpoint's own
+    problems are NeuromemErrors raised where it is read (`load_saved_state`); anything else happened while
+    evaluating a network that loaded, so it is named as neuromem's failure, not the cell's files'."""
     if isinstance(error, NeuromemError):
         return str(error)
-    if isinstance(error, RuntimeError):  # load_state_dict: the saved weights do not fit the rebuilt network
-        return f"saved weights do not fit the network built today ({' '.join(str(error).split())[:200]})"
-    # a checkpoint without this cell's weights
-    return (f"{checkpoint} does not hold this cell's weights ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:120]}); re-train it")
+    return (f"evaluating the weights of {checkpoint} failed inside neuromem ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:160]}); a bug, not the cell's files: please report it")
 
 
 def write_rows(store, statement: str, rows: list[tuple], schema: str = SCHEMA) -> None:
