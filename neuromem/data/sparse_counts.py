@@ -100,6 +100,7 @@ class SparseCounts:
     def dense(self, positions: np.ndarray | None = None) -> np.ndarray:
         """(len(positions), T, *shape) uint8 counts of the samples at `positions` (all by default)."""
         rows = self.csr_rows(positions)
+        self._release_pages(rows)
         out = np.zeros((len(rows), self.bins_per_sample), dtype=np.uint8)
         for i, row in enumerate(rows):
             start, stop = int(self.offsets[row]), int(self.offsets[row + 1])

@@ -4,8 +4,9 @@ Each finished cell's `model.pt` is read with `torch.load(weights_only=True)`, it
 rebuilt exactly as the trainer built them, and its test split is evaluated under each
 perturbation of `neuromem.study.perturb` at increasing levels: every data set perturbed alone,
 accuracy per data set and their mean (as `test_accuracy`); for cells holding two senses, the
-cross-modal recall@1 of a perturbed cue against the clean target's test representations. The
-perturbation is seeded by (cell seed, evaluation, level): same cell, same curve.
+cross-modal recall@1 of a perturbed cue against the clean target's test representations. Each sample's
+perturbation is seeded by (cell seed, evaluation, level, its position in the split): same cell, same curve. The
+test split is perturbed batch by batch as it is read (`PerturbedSplit`), never dense as a whole.
 
 Results go into the store's `evaluations` table (one row per cell, evaluation and level), from
 which the report draws its curves.
@@ -18,7 +19,6 @@ import itertools
 import json
 import sqlite3
 import zlib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -129,6 +129,7 @@ def evaluate_cell(config: CellConfig, checkpoint: Path, data_root: Path, evaluat
 
 
 def _curves(config: CellConfig, task, test, networks, evaluations: Sequence[str]) -> list[dict[str, Any]]:
+    from neuromem.study.perturbed_split import PerturbedSplit
     from neuromem.train import trainer
 
     clean = {d: trainer._evaluate(net, test[d])["representations"] for group, net in networks.items() for d in group}
@@ -136,11 +137,11 @@ def _curves(config: CellConfig, task, test, networks, evaluations: Sequence[str]
     for name in evaluations:
         spec = EVALUATIONS[name]
         for level in spec.levels:
-            rng = np.random.default_rng(_seed(config, name, level))
-            perturb = spec.make(level)
+            seed, perturb = _seed(config, name, level), spec.make(level)
             metrics: dict[str, Any] = {}
             for group, network in networks.items():
-                perturbed = {d: replace(test[d], inputs=perturb(np.asarray(test[d].inputs), rng)) for d in group}
+                # each data set its own draws (a joint cell's senses are not perturbed alike)
+                perturbed = {d: PerturbedSplit.of(test[d], perturb, zlib.crc32(f"{seed}/{d}".encode())) for d in group}
                 for d in group:
                     predictions = trainer._evaluate(network, perturbed[d])["predictions"]
                     metrics[f"accuracy_{d}"] = float((predictions == test[d].labels).mean())

@@ -3,6 +3,8 @@
 Small composable callables in the style of tonic's transforms: each takes a count array
 (N, T, *sensor) of events per bin and a numpy Generator, and returns a new array of the same
 shape and dtype; `Compose` chains them. A level of 0 returns the input unchanged.
+`perturb_rows` applies one to a batch of a split's samples, each with its own seeded generator
+(an evaluation perturbs a split batch by batch).
 
 Robustness: `EventNoise` (extra events, uniform over time and sensor, as a fraction of the
 sample's own event count), `EventDropout` (each event removed with probability p),
@@ -122,6 +124,25 @@ class Compose:
         for transform in self.transforms:
             inputs = transform(inputs, rng)
         return inputs
+
+
+def sample_generator(seed: int, position: int) -> np.random.Generator:
+    """The generator of one sample's perturbation: seeded by (seed, the sample's position in its split)."""
+    return np.random.default_rng((seed, position))
+
+
+def perturb_rows(perturbation: Perturbation, inputs, positions: np.ndarray, seed: int) -> np.ndarray:
+    """(len(positions), T, *sensor) counts of the samples at `positions` of `inputs` (dense, or the cache's sparse
+    counts: only these rows are made dense), each perturbed alone with `sample_generator(seed, position)`. A
+    sample's perturbation depends on the seed and its position only, not on the batch it is read in: a split is
+    perturbed batch by batch, never dense as a whole, and every pass over it sees the same perturbed samples."""
+    from neuromem.data.sparse_counts import SparseCounts
+
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+    block = inputs.dense(positions) if isinstance(inputs, SparseCounts) else np.array(inputs[positions])
+    for k, position in enumerate(positions.tolist()):
+        block[k] = perturbation(block[k:k + 1], sample_generator(seed, position))[0]
+    return block
 
 
 @dataclass(frozen=True)
