@@ -85,7 +85,7 @@ def evaluate(
     few_shot: bool = typer.Option(False, "--few-shot", help="Few-shot: k-shot (1, 5, 10) nearest-prototype accuracy on held-out classes with a frozen network."),
     suite_epochs: Optional[int] = typer.Option(None, "--suite-epochs", min=1, help="Epochs per task of the copies --interference and --few-shot train (default: the cell's own, at most 3)."),
     episodes: int = typer.Option(20, "--episodes", min=1, help="Few-shot episodes per (setting, k)."),
-    device: str = typer.Option("auto", "--device", help="Where the cells' networks run the --robustness / --completion evaluations: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N (the memory suites run on the CPU)."),
+    device: str = typer.Option("auto", "--device", help="Where the cells' networks run the --robustness / --completion evaluations and the memory suites: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N."),
 ) -> None:
     """Accuracy (and cross-modal recall@1) of every finished cell under perturbed test inputs, at increasing
     levels; and the memory suites (capacity, retention, interference, few-shot). Curves go into the store, the
@@ -119,10 +119,7 @@ def evaluate(
                       ", ".join(f"{k} {v:.3f}" for k, v in worst.items()), highlight=False)
 
     count = evaluate_store(store, data_root, chosen, show, allow_stale=allow_stale, device=where) if chosen else 0
-    if picked and where.type != "cpu":
-        console.print(f"note: the memory suites ({', '.join(picked)}) run on the CPU; --device {where} applies to "
-                      "--robustness / --completion", highlight=False)
-    suite_count = _run_suites(store, data_root, picked, suite_epochs, episodes, allow_stale) if picked else 0
+    suite_count = _run_suites(store, data_root, picked, suite_epochs, episodes, allow_stale, where) if picked else 0
     _say_rejected(store)
     paths = write_reports(store)
     if chosen:
@@ -134,7 +131,8 @@ def evaluate(
         raise NeuromemError(f"no cell of {run} was evaluated (the reasons are above)")
 
 
-def _run_suites(store, data_root: Path, picked: list[str], epochs: Optional[int], episodes: int, allow_stale: bool) -> int:
+def _run_suites(store, data_root: Path, picked: list[str], epochs: Optional[int], episodes: int, allow_stale: bool,
+                device) -> int:
     from neuromem.study.suites import SuiteOptions, run_suites
 
     def show(cell_id, suite, rows, note) -> None:
@@ -146,7 +144,8 @@ def _run_suites(store, data_root: Path, picked: list[str], epochs: Optional[int]
         console.print(f"[green]✓[/] {where}: {len(rows)} rows ({', '.join(curves)})" + (f"; {note}" if note else ""),
                       highlight=False, soft_wrap=True)
 
-    return run_suites(store, data_root, picked, SuiteOptions(epochs=epochs, episodes=episodes), show, allow_stale)
+    return run_suites(store, data_root, picked, SuiteOptions(epochs=epochs, episodes=episodes), show, allow_stale,
+                      device)
 
 
 def register(app: typer.Typer) -> None:

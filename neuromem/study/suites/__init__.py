@@ -109,10 +109,12 @@ def load_suite_rows(store) -> list[dict[str, Any]]:
 
 def run_suites(store, data_root: Path, names: Sequence[str], options: SuiteOptions = SuiteOptions(),
                on_cell: Callable[[str, str | None, Any, str | None], None] = lambda *a: None,
-               allow_stale: bool = False) -> int:
-    """Run the named suites on every usable finished cell, skipping (cell, suite) pairs already stored.
+               allow_stale: bool = False, device: "torch.device | str" = "cpu") -> int:
+    """Run the named suites on every usable finished cell, skipping (cell, suite) pairs already stored; the cells'
+    networks (and the copies the suites train) run on `device`, in the precision each cell was trained in.
     on_cell(cell_id, suite, rows or None, note) reports each; returns how many (cell, suite) pairs hold rows
     now (computed here or before)."""
+    from neuromem.precision import autocast
     from neuromem.study.evaluate import CELL_ERRORS, cell_failure, usable_cells, write_rows
 
     registry = suites()
@@ -129,14 +131,15 @@ def run_suites(store, data_root: Path, names: Sequence[str], options: SuiteOptio
         if not todo:
             continue
         try:
-            ctx = CellContext(config, checkpoint, data_root, options)
+            ctx = CellContext(config, checkpoint, data_root, options, device)
         except CELL_ERRORS as error:
             on_cell(cell_id, None, None, cell_failure(error, checkpoint))
             continue
         for name in todo:
             started = time.perf_counter()
             try:
-                rows, notes = registry[name].run(ctx)
+                with autocast(config.precision, ctx.device):
+                    rows, notes = registry[name].run(ctx)
             except NotApplicable as reason:
                 on_cell(cell_id, name, None, f"not applicable: {reason}")
                 continue

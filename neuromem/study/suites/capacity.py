@@ -90,14 +90,17 @@ def n_way(ctx: CellContext) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def stored_pattern_rows(recall, count: int, norm: float, noise: float, seed: int) -> dict[str, Any]:
-    """Store `count` random patterns of norm `norm`, cue up to MAX_CUES of them with noise, retrieve once."""
+def stored_pattern_rows(recall, count: int, norm: float, noise: float, seed: int,
+                        device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Store `count` random patterns of norm `norm`, cue up to MAX_CUES of them with noise, retrieve once (on
+    `device`, the memory's; the draws are made on the CPU, the same on every device)."""
     dim = recall.dim
     generator = torch.Generator().manual_seed(seed)
     unit = torch.nn.functional.normalize
     patterns = unit(torch.randn(count, dim, generator=generator), dim=-1) * norm
     cued = torch.randperm(count, generator=generator)[:MAX_CUES]
     cues = patterns[cued] + noise * norm * unit(torch.randn(len(cued), dim, generator=generator), dim=-1)
+    patterns, cued, cues = patterns.to(device), cued.to(device), cues.to(device)
     retrieved = recall.recall(cues, patterns)
     nearest = (unit(retrieved, dim=-1) @ unit(patterns, dim=-1).T).argmax(-1)
     distance = (retrieved - patterns[cued]).norm(dim=-1)
@@ -124,7 +127,7 @@ def stored_patterns(ctx: CellContext) -> tuple[list[dict[str, Any]], str | None]
         curve = f"patterns noise={noise:g}"
         for load in LOADS:
             metrics = stored_pattern_rows(recall, max(2, int(round(load * dim))), recall.pattern_norm, noise,
-                                          ctx.seed("capacity", f"{curve}/{load!r}"))
+                                          ctx.seed("capacity", f"{curve}/{load!r}"), ctx.device)
             rows.append({"curve": curve, "level": float(load), "metrics": {**common, **metrics}})
     return rows, None
 

@@ -1,6 +1,8 @@
 """One finished cell as the memory suites see it: its data, its rebuilt networks, cached embeddings and
 seeded generators, and copies of its network trained on parts of its data (cached, so that two suites
-needing the same copy train it once; each copy is a pure function of the cell's config and the part)."""
+needing the same copy train it once; each copy is a pure function of the cell's config and the part). The networks
+run on the context's device (`--device`): batches are built on the CPU and moved to it, results come back to the
+CPU, as `neuromem evaluate`'s perturbation curves do."""
 
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ class SuiteOptions:
 
 
 class CellContext:
-    def __init__(self, config: CellConfig, checkpoint: Path, data_root: Path, options: SuiteOptions) -> None:
+    def __init__(self, config: CellConfig, checkpoint: Path, data_root: Path, options: SuiteOptions,
+                 device: torch.device | str = "cpu") -> None:
         from neuromem.study.evaluate import load_cell
 
-        self.config, self.data_root, self.options = config, data_root, options
-        self.task, self.train, self.test, self.networks = load_cell(config, checkpoint, data_root)
+        self.config, self.data_root, self.options, self.device = config, data_root, options, torch.device(device)
+        self.task, self.train, self.test, self.networks = load_cell(config, checkpoint, data_root, self.device)
         self._cache: dict[Any, Any] = {}
 
     def rng(self, suite: str, curve: str, level: Any = "") -> np.random.Generator:
@@ -78,11 +81,14 @@ class CellContext:
         """A fresh copy of the cell's network (same config; torch seeded by (cell seed, `name`)) trained on each
         part in turn, `parts` = [{dataset: SplitData}]: the network's state after each part (cached by `name`)."""
         def make() -> list[dict[str, Any]]:
+            from neuromem.device import deterministic
             from neuromem.train import trainer
 
             config = replace(self.config, epochs=self.options.epochs_for(self.config))
+            deterministic(self.device)
             torch.manual_seed(self.seed("copy", name))
             network = trainer._build(config, list(group), self.train, trainer._num_classes(self.task, self.train))
+            network.to(self.device)
             generator = np.random.default_rng(self.seed("batches", name))
             states = []
             for index, part in enumerate(parts):
@@ -104,10 +110,10 @@ def representations(network, split, rows: np.ndarray) -> np.ndarray:
 
     network.eval()
     network.memory.reset_memory()
-    out = []
+    out, device = [], _device_of(network)
     for start in range(0, len(rows), EVAL_BATCH):
         x, _ = split.take(rows[start:start + EVAL_BATCH])
-        out.append(network({split.name: x}).memory.representations[split.name].float().numpy())
+        out.append(network({split.name: x.to(device)}).memory.representations[split.name].float().cpu().numpy())
     network.memory.reset_memory()
     return np.concatenate(out) if out else np.zeros((0, network.memory.output_size), dtype=np.float32)
 
@@ -122,17 +128,21 @@ def predictions(network, split, rows: np.ndarray, writes: bool = True, inputs: C
 
     network.eval()
     network.memory.reset_memory()
-    out = []
+    out, device = [], _device_of(network)
     for start in range(0, len(rows), EVAL_BATCH):
         chunk = rows[start:start + EVAL_BATCH]
         x, _ = split.take(chunk)
-        if inputs is not None:
+        if inputs is not None:  # on the CPU, before the batch moves
             x = inputs(x, chunk)
         if not writes:
             network.memory.reset_memory()
-        out.append(network({split.name: x}).logits[split.name].argmax(-1).numpy())
+        out.append(network({split.name: x.to(device)}).logits[split.name].argmax(-1).cpu().numpy())
     network.memory.reset_memory()
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _device_of(network) -> torch.device:
+    return next(network.parameters()).device
 
 
 def subset(split, rows: np.ndarray, labels: np.ndarray | None = None):
