@@ -57,8 +57,9 @@ python3 -c "import torch, triton; print(torch.__version__, torch.version.cuda, t
     > "$OUT/versions.txt" 2>&1
 
 # 2. the CUDA tests: the generated kernels on the GPU against the CPU reference (every model x surrogate x recurrence;
-#    SE-adLIF too); the commands' --device tests skip there (they check the refusal of a missing CUDA)
-step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_device_path.py
+#    SE-adLIF too; sparse batches assembled on the GPU against the CPU's); the commands' --device tests skip there
+#    (they check the refusal of a missing CUDA)
+step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_device_path.py tests/test_device_batches.py
 
 # 3. the GPU bench (neuromem vs snnTorch vs Norse on CUDA; a short run: 3 repetitions, no peak-memory subprocesses)
 step bench 80 python3 -m neuromem bench --device cuda --inputs spec --repetitions 3 --no-memory \

@@ -33,6 +33,8 @@ COUNT_DTYPE = np.uint8
 MAX_STEP = int(np.iinfo(INDEX_DTYPE).max)
 RELEASE_EVERY_BYTES = 64 << 20  # mapped cache pages read since the last release: then handed back
 BYTES_PER_BIN = np.dtype(INDEX_DTYPE).itemsize + np.dtype(COUNT_DTYPE).itemsize
+DAMAGED_ROW = ("a cached row of counts runs past its sample's bins (a damaged cache entry): "
+               "`neuromem data cache --clear` and run again")
 
 
 class SparseCounts:
@@ -125,8 +127,7 @@ class SparseCounts:
         self._release_pages(rows)
         if _numba is not None:
             if not _scatter(np.asarray(self.offsets), self.index, self.counts, rows, features, out):
-                raise ValueError("a cached row of counts runs past its sample's bins (a damaged cache entry): "
-                                 "`neuromem data cache --clear` and run again")
+                raise ValueError(DAMAGED_ROW)
             return
         out.fill(0)
         for position, row in enumerate(rows):
@@ -134,6 +135,18 @@ class SparseCounts:
             flat = np.cumsum(self.index[start:stop], dtype=np.int64)
             out[flat // features, position, flat % features] = self.counts[start:stop]
 
+
+    def segments(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CSR rows of the samples at `positions` as they are stored: (entries per sample (B,) int64, their
+        steps (nnz,) uint16 and counts (nnz,) uint8, one sample after the other) — what a batch assembled on
+        another device moves there (3 bytes a non-zero bin, not 4 a bin)."""
+        rows = self.csr_rows(positions)
+        self._release_pages(rows)
+        starts, stops = np.asarray(self.offsets[rows]), np.asarray(self.offsets[rows + 1])
+        lengths = (stops - starts).astype(np.int64)
+        steps = _join([np.asarray(self.index[a:b]) for a, b in zip(starts.tolist(), stops.tolist())], INDEX_DTYPE)
+        counts = _join([np.asarray(self.counts[a:b]) for a, b in zip(starts.tolist(), stops.tolist())], COUNT_DTYPE)
+        return lengths, steps, counts
 
     def _release_pages(self, rows: np.ndarray) -> None:
         """A memory-mapped cache's pages count in the process's resident memory once read, so an epoch over a large

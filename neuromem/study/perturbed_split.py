@@ -27,6 +27,7 @@ class PerturbedSplit(SplitData):
     def of(cls, split: SplitData, perturbation: Perturbation, seed: int) -> "PerturbedSplit":
         return cls(**{f.name: getattr(split, f.name) for f in fields(SplitData)}, perturbation=perturbation, seed=seed)
 
-    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = perturb_rows(self.perturbation, self.inputs, indices, self.seed)
-        return time_major_batch(counts, np.arange(len(counts))), torch.from_numpy(self.labels[indices].astype(np.int64))
+    def take(self, indices: np.ndarray, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = perturb_rows(self.perturbation, self.inputs, indices, self.seed)  # perturbed on the CPU
+        return (time_major_batch(counts, np.arange(len(counts)), device),
+                torch.from_numpy(self.labels[indices].astype(np.int64)))

@@ -60,9 +60,10 @@ class SplitData:
     original_labels: np.ndarray
     input_shape: tuple[int, ...]
 
-    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, T, ...) float counts (a view of time-major storage) and labels."""
-        return time_major_batch(self.inputs, indices), torch.from_numpy(self.labels[indices].astype(np.int64))
+    def take(self, indices: np.ndarray, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, T, ...) float counts (a view of time-major storage; on `device`, assembled there from the sparse
+        cache, else on the CPU) and labels (on the CPU)."""
+        return time_major_batch(self.inputs, indices, device), torch.from_numpy(self.labels[indices].astype(np.int64))
 
 
 @dataclass
@@ -133,25 +134,25 @@ def _num_classes(task: Task, data: Mapping[str, SplitData]) -> dict[str, int]:
 
 def _batches(
     data: Mapping[str, SplitData], batch_size: int, generator: np.random.Generator,
-    fixed: Mapping[str, np.ndarray] | None = None,
+    fixed: Mapping[str, np.ndarray] | None = None, device: torch.device | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Shuffled batches of the first data set; other data sets contribute a partner of the
     same label for each sample (pairs of one concept across senses): drawn afresh, or its `fixed` one
-    (`neuromem.train.pairing`, item pairing)."""
+    (`neuromem.train.pairing`, item pairing). Inputs assembled on `device` (None: the CPU)."""
     names = list(data)
     primary = data[names[0]]
     by_label = {n: {c: np.flatnonzero(data[n].labels == c) for c in np.unique(primary.labels)} for n in names[1:]}
     order = generator.permutation(len(primary.labels))
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        x, y = primary.take(indices)
+        x, y = primary.take(indices, device)
         inputs = {names[0]: x}
         for n in names[1:]:
             if fixed is not None:
-                inputs[n], _ = data[n].take(fixed[n][indices])
+                inputs[n], _ = data[n].take(fixed[n][indices], device)
                 continue
             partners = np.array([generator.choice(by_label[n][c]) for c in primary.labels[indices]])
-            inputs[n], _ = data[n].take(partners)
+            inputs[n], _ = data[n].take(partners, device)
         yield inputs, y
 
 
@@ -210,15 +211,16 @@ def _train(
     # a firing-rate ceiling on every spiking layer (`--rate-option`); off (weight 0) unless the cell sets it
     rate = RateOptions.from_items(config.rate_options) if config.rate_options else RateOptions(weight=0.0)
     network.train()
+    device = next(network.parameters()).device
     for epoch in range(config.epochs):
         anneal_delays(network, epoch / config.epochs)  # learnable delays (DCLS schedule); a no-op without them
         progress.phase(f"{label} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
-        for inputs, labels in _batches(data, config.batch_size, generator, fixed):
+        # batches assembled on the network's device (augmentations run on the CPU, so those are built there)
+        for inputs, labels in _batches(data, config.batch_size, generator, fixed, None if config.augment else device):
             if config.augment:
                 # back to time-major storage (the front ends read x.transpose(0, 1) contiguously)
                 inputs = {name: augment[name](x, augment_generator).transpose(0, 1).contiguous().transpose(0, 1)
                           for name, x in inputs.items()}
-            device = next(network.parameters()).device
             inputs, labels = {name: x.to(device) for name, x in inputs.items()}, labels.to(device)
             recorder = RateRecorder(network) if rate.active else contextlib.nullcontext()
             with recorder:
@@ -258,10 +260,10 @@ def _evaluate(network: MemoryNetwork, split: SplitData) -> dict[str, np.ndarray]
     """One modality alone through the network: predictions and memory representations."""
     network.eval()
     network.memory.reset_memory()  # test-time writes start from the trained memories every time
-    predictions, representations = [], []
+    predictions, representations, device = [], [], next(network.parameters()).device
     for start in range(0, len(split.labels), EVAL_BATCH):
-        x, _ = split.take(np.arange(start, min(start + EVAL_BATCH, len(split.labels))))
-        output = network({split.name: x.to(next(network.parameters()).device)})
+        x, _ = split.take(np.arange(start, min(start + EVAL_BATCH, len(split.labels))), device)
+        output = network({split.name: x})
         predictions.append(output.logits[split.name].argmax(-1).cpu().numpy())
         representations.append(output.memory.representations[split.name].float().cpu().numpy())
     network.memory.reset_memory()
@@ -278,10 +280,10 @@ def _cross_modal_retrieval(
     """Cue with one sense, recall the other's memory; ranked against the target's own test representations."""
     network.eval()
     network.memory.reset_memory()
-    recalled = []
+    recalled, device = [], next(network.parameters()).device
     for start in range(0, len(cue.labels), EVAL_BATCH):
-        x, _ = cue.take(np.arange(start, min(start + EVAL_BATCH, len(cue.labels))))
-        spikes = network.encode({cue.name: x.to(next(network.parameters()).device)})[cue.name]
+        x, _ = cue.take(np.arange(start, min(start + EVAL_BATCH, len(cue.labels))), device)
+        spikes = network.encode({cue.name: x})[cue.name]
         recalled.append(network.memory.retrieve(cue.name, spikes, target_name).float().cpu())
     network.memory.reset_memory()
     scores = retrieval_metrics(torch.cat(recalled), torch.from_numpy(gallery), torch.from_numpy(cue.labels),

@@ -112,8 +112,8 @@ def representations(network, split, rows: np.ndarray) -> np.ndarray:
     network.memory.reset_memory()
     out, device = [], _device_of(network)
     for start in range(0, len(rows), EVAL_BATCH):
-        x, _ = split.take(rows[start:start + EVAL_BATCH])
-        out.append(network({split.name: x.to(device)}).memory.representations[split.name].float().cpu().numpy())
+        x, _ = split.take(rows[start:start + EVAL_BATCH], device)
+        out.append(network({split.name: x}).memory.representations[split.name].float().cpu().numpy())
     network.memory.reset_memory()
     return np.concatenate(out) if out else np.zeros((0, network.memory.output_size), dtype=np.float32)
 
@@ -131,7 +131,7 @@ def predictions(network, split, rows: np.ndarray, writes: bool = True, inputs: C
     out, device = [], _device_of(network)
     for start in range(0, len(rows), EVAL_BATCH):
         chunk = rows[start:start + EVAL_BATCH]
-        x, _ = split.take(chunk)
+        x, _ = split.take(chunk, None if inputs is not None else device)
         if inputs is not None:  # on the CPU, before the batch moves
             x = inputs(x, chunk)
         if not writes:
