@@ -32,7 +32,7 @@ from neuromem.neurons.functional.loihi import (
     shift_activation,
 )
 from neuromem.neurons.functional.neuron import fast_path_enabled
-from neuromem.neurons.functional import sparse
+from neuromem.neurons.functional import loihi_layer, sparse
 from neuromem.neurons.functional.sparse import sparse_input_conv2d, sparse_input_linear
 from neuromem.neurons.layers import SpikingLayer
 from neuromem.neurons.synapses import TiedTransposedLinear
@@ -234,16 +234,32 @@ class LoihiLinear(SpikingLayer):
         recurrent = quantize_weight(self.recurrent) if self.recurrent is not None else None
         return self.synapse.integer_weight(), recurrent
 
-    def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs (T, batch, in) spikes (counts are clipped to 1) -> (spikes, voltages), each (T, batch, out), float64."""
-        activations = delay_one_step(self.project(unary_spikes(inputs)))
+    def run(self, inputs: torch.Tensor, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (T, batch, in) spikes (counts are clipped to 1) -> (spikes, voltages), each (T, batch, out), in
+        `dtype` (0/1 and voltages below 2**23: exact in float32 too). On the CPU fast path the whole layer is one
+        node (`functional/loihi_layer.py`: the same values and gradients as the chain below, fewer passes)."""
         recurrent = quantize_weight(self.recurrent).to(torch.float64) if self.recurrent is not None else None
+        synapse = self.synapse
+        # a synapse with hooks (operation counters) is called as a module, in the chain
+        hooked = bool(synapse._forward_pre_hooks or synapse._forward_hooks)
+        if fast_path_enabled() and not hooked and not getattr(synapse, "temporal", False) and \
+                loihi_layer.applies(inputs, self.in_features):
+            return loihi_layer.loihi_linear_layer(inputs, synapse.integer_weight().to(torch.float64), recurrent,
+                                                  self.parameters_, synapse.weight_exp, self.recurrent_exp, dtype)
+        activations = delay_one_step(self.project(unary_spikes(inputs)))
         spikes, voltages, _ = loihi_sequence(activations, self.parameters_, recurrent, self.recurrent_exp)
-        return spikes, voltages
+        return spikes.to(dtype), voltages.to(dtype)
+
+    def run_as(self, inputs: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """`run` with its outputs in `dtype` (a subclass's own `run`, without that argument: converted after)."""
+        if type(self).run is LoihiLinear.run:
+            return self.run(inputs, dtype)
+        spikes, voltages = self.run(inputs)
+        return spikes.to(dtype), voltages.to(dtype)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Spikes in the input's dtype (0/1 are exact in any float type), so the layer drops into float32 models."""
-        return self.run(inputs)[0].to(inputs.dtype)
+        return self.run_as(inputs, inputs.dtype)[0]
 
 
 class LoihiConv2d(SpikingLayer):
@@ -281,7 +297,7 @@ class LoihiReadout(LoihiLinear):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Voltages in the input's dtype (|v| < 2**23: exact in float32 too)."""
-        return self.run(inputs)[1].to(inputs.dtype)
+        return self.run_as(inputs, inputs.dtype)[1]
 
     @staticmethod
     def decide(voltages: torch.Tensor) -> torch.Tensor:
@@ -300,4 +316,5 @@ class LoihiSpikeReadout(LoihiReadout):
         self.logit_scale = LOGIT_SCALE
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return (self.run(inputs)[1][-1] * self.logit_scale).to(inputs.dtype)
+        # the last step in float64 times the scale, as before the voltages came in the input's dtype
+        return (self.run_as(inputs, inputs.dtype)[1][-1].to(torch.float64) * self.logit_scale).to(inputs.dtype)

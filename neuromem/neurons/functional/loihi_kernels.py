@@ -202,79 +202,103 @@ def kernels_apply(activations, recurrent_weight, state) -> bool:
 # ------------------------------------------------------------------ one autograd node per sequence
 
 
+def sequence_forward(activations, recurrent_weight, state, p, recurrent_exp, out_dtype=torch.float64):
+    """The forward kernel over (T, rows, N) activations: float64, or float32 holding integers below 2**24 (every
+    value then exact, so the same arithmetic). `state`: (current, voltage, spikes) of the step before, not
+    modified. Returns (spikes, voltages) in `out_dtype` (0/1 and integers below 2**23: exact in float32 too),
+    the final current, and what `sequence_backward` needs: tensors (for `save_for_backward`: the pre-reset
+    voltages, in float32, exact) and the rest."""
+    steps = activations.shape[0]
+    activations = activations.detach().contiguous()
+    recurrent = recurrent_weight is not None
+    c = constants(p, recurrent_exp)
+    spikes, voltages = buffers.empty(activations.shape, out_dtype), buffers.empty(activations.shape, out_dtype)
+    pre = buffers.empty(activations.shape, torch.float32)
+    shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
+    rows_shape = shape[1:]
+    current0, voltage0, spikes0 = state
+    current, voltage, spike = (t.detach().to(torch.float64).clone().contiguous() for t in (current0, voltage0, spikes0))
+    weight_t = current.new_zeros(1, 1)
+    if recurrent:
+        # float32 holds every recurrent sum exactly while |w| <= 256 (8-bit weights, x2) and fan-in < 2**16 on
+        # binary spikes (the state the kernel keeps); anything else: float64
+        exact32 = recurrent_weight.shape[0] < (1 << 16) and bool(recurrent_weight.detach().abs().max() <= 256) and \
+            bool(((spikes0 == 0) | (spikes0 == 1)).all())
+        weight_t = recurrent_weight.detach().t().to(torch.float32 if exact32 else torch.float64).contiguous()
+    previous_spikes = _forward_kernel(
+        activations.numpy().reshape(shape), weight_t.numpy(), current.numpy().reshape(rows_shape),
+        voltage.numpy().reshape(rows_shape), spike.numpy().reshape(rows_shape), spikes.numpy().reshape(shape),
+        voltages.numpy().reshape(shape), pre.numpy().reshape(shape), c, recurrent, recurrent_exp < 0,
+    )
+    tensors = (pre, spikes if recurrent else None, recurrent_weight, spikes0 if recurrent else None)
+    return spikes, voltages, current, (tensors, (previous_spikes, c, p.surrogate, float(p.surrogate_slope), recurrent_exp))
+
+
+def sequence_backward(tensors, info, grad_spikes, grad_voltages, weight_grad: bool, grad_drive=None):
+    """dL/d(activations) (float64, into `grad_drive` when given: a contiguous (T, rows, N) float64 view) and
+    dL/d(recurrent weight) (or None) from what `sequence_forward` returned for the backward and the gradients
+    of its spikes and voltages (None: zero), in float64 whatever their dtype (the same values)."""
+    pre, spikes, weight, spikes0 = tensors
+    previous_spikes, c, surrogate_name, slope, recurrent_exp = info
+    surrogate = get_surrogate(surrogate_name)
+    backward = _backward_kernel(surrogate)
+    steps = pre.shape[0]
+    recurrent = weight is not None
+    size = weight.shape[0] if recurrent else None
+    shape = (steps, -1, size) if recurrent else (steps, 1, -1)
+    rows_shape = shape[1:]
+    has_grad_spikes, has_grad_voltages = grad_spikes is not None, grad_voltages is not None
+    grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else pre
+    grad_voltages = grad_voltages.detach().contiguous() if has_grad_voltages else pre
+    if grad_drive is None:
+        grad_drive = buffers.empty(pre.shape, torch.float64)
+    grad_u, grad_p, feedback = (torch.zeros(pre[0].shape, dtype=torch.float64) for _ in range(3))
+    surrogate_constants = tuple(float(v) for v in surrogate.constants(slope))
+    arrays = (
+        pre.numpy().reshape(shape), grad_spikes.numpy().reshape(shape), grad_voltages.numpy().reshape(shape),
+        feedback.numpy().reshape(rows_shape), grad_drive.numpy().reshape(shape),
+        grad_u.numpy().reshape(rows_shape), grad_p.numpy().reshape(rows_shape),
+        c, surrogate_constants, has_grad_spikes, has_grad_voltages,
+    )
+    scale = 2.0 ** recurrent_exp
+    if not recurrent:
+        backward(*arrays, False, steps - 1, 0)
+    else:
+        weight_matrix = weight.detach().contiguous() * scale  # exact: a power of two
+        step_grads, feedback_2d = grad_drive.view(steps, -1, size), feedback.view(-1, size)
+        for t in range(steps - 1, -1, -1):
+            if t < steps - 1:
+                torch.mm(step_grads[t + 1], weight_matrix, out=feedback_2d)
+            backward(*arrays, t < steps - 1, t, t)
+    grad_weight = None
+    if recurrent and weight_grad:
+        spikes = spikes.to(torch.float64)  # the products and sums in float64, as before (0/1: the same values)
+        previous, grads = spikes[:-1].reshape(-1, size), grad_drive[1:].reshape(-1, size)
+        if previous_spikes < neuron._SPARSE_OUTER_DENSITY * previous.numel():
+            grad_weight_t = grad_drive.new_zeros(size, size)
+            neuron_kernels.spike_outer_kernel(previous.numpy(), grads.numpy(), grad_weight_t.numpy())
+            grad_weight = grad_weight_t.t().contiguous()
+        else:
+            grad_weight = grads.t() @ previous
+        spikes0 = spikes0.to(torch.float64)
+        grad_weight = (grad_weight + grad_drive[0].reshape(-1, size).t() @ spikes0.reshape(-1, size)) * scale
+    return grad_drive, grad_weight
+
+
 class _LoihiSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, activations, recurrent_weight, current0, voltage0, spikes0, p, recurrent_exp):
-        steps = activations.shape[0]
-        activations = activations.detach().contiguous()
         ctx.set_materialize_grads(False)
-        recurrent = recurrent_weight is not None
-        c = constants(p, recurrent_exp)
-        ctx.options = (c, p.surrogate, float(p.surrogate_slope), recurrent_exp)
-        spikes, voltages = buffers.empty(activations.shape, torch.float64), buffers.empty(activations.shape, torch.float64)
-        pre = buffers.empty(activations.shape, torch.float64)
-        shape = (steps, -1, recurrent_weight.shape[0]) if recurrent else (steps, 1, -1)
-        rows_shape = shape[1:]
-        current, voltage, spike = (t.detach().clone().contiguous() for t in (current0, voltage0, spikes0))
-        weight_t = activations.new_zeros(1, 1)
-        if recurrent:
-            # float32 holds every recurrent sum exactly while |w| <= 256 (8-bit weights, x2) and fan-in < 2**16 on
-            # binary spikes (the state the kernel keeps); anything else: float64
-            exact32 = recurrent_weight.shape[0] < (1 << 16) and bool(recurrent_weight.detach().abs().max() <= 256) and \
-                bool(((spikes0 == 0) | (spikes0 == 1)).all())
-            weight_t = recurrent_weight.detach().t().to(torch.float32 if exact32 else torch.float64).contiguous()
-        ctx.previous_spikes = _forward_kernel(
-            activations.numpy().reshape(shape), weight_t.numpy(), current.numpy().reshape(rows_shape),
-            voltage.numpy().reshape(rows_shape), spike.numpy().reshape(rows_shape), spikes.numpy().reshape(shape),
-            voltages.numpy().reshape(shape), pre.numpy().reshape(shape), c, recurrent, recurrent_exp < 0,
-        )
-        ctx.save_for_backward(pre, spikes if recurrent else None, recurrent_weight, spikes0 if recurrent else None)
+        spikes, voltages, current, (tensors, ctx.info) = sequence_forward(
+            activations, recurrent_weight, (current0, voltage0, spikes0), p, recurrent_exp)
+        ctx.save_for_backward(*tensors)
         ctx.mark_non_differentiable(current)
         return spikes, voltages, current
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_voltages, _grad_current):
-        pre, spikes, weight, spikes0 = ctx.saved_tensors
-        c, surrogate_name, slope, recurrent_exp = ctx.options
-        surrogate = get_surrogate(surrogate_name)
-        backward = _backward_kernel(surrogate)
-        steps = pre.shape[0]
-        recurrent = weight is not None
-        size = weight.shape[0] if recurrent else None
-        shape = (steps, -1, size) if recurrent else (steps, 1, -1)
-        rows_shape = shape[1:]
-        has_grad_spikes, has_grad_voltages = grad_spikes is not None, grad_voltages is not None
-        grad_spikes = grad_spikes.detach().contiguous() if has_grad_spikes else pre
-        grad_voltages = grad_voltages.detach().contiguous() if has_grad_voltages else pre
-        grad_drive = buffers.empty(pre.shape, torch.float64)
-        grad_u, grad_p, feedback = (pre.new_zeros(pre[0].shape) for _ in range(3))
-        surrogate_constants = tuple(float(v) for v in surrogate.constants(slope))
-        arrays = (
-            pre.numpy().reshape(shape), grad_spikes.numpy().reshape(shape), grad_voltages.numpy().reshape(shape),
-            feedback.numpy().reshape(rows_shape), grad_drive.numpy().reshape(shape),
-            grad_u.numpy().reshape(rows_shape), grad_p.numpy().reshape(rows_shape),
-            c, surrogate_constants, has_grad_spikes, has_grad_voltages,
-        )
-        scale = 2.0 ** recurrent_exp
-        if not recurrent:
-            backward(*arrays, False, steps - 1, 0)
-        else:
-            weight_matrix = weight.detach().contiguous() * scale  # exact: a power of two
-            step_grads, feedback_2d = grad_drive.view(steps, -1, size), feedback.view(-1, size)
-            for t in range(steps - 1, -1, -1):
-                if t < steps - 1:
-                    torch.mm(step_grads[t + 1], weight_matrix, out=feedback_2d)
-                backward(*arrays, t < steps - 1, t, t)
-        grad_weight = None
-        if recurrent and ctx.needs_input_grad[1]:
-            previous, grads = spikes[:-1].reshape(-1, size), grad_drive[1:].reshape(-1, size)
-            if ctx.previous_spikes < neuron._SPARSE_OUTER_DENSITY * previous.numel():
-                grad_weight_t = grad_drive.new_zeros(size, size)
-                neuron_kernels.spike_outer_kernel(previous.numpy(), grads.numpy(), grad_weight_t.numpy())
-                grad_weight = grad_weight_t.t().contiguous()
-            else:
-                grad_weight = grads.t() @ previous
-            grad_weight = (grad_weight + grad_drive[0].reshape(-1, size).t() @ spikes0.reshape(-1, size)) * scale
+        grad_drive, grad_weight = sequence_backward(ctx.saved_tensors, ctx.info, grad_spikes, grad_voltages,
+                                                    ctx.needs_input_grad[1])
         return grad_drive, grad_weight, None, None, None, None, None
 
 
