@@ -4,7 +4,8 @@ the worker's peak resident memory, and whether a second run bins again; tonic's 
     python -m benchmarks.data_scaling --root 2000=/data/n2k --root 10000=/data/n10k --root 60000=/data/n60k \
         [--peer-up-to 10000] [--baseline /path/to/older/checkout --baseline-up-to 10000] [--out FILE.md]
 
-Each root is an N-MNIST layout (`neuromem data synth --modality nmnist --nmnist-train N/10 ...` writes one). Every
+Each root is in the layout of --modality, N-MNIST by default (`neuromem data synth --modality nmnist --nmnist-train
+N/10 ...` writes one; `--modality ssc --size ssc.train=N/35` an SSC one). Every
 run is a fresh subprocess with a fresh NEUROMEM_HOME (an empty cache), so its peak RSS is its own. `--baseline`
 runs the same cell with another checkout's code first on the path (e.g. the dense cache before the sparse one), on
 the same machine, in the same invocation. The table goes to --out (markdown) and to stdout."""
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CELL = ["ablate", "--modality", "nmnist", "--memory", "hopfield", "--epochs", "1", "--threads", "1"]
+CELL = ["ablate", "--memory", "hopfield", "--epochs", "1", "--threads", "1"]
 
 
 def _tree_bytes(path: Path) -> int:
@@ -46,12 +47,12 @@ def _entries(cache: Path) -> dict[str, int]:
     return {p.name: p.stat().st_ino for p in cache.iterdir() if not p.name.startswith(".")} if cache.exists() else {}
 
 
-def neuromem_row(label: str, root: Path, work: Path, pythonpath: str | None = None) -> dict:
+def neuromem_row(label: str, root: Path, work: Path, pythonpath: str | None = None, modality: str = "nmnist") -> dict:
     home = work / f"home-{label}"
     env = {**os.environ, "NEUROMEM_HOME": str(home)}
     if pythonpath:  # and run from there: `python -m` puts the working folder first on the path
         env["PYTHONPATH"] = pythonpath
-    command = [sys.executable, "-m", "neuromem", *CELL, "--data-root", str(root)]
+    command = [sys.executable, "-m", "neuromem", *CELL, "--modality", modality, "--data-root", str(root)]
     wall, rss, _ = _run([*command, "--out", str(work / f"run-{label}-1")], env, pythonpath)
     cache = home / "cache"
     size, entries = _tree_bytes(cache), _entries(cache)
@@ -122,7 +123,8 @@ def _gb(n: float) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", action="append", required=True, help="SAMPLES=PATH, an N-MNIST layout root")
+    parser.add_argument("--root", action="append", required=True, help="SAMPLES=PATH, a root in the data set's layout")
+    parser.add_argument("--modality", default="nmnist", help="the cell's data set (tonic's loader runs on N-MNIST only)")
     parser.add_argument("--peer-up-to", type=int, default=10000, help="run tonic's loader on sets up to this size")
     parser.add_argument("--baseline", default=None, help="another checkout to run first on the path, as 'before'")
     parser.add_argument("--baseline-up-to", type=int, default=10000, help="run the baseline on sets up to this size")
@@ -133,10 +135,10 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="nm-scaling-") as tmp:
         work = Path(tmp)
         for samples, root in roots:
-            row = {"samples": samples, "neuromem": neuromem_row(f"{samples}", root, work)}
+            row = {"samples": samples, "neuromem": neuromem_row(f"{samples}", root, work, modality=args.modality)}
             if args.baseline and samples <= args.baseline_up_to:
-                row["baseline"] = neuromem_row(f"{samples}-base", root, work, args.baseline)
-            if samples <= args.peer_up_to:
+                row["baseline"] = neuromem_row(f"{samples}-base", root, work, args.baseline, args.modality)
+            if samples <= args.peer_up_to and args.modality == "nmnist":
                 row["tonic"] = _peer_in_child(root, work)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -149,7 +151,7 @@ def main(argv=None) -> None:
             if name in row:
                 r = row[name]
                 second = (f"{r['second_wall_s']:.0f} s, " + ("binned again" if r["second_binned_again"] else "cache hit"))
-                lines.append(f"| {row['samples']:,} | {name if name == 'neuromem' else 'neuromem, ' + args.baseline} | "
+                lines.append(f"| {row['samples']:,} {args.modality} | {name if name == 'neuromem' else 'neuromem, ' + args.baseline} | "
                              f"{r['wall_s']:.0f} s | {_gb(r['peak_rss'])} | {_gb(r['cache_bytes'])} | "
                              f"{r['cached_splits']} | {second} |")
         if "tonic" in row:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterable
 from pathlib import Path
 
 import h5py
@@ -183,23 +184,41 @@ def read_heidelberg_speakers(path: Path) -> np.ndarray | None:
 def write_heidelberg(path: str | os.PathLike, times: list[np.ndarray], units: list[np.ndarray], labels: np.ndarray,
                      speakers: np.ndarray, keys: list[str]) -> None:
     """Write one split in the published SHD / SSC layout; the file appears atomically."""
+    write_heidelberg_stream(path, len(labels), zip(times, units, labels, speakers), keys)
+
+
+def write_heidelberg_stream(path: str | os.PathLike, n: int, samples: Iterable[tuple[np.ndarray, np.ndarray, int, int]],
+                            keys: list[str]) -> None:
+    """Write one split of `n` samples, each (times s, units, label, speaker) as `samples` yields it, in the SHD /
+    SSC layout: one sample in memory at a time (a split of SSC's real size holds ~10 GB of events); the file
+    appears atomically, and a run that stops leaves no file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # track_times=False keeps HDF5 object headers free of wall-clock times: same seed, same bytes
-    with h5py.File(tmp, "w", track_order=False) as file:
-        spikes = file.create_group("spikes", track_order=False)
-        n = len(labels)
-        t_ds = spikes.create_dataset("times", (n,), dtype=h5py.vlen_dtype(np.float16), track_times=False)
-        u_ds = spikes.create_dataset("units", (n,), dtype=h5py.vlen_dtype(np.uint16), track_times=False)
-        for i in range(n):
-            t_ds[i] = np.asarray(times[i], dtype=np.float16)
-            u_ds[i] = np.asarray(units[i], dtype=np.uint16)
-        file.create_dataset("labels", data=np.asarray(labels, dtype=np.uint8), track_times=False)
-        extra = file.create_group("extra")
-        extra.create_dataset("keys", data=np.array([k.encode() for k in keys]), track_times=False)
-        extra.create_dataset("speaker", data=np.asarray(speakers, dtype=np.uint16), track_times=False)
-    os.replace(tmp, path)
+    labels, speakers = np.zeros(n, np.uint8), np.zeros(n, np.uint16)
+    try:
+        # track_times=False keeps HDF5 object headers free of wall-clock times: same seed, same bytes
+        with h5py.File(tmp, "w", track_order=False) as file:
+            spikes = file.create_group("spikes", track_order=False)
+            t_ds = spikes.create_dataset("times", (n,), dtype=h5py.vlen_dtype(np.float16), track_times=False)
+            u_ds = spikes.create_dataset("units", (n,), dtype=h5py.vlen_dtype(np.uint16), track_times=False)
+            count = 0
+            for i, (t, u, label, speaker) in enumerate(samples):
+                if i >= n:
+                    raise ValueError(f"{path}: more than the {n} samples announced")
+                t_ds[i] = np.asarray(t, dtype=np.float16)
+                u_ds[i] = np.asarray(u, dtype=np.uint16)
+                labels[i], speakers[i] = label, speaker
+                count = i + 1
+            if count != n:
+                raise ValueError(f"{path}: {count} samples written, {n} announced")
+            file.create_dataset("labels", data=labels, track_times=False)
+            extra = file.create_group("extra")
+            extra.create_dataset("keys", data=np.array([k.encode() for k in keys]), track_times=False)
+            extra.create_dataset("speaker", data=speakers, track_times=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 write_shd = write_heidelberg
