@@ -66,3 +66,28 @@ def test_chip_table_has_a_row_per_sense_operation_counts_the_twin_and_the_ratio(
     assert alone[at["ANN / Loihi energy"]] == "4x"
     assert "`neuromem ablate --modality nmnist --memory scl-spiking --dense" in section
     assert "Davies et al. 2018: 23.6 pJ" in section
+
+
+def test_a_joint_loihi_cell_records_each_senses_chain_costs():
+    """The trainer's accounting of a joint scl-spiking cell on Loihi: each sense's chain (its front end, the shared
+    memory's layers, its readout) run alone, recorded as `<metric>_<sense>`, no plain (one-sense) keys."""
+    import numpy as np
+    import torch
+
+    from neuromem.models import build_network
+    from neuromem.train.trainer import SplitData, _account
+
+    shapes, rng = {"nmnist": (2, 34, 34), "shd": (700,)}, np.random.default_rng(0)
+    torch.manual_seed(0)
+    kwargs = dict(hidden=12, memory_options={"dim": 8})
+    network = build_network(shapes, {s: 10 for s in shapes}, "scl-spiking", neuron="loihi", **kwargs).eval()
+    twin = build_network(shapes, {s: 10 for s in shapes}, "scl-spiking", neuron="dense", **kwargs).eval()
+    test = {s: SplitData(s, (rng.random((4, 6, *shape)) < 0.2).astype(np.float32), np.arange(4), np.arange(4), shape)
+            for s, shape in shapes.items()}
+    merged = _account(network, twin, list(shapes), test)
+    for sense, shape in shapes.items():
+        assert merged[f"loihi_energy_pj_per_sample_{sense}"] > 0 and merged[f"loihi_synaptic_ops_per_sample_{sense}"] > 0
+        neurons = merged[f"loihi_neurons_{sense}"]
+        assert merged[f"loihi_neuron_updates_per_sample_{sense}"] == neurons * 6  # every neuron, every step
+    assert merged["loihi_neurons_nmnist"] != merged["loihi_neurons_shd"]  # each sense's own front end
+    assert "loihi_energy_pj_per_sample" not in merged
