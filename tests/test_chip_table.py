@@ -91,3 +91,11 @@ def test_a_joint_loihi_cell_records_each_senses_chain_costs():
         assert merged[f"loihi_neuron_updates_per_sample_{sense}"] == neurons * 6  # every neuron, every step
     assert merged["loihi_neurons_nmnist"] != merged["loihi_neurons_shd"]  # each sense's own front end
     assert "loihi_energy_pj_per_sample" not in merged
+    # a parallel pair: each network a group of one sense, the cell two senses: per-sense keys only, no plain copy
+    # of whichever sense came last; a cell of one sense keeps the plain names too
+    alone = build_network({"shd": shapes["shd"]}, {"shd": 10}, "scl-spiking", neuron="loihi", **kwargs).eval()
+    dense = build_network({"shd": shapes["shd"]}, {"shd": 10}, "scl-spiking", neuron="dense", **kwargs).eval()
+    pair = _account(alone, dense, ["shd"], test, one_sense=False)
+    assert pair["loihi_energy_pj_per_sample_shd"] > 0 and "loihi_energy_pj_per_sample" not in pair
+    single = _account(alone, dense, ["shd"], test, one_sense=True)
+    assert single["loihi_energy_pj_per_sample"] == single["loihi_energy_pj_per_sample_shd"] > 0

@@ -292,10 +292,12 @@ def _cross_modal_retrieval(
 
 
 def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test: Mapping[str, SplitData],
-             profile_name: str = "horowitz-45nm") -> dict[str, Any]:
+             profile_name: str = "horowitz-45nm", one_sense: bool = False) -> dict[str, Any]:
     """Accounting columns (NeuroBench definitions) of the trained network and of its
     ANN-equivalent twin on the same test samples, each modality fed alone. The twin is
-    untrained: under the dense-MAC assumption its cost depends only on its architecture."""
+    untrained: under the dense-MAC assumption its cost depends only on its architecture. Chip costs are
+    recorded per sense (`<metric>_<sense>`), and under the plain names too where the cell has one sense
+    (`one_sense`: not a parallel pair, whose networks are each a group of one sense)."""
     network.eval()
     twin.eval()
     per_modality = {}
@@ -319,7 +321,7 @@ def _account(network: MemoryNetwork, twin: MemoryNetwork, group: list[str], test
         x, _ = split.take(np.arange(min(ACCOUNTING_SAMPLES, len(split.labels))))
         chip = chip_metrics(network, d, split.input_shape, x)
         merged.update({f"{k}_{d}": v for k, v in chip.items()})
-        if len(group) == 1:
+        if one_sense:
             merged.update(chip)
     return merged
 
@@ -406,7 +408,7 @@ def run_cell(config: CellConfig, data_root: Path, progress: ProgressSink | None 
         precision.close()
         network.cpu()  # accounting counts operations (and runs the Loihi chain) on the CPU
         accounts.append(_account(network, _build(config, group, train, classes, neuron="dense"), group, test,
-                                 config.energy_profile))
+                                 config.energy_profile, one_sense=len(task.datasets) == 1))
     metrics["learning_curve"] = [float(np.mean(epoch)) for epoch in zip(*(metrics[f"learning_curve_{d}"] for d in task.datasets))]
     for split_name in ("train", "test", "seen"):
         if all(f"{split_name}_accuracy_{d}" in metrics for d in task.datasets):
