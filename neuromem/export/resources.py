@@ -96,7 +96,8 @@ class LoihiResources:
         out.append(
             f"per inference ({self.timesteps} steps, mean of {self.samples} samples): "
             f"{self.synaptic_ops_per_inference:.0f} synaptic ops, {self.neuron_updates_per_inference:.0f} neuron updates, "
-            f"{self.spikes_per_inference:.0f} spikes -> {self.energy_uj_per_inference:.3f} uJ"
+            f"{self.spikes_per_inference:.0f} spikes -> {self.energy_uj_per_inference:.3f} uJ "
+            "at Loihi 1's measured per-operation energies (Loihi 2's are not published)"
         )
         for key, value in self.energy_terms_uj.items():
             out.append(f"  {key}: {value:.3f} uJ")
