@@ -13,7 +13,7 @@ and the synthetic default are read by the same code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 from pathlib import Path
 
@@ -42,23 +42,44 @@ def shd_path(root: str | os.PathLike, split: str) -> Path:
     return Path(root) / "SHD" / f"shd_{split}.h5"
 
 
+READ_CHUNK = 4096  # samples read from an HDF5 split at a time: SSC's training split holds ~1.2 GB of events
+
+
 @dataclass
 class HeidelbergFile:
-    """One split of a Heidelberg spiking data set (SHD, SSC) held as the raw vlen arrays."""
+    """One split of a Heidelberg spiking data set (SHD, SSC): its labels, speakers and class names in memory, its
+    spikes read from the file a chunk of samples at a time (`events(i)` in order reads each chunk once), so a
+    split of any size costs one chunk of memory."""
 
     path: Path
-    times: np.ndarray  # object array of float16 arrays, seconds
-    units: np.ndarray  # object array of uint16 arrays, channel 0..699
     labels: np.ndarray  # int64 (N,)
     speakers: np.ndarray | None
     keys: list[str]  # extra/keys: the class names, label -> word
+    _chunk: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def chunk(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """spikes/times (float16 s) and spikes/units (uint16) of samples start..stop-1, object arrays."""
+        with h5py.File(self.path, "r") as file:
+            return file["spikes/times"][start:stop], file["spikes/units"][start:stop]
+
+    @property
+    def times(self) -> np.ndarray:  # the whole split: small sets and tests
+        return self.chunk(0, len(self))[0]
+
+    @property
+    def units(self) -> np.ndarray:
+        return self.chunk(0, len(self))[1]
+
     def events(self, index: int) -> np.ndarray:
         """Sample `index` as tonic's SHD / SSC do it: t in µs, x = channel, constant polarity."""
-        return shd_events(self.times[index], self.units[index])
+        start = index - index % READ_CHUNK
+        if self._chunk is None or self._chunk[0] != start:
+            self._chunk = (start, *self.chunk(start, min(start + READ_CHUNK, len(self))))
+        _, times, units = self._chunk
+        return shd_events(times[index - start], units[index - start])
 
 
 SHDFile = HeidelbergFile
@@ -99,24 +120,39 @@ def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes:
                     "(valid: spikes/times, spikes/units, labels, extra/keys, extra/speaker)"
                 )
             _check_heidelberg_kinds(path, file)
-            times = file["spikes/times"][()]
-            units = file["spikes/units"][()]
+            n = (file["spikes/times"].shape[0], file["spikes/units"].shape[0])
             labels = _integer_labels(path, np.asarray(file["labels"][()]))
             speakers = np.asarray(file["extra/speaker"][()]) if "extra/speaker" in file else None
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in file["extra/keys"][()]] if "extra/keys" in file else []
+            if not (n[0] == n[1] == len(labels)):
+                raise NeuromemError(f"{path}: spikes/times ({n[0]}), spikes/units ({n[1]}) and labels ({len(labels)}) "
+                                    "must have one entry per sample")
+            if len(labels) == 0:
+                raise NeuromemError(f"{path} holds no samples (empty split); {_fix_hint(root)}")
+            if labels.min() < 0 or labels.max() >= num_classes:
+                raise NeuromemError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+            events = 0
+            for start in range(0, len(labels), READ_CHUNK):  # checked a chunk at a time: memory of one chunk
+                stop = min(start + READ_CHUNK, len(labels))
+                events += _check_heidelberg_spikes(path, file["spikes/times"][start:stop],
+                                                   file["spikes/units"][start:stop], start, channels)
     except NeuromemError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise NeuromemError(f"{path} is not a readable {name} HDF5 file (truncated or corrupt?): {reason}; {_fix_hint(Path(root))}") from None
-    if not (len(times) == len(units) == len(labels)):
-        raise NeuromemError(f"{path}: spikes/times ({len(times)}), spikes/units ({len(units)}) and labels ({len(labels)}) must have one entry per sample")
-    if len(labels) == 0:
-        raise NeuromemError(f"{path} holds no samples (empty split); {_fix_hint(root)}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise NeuromemError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+    if events == 0:
+        import sys
+
+        print(f"warning: {path}: every one of its {len(labels)} samples holds 0 events (an empty split; "
+              "a network trained on it sees no input)", file=sys.stderr)
+    return HeidelbergFile(path, labels, speakers, keys)
+
+
+def _check_heidelberg_spikes(path: Path, times: np.ndarray, units: np.ndarray, offset: int, channels: int) -> int:
+    """The events of samples offset.. (one chunk) checked; returns how many there are."""
     events = 0
-    for index, (t, u) in enumerate(zip(times, units)):
+    for index, (t, u) in enumerate(zip(times, units), start=offset):
         if len(t) != len(u):
             raise NeuromemError(f"{path}: sample {index} has {len(t)} spike times but {len(u)} units; they must match")
         if not len(u):
@@ -132,12 +168,7 @@ def read_heidelberg(root: str | os.PathLike, path: Path, name: str, num_classes:
             bad = t[~np.isfinite(t)][0] if not np.isfinite(t).all() else t.min()
             raise NeuromemError(f"{path}: sample {index} has spike time {bad}; spikes/times must hold finite "
                                 "times in seconds, >= 0")
-    if events == 0:
-        import sys
-
-        print(f"warning: {path}: every one of its {len(labels)} samples holds 0 events (an empty split; "
-              "a network trained on it sees no input)", file=sys.stderr)
-    return HeidelbergFile(path, times, units, labels, speakers, keys)
+    return events
 
 
 def _check_heidelberg_kinds(path: Path, file) -> None:
