@@ -85,3 +85,29 @@ def test_ray_gives_identical_numbers(tiny_data, tmp_path, uninterrupted):
                      env={"RAY_USAGE_STATS_ENABLED": "0"})
     assert result.returncode == 0, result.stderr
     assert _table(out) == uninterrupted
+
+
+def _sigint_handler_of_worker(_) -> str:
+    import signal
+
+    return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "python's"
+
+
+def test_grid_workers_are_born_ignoring_sigint_and_the_parent_is_not_changed():
+    """An interrupt to the process group is the parent's to handle (it ends the workers); a worker still importing
+    torch when it came printed a traceback of its own (seen once in the suite)."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from neuromem.train.grid import _workers_ignore_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with _workers_ignore_sigint():
+            futures = [pool.submit(_sigint_handler_of_worker, i) for i in range(2)]
+        assert [f.result() for f in futures] == ["ignored", "ignored"]
+    finally:
+        pool.shutdown()
+    assert signal.getsignal(signal.SIGINT) is before

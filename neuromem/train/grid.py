@@ -8,6 +8,7 @@ output folder never train or save the same cell at once.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import traceback
@@ -126,6 +127,24 @@ def run_grid(
             claim.release()
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """SIGINT ignored while the pool starts its workers (submit spawns them), so they are born ignoring it: an
+    interrupt to the whole process group is this process's to handle (it ends the workers), and a worker still
+    importing torch when it comes would otherwise print a traceback of its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_batch(configs, data_root, executor, workers, address, cpus_per_cell, done) -> None:
     if not configs:
         return
@@ -136,7 +155,8 @@ def _run_batch(configs, data_root, executor, workers, address, cpus_per_cell, do
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
-        futures = [pool.submit(execute_cell, c.to_dict(), str(data_root)) for c in configs]
+        with _workers_ignore_sigint():
+            futures = [pool.submit(execute_cell, c.to_dict(), str(data_root)) for c in configs]
         for future in as_completed(futures):
             done(future.result())
     except BaseException:  # interrupted (SIGINT, or SIGTERM to this process alone): stop, never wait for the grid
