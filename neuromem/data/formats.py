@@ -219,10 +219,10 @@ def write_heidelberg(path: str | os.PathLike, times: list[np.ndarray], units: li
 
 
 def write_heidelberg_stream(path: str | os.PathLike, n: int, samples: Iterable[tuple[np.ndarray, np.ndarray, int, int]],
-                            keys: list[str]) -> None:
+                            keys: list[str]) -> int:
     """Write one split of `n` samples, each (times s, units, label, speaker) as `samples` yields it, in the SHD /
     SSC layout: one sample in memory at a time (a split of SSC's real size holds ~10 GB of events); the file
-    appears atomically, and a run that stops leaves no file."""
+    appears atomically, and a run that stops leaves no file. Returns the number of events written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -233,14 +233,14 @@ def write_heidelberg_stream(path: str | os.PathLike, n: int, samples: Iterable[t
             spikes = file.create_group("spikes", track_order=False)
             t_ds = spikes.create_dataset("times", (n,), dtype=h5py.vlen_dtype(np.float16), track_times=False)
             u_ds = spikes.create_dataset("units", (n,), dtype=h5py.vlen_dtype(np.uint16), track_times=False)
-            count = 0
+            count = events = 0
             for i, (t, u, label, speaker) in enumerate(samples):
                 if i >= n:
                     raise ValueError(f"{path}: more than the {n} samples announced")
                 t_ds[i] = np.asarray(t, dtype=np.float16)
                 u_ds[i] = np.asarray(u, dtype=np.uint16)
                 labels[i], speakers[i] = label, speaker
-                count = i + 1
+                count, events = i + 1, events + len(t)
             if count != n:
                 raise ValueError(f"{path}: {count} samples written, {n} announced")
             file.create_dataset("labels", data=labels, track_times=False)
@@ -250,6 +250,7 @@ def write_heidelberg_stream(path: str | os.PathLike, n: int, samples: Iterable[t
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return events
 
 
 write_shd = write_heidelberg

@@ -143,10 +143,10 @@ class SparseCounts:
         rows = self.csr_rows(positions)
         self._release_pages(rows)
         starts, stops = np.asarray(self.offsets[rows]), np.asarray(self.offsets[rows + 1])
-        lengths = (stops - starts).astype(np.int64)
-        steps = _join([np.asarray(self.index[a:b]) for a, b in zip(starts.tolist(), stops.tolist())], INDEX_DTYPE)
-        counts = _join([np.asarray(self.counts[a:b]) for a, b in zip(starts.tolist(), stops.tolist())], COUNT_DTYPE)
-        return lengths, steps, counts
+        spans = [slice(a, b) for a, b in zip(starts.tolist(), stops.tolist())]
+        steps = _join([np.asarray(self.index[span]) for span in spans], INDEX_DTYPE)
+        counts = _join([np.asarray(self.counts[span]) for span in spans], COUNT_DTYPE)
+        return (stops - starts).astype(np.int64), steps, counts
 
     def _release_pages(self, rows: np.ndarray) -> None:
         """A memory-mapped cache's pages count in the process's resident memory once read, so an epoch over a large

@@ -203,20 +203,18 @@ def write_words(path_of_split, words: list[str], keys: list[str], per_class: dic
     summary = {}
     for split_index, (split, count) in enumerate(per_class.items()):
         pool = np.asarray(speaker_pools[split])
-        events = [0]
 
-        def utterances(split_index=split_index, count=count, pool=pool, events=events):
+        def utterances(split_index=split_index, count=count, pool=pool):
             for label, word in enumerate(words):
                 rng = np.random.default_rng([seed, stream, split_index, label])
                 # every speaker says every word about equally often, as in the real recordings
                 order = np.concatenate([rng.permutation(pool) for _ in range(-(-count // len(pool)))])[:count]
                 for speaker_id in order:
                     t, u = sample_spikes(word, people[speaker_id], rng, cfg)
-                    events[0] += len(t)
                     yield t, u, label, speaker_id
         # streamed: one utterance in memory at a time, whatever the split's size
-        formats.write_heidelberg_stream(path_of_split(split), count * len(words), utterances(), keys)
-        summary[split] = {"samples": count * len(words), "events": events[0]}
+        events = formats.write_heidelberg_stream(path_of_split(split), count * len(words), utterances(), keys)
+        summary[split] = {"samples": count * len(words), "events": events}
     return summary
 
 
