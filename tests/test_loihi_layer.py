@@ -40,7 +40,7 @@ def _step(layers, x):
     hidden = first(x)
     spikes = second(hidden)
     logits = readout(spikes)
-    voltages = first.run_as(x, x.dtype)[1]
+    voltages = first.run(x, x.dtype)[1]
     loss = logits.pow(2).sum() + 0.1 * spikes.sum() + 1e-3 * hidden.mean() + 1e-6 * voltages.sum()
     parameters = [p for layer in layers for p in layer.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [x] + parameters)

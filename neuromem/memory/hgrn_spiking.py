@@ -138,7 +138,7 @@ class HGRULoihiLayer(LoihiLinear):
         self.parameters_ = dataclasses.replace(self.parameters_, du=DECAY_UNITY - 1 - current, dv=DECAY_UNITY - voltage)
         return current, voltage
 
-    def run(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, inputs: torch.Tensor, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
         numerators = self.sync_decays()
         drive = delay_one_step(self.project(unary_spikes(inputs)))
         recurrent = quantize_weight(self.recurrent).to(torch.float64) if self.recurrent is not None else None
@@ -151,7 +151,7 @@ class HGRULoihiLayer(LoihiLinear):
         spikes, voltages, _ = loihi_sequence(drive, self.parameters_, recurrent, self.recurrent_exp)
         record.update(spikes=spikes.detach(), voltages=voltages.detach(),
                       recurrent=None if recurrent is None else recurrent.detach(), recurrent_exp=self.recurrent_exp)
-        return spikes, voltages
+        return spikes.to(dtype), voltages.to(dtype)
 
 
 @dataclass(frozen=True)

@@ -250,16 +250,9 @@ class LoihiLinear(SpikingLayer):
         spikes, voltages, _ = loihi_sequence(activations, self.parameters_, recurrent, self.recurrent_exp)
         return spikes.to(dtype), voltages.to(dtype)
 
-    def run_as(self, inputs: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """`run` with its outputs in `dtype` (a subclass's own `run`, without that argument: converted after)."""
-        if type(self).run is LoihiLinear.run:
-            return self.run(inputs, dtype)
-        spikes, voltages = self.run(inputs)
-        return spikes.to(dtype), voltages.to(dtype)
-
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Spikes in the input's dtype (0/1 are exact in any float type), so the layer drops into float32 models."""
-        return self.run_as(inputs, inputs.dtype)[0]
+        return self.run(inputs, inputs.dtype)[0]
 
 
 class LoihiConv2d(SpikingLayer):
@@ -297,7 +290,7 @@ class LoihiReadout(LoihiLinear):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Voltages in the input's dtype (|v| < 2**23: exact in float32 too)."""
-        return self.run_as(inputs, inputs.dtype)[1]
+        return self.run(inputs, inputs.dtype)[1]
 
     @staticmethod
     def decide(voltages: torch.Tensor) -> torch.Tensor:
@@ -317,4 +310,4 @@ class LoihiSpikeReadout(LoihiReadout):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # the last step in float64 times the scale, as before the voltages came in the input's dtype
-        return (self.run_as(inputs, inputs.dtype)[1][-1].to(torch.float64) * self.logit_scale).to(inputs.dtype)
+        return (self.run(inputs, inputs.dtype)[1][-1].to(torch.float64) * self.logit_scale).to(inputs.dtype)
